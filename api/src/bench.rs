@@ -1,0 +1,313 @@
+//! `voxpop bench`: the figures in docs/BENCHMARKS.md. Each benchmark prints its peers measured in
+//! the same run (the indexing-only ceiling next to end-to-end ingest).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use voxpop_connectors::demo::DemoGenerator;
+use voxpop_index::{PetitionIndex, SearchRequest};
+use voxpop_pipeline::{PipelineConfig, Topic};
+use voxpop_schema::{Petition, Submission, Units};
+
+use crate::commands::progress_bar;
+use crate::stack::{Stack, StackConfig};
+
+fn generate_json(count: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut generator = DemoGenerator::new(seed);
+    (0..count)
+        .map(|_| {
+            let mut submission = generator.submission();
+            // Benchmark petitions are received now and carry no external id: every one is new.
+            submission
+                .as_object_mut()
+                .expect("object")
+                .remove("external_id");
+            submission["channel"] = "web".into();
+            submission
+                .as_object_mut()
+                .expect("object")
+                .remove("submitted_at");
+            serde_json::to_vec(&submission).expect("serialise")
+        })
+        .collect()
+}
+
+fn petitions_of(jsons: &[Vec<u8>]) -> Vec<Petition> {
+    let units = Units::embedded();
+    jsons
+        .iter()
+        .map(|bytes| {
+            Submission::from_json_bytes(bytes, units, Utc::now())
+                .expect("generated petitions are valid")
+                .accept(Utc::now())
+        })
+        .collect()
+}
+
+/// End-to-end ingest (intake -> durable log -> lake -> index -> searchable) against tantivy
+/// indexing alone on the same documents.
+pub async fn ingest(
+    count: usize,
+    kafka: Option<String>,
+    embedded: bool,
+    clients: usize,
+) -> anyhow::Result<()> {
+    println!("generating {count} synthetic petitions of ~1 KB ...");
+    let jsons = Arc::new(generate_json(count, 42));
+    let bytes: usize = jsons.iter().map(Vec::len).sum();
+    println!(
+        "{count} petitions, {:.1} MB of JSON, mean {} bytes",
+        bytes as f64 / 1e6,
+        bytes / count.max(1)
+    );
+    let ceiling = indexing_ceiling(&jsons)?;
+    println!(
+        "tantivy indexing alone:         {:>9.0} petitions/s  ({:.1} MB/s)",
+        ceiling,
+        ceiling * bytes as f64 / count as f64 / 1e6
+    );
+    let mut logs: Vec<Option<String>> = Vec::new();
+    if embedded {
+        logs.push(None);
+    }
+    if let Some(brokers) = kafka {
+        logs.push(Some(brokers));
+    }
+    for kafka in logs {
+        let label = if kafka.is_some() { "kafka" } else { "embedded" };
+        let rate = end_to_end(jsons.clone(), kafka, clients).await?;
+        println!(
+            "end to end on the {label:<8} log: {:>9.0} petitions/s  ({:.1} MB/s), {:.0}% of the indexing-only ceiling",
+            rate,
+            rate * bytes as f64 / count as f64 / 1e6,
+            100.0 * rate / ceiling
+        );
+    }
+    Ok(())
+}
+
+fn indexing_ceiling(jsons: &[Vec<u8>]) -> anyhow::Result<f64> {
+    let petitions = petitions_of(jsons);
+    let dir = tempfile::tempdir()?;
+    let index = PetitionIndex::open_or_create(dir.path())?;
+    let started = Instant::now();
+    for chunk in petitions.chunks(20_000) {
+        index.add_bulk(chunk)?;
+    }
+    index.commit(0)?;
+    Ok(petitions.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn end_to_end(
+    jsons: Arc<Vec<Vec<u8>>>,
+    kafka: Option<String>,
+    clients: usize,
+) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let pipeline = PipelineConfig {
+        batch_size: 20_000,
+        batch_interval: Duration::from_millis(200),
+    };
+    let config = StackConfig {
+        data_dir: dir.path().to_owned(),
+        kafka,
+        pipeline,
+        run_pipeline: true,
+    };
+    // Records already on a shared broker are consumed too (the lake here is new): count them in.
+    let already = count_existing(&config).await?;
+    let stack = Stack::start(config).await?;
+    let count = jsons.len();
+    let target = (already + count) as u64;
+    let bar = progress_bar(target, &format!("ingest on {}", stack.log.kind()));
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (intake, jsons, next) = (stack.intake.clone(), jsons.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(json) = jsons.get(i) else {
+                    return Ok::<(), anyhow::Error>(());
+                };
+                intake
+                    .submit_json(json)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("{err}"))?;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    let accepted_after = started.elapsed();
+    loop {
+        let written = stack.stats.written.load(Ordering::Relaxed);
+        let searchable = stack.stats.index_version.load(Ordering::Relaxed)
+            >= stack.stats.lake_version.load(Ordering::Relaxed);
+        bar.set_position(written);
+        if written >= target && searchable {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let searchable = stack.index.num_docs();
+    println!(
+        "  {} log: {count} accepted (durable) in {:.2} s, searchable in {:.2} s; index holds {searchable}",
+        stack.log.kind(),
+        accepted_after.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    stack.stop().await;
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+async fn count_existing(config: &StackConfig) -> anyhow::Result<usize> {
+    let Some(brokers) = &config.kafka else {
+        return Ok(0);
+    };
+    let log = voxpop_pipeline::kafka::KafkaLog::connect(voxpop_pipeline::kafka::KafkaConfig::new(
+        brokers,
+    ))
+    .await?;
+    let mut reader =
+        voxpop_pipeline::EventLog::reader(&log, Topic::Petitions, &Default::default()).await?;
+    let mut existing = 0;
+    loop {
+        let records = reader.poll(50_000, Duration::from_millis(500)).await?;
+        if records.is_empty() {
+            return Ok(existing);
+        }
+        existing += records.len();
+    }
+}
+
+/// Queries a staff member would type: themes with and without diacritics, phrases, filters.
+const QUERIES: &[(&str, Option<&str>)] = &[
+    ("đất đai", None),
+    ("dat dai", None),
+    ("bồi thường", None),
+    ("giai phong mat bang", None),
+    ("\"giải phóng mặt bằng\"", None),
+    ("ô nhiễm", Some("01")),
+    ("o nhiem bai rac", None),
+    ("bãi rác", Some("79")),
+    ("đường xuống cấp", None),
+    ("duong xuong cap", Some("48")),
+    ("bảo hiểm y tế", None),
+    ("bao hiem y te", None),
+    ("trợ cấp người có công", None),
+    ("hộ nghèo", Some("01")),
+    ("học phí", None),
+    ("thu chi", None),
+    ("thủ tục hành chính", None),
+    ("một cửa", None),
+    ("sai phạm", None),
+    ("tham nhung", None),
+    ("trộm cắp", None),
+    ("đua xe", Some("79")),
+    ("nợ lương", None),
+    ("bảo hiểm xã hội", None),
+    ("giá điện", None),
+    ("phân bón", None),
+    ("tiêu thụ nông sản", None),
+    ("dịch tả lợn", None),
+    ("nước thải", None),
+    ("khói bụi nhà máy", None),
+    ("cầu dân sinh", None),
+    ("đèn chiếu sáng", None),
+    ("tái định cư", None),
+    ("giấy chứng nhận quyền sử dụng đất", None),
+    ("trạm y tế", None),
+    ("giáo viên", None),
+    ("an ninh trật tự", None),
+    ("việc làm thanh niên", None),
+    ("Hà Nội", None),
+    ("thành phố", Some("79")),
+];
+
+/// Search latency over an index of `count` generated petitions.
+pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| temp.path().to_owned());
+    let index = PetitionIndex::open_or_create(&dir)?;
+    let existing = index.num_docs();
+    if existing != count as u64 {
+        index.clear()?;
+        let bar = progress_bar(count as u64, "indexing generated petitions");
+        let started = Instant::now();
+        let mut generator = DemoGenerator::new(7);
+        let units = Units::embedded();
+        let mut made = 0;
+        while made < count {
+            let chunk = (count - made).min(20_000);
+            let petitions: Vec<Petition> = (0..chunk)
+                .map(|_| {
+                    Submission::from_json(&generator.submission(), units, Utc::now())
+                        .expect("valid")
+                        .accept(Utc::now())
+                })
+                .collect();
+            index.add_bulk(&petitions)?;
+            made += chunk;
+            bar.set_position(made as u64);
+        }
+        index.commit(0)?;
+        bar.finish_and_clear();
+        println!(
+            "indexed {count} petitions in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "index holds {} petitions; running {queries} queries",
+        index.num_docs()
+    );
+    // Warm up: the first query of each kind loads posting lists from disk.
+    for (q, province) in QUERIES {
+        index.search(&request(q, *province))?;
+    }
+    let mut latencies = Vec::with_capacity(queries);
+    let mut total_hits = 0usize;
+    for i in 0..queries {
+        let (q, province) = QUERIES[i % QUERIES.len()];
+        let started = Instant::now();
+        let results = index.search(&request(q, province))?;
+        latencies.push(started.elapsed());
+        total_hits += results.total;
+    }
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(latencies.len() - 1)]
+    };
+    println!(
+        "search latency over {} petitions: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {} hits per query)",
+        count,
+        percentile(0.50).as_secs_f64() * 1e3,
+        percentile(0.90).as_secs_f64() * 1e3,
+        percentile(0.99).as_secs_f64() * 1e3,
+        latencies.last().expect("at least one query").as_secs_f64() * 1e3,
+        total_hits / queries.max(1)
+    );
+    Ok(())
+}
+
+fn request(q: &str, province: Option<&str>) -> SearchRequest {
+    SearchRequest {
+        q: q.to_owned(),
+        province: province.map(str::to_owned),
+        commune: None,
+        from: None,
+        to: None,
+        limit: 20,
+        offset: 0,
+    }
+}

@@ -1,0 +1,223 @@
+//! The CLI commands other than benchmarks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing::{info, warn};
+use voxpop_connectors::demo::DemoGenerator;
+use voxpop_connectors::{Intake, IntakeError};
+use voxpop_index::{PetitionIndex, SearchRequest};
+use voxpop_pipeline::PipelineConfig;
+use voxpop_pipeline::lake::PetitionLake;
+use voxpop_schema::Submission;
+
+use crate::http::{AppState, router};
+use crate::stack::{DataLayout, Stack, StackConfig};
+
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub kafka: Option<String>,
+    /// Seed this many demo petitions on first start.
+    pub demo: Option<usize>,
+    pub batch_size: usize,
+    pub batch_interval: Duration,
+}
+
+/// A progress bar on a terminal; hidden (and replaced by log lines) when output is not one.
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let config = StackConfig {
+        data_dir: options.data_dir.clone(),
+        kafka: options.kafka.clone(),
+        pipeline: PipelineConfig {
+            batch_size: options.batch_size,
+            batch_interval: options.batch_interval,
+        },
+        run_pipeline: true,
+    };
+    let stack = Stack::start(config).await?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        intake: stack.intake.clone(),
+        index: stack.index.clone(),
+        queries: stack.queries.clone(),
+        stats: stack.stats.clone(),
+        log_kind: stack.log.kind(),
+        ready: ready.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let address = listener.local_addr()?;
+    ready.store(true, Ordering::Release);
+    info!(%address, data_dir = %options.data_dir.display(), log = stack.log.kind(), "voxpop is serving: open http://{address}/healthz");
+    if let Some(count) = options.demo {
+        let intake = stack.intake.clone();
+        let queries = stack.queries.clone();
+        let marker = stack.layout.root.join("demo-seeded");
+        tokio::spawn(async move {
+            if marker.exists() {
+                info!("demo petitions were seeded on an earlier start");
+                return;
+            }
+            match seed_demo(intake, count).await {
+                Ok(accepted) => {
+                    let _ = std::fs::write(&marker, format!("{accepted}\n"));
+                    let in_lake = queries.count().await.unwrap_or(0);
+                    info!(
+                        accepted,
+                        in_lake, "demo petitions seeded (synthetic, channel `demo`)"
+                    );
+                }
+                Err(err) => warn!(error = %err, "seeding demo petitions failed"),
+            }
+        });
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    info!("shutting down");
+    stack.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+/// Submits `count` synthetic petitions through intake (the same path as real ones), with a
+/// progress bar. Idempotent: the external ids repeat with the seed, so a re-run adds nothing.
+pub async fn seed_demo(intake: Arc<Intake>, count: usize) -> anyhow::Result<usize> {
+    let bar = progress_bar(count as u64, "seeding demo petitions");
+    let mut generator = DemoGenerator::new(2025);
+    let units = voxpop_schema::Units::embedded();
+    let submissions: Vec<Submission> = (0..count)
+        .map(|_| {
+            Submission::from_json(&generator.submission(), units, chrono::Utc::now())
+                .map_err(|errors| anyhow::anyhow!("{errors:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let queue = Arc::new(std::sync::Mutex::new(submissions));
+    let mut workers = Vec::new();
+    for _ in 0..64 {
+        let (intake, queue, accepted, bar) =
+            (intake.clone(), queue.clone(), accepted.clone(), bar.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().expect("queue lock").pop();
+                let Some(submission) = next else {
+                    return Ok::<(), IntakeError>(());
+                };
+                intake.submit(submission).await?;
+                accepted.fetch_add(1, Ordering::Relaxed);
+                bar.inc(1);
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    bar.finish();
+    Ok(accepted.load(Ordering::Relaxed))
+}
+
+pub fn search(
+    data_dir: &Path,
+    query: &str,
+    province: Option<String>,
+    commune: Option<String>,
+    limit: usize,
+) -> anyhow::Result<()> {
+    let layout = DataLayout::new(data_dir);
+    let index = PetitionIndex::open_read_only(&layout.index())
+        .with_context(|| format!("no index in `{}`", layout.index().display()))?;
+    let request = SearchRequest {
+        q: query.to_owned(),
+        province,
+        commune,
+        from: None,
+        to: None,
+        limit,
+        offset: 0,
+    };
+    let results = index.search(&request)?;
+    println!("{} petitions match", results.total);
+    for hit in &results.hits {
+        println!(
+            "\n{}  {}  {}/{}  score {:.2}",
+            hit.id,
+            hit.received_at.format("%Y-%m-%d"),
+            hit.province_code,
+            hit.commune_code,
+            hit.score
+        );
+        println!("  {}", hit.title);
+        println!(
+            "  {}",
+            hit.snippet.replace("<mark>", "[").replace("</mark>", "]")
+        );
+    }
+    if !results.province_facets.is_empty() {
+        let facets: Vec<String> = results
+            .province_facets
+            .iter()
+            .map(|f| format!("{}: {}", f.province_code, f.count))
+            .collect();
+        println!("\nby province: {}", facets.join(", "));
+    }
+    Ok(())
+}
+
+/// Rebuilds the index from the lake, with a progress bar.
+pub async fn reindex(data_dir: &Path) -> anyhow::Result<()> {
+    let layout = DataLayout::new(data_dir);
+    let lake = PetitionLake::open_or_create(&layout.petitions_table()).await?;
+    let version = lake.version();
+    let total = lake.count().await?;
+    let index = Arc::new(PetitionIndex::open_or_create(&layout.index())?);
+    index.clear()?;
+    let bar = progress_bar(total as u64, "reindexing");
+    lake.scan_all(|petitions| {
+        index.add_bulk(&petitions)?;
+        bar.inc(petitions.len() as u64);
+        Ok(())
+    })
+    .await?;
+    index.commit(version)?;
+    bar.finish();
+    println!("reindexed {total} petitions at lake version {version}");
+    Ok(())
+}

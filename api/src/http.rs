@@ -1,0 +1,223 @@
+//! The HTTP API: translation between HTTP and the core, nothing more.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+use uuid::Uuid;
+use voxpop_connectors::{Accepted, Intake, IntakeError};
+use voxpop_index::{PetitionIndex, SearchRequest};
+use voxpop_pipeline::PipelineStats;
+use voxpop_queries::PetitionQueries;
+
+use crate::problem::Problem;
+
+/// Largest request body accepted by `POST /api/v1/petitions`: the body limit of 20,000
+/// characters is at most 80 KB of UTF-8, plus the other fields and JSON escaping.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Most hits one search page returns.
+pub const MAX_SEARCH_LIMIT: usize = 100;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub intake: Arc<Intake>,
+    pub index: Arc<PetitionIndex>,
+    pub queries: Arc<PetitionQueries>,
+    pub stats: Arc<PipelineStats>,
+    pub log_kind: &'static str,
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/petitions", post(submit_petition))
+        .route("/api/v1/petitions/{id}", get(get_petition))
+        .route("/api/v1/search", get(search))
+        .fallback(|| async { Problem::not_found("no such resource") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let ready = state.ready.load(Ordering::Acquire);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "starting" },
+        "log": state.log_kind,
+        "lake_version": state.stats.lake_version.load(Ordering::Relaxed),
+        "index_version": state.stats.index_version.load(Ordering::Relaxed),
+        "petitions_written": state.stats.written.load(Ordering::Relaxed),
+        "dead_lettered": state.stats.dead_lettered.load(Ordering::Relaxed),
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn submit_petition(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("request body is larger than {MAX_REQUEST_BYTES} bytes")
+            } else {
+                rejection.body_text()
+            };
+            return Problem::new(
+                status,
+                "request-body",
+                "The request body could not be read",
+                detail,
+            )
+            .into_response();
+        }
+    };
+    match state.intake.submit_json(&body).await {
+        Ok(Accepted::Created(receipt)) => (StatusCode::CREATED, Json(receipt)).into_response(),
+        Ok(Accepted::Duplicate(receipt)) => (StatusCode::OK, Json(receipt)).into_response(),
+        Err(IntakeError::Invalid(errors)) => Problem::invalid(&errors).into_response(),
+        Err(IntakeError::Unavailable(reason)) => {
+            Problem::unavailable(format!("the petition was not accepted: {reason}"), 5)
+                .into_response()
+        }
+    }
+}
+
+async fn get_petition(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return Problem::bad_parameter("id", format!("`{id}` is not a petition id (UUID)"))
+            .into_response();
+    };
+    // The index knows the partition (week) of the petition, which narrows the lake scan.
+    let week = match state.index.get(&id) {
+        Ok(found) => found.map(|hit| voxpop_schema::petition::iso_week(hit.received_at)),
+        Err(err) => return Problem::internal(&err).into_response(),
+    };
+    match state.queries.petition(&id, week.as_deref()).await {
+        Ok(Some(petition)) => Json(petition).into_response(),
+        Ok(None) => Problem::not_found(format!(
+            "no petition `{id}` in the lake (a petition just accepted appears within seconds)"
+        ))
+        .into_response(),
+        Err(err) => Problem::internal(&err).into_response(),
+    }
+}
+
+async fn search(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let request = match search_request(&params) {
+        Ok(request) => request,
+        Err(problem) => return problem.into_response(),
+    };
+    let index = state.index.clone();
+    match tokio::task::spawn_blocking(move || index.search(&request)).await {
+        Ok(Ok(results)) => Json(results).into_response(),
+        Ok(Err(err)) => Problem::internal(&err).into_response(),
+        Err(err) => Problem::internal(&err).into_response(),
+    }
+}
+
+/// Reads the search parameters, naming every bad one.
+pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, Problem> {
+    let mut errors = Vec::new();
+    const KNOWN: [&str; 7] = ["q", "province", "commune", "from", "to", "limit", "offset"];
+    for key in params.keys() {
+        if !KNOWN.contains(&key.as_str()) {
+            errors.push(voxpop_schema::FieldError::new(
+                key,
+                "unknown_parameter",
+                format!(
+                    "unknown parameter `{key}`, expected one of {}",
+                    KNOWN.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut number = |name: &str, default: usize, max: usize| -> usize {
+        match params.get(name) {
+            None => default,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(value) if value <= max => value,
+                _ => {
+                    errors.push(voxpop_schema::FieldError::new(
+                        name,
+                        "invalid",
+                        format!("`{name}` must be an integer from 0 to {max}"),
+                    ));
+                    default
+                }
+            },
+        }
+    };
+    let limit = number("limit", 20, MAX_SEARCH_LIMIT);
+    let offset = number("offset", 0, 10_000);
+    let mut date = |name: &str, end_of_day: bool| -> Option<DateTime<Utc>> {
+        let raw = params.get(name)?;
+        if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+            return Some(at.with_timezone(&Utc));
+        }
+        if let Ok(day) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+            let time = if end_of_day {
+                day.and_hms_micro_opt(23, 59, 59, 999_999)
+            } else {
+                day.and_hms_opt(0, 0, 0)
+            };
+            return time.map(|t| t.and_utc());
+        }
+        errors.push(voxpop_schema::FieldError::new(
+            name,
+            "format",
+            format!("`{name}` must be a date (2025-09-15) or an RFC 3339 date-time"),
+        ));
+        None
+    };
+    let from = date("from", false);
+    let to = date("to", true);
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        errors.push(voxpop_schema::FieldError::new(
+            "to",
+            "range",
+            "`to` is before `from`",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(&errors).with_status(StatusCode::BAD_REQUEST));
+    }
+    Ok(SearchRequest {
+        q: params.get("q").cloned().unwrap_or_default(),
+        province: params.get("province").filter(|p| !p.is_empty()).cloned(),
+        commune: params.get("commune").filter(|c| !c.is_empty()).cloned(),
+        from,
+        to,
+        limit,
+        offset,
+    })
+}

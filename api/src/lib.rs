@@ -1,0 +1,10 @@
+//! The `voxpop` process: HTTP API, CLI commands and the wiring of the core.
+//!
+//! In: HTTP requests and CLI arguments. Out: HTTP responses (JSON, problem+json), terminal output.
+//! Only wiring and translation live here; every rule lives in the crate whose concept it serves.
+
+pub mod bench;
+pub mod commands;
+pub mod http;
+pub mod problem;
+pub mod stack;

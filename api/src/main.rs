@@ -1,0 +1,152 @@
+//! `voxpop`: the command-line entry point.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use voxpop_api::commands;
+
+#[derive(Parser)]
+#[command(
+    name = "voxpop",
+    version,
+    about = "Petitions and public opinion: intake, lake, search"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the API, the pipeline and the index in one process.
+    Serve {
+        /// Where the log, the lake and the index live.
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "VOXPOP_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Kafka bootstrap servers (`host:port,...`); without it the embedded log is used.
+        #[arg(long, env = "VOXPOP_KAFKA")]
+        kafka: Option<String>,
+        /// On first start, seed synthetic demo petitions through the normal intake path.
+        #[arg(long)]
+        demo: bool,
+        /// How many demo petitions to seed.
+        #[arg(long, default_value_t = 20_000)]
+        demo_count: usize,
+        /// Most records per lake commit.
+        #[arg(long, env = "VOXPOP_BATCH_SIZE", default_value_t = 20_000)]
+        batch_size: usize,
+        /// Longest a record waits for its micro-batch, in milliseconds.
+        #[arg(long, env = "VOXPOP_BATCH_INTERVAL_MS", default_value_t = 250)]
+        batch_interval_ms: u64,
+    },
+    /// Searches the index of a data directory.
+    Search {
+        query: String,
+        #[arg(long)]
+        province: Option<String>,
+        #[arg(long)]
+        commune: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Rebuilds the index from the lake.
+    Reindex {
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Benchmarks (figures for docs/BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Petitions/s from intake to searchable, and tantivy indexing alone as the ceiling.
+    Ingest {
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// Also (or only, with --no-embedded) measure on Kafka.
+        #[arg(long)]
+        kafka: Option<String>,
+        #[arg(long)]
+        no_embedded: bool,
+        /// Concurrent intake clients.
+        #[arg(long, default_value_t = 256)]
+        clients: usize,
+    },
+    /// Search latency percentiles over an index of generated petitions.
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        #[arg(long, default_value_t = 1_000)]
+        queries: usize,
+        /// Keep the index here (reused when it already holds `count` petitions).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,datafusion=warn,deltalake=warn,tantivy=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                data_dir,
+                listen,
+                kafka,
+                demo,
+                demo_count,
+                batch_size,
+                batch_interval_ms,
+            } => {
+                let options = commands::ServeOptions {
+                    data_dir,
+                    listen,
+                    kafka,
+                    demo: demo.then_some(demo_count),
+                    batch_size,
+                    batch_interval: std::time::Duration::from_millis(batch_interval_ms),
+                };
+                commands::serve(options).await
+            }
+            Command::Search {
+                query,
+                province,
+                commune,
+                limit,
+                data_dir,
+            } => commands::search(&data_dir, &query, province, commune, limit),
+            Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
+            Command::Bench { bench } => match bench {
+                BenchCommand::Ingest {
+                    count,
+                    kafka,
+                    no_embedded,
+                    clients,
+                } => voxpop_api::bench::ingest(count, kafka, !no_embedded, clients).await,
+                BenchCommand::Search {
+                    count,
+                    queries,
+                    dir,
+                } => voxpop_api::bench::search(count, queries, dir).await,
+            },
+        }
+    })
+}

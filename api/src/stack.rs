@@ -1,0 +1,167 @@
+//! Wiring: the log, the lake, the index, the pipeline and intake of one `voxpop` process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+use voxpop_connectors::Intake;
+use voxpop_connectors::intake::receipt_of;
+use voxpop_index::PetitionIndex;
+use voxpop_pipeline::embedded::EmbeddedLog;
+use voxpop_pipeline::kafka::{KafkaConfig, KafkaLog};
+use voxpop_pipeline::lake::{PetitionLake, petitions_table_path};
+use voxpop_pipeline::{EventLog, Pipeline, PipelineConfig, PipelineStats, Topic};
+use voxpop_queries::PetitionQueries;
+use voxpop_schema::Petition;
+
+/// Where a data directory keeps what.
+#[derive(Debug, Clone)]
+pub struct DataLayout {
+    pub root: PathBuf,
+}
+
+impl DataLayout {
+    pub fn new(root: &Path) -> DataLayout {
+        DataLayout {
+            root: root.to_owned(),
+        }
+    }
+    /// The embedded event log.
+    pub fn log(&self) -> PathBuf {
+        self.root.join("log")
+    }
+    /// Delta tables.
+    pub fn lake(&self) -> PathBuf {
+        self.root.join("lake")
+    }
+    pub fn petitions_table(&self) -> PathBuf {
+        petitions_table_path(&self.lake())
+    }
+    /// The tantivy index.
+    pub fn index(&self) -> PathBuf {
+        self.root.join("index")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub data_dir: PathBuf,
+    /// Kafka bootstrap servers; `None` for the embedded log.
+    pub kafka: Option<String>,
+    pub pipeline: PipelineConfig,
+    /// Run the pipeline in this process (off for an API-only node on Kafka).
+    pub run_pipeline: bool,
+}
+
+/// A running voxpop core.
+pub struct Stack {
+    pub layout: DataLayout,
+    pub log: Arc<dyn EventLog>,
+    pub intake: Arc<Intake>,
+    pub index: Arc<PetitionIndex>,
+    pub queries: Arc<PetitionQueries>,
+    pub stats: Arc<PipelineStats>,
+    shutdown: watch::Sender<bool>,
+    pipeline: Option<JoinHandle<()>>,
+}
+
+impl Stack {
+    pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
+        let layout = DataLayout::new(&config.data_dir);
+        std::fs::create_dir_all(&layout.root)
+            .with_context(|| format!("cannot create data directory `{}`", layout.root.display()))?;
+        let log: Arc<dyn EventLog> = match &config.kafka {
+            None => Arc::new(EmbeddedLog::open(&layout.log()).await?),
+            Some(brokers) => Arc::new(KafkaLog::connect(KafkaConfig::new(brokers)).await?),
+        };
+        let lake = PetitionLake::open_or_create(&layout.petitions_table()).await?;
+        let index = Arc::new(PetitionIndex::open_or_create(&layout.index())?);
+        let queries = Arc::new(PetitionQueries::new(&layout.petitions_table()));
+        let intake = Arc::new(Intake::new(log.clone()));
+        let remembered = recover_external_ids(&intake, &queries, log.as_ref(), &lake).await?;
+        info!(
+            log = log.kind(),
+            lake_version = lake.version(),
+            remembered,
+            "voxpop core ready to start"
+        );
+        let mut pipeline = Pipeline::new(
+            log.clone(),
+            lake,
+            Some(index.clone()),
+            config.pipeline.clone(),
+        );
+        let stats = pipeline.stats();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let pipeline = if config.run_pipeline {
+            pipeline.catch_up_index().await?;
+            Some(tokio::spawn(async move {
+                if let Err(err) = pipeline.run(shutdown_rx).await {
+                    tracing::error!(error = %err, "pipeline stopped");
+                }
+            }))
+        } else {
+            None
+        };
+        Ok(Stack {
+            layout,
+            log,
+            intake,
+            index,
+            queries,
+            stats,
+            shutdown,
+            pipeline,
+        })
+    }
+
+    /// Stops the pipeline after its current batch.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(pipeline) = self.pipeline.take() {
+            let _ = pipeline.await;
+        }
+    }
+}
+
+/// Re-learns the external ids accepted before this start: those in the lake, and those still on
+/// the log past the lake's positions (accepted, not yet consumed).
+async fn recover_external_ids(
+    intake: &Intake,
+    queries: &PetitionQueries,
+    log: &dyn EventLog,
+    lake: &PetitionLake,
+) -> anyhow::Result<usize> {
+    let mut remembered = intake.remember(queries.known_external_ids().await?.into_iter().map(
+        |known| {
+            let receipt = voxpop_connectors::Receipt {
+                id: known.id,
+                tracking_code: known.tracking_code,
+                status: "received",
+            };
+            (known.channel, known.external_id, receipt)
+        },
+    ));
+    let partitions = log.partitions(Topic::Petitions).await?;
+    let start: BTreeMap<i32, i64> = lake
+        .committed_positions(Topic::Petitions, &partitions)
+        .await?;
+    let mut reader = log.reader(Topic::Petitions, &start).await?;
+    loop {
+        let records = reader.poll(10_000, Duration::from_millis(200)).await?;
+        if records.is_empty() {
+            break;
+        }
+        remembered += intake.remember(records.iter().filter_map(|record| {
+            let petition = Petition::from_json_slice(&record.payload).ok()?;
+            let external_id = petition.external_id.clone()?;
+            Some((petition.channel, external_id, receipt_of(&petition)))
+        }));
+    }
+    Ok(remembered)
+}

@@ -1,0 +1,252 @@
+//! Vietnamese text analysis: how petition text and queries become terms.
+//!
+//! Vietnamese is written in syllables separated by spaces, so a syllable is the unit of a term and
+//! a word of several syllables ("giải phóng mặt bằng") is a phrase. Each text is indexed in two
+//! views that share the same split, so positions line up and a phrase works in either view:
+//! - [`FOLDED_TOKENIZER`]: lower-cased and folded ([`text::push_folded`]), so "dat dai" typed
+//!   without a Vietnamese keyboard finds "đất đai".
+//! - [`EXACT_TOKENIZER`]: lower-cased with canonical tone placement ([`text::canonical`]), so
+//!   "đất" does not match "dát" and "Hoà" matches "Hòa".
+//!
+//! Token offsets always point into the original text, which is what the snippet highlighter uses.
+
+use std::str::CharIndices;
+
+use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer, TokenizerManager};
+use unicode_normalization::char::is_combining_mark;
+use voxpop_schema::text;
+
+/// Name of the folded (diacritic-insensitive) analyser in the index's tokenizer manager.
+/// Stored in the index schema: renaming it makes existing indexes unreadable.
+pub const FOLDED_TOKENIZER: &str = "vi_folded";
+/// Name of the exact (diacritic-sensitive, tone-placement-insensitive) analyser. Stored in the
+/// index schema like [`FOLDED_TOKENIZER`].
+pub const EXACT_TOKENIZER: &str = "vi_exact";
+
+/// Longest run kept, in bytes of the original text. A Vietnamese syllable is at most 7 letters;
+/// longer runs are URLs, hashes or junk whose terms would only bloat the dictionary (and tantivy
+/// rejects terms near 64 KiB). Checked in the tokenizer rather than with tantivy's
+/// `RemoveLongFilter`, which measures the normalised term and so would drop a run from one view
+/// but not the other.
+const MAX_TERM_BYTES: usize = 80;
+
+/// Which view of the text a [`VietnameseTokenizer`] produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Lower case, every diacritic removed, `đ` -> `d`.
+    Folded,
+    /// Lower case, NFC with canonical tone placement.
+    Exact,
+}
+
+/// Splits on every character that is neither alphanumeric nor a combining mark (so text in NFD
+/// still forms whole syllables), then normalises each syllable for its [`View`].
+#[derive(Debug, Clone)]
+pub struct VietnameseTokenizer {
+    view: View,
+    token: Token,
+}
+
+impl VietnameseTokenizer {
+    pub fn new(view: View) -> Self {
+        VietnameseTokenizer {
+            view,
+            token: Token::default(),
+        }
+    }
+}
+
+/// The token stream of a [`VietnameseTokenizer`].
+pub struct VietnameseTokenStream<'a> {
+    text: &'a str,
+    chars: CharIndices<'a>,
+    view: View,
+    token: &'a mut Token,
+}
+
+impl Tokenizer for VietnameseTokenizer {
+    type TokenStream<'a> = VietnameseTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> VietnameseTokenStream<'a> {
+        self.token.reset();
+        VietnameseTokenStream {
+            text,
+            chars: text.char_indices(),
+            view: self.view,
+            token: &mut self.token,
+        }
+    }
+}
+
+fn is_word_char(ch: char) -> bool {
+    ch.is_alphanumeric() || is_combining_mark(ch)
+}
+
+/// Writes the normalised form of one syllable into `out` (cleared first).
+fn normalise_into(view: View, syllable: &str, out: &mut String) {
+    out.clear();
+    if syllable.is_ascii() {
+        // The common case for folded queries, numbers and codes: no Unicode work needed.
+        out.extend(syllable.chars().map(|ch| ch.to_ascii_lowercase()));
+        return;
+    }
+    match view {
+        View::Folded => {
+            for ch in syllable.chars() {
+                for lower in ch.to_lowercase() {
+                    text::push_folded(lower, out);
+                }
+            }
+        }
+        View::Exact => {
+            // Lower-case before placing the tone: `canonical` looks at letters, not case, but
+            // lower-casing after could re-split a composed capital in rare scripts.
+            let lower = syllable.to_lowercase();
+            out.push_str(&text::canonical(&lower));
+        }
+    }
+}
+
+impl TokenStream for VietnameseTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        loop {
+            let Some(offset_from) = self
+                .chars
+                .by_ref()
+                .find(|(_, ch)| is_word_char(*ch))
+                .map(|(offset, _)| offset)
+            else {
+                return false;
+            };
+            let offset_to = self
+                .chars
+                .by_ref()
+                .find(|(_, ch)| !is_word_char(*ch))
+                .map_or(self.text.len(), |(offset, _)| offset);
+            let syllable = &self.text[offset_from..offset_to];
+            // Both checks look at the original text, not at the view's output, so that the
+            // folded and the exact view skip the same runs and their positions stay aligned.
+            if syllable.len() > MAX_TERM_BYTES || syllable.chars().all(is_combining_mark) {
+                // A URL, a hash or a stray accent between spaces: nothing worth a term, and it
+                // takes no position, so a phrase across it still matches.
+                continue;
+            }
+            normalise_into(self.view, syllable, &mut self.token.text);
+            if self.token.text.is_empty() {
+                // Cannot happen for a run with a base letter, but an empty term would shift this
+                // view against the other: keep the run as written instead.
+                self.token.text.push_str(&syllable.to_lowercase());
+            }
+            self.token.offset_from = offset_from;
+            self.token.offset_to = offset_to;
+            self.token.position = self.token.position.wrapping_add(1);
+            return true;
+        }
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
+    }
+}
+
+/// The analyser for one view, as registered in the index.
+pub fn analyzer(view: View) -> TextAnalyzer {
+    TextAnalyzer::from(VietnameseTokenizer::new(view))
+}
+
+/// Registers both analysers under their stable names; every opened index needs this before it
+/// indexes, parses a query or highlights.
+pub fn register(manager: &TokenizerManager) {
+    manager.register(FOLDED_TOKENIZER, analyzer(View::Folded));
+    manager.register(EXACT_TOKENIZER, analyzer(View::Exact));
+}
+
+/// The terms of `text` in one view, in order; for tests and for explaining a query.
+pub fn terms(view: View, text: &str) -> Vec<String> {
+    let mut analyzer = analyzer(view);
+    let mut stream = analyzer.token_stream(text);
+    let mut terms = Vec::new();
+    while let Some(token) = stream.next() {
+        terms.push(token.text.clone());
+    }
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(view: View, text: &str) -> Vec<(String, usize, usize, usize)> {
+        let mut analyzer = analyzer(view);
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while let Some(token) = stream.next() {
+            out.push((
+                token.text.clone(),
+                token.position,
+                token.offset_from,
+                token.offset_to,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn folded_view_removes_diacritics_and_keeps_offsets() {
+        let text = "Đất đai, GIẢI phóng-mặt bằng!";
+        let folded = tokens(View::Folded, text);
+        let words: Vec<&str> = folded.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(words, ["dat", "dai", "giai", "phong", "mat", "bang"]);
+        for (index, (_, position, from, to)) in folded.iter().enumerate() {
+            assert_eq!(*position, index);
+            // Offsets slice the original text at syllable boundaries.
+            assert_eq!(text::fold(&text[*from..*to]).to_lowercase(), words[index]);
+        }
+    }
+
+    #[test]
+    fn exact_view_keeps_diacritics_and_canonicalises_tones() {
+        assert_eq!(terms(View::Exact, "Đất ĐAI"), ["đất", "đai"]);
+        assert_eq!(terms(View::Exact, "Hoà"), terms(View::Exact, "Hòa"));
+        assert_eq!(terms(View::Exact, "Thuỷ"), terms(View::Exact, "Thủy"));
+        assert_ne!(terms(View::Exact, "đất"), terms(View::Exact, "dát"));
+    }
+
+    #[test]
+    fn decomposed_text_forms_whole_syllables() {
+        let decomposed = "Hoa\u{0300} Bi\u{0300}nh";
+        assert_eq!(terms(View::Folded, decomposed), ["hoa", "binh"]);
+        assert_eq!(
+            terms(View::Exact, decomposed),
+            terms(View::Exact, "Hòa Bình")
+        );
+        // A lone combining mark is no token and takes no position.
+        assert_eq!(tokens(View::Folded, "a \u{0301} b")[1].1, 1);
+    }
+
+    #[test]
+    fn drops_overlong_runs() {
+        let long = "x".repeat(500);
+        assert_eq!(
+            terms(View::Folded, &format!("đường {long} hỏng")),
+            ["duong", "hong"]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn views_align_and_offsets_are_char_boundaries(text in "\\PC{0,80}") {
+            let folded = tokens(View::Folded, &text);
+            let exact = tokens(View::Exact, &text);
+            proptest::prop_assert_eq!(folded.len(), exact.len());
+            for ((_, p1, f1, t1), (_, p2, f2, t2)) in folded.iter().zip(&exact) {
+                proptest::prop_assert_eq!((p1, f1, t1), (p2, f2, t2));
+                proptest::prop_assert!(text.is_char_boundary(*f1) && text.is_char_boundary(*t1));
+            }
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! [`PetitionIndex`]: opening, writing with a lake checkpoint, and reading stored petitions.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::directory::error::OpenDirectoryError;
+use tantivy::indexer::IndexWriterOptions;
+use tantivy::query::{QueryParser, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::tokenizer::TokenizerManager;
+use tantivy::{
+    Index, IndexBuilder, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError,
+    Term,
+};
+use tracing::{debug, error, warn};
+use uuid::Uuid;
+use voxpop_schema::Petition;
+
+use crate::analysis;
+use crate::error::{IndexError, IndexResult};
+use crate::schema::{IndexedPetition, PetitionFields};
+use crate::search::build_query_parser;
+
+/// Default memory budget of the writer, shared by its indexing threads. A thread flushes a
+/// segment when its share is full, so a larger budget means fewer, larger segments and fewer merges.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = 200_000_000;
+/// tantivy refuses an indexing thread less than this (its `MEMORY_BUDGET_NUM_BYTES_MIN`).
+const MIN_MEMORY_PER_THREAD_BYTES: usize = 15_000_000;
+/// tantivy's own ceiling on indexing threads; more only adds segments to merge.
+const MAX_INDEXING_THREADS: usize = 8;
+
+/// How the writer of a [`PetitionIndex`] uses the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Indexing threads. Clamped to 1..=8 and to what the memory budget can feed (15 MB each).
+    pub num_threads: usize,
+    /// Memory for all indexing threads together, in bytes.
+    pub memory_budget_bytes: usize,
+}
+
+impl Default for WriterOptions {
+    /// [`DEFAULT_MEMORY_BUDGET_BYTES`] and one thread per core, up to 4: indexing shares the
+    /// machine with the pipeline and the API.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        WriterOptions {
+            num_threads: cores.min(4),
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
+        }
+    }
+}
+
+impl WriterOptions {
+    /// The thread count and per-thread budget tantivy accepts for these options.
+    fn effective(&self) -> (usize, usize) {
+        let budget = self.memory_budget_bytes.max(MIN_MEMORY_PER_THREAD_BYTES);
+        let affordable_threads = (budget / MIN_MEMORY_PER_THREAD_BYTES).max(1);
+        let num_threads = self
+            .num_threads
+            .clamp(1, MAX_INDEXING_THREADS)
+            .min(affordable_threads);
+        (num_threads, budget / num_threads)
+    }
+
+    fn tantivy_options(&self) -> IndexWriterOptions {
+        let (num_threads, budget_per_thread) = self.effective();
+        IndexWriterOptions::builder()
+            .num_worker_threads(num_threads)
+            .memory_budget_per_thread(budget_per_thread)
+            // Merges run in the background of a process that also serves requests.
+            .num_merge_threads(2)
+            .build()
+    }
+}
+
+/// The commit payload: what the lake had reached when these documents were committed.
+#[derive(Debug, Serialize, Deserialize)]
+struct CommitPayload {
+    lake_version: i64,
+}
+
+fn parse_checkpoint(payload: Option<&str>) -> IndexResult<Option<i64>> {
+    let Some(payload) = payload else {
+        return Ok(None);
+    };
+    serde_json::from_str::<CommitPayload>(payload)
+        .map(|parsed| Some(parsed.lake_version))
+        .map_err(|_| IndexError::BadCheckpoint {
+            payload: payload.to_owned(),
+        })
+}
+
+/// The petition index in one directory: a writer (unless read-only) and a searcher.
+///
+/// Every method takes `&self`; share it in an `Arc` and call it from `spawn_blocking`, since
+/// commits and searches block.
+pub struct PetitionIndex {
+    dir: PathBuf,
+    index: Index,
+    pub(crate) fields: PetitionFields,
+    pub(crate) reader: IndexReader,
+    pub(crate) query_parser: QueryParser,
+    /// `None` when opened read-only. One writer per directory (tantivy holds a lock file), and
+    /// the mutex makes each `apply` one atomic step among threads.
+    writer: Option<Mutex<IndexWriter<TantivyDocument>>>,
+    /// The last committed lake version, kept here so that `checkpoint` never touches the disk
+    /// on the writer's side.
+    committed_version: Mutex<Option<i64>>,
+}
+
+fn open_directory(dir: &Path) -> IndexResult<MmapDirectory> {
+    MmapDirectory::open(dir).map_err(|err| {
+        let kind = match err {
+            OpenDirectoryError::DoesNotExist(_) => std::io::ErrorKind::NotFound,
+            _ => std::io::ErrorKind::Other,
+        };
+        IndexError::Directory {
+            dir: dir.to_owned(),
+            source: std::io::Error::new(kind, err.to_string()),
+        }
+    })
+}
+
+fn tokenizers() -> TokenizerManager {
+    let manager = TokenizerManager::default();
+    analysis::register(&manager);
+    manager
+}
+
+impl PetitionIndex {
+    /// Opens the index in `dir`, creating the directory and an empty index if needed, with the
+    /// default [`WriterOptions`].
+    pub fn open_or_create(dir: &Path) -> IndexResult<Self> {
+        PetitionIndex::open_or_create_with(dir, &WriterOptions::default())
+    }
+
+    /// Like [`PetitionIndex::open_or_create`] with explicit writer options.
+    pub fn open_or_create_with(dir: &Path, options: &WriterOptions) -> IndexResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| IndexError::Directory {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let directory = open_directory(dir)?;
+        let fields = PetitionFields::new();
+        let index = IndexBuilder::new()
+            .schema(fields.schema.clone())
+            .tokenizers(tokenizers())
+            .open_or_create(directory)
+            .map_err(|err| match err {
+                TantivyError::SchemaError(reason) => IndexError::SchemaMismatch {
+                    dir: dir.to_owned(),
+                    reason,
+                },
+                other => IndexError::Tantivy(other),
+            })?;
+        let writer = index
+            .writer_with_options(options.tantivy_options())
+            .map_err(|err| match err {
+                TantivyError::LockFailure(..) => IndexError::Locked {
+                    dir: dir.to_owned(),
+                },
+                other => IndexError::Tantivy(other),
+            })?;
+        // Manual: `apply` reloads right after its commit, so a caller sees its own writes the
+        // moment `apply` returns instead of after a file-watcher delay.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        PetitionIndex::assemble(dir, index, fields, reader, Some(writer))
+    }
+
+    /// Opens an existing index for searching only, e.g. from a second process while the writer
+    /// runs; it follows the writer's commits within a second or so.
+    pub fn open_read_only(dir: &Path) -> IndexResult<Self> {
+        let directory = open_directory(dir)?;
+        if !Index::exists(&directory).map_err(TantivyError::from)? {
+            return Err(IndexError::NoIndex {
+                dir: dir.to_owned(),
+            });
+        }
+        let mut index = Index::open(directory)?;
+        index.set_tokenizers(tokenizers());
+        let fields = PetitionFields::new();
+        if index.schema() != fields.schema {
+            return Err(IndexError::SchemaMismatch {
+                dir: dir.to_owned(),
+                reason: "the schema on disk differs from this version's".to_owned(),
+            });
+        }
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .try_into()?;
+        PetitionIndex::assemble(dir, index, fields, reader, None)
+    }
+
+    fn assemble(
+        dir: &Path,
+        index: Index,
+        fields: PetitionFields,
+        reader: IndexReader,
+        writer: Option<IndexWriter<TantivyDocument>>,
+    ) -> IndexResult<Self> {
+        let committed_version = parse_checkpoint(index.load_metas()?.payload.as_deref())?;
+        let query_parser = build_query_parser(&index, &fields);
+        Ok(PetitionIndex {
+            dir: dir.to_owned(),
+            index,
+            fields,
+            reader,
+            query_parser,
+            writer: writer.map(Mutex::new),
+            committed_version: Mutex::new(committed_version),
+        })
+    }
+
+    /// The directory the index lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lake (Delta) version whose petitions the index holds, committed atomically with
+    /// them; `None` for an index that never committed. Resume the lake from the next version.
+    pub fn checkpoint(&self) -> Option<i64> {
+        if self.writer.is_some() {
+            return *self
+                .committed_version
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        // Read-only: another process writes, so ask the disk each time.
+        match self
+            .index
+            .load_metas()
+            .map_err(IndexError::from)
+            .and_then(|meta| parse_checkpoint(meta.payload.as_deref()))
+        {
+            Ok(version) => version,
+            Err(err) => {
+                warn!(dir = %self.dir.display(), error = %err, "cannot read the index checkpoint");
+                None
+            }
+        }
+    }
+
+    fn lock_writer(&self) -> IndexResult<MutexGuard<'_, IndexWriter<TantivyDocument>>> {
+        let writer = self.writer.as_ref().ok_or(IndexError::ReadOnly)?;
+        writer.lock().map_err(|_| IndexError::WriterPoisoned)
+    }
+
+    fn id_term(&self, id: &Uuid) -> Term {
+        Term::from_field_text(self.fields.id, &id.to_string())
+    }
+
+    /// Upserts `petitions` and records `lake_version` in the same commit, then makes them
+    /// searchable before returning. Idempotent: replaying a version leaves the same documents.
+    ///
+    /// On error nothing of this call is committed (the writer rolls back), so the caller can
+    /// retry the same batch.
+    pub fn apply(&self, petitions: &[Petition], lake_version: i64) -> IndexResult<()> {
+        let mut writer = self.lock_writer()?;
+        let outcome = self.apply_locked(&mut writer, petitions, lake_version);
+        if outcome.is_err() {
+            rollback(&mut writer);
+        }
+        outcome
+    }
+
+    fn apply_locked(
+        &self,
+        writer: &mut IndexWriter<TantivyDocument>,
+        petitions: &[Petition],
+        lake_version: i64,
+    ) -> IndexResult<()> {
+        for petition in petitions {
+            // Delete then add, per petition: tantivy orders the two by opstamp, so a petition
+            // twice in one batch keeps only its last version.
+            writer.delete_term(self.id_term(&petition.id));
+            writer.add_document(self.fields.document(petition))?;
+        }
+        self.commit_locked(writer, lake_version)
+    }
+
+    fn commit_locked(
+        &self,
+        writer: &mut IndexWriter<TantivyDocument>,
+        lake_version: i64,
+    ) -> IndexResult<()> {
+        let payload = serde_json::to_string(&CommitPayload { lake_version })
+            .expect("an i64 always serialises");
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        *self
+            .committed_version
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(lake_version);
+        self.reader.reload()?;
+        debug!(lake_version, "index committed");
+        Ok(())
+    }
+
+    /// Drops every document, committed or pending, for a rebuild; visible at the next
+    /// [`PetitionIndex::commit`]. Until then searches still see the old index.
+    pub fn clear(&self) -> IndexResult<()> {
+        let mut writer = self.lock_writer()?;
+        writer.rollback()?;
+        writer.delete_all_documents()?;
+        Ok(())
+    }
+
+    /// Adds petitions without deleting earlier versions: for rebuilds after [`clear`], where
+    /// ids are known to be new. Nothing is visible until [`commit`].
+    ///
+    /// Do not interleave with [`apply`] from another thread: its commit would publish these
+    /// documents under its own lake version.
+    ///
+    /// [`clear`]: PetitionIndex::clear
+    /// [`commit`]: PetitionIndex::commit
+    /// [`apply`]: PetitionIndex::apply
+    pub fn add_bulk(&self, petitions: &[Petition]) -> IndexResult<()> {
+        let writer = self.lock_writer()?;
+        for petition in petitions {
+            writer.add_document(self.fields.document(petition))?;
+        }
+        Ok(())
+    }
+
+    /// Commits everything added since the last commit, recording `lake_version`, and makes it
+    /// searchable.
+    pub fn commit(&self, lake_version: i64) -> IndexResult<()> {
+        let mut writer = self.lock_writer()?;
+        let outcome = self.commit_locked(&mut writer, lake_version);
+        if outcome.is_err() {
+            rollback(&mut writer);
+        }
+        outcome
+    }
+
+    /// Number of searchable petitions.
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// The stored petition with this id, if the index holds it.
+    pub fn get(&self, id: &Uuid) -> IndexResult<Option<IndexedPetition>> {
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(self.id_term(id), IndexRecordOption::Basic);
+        let found = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        let Some((_, address)) = found.first() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(*address)?;
+        self.fields.stored(&doc).map(Some)
+    }
+}
+
+fn rollback(writer: &mut IndexWriter<TantivyDocument>) {
+    if let Err(err) = writer.rollback() {
+        // The next commit would publish a half-applied batch; the caller sees the original error,
+        // the operator this one.
+        error!(error = %err, "index rollback failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_options_respect_tantivy_limits() {
+        let starved = WriterOptions {
+            num_threads: 16,
+            memory_budget_bytes: 20_000_000,
+        };
+        assert_eq!(starved.effective(), (1, 20_000_000));
+        let zero = WriterOptions {
+            num_threads: 0,
+            memory_budget_bytes: 0,
+        };
+        assert_eq!(zero.effective(), (1, MIN_MEMORY_PER_THREAD_BYTES));
+        let default_budget = WriterOptions {
+            num_threads: 64,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
+        };
+        assert_eq!(default_budget.effective(), (8, 25_000_000));
+    }
+
+    #[test]
+    fn checkpoint_payload_round_trips() {
+        let payload = serde_json::to_string(&CommitPayload { lake_version: 42 }).unwrap();
+        assert_eq!(parse_checkpoint(Some(&payload)).unwrap(), Some(42));
+        assert_eq!(parse_checkpoint(None).unwrap(), None);
+        assert!(matches!(
+            parse_checkpoint(Some("garbage")),
+            Err(IndexError::BadCheckpoint { .. })
+        ));
+    }
+}

@@ -1,0 +1,419 @@
+//! Search: from a [`SearchRequest`] to ranked, highlighted [`SearchResults`].
+//!
+//! Ranking is BM25 over four fields. A term typed with diacritics matches both the exact and the
+//! folded view of a petition that has it as typed, but only the folded view of one that differs
+//! in diacritics, so with the exact view boosted "đất" ranks before "dát" and "dật". A term typed
+//! without diacritics matches the folded view of all of them equally.
+
+use std::ops::Bound;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, FacetCollector, FacetCounts, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery,
+    TermQuery,
+};
+use tantivy::schema::{Facet, Field, IndexRecordOption};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
+use tracing::debug;
+use uuid::Uuid;
+use voxpop_schema::text;
+
+use crate::error::{IndexError, IndexResult};
+use crate::index::PetitionIndex;
+use crate::schema::{PetitionFields, to_tantivy_date};
+
+/// Most hits returned by one search; larger `limit`s are capped to this.
+pub const MAX_LIMIT: usize = 100;
+/// Deepest page reachable with `offset`: deeper paging costs memory per search and no reader
+/// pages that far; narrow the search with filters instead.
+pub const MAX_OFFSET: usize = 10_000;
+/// Longest accepted query text, in characters.
+pub const MAX_QUERY_CHARS: usize = 1_000;
+/// `limit` of a request that does not say.
+pub const DEFAULT_LIMIT: usize = 20;
+
+/// How much more a match in the exact view (diacritics as typed) counts than a folded match.
+pub const EXACT_BOOST: f32 = 2.0;
+/// How much more a match in the title counts than one in the body: a title names the problem.
+pub const TITLE_BOOST: f32 = 2.0;
+
+/// Longest snippet, in bytes of the body (tantivy measures bytes): about 120 Vietnamese letters.
+const SNIPPET_MAX_BYTES: usize = 300;
+
+/// A search over petitions. Text and filters combine with AND.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchRequest {
+    /// Query text; empty matches every petition (then only the filters apply, newest first).
+    /// Syllables combine with AND; `"..."` is a phrase, `OR` and `-word` work as usual.
+    pub q: String,
+    /// Province code, e.g. `01`.
+    pub province: Option<String>,
+    /// Commune code (2025), e.g. `00004`.
+    pub commune: Option<String>,
+    /// Received at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Received strictly before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Hits to return, capped at [`MAX_LIMIT`]; 0 returns only `total` and facets.
+    pub limit: usize,
+    /// Hits to skip, capped at [`MAX_OFFSET`].
+    pub offset: usize,
+}
+
+impl Default for SearchRequest {
+    fn default() -> Self {
+        SearchRequest {
+            q: String::new(),
+            province: None,
+            commune: None,
+            from: None,
+            to: None,
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+        }
+    }
+}
+
+impl SearchRequest {
+    /// A request for `q` with no filters and the default limit.
+    pub fn text(q: &str) -> Self {
+        SearchRequest {
+            q: q.to_owned(),
+            ..SearchRequest::default()
+        }
+    }
+}
+
+/// One matching petition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub id: Uuid,
+    /// The title as written (plain text, not HTML).
+    pub title: String,
+    /// HTML: a fragment of the body, escaped, with matched syllables in `<mark>..</mark>`; the
+    /// beginning of the body when the match is only in the title or the query is empty.
+    pub snippet: String,
+    pub province_code: String,
+    pub commune_code: String,
+    pub received_at: DateTime<Utc>,
+    pub language: Option<String>,
+    /// BM25 relevance; 0 when the query is empty (results are then newest first).
+    pub score: f32,
+}
+
+/// Hits in one province among all matches (not only the returned page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FacetCount {
+    pub province_code: String,
+    pub count: u64,
+}
+
+/// The answer to a [`SearchRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResults {
+    /// All matching petitions, however many were returned.
+    pub total: usize,
+    pub hits: Vec<Hit>,
+    /// Matches per province, most first (ties by code).
+    pub province_facets: Vec<FacetCount>,
+}
+
+pub(crate) fn build_query_parser(index: &Index, fields: &PetitionFields) -> QueryParser {
+    let mut parser = QueryParser::for_index(
+        index,
+        vec![
+            fields.title,
+            fields.title_exact,
+            fields.body,
+            fields.body_exact,
+        ],
+    );
+    // "đất đai" should need both syllables: users type words, not alternatives.
+    parser.set_conjunction_by_default();
+    parser.set_field_boost(fields.title, TITLE_BOOST);
+    parser.set_field_boost(fields.title_exact, TITLE_BOOST * EXACT_BOOST);
+    parser.set_field_boost(fields.body, 1.0);
+    parser.set_field_boost(fields.body_exact, EXACT_BOOST);
+    parser
+}
+
+/// Rewrites citizen input so that tantivy's query grammar sees only the syntax we offer: words,
+/// `"phrases"`, `+`/`-` prefixes and `AND`/`OR`/`NOT`. Everything else that the grammar would
+/// read as syntax (`field:`, ranges, boosts, wildcards, `'quotes'`, sets) is escaped, so
+/// "Lưu ý: đường hỏng" is three words rather than a search in a field named "ý".
+fn escape_query(raw: &str) -> String {
+    let mut escaped = String::with_capacity(raw.len() + 8);
+    let mut in_phrase = false;
+    for ch in raw.chars() {
+        match ch {
+            '"' => {
+                in_phrase = !in_phrase;
+                escaped.push(ch);
+            }
+            // A backslash in a phrase could escape its closing quote; the tokenizer ignores it
+            // anyway.
+            '\\' if in_phrase => escaped.push(' '),
+            _ if in_phrase => escaped.push(ch),
+            ':' | '^' | '`' | '{' | '}' | '[' | ']' | '(' | ')' | '\'' | '!' | '*' | '~' | '\\'
+            | '<' | '>' | '=' => {
+                escaped.push('\\');
+                escaped.push(ch);
+            }
+            _ => escaped.push(ch),
+        }
+    }
+    if in_phrase {
+        // An unclosed quote: the user meant a phrase up to the end.
+        escaped.push('"');
+    }
+    // `IN` starts a set (`field: IN [..]`); as a plain word it means "in", which is what the
+    // tokenizer makes of it anyway.
+    escaped
+        .split_whitespace()
+        .map(|word| if word == "IN" { "in" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A filter clause: restricts the matches without changing their scores.
+fn filter(query: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
+    (Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0)))
+}
+
+fn term_filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
+    filter(Box::new(TermQuery::new(
+        Term::from_field_text(field, value),
+        IndexRecordOption::Basic,
+    )))
+}
+
+impl PetitionIndex {
+    /// The query text as a tantivy query; `None` when it is empty (match all).
+    fn text_query(&self, q: &str) -> IndexResult<Option<Box<dyn Query>>> {
+        let chars = q.chars().count();
+        if chars > MAX_QUERY_CHARS {
+            return Err(IndexError::QueryTooLong {
+                chars,
+                max: MAX_QUERY_CHARS,
+            });
+        }
+        // Queries arrive in NFC or NFD depending on the keyboard; the stored text is NFC.
+        let normalised = text::nfc(q.trim());
+        if normalised.is_empty() {
+            return Ok(None);
+        }
+        let (query, errors) = self
+            .query_parser
+            .parse_query_lenient(&escape_query(&normalised));
+        if !errors.is_empty() {
+            // Not the user's problem: lenient parsing already made the best of it.
+            debug!(q = %normalised, errors = ?errors, "query parsed leniently");
+        }
+        Ok(Some(query))
+    }
+
+    fn build_query(&self, request: &SearchRequest) -> IndexResult<(Box<dyn Query>, bool)> {
+        let text_query = self.text_query(&request.q)?;
+        let ranked = text_query.is_some();
+        if let (Some(from), Some(to)) = (request.from, request.to)
+            && from >= to
+        {
+            return Ok((Box::new(EmptyQuery), ranked));
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        clauses.push((
+            Occur::Must,
+            text_query.unwrap_or_else(|| Box::new(AllQuery)),
+        ));
+        if let Some(province) = &request.province {
+            clauses.push(term_filter(self.fields.province_code, province));
+        }
+        if let Some(commune) = &request.commune {
+            clauses.push(term_filter(self.fields.commune_code, commune));
+        }
+        if request.from.is_some() || request.to.is_some() {
+            let field = self.fields.received_at;
+            let lower = request.from.map_or(Bound::Unbounded, |at| {
+                Bound::Included(Term::from_field_date(field, to_tantivy_date(at)))
+            });
+            let upper = request.to.map_or(Bound::Unbounded, |at| {
+                Bound::Excluded(Term::from_field_date(field, to_tantivy_date(at)))
+            });
+            clauses.push(filter(Box::new(RangeQuery::new(lower, upper))));
+        }
+        Ok((Box::new(BooleanQuery::new(clauses)), ranked))
+    }
+
+    /// Runs a search. Never fails on what a user can type (except a query over
+    /// [`MAX_QUERY_CHARS`]); fails only when the index cannot be read.
+    pub fn search(&self, request: &SearchRequest) -> IndexResult<SearchResults> {
+        let (query, ranked) = self.build_query(request)?;
+        let searcher = self.reader.searcher();
+        let limit = request.limit.min(MAX_LIMIT);
+        let offset = request.offset.min(MAX_OFFSET);
+        let mut facets = FacetCollector::for_field("province");
+        facets.add_facet(Facet::root());
+
+        let (total, facet_counts, page): (usize, FacetCounts, Vec<(f32, DocAddress)>) = if limit
+            == 0
+        {
+            let (total, facet_counts) = searcher.search(&*query, &(Count, facets))?;
+            (total, facet_counts, Vec::new())
+        } else if ranked {
+            let top = TopDocs::with_limit(limit)
+                .and_offset(offset)
+                .order_by_score();
+            searcher.search(&*query, &(Count, facets, top))?
+        } else {
+            // Nothing to rank by: browsing is newest first.
+            let top = TopDocs::with_limit(limit)
+                .and_offset(offset)
+                .order_by_fast_field::<tantivy::DateTime>("received_at", Order::Desc);
+            let (total, facet_counts, newest) = searcher.search(&*query, &(Count, facets, top))?;
+            (
+                total,
+                facet_counts,
+                newest
+                    .into_iter()
+                    .map(|(_, address)| (0.0, address))
+                    .collect(),
+            )
+        };
+
+        let hits = self.hits(&searcher, &*query, page)?;
+        Ok(SearchResults {
+            total,
+            hits,
+            province_facets: province_facets(&facet_counts),
+        })
+    }
+
+    fn hits(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        page: Vec<(f32, DocAddress)>,
+    ) -> IndexResult<Vec<Hit>> {
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut snippets = SnippetGenerator::create(searcher, query, self.fields.body)?;
+        snippets.set_max_num_chars(SNIPPET_MAX_BYTES);
+        let mut hits = Vec::with_capacity(page.len());
+        for (score, address) in page {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let stored = self.fields.stored(&doc)?;
+            let snippet = snippet_html(&snippets, &stored.body);
+            hits.push(Hit {
+                id: stored.id,
+                title: stored.title,
+                snippet,
+                province_code: stored.province_code,
+                commune_code: stored.commune_code,
+                received_at: stored.received_at,
+                language: stored.language,
+                score,
+            });
+        }
+        Ok(hits)
+    }
+}
+
+fn province_facets(counts: &FacetCounts) -> Vec<FacetCount> {
+    let mut facets: Vec<FacetCount> = counts
+        .get(Facet::root())
+        .filter_map(|(facet, count)| {
+            let province_code = facet.to_path().last()?.to_string();
+            Some(FacetCount {
+                province_code,
+                count,
+            })
+        })
+        .collect();
+    facets.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.province_code.cmp(&b.province_code))
+    });
+    facets
+}
+
+/// The best body fragment with matches marked; the start of the body when nothing in the body
+/// matched. `…` marks text cut off on either side.
+fn snippet_html(generator: &SnippetGenerator, body: &str) -> String {
+    let mut snippet = generator.snippet(body);
+    if snippet.is_empty() {
+        let mut end = SNIPPET_MAX_BYTES.min(body.len());
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        // Cut at a space rather than inside a syllable, when there is one.
+        if end < body.len()
+            && let Some(space) = body[..end].rfind(char::is_whitespace)
+        {
+            end = space;
+        }
+        let mut html = html_escape(body[..end].trim_end());
+        if end < body.len() {
+            html.push('…');
+        }
+        return html;
+    }
+    snippet.set_snippet_prefix_postfix("<mark>", "</mark>");
+    let range = snippet.fragment_range();
+    let mut html = String::new();
+    if range.start > 0 {
+        html.push('…');
+    }
+    html.push_str(&snippet.to_html());
+    if range.end < body.len() {
+        html.push('…');
+    }
+    html
+}
+
+/// Escapes like tantivy's snippet HTML (`& < > " '`), for text shown outside a snippet.
+fn html_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            _ => escaped.push(ch),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_keeps_phrases_and_neutralises_syntax() {
+        assert_eq!(escape_query("Lưu ý: đường hỏng"), "Lưu ý\\: đường hỏng");
+        assert_eq!(
+            escape_query("\"giải phóng mặt bằng\""),
+            "\"giải phóng mặt bằng\""
+        );
+        assert_eq!(escape_query("\"mở ngoặc"), "\"mở ngoặc\"");
+        assert_eq!(escape_query("H'Leo [a TO b]^2"), "H\\'Leo \\[a TO b\\]\\^2");
+        assert_eq!(escape_query("made IN vietnam"), "made in vietnam");
+        assert_eq!(escape_query("\"a\\\" b"), "\"a \" b");
+    }
+
+    #[test]
+    fn html_escape_matches_tantivy() {
+        assert_eq!(
+            html_escape("<b>\"x\" & 'y'</b>"),
+            "&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;&lt;/b&gt;"
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Per-record work between the log and the lake: decode, re-validate, normalise unit codes,
+//! detect the language.
+
+use lingua::{Language, LanguageDetector, LanguageDetectorBuilder};
+use voxpop_schema::{FieldError, Petition, Units};
+
+/// Characters of a petition the language detector looks at: enough for a confident answer on
+/// real text, and it bounds the cost of the longest bodies.
+const DETECTION_PREFIX_CHARS: usize = 400;
+
+/// The languages petitions arrive in. Vietnamese and English; French for older correspondence.
+pub const LANGUAGES: [Language; 3] = [Language::Vietnamese, Language::English, Language::French];
+
+pub struct Enricher {
+    units: &'static Units,
+    detector: LanguageDetector,
+}
+
+impl Enricher {
+    pub fn new(units: &'static Units) -> Enricher {
+        let detector = LanguageDetectorBuilder::from_languages(&LANGUAGES)
+            .with_preloaded_language_models()
+            .build();
+        Enricher { units, detector }
+    }
+
+    /// Decodes and checks one log record; `Err` carries the dead-letter reason.
+    pub fn prepare(&self, payload: &[u8]) -> Result<Petition, (String, Vec<FieldError>)> {
+        let mut petition =
+            Petition::from_json_slice(payload).map_err(|err| (err.to_string(), Vec::new()))?;
+        // Other producers on a shared Kafka cluster may send pre-2025 codes or no province.
+        if self.units.commune(&petition.commune_code).is_none()
+            && let Ok(resolved) = self.units.resolve_commune(&petition.commune_code, None)
+        {
+            petition
+                .original_unit_code
+                .get_or_insert_with(|| petition.commune_code.clone());
+            petition.commune_code = resolved.commune.code.clone();
+        }
+        if petition.province_code.is_empty()
+            && let Some(commune) = self.units.commune(&petition.commune_code)
+        {
+            petition.province_code = commune.province_code.clone();
+        }
+        let errors = petition.validate(self.units);
+        if !errors.is_empty() {
+            let reason = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err((format!("invalid petition: {reason}"), errors));
+        }
+        Ok(petition)
+    }
+
+    /// Sets `language` (ISO 639-1) on every petition that has none.
+    pub fn detect_languages(&self, petitions: &mut [Petition]) {
+        let pending: Vec<usize> = (0..petitions.len())
+            .filter(|&i| petitions[i].language.is_none())
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let texts: Vec<String> = pending
+            .iter()
+            .map(|&i| detection_text(&petitions[i]))
+            .collect();
+        let detected = self.detector.detect_languages_in_parallel_of(&texts);
+        for (&i, language) in pending.iter().zip(detected) {
+            petitions[i].language = language.map(|l| l.iso_code_639_1().to_string());
+        }
+    }
+
+    /// Language of one text, for callers outside the pipeline.
+    pub fn detect(&self, text: &str) -> Option<String> {
+        self.detector
+            .detect_language_of(text)
+            .map(|l| l.iso_code_639_1().to_string())
+    }
+}
+
+fn detection_text(petition: &Petition) -> String {
+    let mut text = String::with_capacity(DETECTION_PREFIX_CHARS * 2);
+    text.push_str(&petition.title);
+    text.push_str(". ");
+    text.extend(petition.body.chars().take(DETECTION_PREFIX_CHARS));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_vietnamese_and_english() {
+        let enricher = Enricher::new(Units::embedded());
+        assert_eq!(
+            enricher
+                .detect("Đề nghị chính quyền sửa chữa con đường bị hư hỏng nặng")
+                .as_deref(),
+            Some("vi")
+        );
+        assert_eq!(
+            enricher
+                .detect("The road in front of the school has been damaged for months")
+                .as_deref(),
+            Some("en")
+        );
+    }
+
+    #[test]
+    fn maps_old_codes_and_rejects_unknown_ones() {
+        let enricher = Enricher::new(Units::embedded());
+        let mut petition = Petition::builder().build();
+        petition.commune_code = "00001".into();
+        petition.province_code = String::new();
+        let prepared = enricher.prepare(&petition.to_json_bytes()).unwrap();
+        assert_eq!(prepared.commune_code, "00097");
+        assert_eq!(prepared.province_code, "01");
+        assert_eq!(prepared.original_unit_code.as_deref(), Some("00001"));
+        petition.commune_code = "99999".into();
+        let (reason, errors) = enricher.prepare(&petition.to_json_bytes()).unwrap_err();
+        assert!(reason.contains("99999"), "{reason}");
+        assert_eq!(errors[0].field, "commune_code");
+        let (reason, _) = enricher.prepare(b"not json").unwrap_err();
+        assert!(reason.contains("malformed"), "{reason}");
+    }
+}

@@ -1,0 +1,276 @@
+//! The `petitions` Delta table: appends that carry the log positions they consumed.
+//!
+//! Exactly once is owned here: every commit holds, next to its rows, one Delta application
+//! transaction per log partition (`app_id` = `voxpop-pipeline/<topic>/<partition>`, `version` =
+//! the next offset to read). Rows and positions become visible in one atomic commit, so after a
+//! crash the pipeline resumes exactly where the lake says it stopped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use deltalake::datafusion::physical_plan::collect;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{StructField, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use tracing::info;
+use voxpop_schema::Petition;
+use voxpop_schema::petition::{self, PARTITION_COLUMN};
+
+use crate::log::Topic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("delta table `{path}`: {source}")]
+    Delta {
+        path: PathBuf,
+        #[source]
+        source: DeltaTableError,
+    },
+    #[error("petition rows: {0}")]
+    Schema(#[from] voxpop_schema::SchemaError),
+    #[error("reading changes: {0}")]
+    DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
+}
+
+pub type LakeResult<T> = Result<T, LakeError>;
+
+/// The Delta transaction id under which a log partition's position is recorded.
+pub fn app_id(topic: Topic, partition: i32) -> String {
+    format!("voxpop-pipeline/{}/{partition}", topic.name())
+}
+
+/// Path of the `petitions` table under a lake directory.
+pub fn petitions_table_path(lake_dir: &Path) -> PathBuf {
+    lake_dir.join(petition::TABLE_NAME)
+}
+
+/// Opens the Delta table at `path` (creating the directory), whether or not a table exists yet.
+pub(crate) async fn open_table(path: &Path) -> Result<DeltaTable, DeltaTableError> {
+    std::fs::create_dir_all(path).map_err(|err| {
+        DeltaTableError::Generic(format!("cannot create `{}`: {err}", path.display()))
+    })?;
+    let absolute =
+        std::fs::canonicalize(path).map_err(|err| DeltaTableError::Generic(err.to_string()))?;
+    let url = deltalake::ensure_table_uri(absolute.to_string_lossy())?;
+    DeltaTable::try_from_url(url).await
+}
+
+/// The petitions table, opened for appending.
+pub struct PetitionLake {
+    path: PathBuf,
+    table: DeltaTable,
+}
+
+impl PetitionLake {
+    /// Opens the table at `path`, creating it (with change data feed on, for incremental
+    /// readers) on first use.
+    pub async fn open_or_create(path: &Path) -> LakeResult<PetitionLake> {
+        let delta = |source| LakeError::Delta {
+            path: path.to_owned(),
+            source,
+        };
+        let table = open_table(path).await.map_err(delta)?;
+        let table = if table.version().is_some() {
+            table
+        } else {
+            let columns: Vec<StructField> = arrow_to_delta_fields()?;
+            info!(path = %path.display(), "creating the petitions table");
+            table
+                .create()
+                .with_table_name(petition::TABLE_NAME)
+                .with_comment("Petitions (phản ánh, kiến nghị), national schema version 1")
+                .with_columns(columns)
+                .with_partition_columns([PARTITION_COLUMN])
+                .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
+                .with_save_mode(SaveMode::Ignore)
+                .await
+                .map_err(delta)?
+        };
+        Ok(PetitionLake {
+            path: path.to_owned(),
+            table,
+        })
+    }
+
+    fn delta_error(&self, source: DeltaTableError) -> LakeError {
+        LakeError::Delta {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The table version (0 right after creation).
+    pub fn version(&self) -> i64 {
+        self.table.version().map_or(-1, |v| v as i64)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    /// The next offset to read per partition, as recorded by the last commits; partitions the
+    /// lake has never seen are absent.
+    pub async fn committed_positions(
+        &self,
+        topic: Topic,
+        partitions: &[i32],
+    ) -> LakeResult<BTreeMap<i32, i64>> {
+        let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
+        let log_store = self.table.log_store();
+        let mut positions = BTreeMap::new();
+        for &partition in partitions {
+            let version = snapshot
+                .transaction_version(log_store.as_ref(), app_id(topic, partition))
+                .await
+                .map_err(|err| self.delta_error(err))?;
+            if let Some(next_offset) = version {
+                positions.insert(partition, next_offset);
+            }
+        }
+        Ok(positions)
+    }
+
+    /// Appends `petitions` and records `next_positions` (partition -> next offset to read) in the
+    /// same commit. Returns the new table version. With no petitions, commits the positions alone
+    /// (a batch that was all dead letters still moves the pipeline on).
+    pub async fn append(
+        &mut self,
+        topic: Topic,
+        petitions: &[Petition],
+        next_positions: &BTreeMap<i32, i64>,
+    ) -> LakeResult<i64> {
+        let transactions: Vec<Transaction> = next_positions
+            .iter()
+            .map(|(&partition, &next_offset)| {
+                Transaction::new(app_id(topic, partition), next_offset)
+            })
+            .collect();
+        let properties = CommitProperties::default().with_application_transactions(transactions);
+        if petitions.is_empty() {
+            let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            };
+            CommitBuilder::from(properties)
+                .with_actions(Vec::new())
+                .build(Some(snapshot), self.table.log_store(), operation)
+                .await
+                .map_err(|err| self.delta_error(err))?;
+            self.table
+                .update_incremental(None)
+                .await
+                .map_err(|err| self.delta_error(err))?;
+            return Ok(self.version());
+        }
+        let mut sorted: Vec<&Petition> = petitions.iter().collect();
+        // Sorted by province then commune within each file: row-group statistics then prune the
+        // regional queries that do not hit the partition column.
+        sorted.sort_by(|a, b| {
+            (&a.province_code, &a.commune_code, a.received_at).cmp(&(
+                &b.province_code,
+                &b.commune_code,
+                b.received_at,
+            ))
+        });
+        let owned: Vec<Petition> = sorted.into_iter().cloned().collect();
+        let batch = petition::to_record_batch(&owned)?;
+        let table = self
+            .table
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns([PARTITION_COLUMN])
+            .with_commit_properties(properties)
+            .await
+            .map_err(|err| self.delta_error(err))?;
+        self.table = table;
+        Ok(self.version())
+    }
+
+    /// Every petition added after table version `after` (exclusive) up to the current version,
+    /// read from the change data feed: how the index catches up after a crash.
+    pub async fn petitions_added_since(&self, after: i64) -> LakeResult<Vec<Petition>> {
+        if after >= self.version() {
+            return Ok(Vec::new());
+        }
+        let ctx = SessionContext::new();
+        let plan = self
+            .table
+            .clone()
+            .scan_cdf()
+            .with_starting_version((after + 1) as u64)
+            .build(&ctx.state(), None)
+            .await
+            .map_err(|err| self.delta_error(err))?;
+        let batches = collect(plan, ctx.task_ctx()).await?;
+        let mut petitions = Vec::new();
+        for batch in &batches {
+            petitions.extend(petition::from_record_batch(batch)?);
+        }
+        Ok(petitions)
+    }
+
+    /// Every petition in the table (for a full reindex), in batches handed to `each`.
+    pub async fn scan_all(
+        &self,
+        mut each: impl FnMut(Vec<Petition>) -> crate::PipelineResult<()>,
+    ) -> crate::PipelineResult<()> {
+        use futures::StreamExt;
+        let ctx = SessionContext::new();
+        self.table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|err| self.delta_error(err))?;
+        let provider = self
+            .table
+            .table_provider()
+            .await
+            .map_err(|err| self.delta_error(DeltaTableError::Generic(err.to_string())))?;
+        let frame = ctx.read_table(provider).map_err(LakeError::from)?;
+        let mut stream = frame.execute_stream().await.map_err(LakeError::from)?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(LakeError::from)?;
+            each(petition::from_record_batch(&batch).map_err(LakeError::from)?)?;
+        }
+        Ok(())
+    }
+
+    /// Number of rows in the table.
+    pub async fn count(&self) -> LakeResult<usize> {
+        let ctx = SessionContext::new();
+        self.table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|err| self.delta_error(err))?;
+        let provider = self
+            .table
+            .table_provider()
+            .await
+            .map_err(|err| self.delta_error(DeltaTableError::Generic(err.to_string())))?;
+        Ok(ctx.read_table(provider)?.count().await?)
+    }
+}
+
+fn arrow_to_delta_fields() -> LakeResult<Vec<StructField>> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+    let schema = petition::arrow_schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let field: StructField =
+            field
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|err| LakeError::Delta {
+                    path: PathBuf::new(),
+                    source: DeltaTableError::Generic(err.to_string()),
+                })?;
+        fields.push(field);
+    }
+    Ok(fields)
+}

@@ -1,0 +1,282 @@
+//! The pipeline loop: log -> validate -> enrich -> lake (exactly once) -> index.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+use voxpop_index::PetitionIndex;
+use voxpop_schema::{FieldError, Petition, Units};
+
+use crate::enrich::Enricher;
+use crate::lake::PetitionLake;
+use crate::log::{Consumed, EventLog, LogError, Record, Topic};
+use crate::{PipelineError, PipelineResult};
+
+/// How the pipeline cuts the log into micro-batches.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Most records in one lake commit.
+    pub batch_size: usize,
+    /// Longest a record waits for its batch to fill before the batch is committed anyway.
+    pub batch_interval: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch_size: 20_000,
+            batch_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Counters the API reports and the benchmarks read.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub consumed: AtomicU64,
+    pub written: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub batches: AtomicU64,
+    /// Lake version of the last commit (-1 before the first).
+    pub lake_version: AtomicI64,
+    /// Lake version the index has applied (-1 before the first).
+    pub index_version: AtomicI64,
+}
+
+/// What a dead-letter record carries: why, where from, and the original bytes.
+#[derive(Debug, Serialize)]
+pub struct DeadLetter<'a> {
+    pub reason: String,
+    pub errors: Vec<FieldError>,
+    pub topic: &'static str,
+    pub partition: i32,
+    pub offset: i64,
+    /// The record's key and payload exactly as read, base64-encoded.
+    pub key_base64: String,
+    pub original_base64: String,
+    /// The payload as text, when it was valid UTF-8 (for people reading the topic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_text: Option<&'a str>,
+}
+
+pub struct Pipeline {
+    log: Arc<dyn EventLog>,
+    lake: PetitionLake,
+    index: Option<Arc<PetitionIndex>>,
+    enricher: Enricher,
+    config: PipelineConfig,
+    stats: Arc<PipelineStats>,
+}
+
+impl Pipeline {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        lake: PetitionLake,
+        index: Option<Arc<PetitionIndex>>,
+        config: PipelineConfig,
+    ) -> Pipeline {
+        let stats = Arc::new(PipelineStats::default());
+        stats.lake_version.store(lake.version(), Ordering::Relaxed);
+        Pipeline {
+            log,
+            lake,
+            index,
+            enricher: Enricher::new(Units::embedded()),
+            config,
+            stats,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<PipelineStats> {
+        self.stats.clone()
+    }
+
+    /// Brings the index up to the lake's version: the records of commits made before a crash
+    /// that the index had not applied yet.
+    pub async fn catch_up_index(&mut self) -> PipelineResult<()> {
+        let Some(index) = self.index.clone() else {
+            return Ok(());
+        };
+        let applied = index.checkpoint().unwrap_or(-1);
+        let lake_version = self.lake.version();
+        self.stats.index_version.store(applied, Ordering::Relaxed);
+        if applied >= lake_version {
+            return Ok(());
+        }
+        let petitions = self.lake.petitions_added_since(applied).await?;
+        info!(
+            from = applied,
+            to = lake_version,
+            petitions = petitions.len(),
+            "index catching up with the lake"
+        );
+        apply_to_index(&index, petitions, lake_version).await?;
+        self.stats
+            .index_version
+            .store(lake_version, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs until `shutdown` turns true. Errors from the log or the lake are retried: the loop
+    /// starts over from the positions the lake recorded, so nothing is lost or doubled.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> PipelineResult<()> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.run_until_error(&mut shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    error!(error = %err, retry_in_ms = backoff.as_millis() as u64, "pipeline failed; restarting from the lake's positions");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    self.lake = PetitionLake::open_or_create(self.lake.path()).await?;
+                }
+            }
+        }
+    }
+
+    async fn run_until_error(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> PipelineResult<()> {
+        self.catch_up_index().await?;
+        let partitions = self.log.partitions(Topic::Petitions).await?;
+        let start = self
+            .lake
+            .committed_positions(Topic::Petitions, &partitions)
+            .await?;
+        info!(
+            log = self.log.kind(),
+            ?start,
+            lake_version = self.lake.version(),
+            "pipeline starting"
+        );
+        for (&partition, &offset) in &start {
+            self.log
+                .release(Topic::Petitions, partition, offset)
+                .await?;
+        }
+        let mut reader = self.log.reader(Topic::Petitions, &start).await?;
+        while !*shutdown.borrow() {
+            let mut batch: Vec<Consumed> = Vec::new();
+            let deadline = tokio::time::Instant::now() + self.config.batch_interval;
+            while batch.len() < self.config.batch_size {
+                let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let polled = tokio::select! {
+                    polled = reader.poll(self.config.batch_size - batch.len(), wait) => polled?,
+                    _ = shutdown.changed() => break,
+                };
+                if polled.is_empty() {
+                    break;
+                }
+                batch.extend(polled);
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            self.process(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Validates, enriches and commits one micro-batch; dead-letters what fails.
+    pub async fn process(&mut self, batch: Vec<Consumed>) -> PipelineResult<()> {
+        let mut next_positions: BTreeMap<i32, i64> = BTreeMap::new();
+        for record in &batch {
+            let next = next_positions.entry(record.position.partition).or_insert(0);
+            *next = (*next).max(record.position.offset + 1);
+        }
+        let mut accepted: Vec<Petition> = Vec::with_capacity(batch.len());
+        let mut dead: Vec<Record> = Vec::new();
+        for record in &batch {
+            match self.enricher.prepare(&record.payload) {
+                Ok(petition) => accepted.push(petition),
+                Err((reason, errors)) => {
+                    warn!(partition = record.position.partition, offset = record.position.offset, %reason, "dead-lettering a record");
+                    dead.push(dead_letter(record, reason, errors));
+                }
+            }
+        }
+        self.enricher.detect_languages(&mut accepted);
+        if !dead.is_empty() {
+            // Before the lake commit: a crash in between re-sends these dead letters (at least
+            // once on the dead-letter topic) but never loses one.
+            self.log.append(Topic::DeadLetter, dead.clone()).await?;
+        }
+        let version = self
+            .lake
+            .append(Topic::Petitions, &accepted, &next_positions)
+            .await?;
+        self.stats.lake_version.store(version, Ordering::Relaxed);
+        self.stats
+            .consumed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats
+            .written
+            .fetch_add(accepted.len() as u64, Ordering::Relaxed);
+        self.stats
+            .dead_lettered
+            .fetch_add(dead.len() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        debug!(
+            version,
+            written = accepted.len(),
+            dead = dead.len(),
+            "lake commit"
+        );
+        if let Some(index) = &self.index {
+            apply_to_index(index, accepted, version).await?;
+            self.stats.index_version.store(version, Ordering::Relaxed);
+        }
+        for (partition, offset) in next_positions {
+            if let Err(err) = self.log.release(Topic::Petitions, partition, offset).await {
+                // Only space is at stake: the lake already holds the position.
+                warn!(partition, offset, error = %err, "could not release log records");
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn apply_to_index(
+    index: &Arc<PetitionIndex>,
+    petitions: Vec<Petition>,
+    version: i64,
+) -> PipelineResult<()> {
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || index.apply(&petitions, version))
+        .await
+        .map_err(|err| PipelineError::Internal(format!("index task panicked: {err}")))??;
+    Ok(())
+}
+
+fn dead_letter(record: &Consumed, reason: String, errors: Vec<FieldError>) -> Record {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let letter = DeadLetter {
+        reason,
+        errors,
+        topic: Topic::Petitions.name(),
+        partition: record.position.partition,
+        offset: record.position.offset,
+        key_base64: engine.encode(&record.key),
+        original_base64: engine.encode(&record.payload),
+        original_text: std::str::from_utf8(&record.payload).ok(),
+    };
+    Record {
+        key: record.key.clone(),
+        payload: serde_json::to_vec(&letter).expect("dead letters serialise"),
+    }
+}
+
+impl From<LogError> for PipelineError {
+    fn from(err: LogError) -> Self {
+        PipelineError::Log(err)
+    }
+}

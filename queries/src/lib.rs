@@ -1,0 +1,202 @@
+//! Reading the lake with DataFusion.
+//!
+//! In: the Delta tables the pipeline writes under the lake directory.
+//! Out: petitions by id, the facts intake needs after a restart, and (later) named queries and SQL.
+//! Guarantees: every query sees the latest committed table version at the time it starts; the
+//! lake is only read here, never written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::prelude::{SessionContext, col, lit};
+use deltalake::{DeltaTable, DeltaTableError};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+use voxpop_schema::petition::{self, PARTITION_COLUMN};
+use voxpop_schema::{Channel, Petition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("delta table `{path}`: {source}")]
+    Delta {
+        path: PathBuf,
+        #[source]
+        source: DeltaTableError,
+    },
+    #[error("query failed: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("petition rows: {0}")]
+    Schema(#[from] voxpop_schema::SchemaError),
+}
+
+pub type QueryResult<T> = Result<T, QueryError>;
+
+/// A petition accepted earlier, as intake needs it to deduplicate external ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownExternalId {
+    pub channel: Channel,
+    pub external_id: String,
+    pub id: Uuid,
+    pub tracking_code: String,
+}
+
+/// Read access to the `petitions` table.
+pub struct PetitionQueries {
+    path: PathBuf,
+    table: Mutex<Option<DeltaTable>>,
+}
+
+impl PetitionQueries {
+    /// Reads the table at `path` (`<lake>/petitions`); until the pipeline has created it, every
+    /// query answers as over an empty table.
+    pub fn new(path: &Path) -> PetitionQueries {
+        PetitionQueries {
+            path: path.to_owned(),
+            table: Mutex::new(None),
+        }
+    }
+
+    fn delta_error(&self, source: DeltaTableError) -> QueryError {
+        QueryError::Delta {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// A session with `petitions` registered at the latest version, or `None` with no table yet.
+    pub async fn session(&self) -> QueryResult<Option<SessionContext>> {
+        let mut cached = self.table.lock().await;
+        if cached.is_none() {
+            if !self.path.join("_delta_log").exists() {
+                return Ok(None);
+            }
+            let absolute = std::fs::canonicalize(&self.path)
+                .map_err(|err| self.delta_error(DeltaTableError::Generic(err.to_string())))?;
+            let url = deltalake::ensure_table_uri(absolute.to_string_lossy())
+                .map_err(|err| self.delta_error(err))?;
+            let table = DeltaTable::try_from_url(url)
+                .await
+                .map_err(|err| self.delta_error(err))?;
+            if table.version().is_none() {
+                return Ok(None);
+            }
+            *cached = Some(table);
+        }
+        let table = cached.as_mut().expect("loaded above");
+        table
+            .update_incremental(None)
+            .await
+            .map_err(|err| self.delta_error(err))?;
+        let ctx = SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|err| self.delta_error(err))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|err| self.delta_error(DeltaTableError::Generic(err.to_string())))?;
+        ctx.register_table(petition::TABLE_NAME, provider)?;
+        Ok(Some(ctx))
+    }
+
+    /// The table version queries currently see (-1 with no table).
+    pub async fn version(&self) -> QueryResult<i64> {
+        if self.session().await?.is_none() {
+            return Ok(-1);
+        }
+        Ok(self
+            .table
+            .lock()
+            .await
+            .as_ref()
+            .and_then(DeltaTable::version)
+            .map_or(-1, |v| v as i64))
+    }
+
+    /// One petition by id. `week` (its partition, e.g. from the index) narrows the scan to one
+    /// partition; without it every partition's `id` column is scanned.
+    pub async fn petition(&self, id: &Uuid, week: Option<&str>) -> QueryResult<Option<Petition>> {
+        let Some(ctx) = self.session().await? else {
+            return Ok(None);
+        };
+        let mut frame = ctx
+            .table(petition::TABLE_NAME)
+            .await?
+            .filter(col("id").eq(lit(id.to_string())))?;
+        if let Some(week) = week {
+            frame = frame.filter(col(PARTITION_COLUMN).eq(lit(week)))?;
+        }
+        let batches = frame.limit(0, Some(1))?.collect().await?;
+        for batch in &batches {
+            if let Some(found) = petition::from_record_batch(batch)?.into_iter().next() {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Number of petitions in the lake.
+    pub async fn count(&self) -> QueryResult<usize> {
+        let Some(ctx) = self.session().await? else {
+            return Ok(0);
+        };
+        Ok(ctx.table(petition::TABLE_NAME).await?.count().await?)
+    }
+
+    /// Every `(channel, external_id)` in the lake with its petition's id and tracking code.
+    pub async fn known_external_ids(&self) -> QueryResult<Vec<KnownExternalId>> {
+        let Some(ctx) = self.session().await? else {
+            return Ok(Vec::new());
+        };
+        let batches = ctx
+            .table(petition::TABLE_NAME)
+            .await?
+            .filter(col("external_id").is_not_null())?
+            .select_columns(&["channel", "external_id", "id", "tracking_code"])?
+            .collect()
+            .await?;
+        let mut known = Vec::new();
+        for batch in &batches {
+            let strings =
+                |name: &str| -> QueryResult<Vec<Option<String>>> { string_column(batch, name) };
+            let (channels, externals, ids, codes) = (
+                strings("channel")?,
+                strings("external_id")?,
+                strings("id")?,
+                strings("tracking_code")?,
+            );
+            for i in 0..batch.num_rows() {
+                let (Some(channel), Some(external_id), Some(id), Some(tracking_code)) =
+                    (&channels[i], &externals[i], &ids[i], &codes[i])
+                else {
+                    continue;
+                };
+                let (Some(channel), Ok(id)) = (Channel::parse(channel), Uuid::parse_str(id)) else {
+                    continue;
+                };
+                known.push(KnownExternalId {
+                    channel,
+                    external_id: external_id.clone(),
+                    id,
+                    tracking_code: tracking_code.clone(),
+                });
+            }
+        }
+        Ok(known)
+    }
+}
+
+/// A string column of any Arrow string type as owned values.
+pub fn string_column(batch: &RecordBatch, name: &str) -> QueryResult<Vec<Option<String>>> {
+    let array = batch.column_by_name(name).ok_or_else(|| {
+        datafusion::error::DataFusionError::Plan(format!("column `{name}` missing"))
+    })?;
+    let array: Arc<dyn Array> = datafusion::arrow::compute::cast(array, &DataType::Utf8)
+        .map_err(datafusion::error::DataFusionError::from)?;
+    let strings = array.as_string::<i32>();
+    Ok((0..strings.len())
+        .map(|i| (!strings.is_null(i)).then(|| strings.value(i).to_owned()))
+        .collect())
+}

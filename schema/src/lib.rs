@@ -1,0 +1,16 @@
+//! The national data schema of voxpop, shared by every other crate.
+//!
+//! In: raw submissions (JSON bytes) and the reference code lists compiled into the binary.
+//! Out: validated [`Petition`] records, their JSON wire format, their Arrow schema and batches,
+//! and [`Units`] look-ups (2025 codes, pre-2025 codes through the crosswalk).
+//! Guarantees: text is NFC; validation reports every problem with its field; a petition that
+//! passes [`Petition::validate`] names a commune in force and its province.
+
+pub mod error;
+pub mod petition;
+pub mod text;
+pub mod units;
+
+pub use error::{FieldError, SchemaError, SchemaResult};
+pub use petition::{Channel, Contact, Petition, SCHEMA_VERSION, Submission};
+pub use units::{CodeVersion, Commune, Province, Units};

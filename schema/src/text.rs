@@ -1,0 +1,253 @@
+//! Vietnamese text normalisation shared by intake, the index and reference-data look-ups.
+//!
+//! Three views of a text, each for one purpose:
+//! - [`nfc`]: what is stored. Citizens' words are kept as written, only composed to Unicode NFC
+//!   so that one letter has one encoding.
+//! - [`canonical`]: what is compared. NFC, with each syllable's tone mark moved to one fixed
+//!   vowel, so "Hoà" and "Hòa" (both in use, and both in the official unit lists) are equal.
+//! - [`fold`]: what is matched loosely. Every diacritic removed and `đ` -> `d`, so a query typed
+//!   without Vietnamese keyboard ("dat dai") finds "đất đai".
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+/// The five tone marks as combining characters (huyền, sắc, hỏi, ngã, nặng).
+const TONE_MARKS: [char; 5] = ['\u{0300}', '\u{0301}', '\u{0309}', '\u{0303}', '\u{0323}'];
+
+/// Composes `text` to Unicode NFC.
+pub fn nfc(text: &str) -> String {
+    text.nfc().collect()
+}
+
+/// Removes every diacritic and maps `đ`/`Đ` to `d`/`D`. Case is kept.
+pub fn fold(text: &str) -> String {
+    let mut folded = String::with_capacity(text.len());
+    for ch in text.chars() {
+        push_folded(ch, &mut folded);
+    }
+    folded
+}
+
+/// Appends the folded form of one character (see [`fold`]); the index's token filter uses this to
+/// fold token by token without allocating per token.
+pub fn push_folded(ch: char, out: &mut String) {
+    if ch.is_ascii() {
+        out.push(ch);
+        return;
+    }
+    match ch {
+        'đ' => out.push('d'),
+        'Đ' => out.push('D'),
+        _ => {
+            for decomposed in std::iter::once(ch).nfd() {
+                if !is_combining_mark(decomposed) {
+                    out.push(decomposed);
+                }
+            }
+        }
+    }
+}
+
+/// True when folding would change `text` (it carries Vietnamese diacritics or `đ`).
+pub fn has_diacritics(text: &str) -> bool {
+    text.chars().any(|ch| {
+        !ch.is_ascii() && {
+            let mut folded = String::new();
+            push_folded(ch, &mut folded);
+            folded.len() != ch.len_utf8() || !folded.starts_with(ch)
+        }
+    })
+}
+
+/// NFC with canonical tone-mark placement in every syllable, for comparisons.
+///
+/// The rule (the "new style" taught in schools since the 1980s and used by most official lists):
+/// the tone sits on the vowel carrying a quality mark (ă â ê ô ơ ư; on ơ in ươ); otherwise on the
+/// last vowel when a consonant closes the syllable or the nucleus is `oa`, `oe`, `uy`; otherwise on
+/// the middle of three vowels or the first of two. `gi` and `qu` count as onsets.
+pub fn canonical(text: &str) -> String {
+    let decomposed: Vec<char> = text.nfd().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    while start < decomposed.len() {
+        let is_word = |c: &char| c.is_alphabetic() || is_combining_mark(*c);
+        if !is_word(&decomposed[start]) {
+            out.push(decomposed[start]);
+            start += 1;
+            continue;
+        }
+        let mut end = start;
+        while end < decomposed.len() && is_word(&decomposed[end]) {
+            end += 1;
+        }
+        place_tone(&decomposed[start..end], &mut out);
+        start = end;
+    }
+    out.nfc().collect()
+}
+
+/// Lower-cased [`canonical`] form: two names are the same name when their keys are equal.
+pub fn compare_key(text: &str) -> String {
+    canonical(text.trim()).to_lowercase().replace('’', "'")
+}
+
+/// One syllable in NFD: base letters, each optionally followed by combining marks.
+fn place_tone(syllable: &[char], out: &mut String) {
+    if syllable.iter().filter(|ch| TONE_MARKS.contains(ch)).count() != 1 {
+        // No tone, or several (not a Vietnamese syllable): nothing to move.
+        out.extend(syllable.iter());
+        return;
+    }
+    // Split into letters with their marks, pulling the tone mark out.
+    let mut letters: Vec<(char, Vec<char>)> = Vec::with_capacity(syllable.len());
+    let mut tone: Option<char> = None;
+    for &ch in syllable {
+        if TONE_MARKS.contains(&ch) && tone.is_none() && !letters.is_empty() {
+            tone = Some(ch);
+        } else if is_combining_mark(ch) {
+            match letters.last_mut() {
+                Some((_, marks)) => marks.push(ch),
+                None => letters.push((ch, Vec::new())),
+            }
+        } else {
+            letters.push((ch, Vec::new()));
+        }
+    }
+    let target = tone.and_then(|_| tone_target(&letters));
+    for (index, (base, marks)) in letters.iter().enumerate() {
+        out.push(*base);
+        out.extend(marks.iter());
+        if Some(index) == target {
+            out.push(tone.expect("target is only set with a tone"));
+        }
+    }
+    if let (Some(tone), None) = (tone, target) {
+        // Not a Vietnamese syllable we understand: keep the mark rather than lose it.
+        out.push(tone);
+    }
+}
+
+fn is_vowel(base: char) -> bool {
+    matches!(base.to_ascii_lowercase(), 'a' | 'e' | 'i' | 'o' | 'u' | 'y')
+}
+
+/// Index of the letter that carries the tone, or `None` when the syllable has no vowel.
+fn tone_target(letters: &[(char, Vec<char>)]) -> Option<usize> {
+    let lower = |i: usize| letters[i].0.to_ascii_lowercase();
+    let mut first = letters.iter().position(|(base, _)| is_vowel(*base))?;
+    // `qu` and `gi` (before another vowel) are onsets: their u / i is not part of the nucleus.
+    if first > 0 && lower(first - 1) == 'q' && lower(first) == 'u' {
+        first += 1;
+    } else if first > 0
+        && lower(first - 1) == 'g'
+        && lower(first) == 'i'
+        && letters.get(first + 1).is_some_and(|(b, _)| is_vowel(*b))
+    {
+        first += 1;
+    }
+    let mut last = first;
+    while last + 1 < letters.len() && is_vowel(letters[last + 1].0) {
+        last += 1;
+    }
+    if first >= letters.len() || !is_vowel(letters[first].0) {
+        // "qu" or "gi" alone ("gì"): the tone sits on the i / u itself.
+        return letters.iter().rposition(|(base, _)| is_vowel(*base));
+    }
+    let nucleus = first..=last;
+    // A vowel with a quality mark (breve, circumflex, horn) takes the tone; in ươ the ơ does.
+    let marked: Vec<usize> = nucleus
+        .clone()
+        .filter(|&i| !letters[i].1.is_empty())
+        .collect();
+    if let Some(&last_marked) = marked.last() {
+        return Some(last_marked);
+    }
+    let closed = last + 1 < letters.len();
+    let length = last - first + 1;
+    if closed {
+        return Some(last);
+    }
+    match length {
+        1 => Some(first),
+        2 => {
+            let pair = (lower(first), lower(last));
+            if matches!(pair, ('o', 'a') | ('o', 'e') | ('u', 'y')) {
+                Some(last)
+            } else {
+                Some(first)
+            }
+        }
+        _ => Some(first + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_removes_all_diacritics() {
+        assert_eq!(
+            fold("Đất đai Hoà Bình, GIẢI PHÓNG mặt bằng"),
+            "Dat dai Hoa Binh, GIAI PHONG mat bang"
+        );
+        assert_eq!(fold("người ước muốn"), "nguoi uoc muon");
+    }
+
+    #[test]
+    fn tone_placement_variants_compare_equal() {
+        assert_eq!(compare_key("Hoà"), compare_key("Hòa"));
+        assert_eq!(
+            compare_key("Phường Thuỷ Xuân"),
+            compare_key("Phường Thủy Xuân")
+        );
+        assert_eq!(compare_key("xã Hoè Nhai"), compare_key("Xã Hòe Nhai"));
+        assert_eq!(compare_key("Ea H’Leo"), compare_key("Ea H'Leo"));
+        assert_ne!(compare_key("Hoà"), compare_key("Hóa"));
+    }
+
+    #[test]
+    fn canonical_keeps_common_words() {
+        for word in [
+            "người", "được", "khuyến", "quyền", "giữa", "gì", "tiếng", "hoàng", "của", "mái",
+            "thuở", "khoẻ",
+        ] {
+            assert_eq!(fold(&canonical(word)), fold(word), "{word}");
+            assert_eq!(
+                canonical(&canonical(word)),
+                canonical(word),
+                "{word} idempotent"
+            );
+        }
+        assert_eq!(canonical("hoàng"), nfc("hoàng"));
+        assert_eq!(canonical("người"), nfc("người"));
+        assert_eq!(canonical("quyền"), nfc("quyền"));
+        assert_eq!(canonical("giữa"), nfc("giữa"));
+        assert_eq!(canonical("của"), nfc("của"));
+    }
+
+    #[test]
+    fn diacritics_detection() {
+        assert!(has_diacritics("đất"));
+        assert!(has_diacritics("Hà"));
+        assert!(!has_diacritics("dat dai 123"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_is_idempotent_and_only_moves_tones(
+            text in "[a-zA-Zàáảãạăằắẳẵặâầấẩẫậđèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵ ,.]{0,40}"
+        ) {
+            let canon = canonical(&text);
+            proptest::prop_assert_eq!(canonical(&canon), canon.clone());
+            proptest::prop_assert_eq!(fold(&canon), fold(&text));
+        }
+
+        #[test]
+        fn normalisers_never_panic(text in "\\PC{0,60}") {
+            let _ = canonical(&text);
+            let _ = fold(&text);
+            let _ = compare_key(&text);
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests live in `tests/`; this library holds what they share: [`broker::Tansu`], a
+//! real Kafka-protocol broker started per test.
+
+pub mod broker;
