@@ -21,15 +21,9 @@ fn generate_json(count: usize, seed: u64) -> Vec<Vec<u8>> {
         .map(|_| {
             let mut submission = generator.submission();
             // Benchmark petitions are received now and carry no external id: every one is new.
-            submission
-                .as_object_mut()
-                .expect("object")
-                .remove("external_id");
+            submission.as_object_mut().expect("object").remove("external_id");
             submission["channel"] = "web".into();
-            submission
-                .as_object_mut()
-                .expect("object")
-                .remove("submitted_at");
+            submission.as_object_mut().expect("object").remove("submitted_at");
             serde_json::to_vec(&submission).expect("serialise")
         })
         .collect()
@@ -49,20 +43,11 @@ fn petitions_of(jsons: &[Vec<u8>]) -> Vec<Petition> {
 
 /// End-to-end ingest (intake -> durable log -> lake -> index -> searchable) against tantivy
 /// indexing alone on the same documents.
-pub async fn ingest(
-    count: usize,
-    kafka: Option<String>,
-    embedded: bool,
-    clients: usize,
-) -> anyhow::Result<()> {
+pub async fn ingest(count: usize, kafka: Option<String>, embedded: bool, clients: usize) -> anyhow::Result<()> {
     println!("generating {count} synthetic petitions of ~1 KB ...");
     let jsons = Arc::new(generate_json(count, 42));
     let bytes: usize = jsons.iter().map(Vec::len).sum();
-    println!(
-        "{count} petitions, {:.1} MB of JSON, mean {} bytes",
-        bytes as f64 / 1e6,
-        bytes / count.max(1)
-    );
+    println!("{count} petitions, {:.1} MB of JSON, mean {} bytes", bytes as f64 / 1e6, bytes / count.max(1));
     let ceiling = indexing_ceiling(&jsons)?;
     println!(
         "tantivy indexing alone:         {:>9.0} petitions/s  ({:.1} MB/s)",
@@ -101,22 +86,10 @@ fn indexing_ceiling(jsons: &[Vec<u8>]) -> anyhow::Result<f64> {
     Ok(petitions.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn end_to_end(
-    jsons: Arc<Vec<Vec<u8>>>,
-    kafka: Option<String>,
-    clients: usize,
-) -> anyhow::Result<f64> {
+async fn end_to_end(jsons: Arc<Vec<Vec<u8>>>, kafka: Option<String>, clients: usize) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
-    let pipeline = PipelineConfig {
-        batch_size: 20_000,
-        batch_interval: Duration::from_millis(200),
-    };
-    let config = StackConfig {
-        data_dir: dir.path().to_owned(),
-        kafka,
-        pipeline,
-        run_pipeline: true,
-    };
+    let pipeline = PipelineConfig { batch_size: 20_000, batch_interval: Duration::from_millis(200) };
+    let config = StackConfig { data_dir: dir.path().to_owned(), kafka, pipeline, run_pipeline: true };
     // Records already on a shared broker are consumed too (the lake here is new): count them in.
     let already = count_existing(&config).await?;
     let stack = Stack::start(config).await?;
@@ -134,10 +107,7 @@ async fn end_to_end(
                 let Some(json) = jsons.get(i) else {
                     return Ok::<(), anyhow::Error>(());
                 };
-                intake
-                    .submit_json(json)
-                    .await
-                    .map_err(|err| anyhow::anyhow!("{err}"))?;
+                intake.submit_json(json).await.map_err(|err| anyhow::anyhow!("{err}"))?;
             }
         }));
     }
@@ -147,8 +117,8 @@ async fn end_to_end(
     let accepted_after = started.elapsed();
     loop {
         let written = stack.stats.written.load(Ordering::Relaxed);
-        let searchable = stack.stats.index_version.load(Ordering::Relaxed)
-            >= stack.stats.lake_version.load(Ordering::Relaxed);
+        let searchable =
+            stack.stats.index_version.load(Ordering::Relaxed) >= stack.stats.lake_version.load(Ordering::Relaxed);
         bar.set_position(written);
         if written >= target && searchable {
             break;
@@ -172,12 +142,8 @@ async fn count_existing(config: &StackConfig) -> anyhow::Result<usize> {
     let Some(brokers) = &config.kafka else {
         return Ok(0);
     };
-    let log = voxpop_pipeline::kafka::KafkaLog::connect(voxpop_pipeline::kafka::KafkaConfig::new(
-        brokers,
-    ))
-    .await?;
-    let mut reader =
-        voxpop_pipeline::EventLog::reader(&log, Topic::Petitions, &Default::default()).await?;
+    let log = voxpop_pipeline::kafka::KafkaLog::connect(voxpop_pipeline::kafka::KafkaConfig::new(brokers)).await?;
+    let mut reader = voxpop_pipeline::EventLog::reader(&log, Topic::Petitions, &Default::default()).await?;
     let mut existing = 0;
     loop {
         let records = reader.poll(50_000, Duration::from_millis(500)).await?;
@@ -249,9 +215,7 @@ pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyho
             let chunk = (count - made).min(20_000);
             let petitions: Vec<Petition> = (0..chunk)
                 .map(|_| {
-                    Submission::from_json(&generator.submission(), units, Utc::now())
-                        .expect("valid")
-                        .accept(Utc::now())
+                    Submission::from_json(&generator.submission(), units, Utc::now()).expect("valid").accept(Utc::now())
                 })
                 .collect();
             index.add_bulk(&petitions)?;
@@ -260,15 +224,9 @@ pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyho
         }
         index.commit(0)?;
         bar.finish_and_clear();
-        println!(
-            "indexed {count} petitions in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
+        println!("indexed {count} petitions in {:.1} s", started.elapsed().as_secs_f64());
     }
-    println!(
-        "index holds {} petitions; running {queries} queries",
-        index.num_docs()
-    );
+    println!("index holds {} petitions; running {queries} queries", index.num_docs());
     // Warm up: the first query of each kind loads posting lists from disk.
     for (q, province) in QUERIES {
         index.search(&request(q, *province))?;
@@ -283,11 +241,8 @@ pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyho
         total_hits += results.total;
     }
     latencies.sort();
-    let percentile = |p: f64| {
-        latencies[((latencies.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(latencies.len() - 1)]
-    };
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)];
     println!(
         "search latency over {} petitions: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {} hits per query)",
         count,

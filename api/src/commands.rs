@@ -33,11 +33,9 @@ pub struct ServeOptions {
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_message(what.to_owned());
     bar
@@ -47,10 +45,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let config = StackConfig {
         data_dir: options.data_dir.clone(),
         kafka: options.kafka.clone(),
-        pipeline: PipelineConfig {
-            batch_size: options.batch_size,
-            batch_interval: options.batch_interval,
-        },
+        pipeline: PipelineConfig { batch_size: options.batch_size, batch_interval: options.batch_interval },
         run_pipeline: true,
     };
     let stack = Stack::start(config).await?;
@@ -82,18 +77,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 Ok(accepted) => {
                     let _ = std::fs::write(&marker, format!("{accepted}\n"));
                     let in_lake = queries.count().await.unwrap_or(0);
-                    info!(
-                        accepted,
-                        in_lake, "demo petitions seeded (synthetic, channel `demo`)"
-                    );
+                    info!(accepted, in_lake, "demo petitions seeded (synthetic, channel `demo`)");
                 }
                 Err(err) => warn!(error = %err, "seeding demo petitions failed"),
             }
         });
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     info!("shutting down");
     stack.stop().await;
     Ok(())
@@ -133,8 +123,7 @@ pub async fn seed_demo(intake: Arc<Intake>, count: usize) -> anyhow::Result<usiz
     let queue = Arc::new(std::sync::Mutex::new(submissions));
     let mut workers = Vec::new();
     for _ in 0..64 {
-        let (intake, queue, accepted, bar) =
-            (intake.clone(), queue.clone(), accepted.clone(), bar.clone());
+        let (intake, queue, accepted, bar) = (intake.clone(), queue.clone(), accepted.clone(), bar.clone());
         workers.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().expect("queue lock").pop();
@@ -164,15 +153,7 @@ pub fn search(
     let layout = DataLayout::new(data_dir);
     let index = PetitionIndex::open_read_only(&layout.index())
         .with_context(|| format!("no index in `{}`", layout.index().display()))?;
-    let request = SearchRequest {
-        q: query.to_owned(),
-        province,
-        commune,
-        from: None,
-        to: None,
-        limit,
-        offset: 0,
-    };
+    let request = SearchRequest { q: query.to_owned(), province, commune, from: None, to: None, limit, offset: 0 };
     let results = index.search(&request)?;
     println!("{} petitions match", results.total);
     for hit in &results.hits {
@@ -185,17 +166,11 @@ pub fn search(
             hit.score
         );
         println!("  {}", hit.title);
-        println!(
-            "  {}",
-            hit.snippet.replace("<mark>", "[").replace("</mark>", "]")
-        );
+        println!("  {}", hit.snippet.replace("<mark>", "[").replace("</mark>", "]"));
     }
     if !results.province_facets.is_empty() {
-        let facets: Vec<String> = results
-            .province_facets
-            .iter()
-            .map(|f| format!("{}: {}", f.province_code, f.count))
-            .collect();
+        let facets: Vec<String> =
+            results.province_facets.iter().map(|f| format!("{}: {}", f.province_code, f.count)).collect();
         println!("\nby province: {}", facets.join(", "));
     }
     Ok(())

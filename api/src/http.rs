@@ -45,12 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/search", get(search))
         .fallback(|| async { Problem::not_found("no such resource") })
         .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-                "",
-            )
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "")
         })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
@@ -58,11 +53,7 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz(State(state): State<AppState>) -> Response {
     let ready = state.ready.load(Ordering::Acquire);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "starting" },
         "log": state.log_kind,
@@ -74,10 +65,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn submit_petition(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn submit_petition(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -87,13 +75,7 @@ async fn submit_petition(
             } else {
                 rejection.body_text()
             };
-            return Problem::new(
-                status,
-                "request-body",
-                "The request body could not be read",
-                detail,
-            )
-            .into_response();
+            return Problem::new(status, "request-body", "The request body could not be read", detail).into_response();
         }
     };
     match state.intake.submit_json(&body).await {
@@ -101,16 +83,14 @@ async fn submit_petition(
         Ok(Accepted::Duplicate(receipt)) => (StatusCode::OK, Json(receipt)).into_response(),
         Err(IntakeError::Invalid(errors)) => Problem::invalid(&errors).into_response(),
         Err(IntakeError::Unavailable(reason)) => {
-            Problem::unavailable(format!("the petition was not accepted: {reason}"), 5)
-                .into_response()
+            Problem::unavailable(format!("the petition was not accepted: {reason}"), 5).into_response()
         }
     }
 }
 
 async fn get_petition(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
-        return Problem::bad_parameter("id", format!("`{id}` is not a petition id (UUID)"))
-            .into_response();
+        return Problem::bad_parameter("id", format!("`{id}` is not a petition id (UUID)")).into_response();
     };
     // The index knows the partition (week) of the petition, which narrows the lake scan.
     let week = match state.index.get(&id) {
@@ -127,10 +107,7 @@ async fn get_petition(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
 }
 
-async fn search(
-    State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
+async fn search(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
     let request = match search_request(&params) {
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
@@ -152,10 +129,7 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
             errors.push(voxpop_schema::FieldError::new(
                 key,
                 "unknown_parameter",
-                format!(
-                    "unknown parameter `{key}`, expected one of {}",
-                    KNOWN.join(", ")
-                ),
+                format!("unknown parameter `{key}`, expected one of {}", KNOWN.join(", ")),
             ));
         }
     }
@@ -183,11 +157,7 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
             return Some(at.with_timezone(&Utc));
         }
         if let Ok(day) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-            let time = if end_of_day {
-                day.and_hms_micro_opt(23, 59, 59, 999_999)
-            } else {
-                day.and_hms_opt(0, 0, 0)
-            };
+            let time = if end_of_day { day.and_hms_micro_opt(23, 59, 59, 999_999) } else { day.and_hms_opt(0, 0, 0) };
             return time.map(|t| t.and_utc());
         }
         errors.push(voxpop_schema::FieldError::new(
@@ -202,11 +172,7 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
     if let (Some(from), Some(to)) = (from, to)
         && from > to
     {
-        errors.push(voxpop_schema::FieldError::new(
-            "to",
-            "range",
-            "`to` is before `from`",
-        ));
+        errors.push(voxpop_schema::FieldError::new("to", "range", "`to` is before `from`"));
     }
     if !errors.is_empty() {
         return Err(Problem::invalid(&errors).with_status(StatusCode::BAD_REQUEST));

@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use voxpop_api::commands;
 
 #[derive(Parser)]
-#[command(
-    name = "voxpop",
-    version,
-    about = "Petitions and public opinion: intake, lake, search"
-)]
+#[command(name = "voxpop", version, about = "Petitions and public opinion: intake, lake, search")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,25 +93,15 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,datafusion=warn,deltalake=warn,tantivy=warn".into()),
+                .unwrap_or_else(|_| "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn,deltalake=warn,datafusion=warn,tantivy=warn,rdkafka=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve {
-                data_dir,
-                listen,
-                kafka,
-                demo,
-                demo_count,
-                batch_size,
-                batch_interval_ms,
-            } => {
+            Command::Serve { data_dir, listen, kafka, demo, demo_count, batch_size, batch_interval_ms } => {
                 let options = commands::ServeOptions {
                     data_dir,
                     listen,
@@ -126,26 +112,15 @@ fn main() -> anyhow::Result<()> {
                 };
                 commands::serve(options).await
             }
-            Command::Search {
-                query,
-                province,
-                commune,
-                limit,
-                data_dir,
-            } => commands::search(&data_dir, &query, province, commune, limit),
+            Command::Search { query, province, commune, limit, data_dir } => {
+                commands::search(&data_dir, &query, province, commune, limit)
+            }
             Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
             Command::Bench { bench } => match bench {
-                BenchCommand::Ingest {
-                    count,
-                    kafka,
-                    no_embedded,
-                    clients,
-                } => voxpop_api::bench::ingest(count, kafka, !no_embedded, clients).await,
-                BenchCommand::Search {
-                    count,
-                    queries,
-                    dir,
-                } => voxpop_api::bench::search(count, queries, dir).await,
+                BenchCommand::Ingest { count, kafka, no_embedded, clients } => {
+                    voxpop_api::bench::ingest(count, kafka, !no_embedded, clients).await
+                }
+                BenchCommand::Search { count, queries, dir } => voxpop_api::bench::search(count, queries, dir).await,
             },
         }
     })

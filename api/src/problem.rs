@@ -32,17 +32,9 @@ pub struct ProblemField {
 
 impl From<&FieldError> for ProblemField {
     fn from(error: &FieldError) -> Self {
-        let pointer = if error.field.is_empty() {
-            "#".to_owned()
-        } else {
-            format!("#/{}", error.field.replace('.', "/"))
-        };
-        ProblemField {
-            field: error.field.clone(),
-            pointer,
-            code: error.code.clone(),
-            message: error.message.clone(),
-        }
+        let pointer =
+            if error.field.is_empty() { "#".to_owned() } else { format!("#/{}", error.field.replace('.', "/")) };
+        ProblemField { field: error.field.clone(), pointer, code: error.code.clone(), message: error.message.clone() }
     }
 }
 
@@ -60,24 +52,15 @@ impl Problem {
 
     /// 422 (or 400 for a body that is not JSON at all) with every field error.
     pub fn invalid(errors: &[FieldError]) -> Problem {
-        let unparsable = errors.iter().any(|e| {
-            e.field.is_empty()
-                && matches!(e.code.as_str(), "malformed_json" | "invalid_utf8" | "type")
-        });
-        let status = if unparsable {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
+        let unparsable = errors
+            .iter()
+            .any(|e| e.field.is_empty() && matches!(e.code.as_str(), "malformed_json" | "invalid_utf8" | "type"));
+        let status = if unparsable { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
         let mut problem = Problem::new(
             status,
             "validation",
             "The request has invalid fields",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
         );
         problem.errors = errors.iter().map(ProblemField::from).collect();
         problem
@@ -85,8 +68,7 @@ impl Problem {
 
     /// 400 for one bad query or path parameter.
     pub fn bad_parameter(field: &str, message: impl Into<String>) -> Problem {
-        Problem::invalid(&[FieldError::new(field, "invalid", message)])
-            .with_status(StatusCode::BAD_REQUEST)
+        Problem::invalid(&[FieldError::new(field, "invalid", message)]).with_status(StatusCode::BAD_REQUEST)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Problem {
@@ -95,12 +77,8 @@ impl Problem {
 
     /// 503 with `Retry-After`: nothing was accepted, try again.
     pub fn unavailable(detail: impl Into<String>, retry_after_seconds: u64) -> Problem {
-        let mut problem = Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service temporarily unavailable",
-            detail,
-        );
+        let mut problem =
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service temporarily unavailable", detail);
         problem.retry_after_seconds = Some(retry_after_seconds);
         problem
     }
@@ -108,12 +86,7 @@ impl Problem {
     /// 500 for our own faults; the detail is logged, not shown.
     pub fn internal(error: &dyn std::fmt::Display) -> Problem {
         tracing::error!(error = %error, "internal error");
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-            "",
-        )
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "")
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Problem {
@@ -127,13 +100,9 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (status, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(seconds) = self.retry_after_seconds {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

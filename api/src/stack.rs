@@ -27,9 +27,7 @@ pub struct DataLayout {
 
 impl DataLayout {
     pub fn new(root: &Path) -> DataLayout {
-        DataLayout {
-            root: root.to_owned(),
-        }
+        DataLayout { root: root.to_owned() }
     }
     /// The embedded event log.
     pub fn log(&self) -> PathBuf {
@@ -84,18 +82,8 @@ impl Stack {
         let queries = Arc::new(PetitionQueries::new(&layout.petitions_table()));
         let intake = Arc::new(Intake::new(log.clone()));
         let remembered = recover_external_ids(&intake, &queries, log.as_ref(), &lake).await?;
-        info!(
-            log = log.kind(),
-            lake_version = lake.version(),
-            remembered,
-            "voxpop core ready to start"
-        );
-        let mut pipeline = Pipeline::new(
-            log.clone(),
-            lake,
-            Some(index.clone()),
-            config.pipeline.clone(),
-        );
+        info!(log = log.kind(), lake_version = lake.version(), remembered, "voxpop core ready to start");
+        let mut pipeline = Pipeline::new(log.clone(), lake, Some(index.clone()), config.pipeline.clone());
         let stats = pipeline.stats();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pipeline = if config.run_pipeline {
@@ -108,16 +96,7 @@ impl Stack {
         } else {
             None
         };
-        Ok(Stack {
-            layout,
-            log,
-            intake,
-            index,
-            queries,
-            stats,
-            shutdown,
-            pipeline,
-        })
+        Ok(Stack { layout, log, intake, index, queries, stats, shutdown, pipeline })
     }
 
     /// Stops the pipeline after its current batch.
@@ -137,20 +116,13 @@ async fn recover_external_ids(
     log: &dyn EventLog,
     lake: &PetitionLake,
 ) -> anyhow::Result<usize> {
-    let mut remembered = intake.remember(queries.known_external_ids().await?.into_iter().map(
-        |known| {
-            let receipt = voxpop_connectors::Receipt {
-                id: known.id,
-                tracking_code: known.tracking_code,
-                status: "received",
-            };
-            (known.channel, known.external_id, receipt)
-        },
-    ));
+    let mut remembered = intake.remember(queries.known_external_ids().await?.into_iter().map(|known| {
+        let receipt =
+            voxpop_connectors::Receipt { id: known.id, tracking_code: known.tracking_code, status: "received" };
+        (known.channel, known.external_id, receipt)
+    }));
     let partitions = log.partitions(Topic::Petitions).await?;
-    let start: BTreeMap<i32, i64> = lake
-        .committed_positions(Topic::Petitions, &partitions)
-        .await?;
+    let start: BTreeMap<i32, i64> = lake.committed_positions(Topic::Petitions, &partitions).await?;
     let mut reader = log.reader(Topic::Petitions, &start).await?;
     loop {
         let records = reader.poll(10_000, Duration::from_millis(200)).await?;

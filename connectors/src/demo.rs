@@ -88,11 +88,7 @@ const THEMES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "giao_duc",
-        &[
-            "Kiến nghị về các khoản thu đầu năm học",
-            "Trường học xuống cấp",
-            "Thiếu giáo viên tại điểm trường",
-        ],
+        &["Kiến nghị về các khoản thu đầu năm học", "Trường học xuống cấp", "Thiếu giáo viên tại điểm trường"],
         &[
             "Đầu năm học, phụ huynh phải đóng nhiều khoản thu ngoài quy định mà không được giải thích rõ.",
             "Phòng học ở điểm trường lẻ bị dột nát, bàn ghế hư hỏng, không bảo đảm an toàn cho học sinh.",
@@ -102,11 +98,7 @@ const THEMES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "thu_tuc",
-        &[
-            "Thủ tục hành chính kéo dài",
-            "Phản ánh thái độ cán bộ một cửa",
-            "Dịch vụ công trực tuyến gặp lỗi",
-        ],
+        &["Thủ tục hành chính kéo dài", "Phản ánh thái độ cán bộ một cửa", "Dịch vụ công trực tuyến gặp lỗi"],
         &[
             "Tôi nộp hồ sơ tại bộ phận một cửa đã quá hạn hẹn nhưng chưa nhận được kết quả.",
             "Cán bộ tiếp nhận hồ sơ yêu cầu bổ sung giấy tờ nhiều lần, mỗi lần một kiểu.",
@@ -130,11 +122,7 @@ const THEMES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "an_ninh",
-        &[
-            "Phản ánh tình trạng trộm cắp tài sản",
-            "Tụ tập gây mất trật tự ban đêm",
-            "Đua xe trái phép trên quốc lộ",
-        ],
+        &["Phản ánh tình trạng trộm cắp tài sản", "Tụ tập gây mất trật tự ban đêm", "Đua xe trái phép trên quốc lộ"],
         &[
             "Thời gian gần đây trong khu dân cư xảy ra nhiều vụ trộm cắp xe máy, gia súc.",
             "Nhóm thanh niên thường tụ tập, uống rượu, gây ồn ào đến khuya.",
@@ -158,11 +146,7 @@ const THEMES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "gia_ca",
-        &[
-            "Giá điện tăng cao bất thường",
-            "Giá vật tư nông nghiệp tăng",
-            "Phản ánh giá cả chợ dân sinh",
-        ],
+        &["Giá điện tăng cao bất thường", "Giá vật tư nông nghiệp tăng", "Phản ánh giá cả chợ dân sinh"],
         &[
             "Hóa đơn tiền điện tháng này tăng gấp đôi dù gia đình không sử dụng thêm thiết bị nào.",
             "Giá phân bón, thuốc bảo vệ thực vật tăng mạnh khiến người trồng lúa thua lỗ.",
@@ -172,11 +156,7 @@ const THEMES: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "nong_nghiep",
-        &[
-            "Kiến nghị tiêu thụ nông sản",
-            "Thiếu nước tưới cho vụ đông xuân",
-            "Dịch bệnh trên đàn gia súc",
-        ],
+        &["Kiến nghị tiêu thụ nông sản", "Thiếu nước tưới cho vụ đông xuân", "Dịch bệnh trên đàn gia súc"],
         &[
             "Vải thiều, thanh long vào vụ nhưng thương lái ép giá, nông dân không tiêu thụ được.",
             "Kênh mương nội đồng bị bồi lắng, không đủ nước tưới cho vụ đông xuân.",
@@ -192,10 +172,8 @@ const OPENINGS: &[&str] = &[
     "Tôi là người dân sinh sống tại địa phương, xin phản ánh như sau:",
     "Thay mặt các hộ dân trong khu dân cư, chúng tôi kiến nghị:",
 ];
-const SURNAMES: &[&str] = &[
-    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ",
-    "Hồ", "Ngô", "Dương",
-];
+const SURNAMES: &[&str] =
+    &["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương"];
 const GIVEN: &[&str] = &[
     "Văn An",
     "Thị Bình",
@@ -228,11 +206,7 @@ pub struct DemoGenerator {
 impl DemoGenerator {
     pub fn new(seed: u64) -> DemoGenerator {
         let sentences = news_sentences();
-        let communes = Units::embedded()
-            .communes()
-            .iter()
-            .map(|c| (c.code.clone(), c.lat, c.lon))
-            .collect();
+        let communes = Units::embedded().communes().iter().map(|c| (c.code.clone(), c.lat, c.lon)).collect();
         DemoGenerator {
             rng: StdRng::seed_from_u64(seed),
             seed,
@@ -250,11 +224,7 @@ impl DemoGenerator {
         let number = self.next;
         self.next += 1;
         let (theme, titles, theme_sentences) = THEMES.choose(&mut self.rng).expect("themes");
-        let (commune, lat, lon) = self
-            .communes
-            .choose(&mut self.rng)
-            .expect("communes")
-            .clone();
+        let (commune, lat, lon) = self.communes.choose(&mut self.rng).expect("communes").clone();
         let mut body = String::with_capacity(self.body_bytes + 200);
         body.push_str(OPENINGS.choose(&mut self.rng).expect("openings"));
         body.push(' ');
@@ -269,9 +239,7 @@ impl DemoGenerator {
             body.push(' ');
         }
         body.push_str("(Dữ liệu tổng hợp dùng cho trình diễn, không phải kiến nghị thật.)");
-        let seconds_back = self
-            .rng
-            .random_range(0..(self.weeks * 7 * 24 * 3600).max(1));
+        let seconds_back = self.rng.random_range(0..(self.weeks * 7 * 24 * 3600).max(1));
         let submitted_at = self.now - Duration::seconds(seconds_back);
         let name = format!(
             "{} {}",
@@ -329,16 +297,10 @@ mod tests {
         let mut total = 0;
         for _ in 0..200 {
             let value = generator.submission();
-            let submission = Submission::from_json(&value, units, Utc::now())
-                .unwrap_or_else(|errors| panic!("{errors:?}"));
+            let submission =
+                Submission::from_json(&value, units, Utc::now()).unwrap_or_else(|errors| panic!("{errors:?}"));
             assert!(submission.body.contains("Dữ liệu tổng hợp"));
-            assert!(
-                submission
-                    .external_id
-                    .as_deref()
-                    .unwrap()
-                    .starts_with("demo-7-")
-            );
+            assert!(submission.external_id.as_deref().unwrap().starts_with("demo-7-"));
             total += submission.body.len();
         }
         let mean = total / 200;

@@ -57,32 +57,23 @@ pub struct Intake {
 
 impl Intake {
     pub fn new(log: Arc<dyn EventLog>) -> Intake {
-        Intake {
-            log,
-            units: Units::embedded(),
-            seen: Mutex::new(HashMap::new()),
-        }
+        Intake { log, units: Units::embedded(), seen: Mutex::new(HashMap::new()) }
     }
 
     /// Remembers petitions accepted before this process started (from the lake and the part of
     /// the log the lake has not taken yet), so their external ids stay deduplicated.
-    pub fn remember(
-        &self,
-        petitions: impl IntoIterator<Item = (Channel, String, Receipt)>,
-    ) -> usize {
+    pub fn remember(&self, petitions: impl IntoIterator<Item = (Channel, String, Receipt)>) -> usize {
         let mut seen = self.seen.lock().expect("intake lock");
         let before = seen.len();
         for (channel, external_id, receipt) in petitions {
-            seen.entry((channel, external_id))
-                .or_insert(Slot::Done(receipt));
+            seen.entry((channel, external_id)).or_insert(Slot::Done(receipt));
         }
         seen.len() - before
     }
 
     /// Validates raw JSON bytes and accepts the petition.
     pub async fn submit_json(&self, bytes: &[u8]) -> IntakeResult<Accepted> {
-        let submission = Submission::from_json_bytes(bytes, self.units, Utc::now())
-            .map_err(IntakeError::Invalid)?;
+        let submission = Submission::from_json_bytes(bytes, self.units, Utc::now()).map_err(IntakeError::Invalid)?;
         self.submit(submission).await
     }
 
@@ -152,29 +143,17 @@ impl Intake {
         };
         let petition = submission.accept(received_at);
         let receipt = receipt_of(&petition);
-        let record = Record {
-            key: petition.id.to_string().into_bytes(),
-            payload: petition.to_json_bytes(),
-        };
-        self.log
-            .append(Topic::Petitions, vec![record])
-            .await
-            .map_err(|err| match err {
-                LogError::Unavailable(reason) | LogError::Fatal(reason) => {
-                    IntakeError::Unavailable(reason)
-                }
-            })?;
+        let record = Record { key: petition.id.to_string().into_bytes(), payload: petition.to_json_bytes() };
+        self.log.append(Topic::Petitions, vec![record]).await.map_err(|err| match err {
+            LogError::Unavailable(reason) | LogError::Fatal(reason) => IntakeError::Unavailable(reason),
+        })?;
         Ok(receipt)
     }
 }
 
 /// The receipt of an accepted petition.
 pub fn receipt_of(petition: &Petition) -> Receipt {
-    Receipt {
-        id: petition.id,
-        tracking_code: petition.tracking_code.clone(),
-        status: "received",
-    }
+    Receipt { id: petition.id, tracking_code: petition.tracking_code.clone(), status: "received" }
 }
 
 #[cfg(test)]
@@ -187,13 +166,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path()).await.unwrap());
         let intake = Arc::new(Intake::new(log.clone()));
-        let body = r#"{"title":"Bãi rác","body":"Mùi hôi","commune_code":"00004","external_id":"x-1","channel":"mobile"}"#.as_bytes();
+        let body =
+            r#"{"title":"Bãi rác","body":"Mùi hôi","commune_code":"00004","external_id":"x-1","channel":"mobile"}"#
+                .as_bytes();
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let intake = intake.clone();
-            tasks.push(tokio::spawn(async move {
-                intake.submit_json(body).await.unwrap()
-            }));
+            tasks.push(tokio::spawn(async move { intake.submit_json(body).await.unwrap() }));
         }
         let mut created = Vec::new();
         let mut duplicates = Vec::new();
@@ -207,19 +186,12 @@ mod tests {
         assert_eq!(duplicates.len(), 7);
         assert!(duplicates.iter().all(|r| r == &created[0]));
         // Same external id on another channel is another petition.
-        let other = r#"{"title":"Bãi rác","body":"Mùi hôi","commune_code":"00004","external_id":"x-1","channel":"web"}"#.as_bytes();
-        assert!(matches!(
-            intake.submit_json(other).await.unwrap(),
-            Accepted::Created(_)
-        ));
-        let mut reader = log
-            .reader(Topic::Petitions, &Default::default())
-            .await
-            .unwrap();
-        let records = reader
-            .poll(100, std::time::Duration::from_millis(200))
-            .await
-            .unwrap();
+        let other =
+            r#"{"title":"Bãi rác","body":"Mùi hôi","commune_code":"00004","external_id":"x-1","channel":"web"}"#
+                .as_bytes();
+        assert!(matches!(intake.submit_json(other).await.unwrap(), Accepted::Created(_)));
+        let mut reader = log.reader(Topic::Petitions, &Default::default()).await.unwrap();
+        let records = reader.poll(100, std::time::Duration::from_millis(200)).await.unwrap();
         assert_eq!(records.len(), 2);
     }
 
@@ -228,27 +200,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path()).await.unwrap());
         let intake = Intake::new(log.clone());
-        let Err(IntakeError::Invalid(errors)) = intake
-            .submit_json(br#"{"title":"t","commune_code":"99999"}"#)
-            .await
+        let Err(IntakeError::Invalid(errors)) = intake.submit_json(br#"{"title":"t","commune_code":"99999"}"#).await
         else {
             panic!("expected a validation error");
         };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert!(
-            fields.contains(&"body") && fields.contains(&"commune_code"),
-            "{fields:?}"
-        );
-        let mut reader = log
-            .reader(Topic::Petitions, &Default::default())
-            .await
-            .unwrap();
-        assert!(
-            reader
-                .poll(10, std::time::Duration::from_millis(100))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(fields.contains(&"body") && fields.contains(&"commune_code"), "{fields:?}");
+        let mut reader = log.reader(Topic::Petitions, &Default::default()).await.unwrap();
+        assert!(reader.poll(10, std::time::Duration::from_millis(100)).await.unwrap().is_empty());
     }
 }

@@ -49,10 +49,7 @@ pub struct VietnameseTokenizer {
 
 impl VietnameseTokenizer {
     pub fn new(view: View) -> Self {
-        VietnameseTokenizer {
-            view,
-            token: Token::default(),
-        }
+        VietnameseTokenizer { view, token: Token::default() }
     }
 }
 
@@ -69,12 +66,7 @@ impl Tokenizer for VietnameseTokenizer {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> VietnameseTokenStream<'a> {
         self.token.reset();
-        VietnameseTokenStream {
-            text,
-            chars: text.char_indices(),
-            view: self.view,
-            token: &mut self.token,
-        }
+        VietnameseTokenStream { text, chars: text.char_indices(), view: self.view, token: &mut self.token }
     }
 }
 
@@ -99,8 +91,8 @@ fn normalise_into(view: View, syllable: &str, out: &mut String) {
             }
         }
         View::Exact => {
-            // Lower-case before placing the tone: `canonical` looks at letters, not case, but
-            // lower-casing after could re-split a composed capital in rare scripts.
+            // Lower-case first: where `canonical` puts the tone does not depend on case, and it
+            // ends with NFC, which lower-casing afterwards could undo (e.g. `İ` -> `i` + U+0307).
             let lower = syllable.to_lowercase();
             out.push_str(&text::canonical(&lower));
         }
@@ -110,19 +102,12 @@ fn normalise_into(view: View, syllable: &str, out: &mut String) {
 impl TokenStream for VietnameseTokenStream<'_> {
     fn advance(&mut self) -> bool {
         loop {
-            let Some(offset_from) = self
-                .chars
-                .by_ref()
-                .find(|(_, ch)| is_word_char(*ch))
-                .map(|(offset, _)| offset)
+            let Some(offset_from) = self.chars.by_ref().find(|(_, ch)| is_word_char(*ch)).map(|(offset, _)| offset)
             else {
                 return false;
             };
-            let offset_to = self
-                .chars
-                .by_ref()
-                .find(|(_, ch)| !is_word_char(*ch))
-                .map_or(self.text.len(), |(offset, _)| offset);
+            let offset_to =
+                self.chars.by_ref().find(|(_, ch)| !is_word_char(*ch)).map_or(self.text.len(), |(offset, _)| offset);
             let syllable = &self.text[offset_from..offset_to];
             // Both checks look at the original text, not at the view's output, so that the
             // folded and the exact view skip the same runs and their positions stay aligned.
@@ -185,12 +170,7 @@ mod tests {
         let mut stream = analyzer.token_stream(text);
         let mut out = Vec::new();
         while let Some(token) = stream.next() {
-            out.push((
-                token.text.clone(),
-                token.position,
-                token.offset_from,
-                token.offset_to,
-            ));
+            out.push((token.text.clone(), token.position, token.offset_from, token.offset_to));
         }
         out
     }
@@ -220,10 +200,7 @@ mod tests {
     fn decomposed_text_forms_whole_syllables() {
         let decomposed = "Hoa\u{0300} Bi\u{0300}nh";
         assert_eq!(terms(View::Folded, decomposed), ["hoa", "binh"]);
-        assert_eq!(
-            terms(View::Exact, decomposed),
-            terms(View::Exact, "Hòa Bình")
-        );
+        assert_eq!(terms(View::Exact, decomposed), terms(View::Exact, "Hòa Bình"));
         // A lone combining mark is no token and takes no position.
         assert_eq!(tokens(View::Folded, "a \u{0301} b")[1].1, 1);
     }
@@ -231,10 +208,7 @@ mod tests {
     #[test]
     fn drops_overlong_runs() {
         let long = "x".repeat(500);
-        assert_eq!(
-            terms(View::Folded, &format!("đường {long} hỏng")),
-            ["duong", "hong"]
-        );
+        assert_eq!(terms(View::Folded, &format!("đường {long} hỏng")), ["duong", "hong"]);
     }
 
     proptest::proptest! {

@@ -11,10 +11,7 @@ use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::{QueryParser, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TokenizerManager;
-use tantivy::{
-    Index, IndexBuilder, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError,
-    Term,
-};
+use tantivy::{Index, IndexBuilder, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
 use tracing::{debug, error, warn};
 use uuid::Uuid;
 use voxpop_schema::Petition;
@@ -46,10 +43,7 @@ impl Default for WriterOptions {
     /// machine with the pipeline and the API.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        WriterOptions {
-            num_threads: cores.min(4),
-            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
-        }
+        WriterOptions { num_threads: cores.min(4), memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES }
     }
 }
 
@@ -58,10 +52,7 @@ impl WriterOptions {
     fn effective(&self) -> (usize, usize) {
         let budget = self.memory_budget_bytes.max(MIN_MEMORY_PER_THREAD_BYTES);
         let affordable_threads = (budget / MIN_MEMORY_PER_THREAD_BYTES).max(1);
-        let num_threads = self
-            .num_threads
-            .clamp(1, MAX_INDEXING_THREADS)
-            .min(affordable_threads);
+        let num_threads = self.num_threads.clamp(1, MAX_INDEXING_THREADS).min(affordable_threads);
         (num_threads, budget / num_threads)
     }
 
@@ -88,9 +79,7 @@ fn parse_checkpoint(payload: Option<&str>) -> IndexResult<Option<i64>> {
     };
     serde_json::from_str::<CommitPayload>(payload)
         .map(|parsed| Some(parsed.lake_version))
-        .map_err(|_| IndexError::BadCheckpoint {
-            payload: payload.to_owned(),
-        })
+        .map_err(|_| IndexError::BadCheckpoint { payload: payload.to_owned() })
 }
 
 /// The petition index in one directory: a writer (unless read-only) and a searcher.
@@ -117,10 +106,7 @@ fn open_directory(dir: &Path) -> IndexResult<MmapDirectory> {
             OpenDirectoryError::DoesNotExist(_) => std::io::ErrorKind::NotFound,
             _ => std::io::ErrorKind::Other,
         };
-        IndexError::Directory {
-            dir: dir.to_owned(),
-            source: std::io::Error::new(kind, err.to_string()),
-        }
+        IndexError::Directory { dir: dir.to_owned(), source: std::io::Error::new(kind, err.to_string()) }
     })
 }
 
@@ -139,10 +125,7 @@ impl PetitionIndex {
 
     /// Like [`PetitionIndex::open_or_create`] with explicit writer options.
     pub fn open_or_create_with(dir: &Path, options: &WriterOptions) -> IndexResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|source| IndexError::Directory {
-            dir: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| IndexError::Directory { dir: dir.to_owned(), source })?;
         let directory = open_directory(dir)?;
         let fields = PetitionFields::new();
         let index = IndexBuilder::new()
@@ -150,26 +133,16 @@ impl PetitionIndex {
             .tokenizers(tokenizers())
             .open_or_create(directory)
             .map_err(|err| match err {
-                TantivyError::SchemaError(reason) => IndexError::SchemaMismatch {
-                    dir: dir.to_owned(),
-                    reason,
-                },
+                TantivyError::SchemaError(reason) => IndexError::SchemaMismatch { dir: dir.to_owned(), reason },
                 other => IndexError::Tantivy(other),
             })?;
-        let writer = index
-            .writer_with_options(options.tantivy_options())
-            .map_err(|err| match err {
-                TantivyError::LockFailure(..) => IndexError::Locked {
-                    dir: dir.to_owned(),
-                },
-                other => IndexError::Tantivy(other),
-            })?;
+        let writer = index.writer_with_options(options.tantivy_options()).map_err(|err| match err {
+            TantivyError::LockFailure(..) => IndexError::Locked { dir: dir.to_owned() },
+            other => IndexError::Tantivy(other),
+        })?;
         // Manual: `apply` reloads right after its commit, so a caller sees its own writes the
         // moment `apply` returns instead of after a file-watcher delay.
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         PetitionIndex::assemble(dir, index, fields, reader, Some(writer))
     }
 
@@ -178,9 +151,7 @@ impl PetitionIndex {
     pub fn open_read_only(dir: &Path) -> IndexResult<Self> {
         let directory = open_directory(dir)?;
         if !Index::exists(&directory).map_err(TantivyError::from)? {
-            return Err(IndexError::NoIndex {
-                dir: dir.to_owned(),
-            });
+            return Err(IndexError::NoIndex { dir: dir.to_owned() });
         }
         let mut index = Index::open(directory)?;
         index.set_tokenizers(tokenizers());
@@ -191,10 +162,7 @@ impl PetitionIndex {
                 reason: "the schema on disk differs from this version's".to_owned(),
             });
         }
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::OnCommitWithDelay)
-            .try_into()?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::OnCommitWithDelay).try_into()?;
         PetitionIndex::assemble(dir, index, fields, reader, None)
     }
 
@@ -227,10 +195,7 @@ impl PetitionIndex {
     /// them; `None` for an index that never committed. Resume the lake from the next version.
     pub fn checkpoint(&self) -> Option<i64> {
         if self.writer.is_some() {
-            return *self
-                .committed_version
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            return *self.committed_version.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         // Read-only: another process writes, so ask the disk each time.
         match self
@@ -285,20 +250,12 @@ impl PetitionIndex {
         self.commit_locked(writer, lake_version)
     }
 
-    fn commit_locked(
-        &self,
-        writer: &mut IndexWriter<TantivyDocument>,
-        lake_version: i64,
-    ) -> IndexResult<()> {
-        let payload = serde_json::to_string(&CommitPayload { lake_version })
-            .expect("an i64 always serialises");
+    fn commit_locked(&self, writer: &mut IndexWriter<TantivyDocument>, lake_version: i64) -> IndexResult<()> {
+        let payload = serde_json::to_string(&CommitPayload { lake_version }).expect("an i64 always serialises");
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
-        *self
-            .committed_version
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(lake_version);
+        *self.committed_version.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(lake_version);
         self.reader.reload()?;
         debug!(lake_version, "index committed");
         Ok(())
@@ -373,20 +330,11 @@ mod tests {
 
     #[test]
     fn writer_options_respect_tantivy_limits() {
-        let starved = WriterOptions {
-            num_threads: 16,
-            memory_budget_bytes: 20_000_000,
-        };
+        let starved = WriterOptions { num_threads: 16, memory_budget_bytes: 20_000_000 };
         assert_eq!(starved.effective(), (1, 20_000_000));
-        let zero = WriterOptions {
-            num_threads: 0,
-            memory_budget_bytes: 0,
-        };
+        let zero = WriterOptions { num_threads: 0, memory_budget_bytes: 0 };
         assert_eq!(zero.effective(), (1, MIN_MEMORY_PER_THREAD_BYTES));
-        let default_budget = WriterOptions {
-            num_threads: 64,
-            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
-        };
+        let default_budget = WriterOptions { num_threads: 64, memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES };
         assert_eq!(default_budget.effective(), (8, 25_000_000));
     }
 
@@ -395,9 +343,6 @@ mod tests {
         let payload = serde_json::to_string(&CommitPayload { lake_version: 42 }).unwrap();
         assert_eq!(parse_checkpoint(Some(&payload)).unwrap(), Some(42));
         assert_eq!(parse_checkpoint(None).unwrap(), None);
-        assert!(matches!(
-            parse_checkpoint(Some("garbage")),
-            Err(IndexError::BadCheckpoint { .. })
-        ));
+        assert!(matches!(parse_checkpoint(Some("garbage")), Err(IndexError::BadCheckpoint { .. })));
     }
 }

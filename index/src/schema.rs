@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use tantivy::TantivyDocument;
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Facet, Field, INDEXED, IndexRecordOption, STORED, STRING,
-    Schema, TextFieldIndexing, TextOptions, Value,
+    DateOptions, DateTimePrecision, FAST, Facet, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions, Value,
 };
 use uuid::Uuid;
 use voxpop_schema::Petition;
@@ -61,11 +61,7 @@ impl PetitionFields {
         // Microseconds: the lake's precision, so a range filter agrees with a SQL filter on the lake.
         let received_at = builder.add_date_field(
             "received_at",
-            DateOptions::default()
-                .set_indexed()
-                .set_stored()
-                .set_fast()
-                .set_precision(DateTimePrecision::Microseconds),
+            DateOptions::default().set_indexed().set_stored().set_fast().set_precision(DateTimePrecision::Microseconds),
         );
         let language = builder.add_text_field("language", STRING | STORED);
         PetitionFields {
@@ -94,10 +90,7 @@ impl PetitionFields {
         doc.add_text(self.province_code, &petition.province_code);
         doc.add_text(self.commune_code, &petition.commune_code);
         if !petition.province_code.is_empty() {
-            doc.add_facet(
-                self.province,
-                Facet::from_path([petition.province_code.as_str()]),
-            );
+            doc.add_facet(self.province, Facet::from_path([petition.province_code.as_str()]));
         }
         doc.add_date(self.received_at, to_tantivy_date(petition.received_at));
         if let Some(language) = &petition.language {
@@ -111,21 +104,16 @@ impl PetitionFields {
         let text = |field: Field, name: &'static str| -> IndexResult<String> {
             doc.get_first(field)
                 .and_then(|value| value.as_str().map(str::to_owned))
-                .ok_or(IndexError::CorruptDocument {
-                    reason: format!("missing stored field `{name}`"),
-                })
+                .ok_or(IndexError::CorruptDocument { reason: format!("missing stored field `{name}`") })
         };
         let raw_id = text(self.id, "id")?;
-        let id = Uuid::parse_str(&raw_id).map_err(|err| IndexError::CorruptDocument {
-            reason: format!("stored id `{raw_id}` is no uuid: {err}"),
-        })?;
+        let id = Uuid::parse_str(&raw_id)
+            .map_err(|err| IndexError::CorruptDocument { reason: format!("stored id `{raw_id}` is no uuid: {err}") })?;
         let received_at = doc
             .get_first(self.received_at)
             .and_then(|value| value.as_datetime())
             .and_then(from_tantivy_date)
-            .ok_or(IndexError::CorruptDocument {
-                reason: format!("petition `{id}` has no valid `received_at`"),
-            })?;
+            .ok_or(IndexError::CorruptDocument { reason: format!("petition `{id}` has no valid `received_at`") })?;
         Ok(IndexedPetition {
             id,
             title: text(self.title, "title")?,
@@ -133,9 +121,7 @@ impl PetitionFields {
             province_code: text(self.province_code, "province_code")?,
             commune_code: text(self.commune_code, "commune_code")?,
             received_at,
-            language: doc
-                .get_first(self.language)
-                .and_then(|value| value.as_str().map(str::to_owned)),
+            language: doc.get_first(self.language).and_then(|value| value.as_str().map(str::to_owned)),
         })
     }
 }

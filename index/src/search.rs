@@ -11,8 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, FacetCollector, FacetCounts, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption};
 use tantivy::snippet::SnippetGenerator;
@@ -81,10 +80,7 @@ impl Default for SearchRequest {
 impl SearchRequest {
     /// A request for `q` with no filters and the default limit.
     pub fn text(q: &str) -> Self {
-        SearchRequest {
-            q: q.to_owned(),
-            ..SearchRequest::default()
-        }
+        SearchRequest { q: q.to_owned(), ..SearchRequest::default() }
     }
 }
 
@@ -123,15 +119,8 @@ pub struct SearchResults {
 }
 
 pub(crate) fn build_query_parser(index: &Index, fields: &PetitionFields) -> QueryParser {
-    let mut parser = QueryParser::for_index(
-        index,
-        vec![
-            fields.title,
-            fields.title_exact,
-            fields.body,
-            fields.body_exact,
-        ],
-    );
+    let mut parser =
+        QueryParser::for_index(index, vec![fields.title, fields.title_exact, fields.body, fields.body_exact]);
     // "đất đai" should need both syllables: users type words, not alternatives.
     parser.set_conjunction_by_default();
     parser.set_field_boost(fields.title, TITLE_BOOST);
@@ -158,8 +147,7 @@ fn escape_query(raw: &str) -> String {
             // anyway.
             '\\' if in_phrase => escaped.push(' '),
             _ if in_phrase => escaped.push(ch),
-            ':' | '^' | '`' | '{' | '}' | '[' | ']' | '(' | ')' | '\'' | '!' | '*' | '~' | '\\'
-            | '<' | '>' | '=' => {
+            ':' | '^' | '`' | '{' | '}' | '[' | ']' | '(' | ')' | '\'' | '!' | '*' | '~' | '\\' | '<' | '>' | '=' => {
                 escaped.push('\\');
                 escaped.push(ch);
             }
@@ -172,11 +160,7 @@ fn escape_query(raw: &str) -> String {
     }
     // `IN` starts a set (`field: IN [..]`); as a plain word it means "in", which is what the
     // tokenizer makes of it anyway.
-    escaped
-        .split_whitespace()
-        .map(|word| if word == "IN" { "in" } else { word })
-        .collect::<Vec<_>>()
-        .join(" ")
+    escaped.split_whitespace().map(|word| if word == "IN" { "in" } else { word }).collect::<Vec<_>>().join(" ")
 }
 
 /// A filter clause: restricts the matches without changing their scores.
@@ -185,10 +169,7 @@ fn filter(query: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
 }
 
 fn term_filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
-    filter(Box::new(TermQuery::new(
-        Term::from_field_text(field, value),
-        IndexRecordOption::Basic,
-    )))
+    filter(Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic)))
 }
 
 impl PetitionIndex {
@@ -196,19 +177,14 @@ impl PetitionIndex {
     fn text_query(&self, q: &str) -> IndexResult<Option<Box<dyn Query>>> {
         let chars = q.chars().count();
         if chars > MAX_QUERY_CHARS {
-            return Err(IndexError::QueryTooLong {
-                chars,
-                max: MAX_QUERY_CHARS,
-            });
+            return Err(IndexError::QueryTooLong { chars, max: MAX_QUERY_CHARS });
         }
         // Queries arrive in NFC or NFD depending on the keyboard; the stored text is NFC.
         let normalised = text::nfc(q.trim());
         if normalised.is_empty() {
             return Ok(None);
         }
-        let (query, errors) = self
-            .query_parser
-            .parse_query_lenient(&escape_query(&normalised));
+        let (query, errors) = self.query_parser.parse_query_lenient(&escape_query(&normalised));
         if !errors.is_empty() {
             // Not the user's problem: lenient parsing already made the best of it.
             debug!(q = %normalised, errors = ?errors, "query parsed leniently");
@@ -225,10 +201,7 @@ impl PetitionIndex {
             return Ok((Box::new(EmptyQuery), ranked));
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        clauses.push((
-            Occur::Must,
-            text_query.unwrap_or_else(|| Box::new(AllQuery)),
-        ));
+        clauses.push((Occur::Must, text_query.unwrap_or_else(|| Box::new(AllQuery))));
         if let Some(province) = &request.province {
             clauses.push(term_filter(self.fields.province_code, province));
         }
@@ -237,12 +210,12 @@ impl PetitionIndex {
         }
         if request.from.is_some() || request.to.is_some() {
             let field = self.fields.received_at;
-            let lower = request.from.map_or(Bound::Unbounded, |at| {
-                Bound::Included(Term::from_field_date(field, to_tantivy_date(at)))
-            });
-            let upper = request.to.map_or(Bound::Unbounded, |at| {
-                Bound::Excluded(Term::from_field_date(field, to_tantivy_date(at)))
-            });
+            let lower = request
+                .from
+                .map_or(Bound::Unbounded, |at| Bound::Included(Term::from_field_date(field, to_tantivy_date(at))));
+            let upper = request
+                .to
+                .map_or(Bound::Unbounded, |at| Bound::Excluded(Term::from_field_date(field, to_tantivy_date(at))));
             clauses.push(filter(Box::new(RangeQuery::new(lower, upper))));
         }
         Ok((Box::new(BooleanQuery::new(clauses)), ranked))
@@ -258,15 +231,11 @@ impl PetitionIndex {
         let mut facets = FacetCollector::for_field("province");
         facets.add_facet(Facet::root());
 
-        let (total, facet_counts, page): (usize, FacetCounts, Vec<(f32, DocAddress)>) = if limit
-            == 0
-        {
+        let (total, facet_counts, page): (usize, FacetCounts, Vec<(f32, DocAddress)>) = if limit == 0 {
             let (total, facet_counts) = searcher.search(&*query, &(Count, facets))?;
             (total, facet_counts, Vec::new())
         } else if ranked {
-            let top = TopDocs::with_limit(limit)
-                .and_offset(offset)
-                .order_by_score();
+            let top = TopDocs::with_limit(limit).and_offset(offset).order_by_score();
             searcher.search(&*query, &(Count, facets, top))?
         } else {
             // Nothing to rank by: browsing is newest first.
@@ -274,30 +243,14 @@ impl PetitionIndex {
                 .and_offset(offset)
                 .order_by_fast_field::<tantivy::DateTime>("received_at", Order::Desc);
             let (total, facet_counts, newest) = searcher.search(&*query, &(Count, facets, top))?;
-            (
-                total,
-                facet_counts,
-                newest
-                    .into_iter()
-                    .map(|(_, address)| (0.0, address))
-                    .collect(),
-            )
+            (total, facet_counts, newest.into_iter().map(|(_, address)| (0.0, address)).collect())
         };
 
         let hits = self.hits(&searcher, &*query, page)?;
-        Ok(SearchResults {
-            total,
-            hits,
-            province_facets: province_facets(&facet_counts),
-        })
+        Ok(SearchResults { total, hits, province_facets: province_facets(&facet_counts) })
     }
 
-    fn hits(
-        &self,
-        searcher: &Searcher,
-        query: &dyn Query,
-        page: Vec<(f32, DocAddress)>,
-    ) -> IndexResult<Vec<Hit>> {
+    fn hits(&self, searcher: &Searcher, query: &dyn Query, page: Vec<(f32, DocAddress)>) -> IndexResult<Vec<Hit>> {
         if page.is_empty() {
             return Ok(Vec::new());
         }
@@ -328,17 +281,10 @@ fn province_facets(counts: &FacetCounts) -> Vec<FacetCount> {
         .get(Facet::root())
         .filter_map(|(facet, count)| {
             let province_code = facet.to_path().last()?.to_string();
-            Some(FacetCount {
-                province_code,
-                count,
-            })
+            Some(FacetCount { province_code, count })
         })
         .collect();
-    facets.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.province_code.cmp(&b.province_code))
-    });
+    facets.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.province_code.cmp(&b.province_code)));
     facets
 }
 
@@ -399,10 +345,7 @@ mod tests {
     #[test]
     fn escaping_keeps_phrases_and_neutralises_syntax() {
         assert_eq!(escape_query("Lưu ý: đường hỏng"), "Lưu ý\\: đường hỏng");
-        assert_eq!(
-            escape_query("\"giải phóng mặt bằng\""),
-            "\"giải phóng mặt bằng\""
-        );
+        assert_eq!(escape_query("\"giải phóng mặt bằng\""), "\"giải phóng mặt bằng\"");
         assert_eq!(escape_query("\"mở ngoặc"), "\"mở ngoặc\"");
         assert_eq!(escape_query("H'Leo [a TO b]^2"), "H\\'Leo \\[a TO b\\]\\^2");
         assert_eq!(escape_query("made IN vietnam"), "made in vietnam");
@@ -411,9 +354,6 @@ mod tests {
 
     #[test]
     fn html_escape_matches_tantivy() {
-        assert_eq!(
-            html_escape("<b>\"x\" & 'y'</b>"),
-            "&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;&lt;/b&gt;"
-        );
+        assert_eq!(html_escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;&lt;/b&gt;");
     }
 }

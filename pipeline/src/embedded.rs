@@ -49,36 +49,24 @@ impl EmbeddedLog {
     /// Opens (or creates) the log in `dir`, replaying what is on disk. Only one process may
     /// open a directory at a time.
     pub async fn open(dir: &Path) -> LogResult<EmbeddedLog> {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|err| unavailable(dir, err))?;
+        tokio::fs::create_dir_all(dir).await.map_err(|err| unavailable(dir, err))?;
         // Flushing is driven by the writer task below, once per group; an hour means "never on
         // your own".
-        let mut log =
-            MultiRecordLog::open_with_prefs(dir, SyncPolicy::OnDelay(Duration::from_secs(3600)))
-                .await
-                .map_err(|err| {
-                    LogError::Fatal(format!(
-                        "cannot replay the log in `{}`: {err}",
-                        dir.display()
-                    ))
-                })?;
+        let mut log = MultiRecordLog::open_with_prefs(dir, SyncPolicy::OnDelay(Duration::from_secs(3600)))
+            .await
+            .map_err(|err| LogError::Fatal(format!("cannot replay the log in `{}`: {err}", dir.display())))?;
         for topic in Topic::ALL {
             if !log.queue_exists(topic.name()) {
-                log.create_queue(topic.name()).await.map_err(|err| {
-                    LogError::Fatal(format!("cannot create queue `{}`: {err}", topic.name()))
-                })?;
+                log.create_queue(topic.name())
+                    .await
+                    .map_err(|err| LogError::Fatal(format!("cannot create queue `{}`: {err}", topic.name())))?;
             }
         }
         log.sync().await.map_err(|err| unavailable(dir, err))?;
         let durable_end = Topic::ALL
             .into_iter()
             .map(|topic| {
-                let end = log
-                    .range(topic.name(), ..)
-                    .ok()
-                    .and_then(|r| r.last())
-                    .map_or(0, |(p, _)| p + 1);
+                let end = log.range(topic.name(), ..).ok().and_then(|r| r.last()).map_or(0, |(p, _)| p + 1);
                 (topic, end)
             })
             .collect();
@@ -134,9 +122,7 @@ async fn writer_loop(shared: Arc<Shared>, mut receiver: mpsc::Receiver<AppendReq
             }
             if let Err(err) = log.sync().await {
                 let message = format!("flushing the log failed: {err}");
-                outcomes
-                    .iter_mut()
-                    .for_each(|outcome| *outcome = Err(LogError::Unavailable(message.clone())));
+                outcomes.iter_mut().for_each(|outcome| *outcome = Err(LogError::Unavailable(message.clone())));
             }
         }
         // fsync outside the lock: readers may go on reading what is already in memory, and the
@@ -150,9 +136,7 @@ async fn writer_loop(shared: Arc<Shared>, mut receiver: mpsc::Receiver<AppendReq
         if let Err(err) = synced {
             warn!(error = %err, "fsync of the embedded log failed");
             let message = format!("fsync of the log failed: {err}");
-            outcomes
-                .iter_mut()
-                .for_each(|outcome| *outcome = Err(LogError::Unavailable(message.clone())));
+            outcomes.iter_mut().for_each(|outcome| *outcome = Err(LogError::Unavailable(message.clone())));
         }
         {
             let mut durable_end = shared.durable_end.lock().expect("durable_end lock");
@@ -165,11 +149,7 @@ async fn writer_loop(shared: Arc<Shared>, mut receiver: mpsc::Receiver<AppendReq
                 }
             }
         }
-        debug!(
-            requests = group.len(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "group commit"
-        );
+        debug!(requests = group.len(), elapsed_us = started.elapsed().as_micros() as u64, "group commit");
         shared.appended.notify_waiters();
         for (request, outcome) in group.into_iter().zip(outcomes) {
             // The caller may have given up (client disconnected): the record is durable anyway.
@@ -178,33 +158,18 @@ async fn writer_loop(shared: Arc<Shared>, mut receiver: mpsc::Receiver<AppendReq
     }
 }
 
-async fn append_locked(
-    log: &mut MultiRecordLog,
-    topic: Topic,
-    records: &[Record],
-) -> LogResult<Vec<Position>> {
+async fn append_locked(log: &mut MultiRecordLog, topic: Topic, records: &[Record]) -> LogResult<Vec<Position>> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
     let framed: Vec<Vec<u8>> = records.iter().map(encode).collect();
     let last = log
-        .append_records(
-            topic.name(),
-            None,
-            framed.iter().map(|bytes| bytes.as_slice()),
-        )
+        .append_records(topic.name(), None, framed.iter().map(|bytes| bytes.as_slice()))
         .await
-        .map_err(|err| {
-            LogError::Unavailable(format!("append to `{}` failed: {err}", topic.name()))
-        })?
+        .map_err(|err| LogError::Unavailable(format!("append to `{}` failed: {err}", topic.name())))?
         .ok_or_else(|| LogError::Fatal("the log refused a non-empty append".into()))?;
     let first = last + 1 - records.len() as u64;
-    Ok((first..=last)
-        .map(|offset| Position {
-            partition: PARTITION,
-            offset: offset as i64,
-        })
-        .collect())
+    Ok((first..=last).map(|offset| Position { partition: PARTITION, offset: offset as i64 }).collect())
 }
 
 /// fsyncs the write-ahead files that may hold unsynced data (the newest two: an append can
@@ -216,11 +181,7 @@ fn fsync_wal(
     let result = (|| {
         let mut wal_files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| {
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("wal-"))
-            })
+            .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("wal-")))
             .collect();
         wal_files.sort();
         let newest: Vec<PathBuf> = wal_files.iter().rev().take(2).cloned().collect();
@@ -254,33 +215,19 @@ impl EventLog for EmbeddedLog {
     async fn append(&self, topic: Topic, records: Vec<Record>) -> LogResult<Vec<Position>> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(AppendRequest {
-                topic,
-                records,
-                reply,
-            })
+            .send(AppendRequest { topic, records, reply })
             .await
             .map_err(|_| LogError::Unavailable("the log writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| LogError::Unavailable("the log writer has stopped".into()))?
+        answer.await.map_err(|_| LogError::Unavailable("the log writer has stopped".into()))?
     }
 
     async fn partitions(&self, _topic: Topic) -> LogResult<Vec<i32>> {
         Ok(vec![PARTITION])
     }
 
-    async fn reader(
-        &self,
-        topic: Topic,
-        start: &BTreeMap<i32, i64>,
-    ) -> LogResult<Box<dyn LogReader>> {
+    async fn reader(&self, topic: Topic, start: &BTreeMap<i32, i64>) -> LogResult<Box<dyn LogReader>> {
         let next = start.get(&PARTITION).copied().unwrap_or(0).max(0) as u64;
-        Ok(Box::new(EmbeddedReader {
-            shared: self.shared.clone(),
-            topic,
-            next,
-        }))
+        Ok(Box::new(EmbeddedReader { shared: self.shared.clone(), topic, next }))
     }
 
     async fn release(&self, topic: Topic, partition: i32, offset: i64) -> LogResult<()> {
@@ -290,9 +237,7 @@ impl EventLog for EmbeddedLog {
         let mut log = self.shared.log.lock().await;
         log.truncate(topic.name(), (offset - 1) as u64)
             .await
-            .map_err(|err| {
-                LogError::Unavailable(format!("truncating `{}` failed: {err}", topic.name()))
-            })?;
+            .map_err(|err| LogError::Unavailable(format!("truncating `{}` failed: {err}", topic.name())))?;
         Ok(())
     }
 }
@@ -305,14 +250,7 @@ struct EmbeddedReader {
 
 impl EmbeddedReader {
     async fn take(&mut self, max: usize) -> LogResult<Vec<Consumed>> {
-        let end = self
-            .shared
-            .durable_end
-            .lock()
-            .expect("durable_end lock")
-            .get(&self.topic)
-            .copied()
-            .unwrap_or(0);
+        let end = self.shared.durable_end.lock().expect("durable_end lock").get(&self.topic).copied().unwrap_or(0);
         if end <= self.next {
             return Ok(Vec::new());
         }
@@ -324,16 +262,10 @@ impl EmbeddedReader {
         let mut consumed = Vec::new();
         for (position, framed) in records {
             let (key, payload) = decode(&framed).ok_or_else(|| {
-                LogError::Fatal(format!(
-                    "record {position} of `{}` is not framed",
-                    self.topic.name()
-                ))
+                LogError::Fatal(format!("record {position} of `{}` is not framed", self.topic.name()))
             })?;
             consumed.push(Consumed {
-                position: Position {
-                    partition: PARTITION,
-                    offset: position as i64,
-                },
+                position: Position { partition: PARTITION, offset: position as i64 },
                 key,
                 payload,
             });

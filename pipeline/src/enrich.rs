@@ -18,23 +18,18 @@ pub struct Enricher {
 
 impl Enricher {
     pub fn new(units: &'static Units) -> Enricher {
-        let detector = LanguageDetectorBuilder::from_languages(&LANGUAGES)
-            .with_preloaded_language_models()
-            .build();
+        let detector = LanguageDetectorBuilder::from_languages(&LANGUAGES).with_preloaded_language_models().build();
         Enricher { units, detector }
     }
 
     /// Decodes and checks one log record; `Err` carries the dead-letter reason.
     pub fn prepare(&self, payload: &[u8]) -> Result<Petition, (String, Vec<FieldError>)> {
-        let mut petition =
-            Petition::from_json_slice(payload).map_err(|err| (err.to_string(), Vec::new()))?;
+        let mut petition = Petition::from_json_slice(payload).map_err(|err| (err.to_string(), Vec::new()))?;
         // Other producers on a shared Kafka cluster may send pre-2025 codes or no province.
         if self.units.commune(&petition.commune_code).is_none()
             && let Ok(resolved) = self.units.resolve_commune(&petition.commune_code, None)
         {
-            petition
-                .original_unit_code
-                .get_or_insert_with(|| petition.commune_code.clone());
+            petition.original_unit_code.get_or_insert_with(|| petition.commune_code.clone());
             petition.commune_code = resolved.commune.code.clone();
         }
         if petition.province_code.is_empty()
@@ -44,11 +39,7 @@ impl Enricher {
         }
         let errors = petition.validate(self.units);
         if !errors.is_empty() {
-            let reason = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let reason = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
             return Err((format!("invalid petition: {reason}"), errors));
         }
         Ok(petition)
@@ -56,16 +47,11 @@ impl Enricher {
 
     /// Sets `language` (ISO 639-1) on every petition that has none.
     pub fn detect_languages(&self, petitions: &mut [Petition]) {
-        let pending: Vec<usize> = (0..petitions.len())
-            .filter(|&i| petitions[i].language.is_none())
-            .collect();
+        let pending: Vec<usize> = (0..petitions.len()).filter(|&i| petitions[i].language.is_none()).collect();
         if pending.is_empty() {
             return;
         }
-        let texts: Vec<String> = pending
-            .iter()
-            .map(|&i| detection_text(&petitions[i]))
-            .collect();
+        let texts: Vec<String> = pending.iter().map(|&i| detection_text(&petitions[i])).collect();
         let detected = self.detector.detect_languages_in_parallel_of(&texts);
         for (&i, language) in pending.iter().zip(detected) {
             petitions[i].language = language.map(|l| l.iso_code_639_1().to_string());
@@ -74,9 +60,7 @@ impl Enricher {
 
     /// Language of one text, for callers outside the pipeline.
     pub fn detect(&self, text: &str) -> Option<String> {
-        self.detector
-            .detect_language_of(text)
-            .map(|l| l.iso_code_639_1().to_string())
+        self.detector.detect_language_of(text).map(|l| l.iso_code_639_1().to_string())
     }
 }
 
@@ -95,16 +79,9 @@ mod tests {
     #[test]
     fn detects_vietnamese_and_english() {
         let enricher = Enricher::new(Units::embedded());
+        assert_eq!(enricher.detect("Đề nghị chính quyền sửa chữa con đường bị hư hỏng nặng").as_deref(), Some("vi"));
         assert_eq!(
-            enricher
-                .detect("Đề nghị chính quyền sửa chữa con đường bị hư hỏng nặng")
-                .as_deref(),
-            Some("vi")
-        );
-        assert_eq!(
-            enricher
-                .detect("The road in front of the school has been damaged for months")
-                .as_deref(),
+            enricher.detect("The road in front of the school has been damaged for months").as_deref(),
             Some("en")
         );
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -61,12 +61,7 @@ pub struct KafkaConfig {
 impl KafkaConfig {
     /// A config for `brokers` with 3 partitions, replication 1 and a 10 s message timeout.
     pub fn new(brokers: impl Into<String>) -> KafkaConfig {
-        KafkaConfig {
-            brokers: brokers.into(),
-            partitions: 3,
-            replication: 1,
-            message_timeout: Duration::from_secs(10),
-        }
+        KafkaConfig { brokers: brokers.into(), partitions: 3, replication: 1, message_timeout: Duration::from_secs(10) }
     }
 
     /// Settings every client (producer, consumer, admin) shares.
@@ -88,10 +83,7 @@ impl KafkaConfig {
             // ("acknowledged by all in-sync replicas") is the `append` contract.
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set(
-                "message.timeout.ms",
-                self.message_timeout.as_millis().to_string(),
-            )
+            .set("message.timeout.ms", self.message_timeout.as_millis().to_string())
             .set("linger.ms", LINGER.as_millis().to_string());
         config
     }
@@ -125,10 +117,7 @@ pub struct KafkaLog {
 
 impl std::fmt::Debug for KafkaLog {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("KafkaLog")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        formatter.debug_struct("KafkaLog").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -150,25 +139,17 @@ impl KafkaLog {
     }
 
     async fn ensure_topics(&self) -> LogResult<()> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config.client_config().create().map_err(classify)?;
+        let admin: AdminClient<DefaultClientContext> = self.config.client_config().create().map_err(classify)?;
         let new_topics: Vec<NewTopic<'_>> = Topic::ALL
             .iter()
             .map(|topic| {
-                NewTopic::new(
-                    topic.name(),
-                    self.config.partitions,
-                    TopicReplication::Fixed(self.config.replication),
-                )
+                NewTopic::new(topic.name(), self.config.partitions, TopicReplication::Fixed(self.config.replication))
             })
             .collect();
         let options = AdminOptions::new()
             .request_timeout(Some(self.config.message_timeout))
             .operation_timeout(Some(self.config.message_timeout));
-        let results = admin
-            .create_topics(&new_topics, &options)
-            .await
-            .map_err(classify)?;
+        let results = admin.create_topics(&new_topics, &options).await.map_err(classify)?;
         for result in results {
             match result {
                 Ok(name) => {
@@ -181,66 +162,44 @@ impl KafkaLog {
                 // with creation disabled) are fine as long as someone created them beforehand.
                 Err((name, code)) if creation_refused(code) => {
                     warn!(topic = %name, error = %code, "broker refused to create topic, checking it exists");
-                    let topic = topic_named(&name).ok_or_else(|| {
-                        LogError::Fatal(format!("broker answered for unknown topic `{name}`"))
-                    })?;
+                    let topic = topic_named(&name)
+                        .ok_or_else(|| LogError::Fatal(format!("broker answered for unknown topic `{name}`")))?;
                     self.partitions(topic).await?;
                 }
                 Err((name, code)) => {
-                    return Err(classify_code(
-                        code,
-                        &format!("cannot create topic `{name}`"),
-                    ));
+                    return Err(classify_code(code, &format!("cannot create topic `{name}`")));
                 }
             }
         }
         Ok(())
     }
 
-    /// Metadata for `topic`, fetched without blocking the async runtime.
+    /// The partitions of `topic`, fetched without blocking the async runtime.
     async fn fetch_partitions(&self, topic: Topic) -> LogResult<Vec<i32>> {
         let producer = self.producer.clone();
         let timeout = self.config.message_timeout;
-        let fetched = tokio::task::spawn_blocking(move || {
-            let metadata = producer
-                .client()
-                .fetch_metadata(Some(topic.name()), timeout)
-                .map_err(classify)?;
-            let Some(topic_metadata) = metadata
-                .topics()
-                .iter()
-                .find(|candidate| candidate.name() == topic.name())
-            else {
-                return Err(LogError::Fatal(format!(
-                    "topic `{}` does not exist",
-                    topic.name()
-                )));
-            };
-            if let Some(error) = topic_metadata.error() {
-                let code = RDKafkaErrorCode::from(error);
-                return Err(classify_code(
-                    code,
-                    &format!("no metadata for topic `{}`", topic.name()),
-                ));
-            }
-            let mut partitions: Vec<i32> = topic_metadata
-                .partitions()
-                .iter()
-                .map(|partition| partition.id())
-                .collect();
-            partitions.sort_unstable();
-            Ok(partitions)
-        })
-        .await
-        .map_err(|join_error| LogError::Fatal(format!("metadata task failed: {join_error}")))??;
-        if fetched.is_empty() {
-            return Err(LogError::Fatal(format!(
-                "topic `{}` has no partitions",
-                topic.name()
-            )));
-        }
-        Ok(fetched)
+        tokio::task::spawn_blocking(move || partitions_blocking(producer.client(), topic, timeout))
+            .await
+            .map_err(|join_error| LogError::Fatal(format!("metadata task failed: {join_error}")))?
     }
+}
+
+/// The partitions of `topic` in ascending order, from a metadata request that blocks up to `timeout`.
+fn partitions_blocking<C: ClientContext>(client: &Client<C>, topic: Topic, timeout: Duration) -> LogResult<Vec<i32>> {
+    let metadata = client.fetch_metadata(Some(topic.name()), timeout).map_err(classify)?;
+    let Some(topic_metadata) = metadata.topics().iter().find(|candidate| candidate.name() == topic.name()) else {
+        return Err(LogError::Fatal(format!("topic `{}` does not exist", topic.name())));
+    };
+    if let Some(error) = topic_metadata.error() {
+        let code = RDKafkaErrorCode::from(error);
+        return Err(classify_code(code, &format!("no metadata for topic `{}`", topic.name())));
+    }
+    let mut partitions: Vec<i32> = topic_metadata.partitions().iter().map(|partition| partition.id()).collect();
+    if partitions.is_empty() {
+        return Err(LogError::Fatal(format!("topic `{}` has no partitions", topic.name())));
+    }
+    partitions.sort_unstable();
+    Ok(partitions)
 }
 
 #[async_trait]
@@ -255,9 +214,7 @@ impl EventLog for KafkaLog {
         let deadline = Instant::now() + self.config.message_timeout;
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
-            let mut pending = FutureRecord::to(topic.name())
-                .key(&record.key[..])
-                .payload(&record.payload[..]);
+            let mut pending = FutureRecord::to(topic.name()).key(&record.key[..]).payload(&record.payload[..]);
             loop {
                 match self.producer.send_result(pending) {
                     Ok(delivery) => {
@@ -280,10 +237,7 @@ impl EventLog for KafkaLog {
         let mut positions = Vec::with_capacity(reports.len());
         for report in reports {
             match report {
-                Ok(Ok(delivery)) => positions.push(Position {
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                }),
+                Ok(Ok(delivery)) => positions.push(Position { partition: delivery.partition, offset: delivery.offset }),
                 Ok(Err((error, _message))) => return Err(unavailable(topic, &error)),
                 // The producer outlives the futures (we hold it), so a cancelled report means
                 // librdkafka dropped the message without telling why.
@@ -303,38 +257,18 @@ impl EventLog for KafkaLog {
         self.fetch_partitions(topic).await
     }
 
-    async fn reader(
-        &self,
-        topic: Topic,
-        start: &BTreeMap<i32, i64>,
-    ) -> LogResult<Box<dyn LogReader>> {
-        let partitions = self.fetch_partitions(topic).await?;
-        if let Some(unknown) = start
-            .keys()
-            .find(|partition| !partitions.contains(partition))
-        {
-            return Err(LogError::Fatal(format!(
-                "cannot start reading topic `{}` at partition {unknown}: it has partitions {partitions:?}",
-                topic.name()
-            )));
-        }
-        let mut assignment = TopicPartitionList::new();
-        for &partition in &partitions {
-            let offset = start
-                .get(&partition)
-                .map_or(Offset::Beginning, |&offset| Offset::Offset(offset));
-            assignment
-                .add_partition_offset(topic.name(), partition, offset)
-                .map_err(classify)?;
-        }
+    async fn reader(&self, topic: Topic, start: &BTreeMap<i32, i64>) -> LogResult<Box<dyn LogReader>> {
         let consumer: BaseConsumer = self.config.consumer_config().create().map_err(classify)?;
-        consumer.assign(&assignment).map_err(classify)?;
-        debug!(topic = topic.name(), ?start, "opened kafka reader");
-        Ok(Box::new(KafkaReader {
-            topic,
-            consumer: Arc::new(consumer),
-            in_flight: None,
-        }))
+        let start = start.clone();
+        let timeout = self.config.message_timeout;
+        let consumer = tokio::task::spawn_blocking(move || {
+            assign_blocking(&consumer, topic, &start, timeout)?;
+            Ok::<_, LogError>(consumer)
+        })
+        .await
+        .map_err(|join_error| LogError::Fatal(format!("reader setup task failed: {join_error}")))??;
+        debug!(topic = topic.name(), "opened kafka reader");
+        Ok(Box::new(KafkaReader { topic, consumer: Arc::new(consumer), in_flight: None }))
     }
 
     /// A no-op: Kafka reclaims records by its own retention, and committing offsets to a
@@ -343,6 +277,39 @@ impl EventLog for KafkaLog {
     async fn release(&self, _topic: Topic, _partition: i32, _offset: i64) -> LogResult<()> {
         Ok(())
     }
+}
+
+/// Assigns every partition of `topic` to `consumer`, each at its offset in `start` or else at the
+/// beginning. The metadata request goes through `consumer` itself on purpose: a consumer that
+/// knows the partition leaders resolves `Offset::Beginning` at once, while one that does not yet
+/// parks the lookup on librdkafka's 500 ms offset-query retry timer.
+fn assign_blocking(
+    consumer: &BaseConsumer,
+    topic: Topic,
+    start: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) -> LogResult<()> {
+    let partitions = partitions_blocking(consumer.client(), topic, timeout)?;
+    for (&partition, &offset) in start {
+        if !partitions.contains(&partition) {
+            return Err(LogError::Fatal(format!(
+                "cannot read topic `{}` from partition {partition}: it has partitions {partitions:?}",
+                topic.name()
+            )));
+        }
+        if offset < 0 {
+            return Err(LogError::Fatal(format!(
+                "cannot read topic `{}` partition {partition} from negative offset {offset}",
+                topic.name()
+            )));
+        }
+    }
+    let mut assignment = TopicPartitionList::new();
+    for &partition in &partitions {
+        let offset = start.get(&partition).map_or(Offset::Beginning, |&offset| Offset::Offset(offset));
+        assignment.add_partition_offset(topic.name(), partition, offset).map_err(classify)?;
+    }
+    consumer.assign(&assignment).map_err(classify)
 }
 
 /// Reads every partition of one topic; see [`EventLog::reader`].
@@ -366,27 +333,17 @@ impl LogReader for KafkaReader {
         });
         let outcome = task.await;
         self.in_flight = None;
-        outcome.map_err(|join_error| {
-            LogError::Fatal(format!("kafka poll task failed: {join_error}"))
-        })?
+        outcome.map_err(|join_error| LogError::Fatal(format!("kafka poll task failed: {join_error}")))?
     }
 }
 
 /// Takes up to `max` records off `consumer`, waiting up to `wait` for the first one only.
-fn poll_blocking(
-    consumer: &BaseConsumer,
-    topic: Topic,
-    max: usize,
-    wait: Duration,
-) -> LogResult<Vec<Consumed>> {
+fn poll_blocking(consumer: &BaseConsumer, topic: Topic, max: usize, wait: Duration) -> LogResult<Vec<Consumed>> {
     let deadline = Instant::now() + wait;
     let mut batch = Vec::new();
     while batch.len() < max {
-        let timeout = if batch.is_empty() {
-            deadline.saturating_duration_since(Instant::now())
-        } else {
-            Duration::ZERO
-        };
+        let timeout =
+            if batch.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
         match consumer.poll(timeout) {
             Some(Ok(message)) => batch.push(consumed(&message)),
             // Records already taken off the consumer must reach the caller, so an error after
@@ -406,10 +363,7 @@ fn poll_blocking(
 
 fn consumed(message: &BorrowedMessage<'_>) -> Consumed {
     Consumed {
-        position: Position {
-            partition: message.partition(),
-            offset: message.offset(),
-        },
+        position: Position { partition: message.partition(), offset: message.offset() },
         key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
     }
@@ -417,27 +371,21 @@ fn consumed(message: &BorrowedMessage<'_>) -> Consumed {
 
 fn consume_error(topic: Topic, error: &KafkaError) -> LogError {
     if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
-        return LogError::Fatal(format!(
-            "start offset out of range on topic `{}`: {error}",
-            topic.name()
-        ));
+        return LogError::Fatal(format!("start offset out of range on topic `{}`: {error}", topic.name()));
     }
     LogError::Unavailable(format!("cannot read topic `{}`: {error}", topic.name()))
 }
 
 fn unavailable(topic: Topic, error: &KafkaError) -> LogError {
-    LogError::Unavailable(format!(
-        "cannot append to topic `{}`: {error}",
-        topic.name()
-    ))
+    LogError::Unavailable(format!("cannot append to topic `{}`: {error}", topic.name()))
 }
 
 /// Whose fault a client-side error is: bad configuration is fatal, the rest is the network's.
 fn classify(error: KafkaError) -> LogError {
     match &error {
-        KafkaError::ClientConfig(..)
-        | KafkaError::ClientCreation(_)
-        | KafkaError::AdminOpCreation(_) => LogError::Fatal(error.to_string()),
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) | KafkaError::AdminOpCreation(_) => {
+            LogError::Fatal(error.to_string())
+        }
         _ => match error.rdkafka_error_code() {
             Some(code) => classify_code(code, "kafka request failed"),
             None => LogError::Unavailable(error.to_string()),
@@ -519,14 +467,8 @@ mod tests {
     fn refusals_and_fatal_codes() {
         assert!(creation_refused(RDKafkaErrorCode::UnsupportedVersion));
         assert!(!creation_refused(RDKafkaErrorCode::TopicAlreadyExists));
-        assert!(matches!(
-            classify_code(RDKafkaErrorCode::BrokerTransportFailure, "x"),
-            LogError::Unavailable(_)
-        ));
-        assert!(matches!(
-            classify_code(RDKafkaErrorCode::InvalidReplicationFactor, "x"),
-            LogError::Fatal(_)
-        ));
+        assert!(matches!(classify_code(RDKafkaErrorCode::BrokerTransportFailure, "x"), LogError::Unavailable(_)));
+        assert!(matches!(classify_code(RDKafkaErrorCode::InvalidReplicationFactor, "x"), LogError::Fatal(_)));
         assert_eq!(topic_named("voxpop.dead-letter"), Some(Topic::DeadLetter));
         assert_eq!(topic_named("other"), None);
     }

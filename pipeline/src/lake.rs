@@ -48,11 +48,9 @@ pub fn petitions_table_path(lake_dir: &Path) -> PathBuf {
 
 /// Opens the Delta table at `path` (creating the directory), whether or not a table exists yet.
 pub(crate) async fn open_table(path: &Path) -> Result<DeltaTable, DeltaTableError> {
-    std::fs::create_dir_all(path).map_err(|err| {
-        DeltaTableError::Generic(format!("cannot create `{}`: {err}", path.display()))
-    })?;
-    let absolute =
-        std::fs::canonicalize(path).map_err(|err| DeltaTableError::Generic(err.to_string()))?;
+    std::fs::create_dir_all(path)
+        .map_err(|err| DeltaTableError::Generic(format!("cannot create `{}`: {err}", path.display())))?;
+    let absolute = std::fs::canonicalize(path).map_err(|err| DeltaTableError::Generic(err.to_string()))?;
     let url = deltalake::ensure_table_uri(absolute.to_string_lossy())?;
     DeltaTable::try_from_url(url).await
 }
@@ -67,10 +65,7 @@ impl PetitionLake {
     /// Opens the table at `path`, creating it (with change data feed on, for incremental
     /// readers) on first use.
     pub async fn open_or_create(path: &Path) -> LakeResult<PetitionLake> {
-        let delta = |source| LakeError::Delta {
-            path: path.to_owned(),
-            source,
-        };
+        let delta = |source| LakeError::Delta { path: path.to_owned(), source };
         let table = open_table(path).await.map_err(delta)?;
         let table = if table.version().is_some() {
             table
@@ -88,17 +83,11 @@ impl PetitionLake {
                 .await
                 .map_err(delta)?
         };
-        Ok(PetitionLake {
-            path: path.to_owned(),
-            table,
-        })
+        Ok(PetitionLake { path: path.to_owned(), table })
     }
 
     fn delta_error(&self, source: DeltaTableError) -> LakeError {
-        LakeError::Delta {
-            path: self.path.clone(),
-            source,
-        }
+        LakeError::Delta { path: self.path.clone(), source }
     }
 
     /// The table version (0 right after creation).
@@ -116,11 +105,7 @@ impl PetitionLake {
 
     /// The next offset to read per partition, as recorded by the last commits; partitions the
     /// lake has never seen are absent.
-    pub async fn committed_positions(
-        &self,
-        topic: Topic,
-        partitions: &[i32],
-    ) -> LakeResult<BTreeMap<i32, i64>> {
+    pub async fn committed_positions(&self, topic: Topic, partitions: &[i32]) -> LakeResult<BTreeMap<i32, i64>> {
         let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
         let log_store = self.table.log_store();
         let mut positions = BTreeMap::new();
@@ -147,38 +132,25 @@ impl PetitionLake {
     ) -> LakeResult<i64> {
         let transactions: Vec<Transaction> = next_positions
             .iter()
-            .map(|(&partition, &next_offset)| {
-                Transaction::new(app_id(topic, partition), next_offset)
-            })
+            .map(|(&partition, &next_offset)| Transaction::new(app_id(topic, partition), next_offset))
             .collect();
         let properties = CommitProperties::default().with_application_transactions(transactions);
         if petitions.is_empty() {
             let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
-            let operation = DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by: None,
-                predicate: None,
-            };
+            let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
             CommitBuilder::from(properties)
                 .with_actions(Vec::new())
                 .build(Some(snapshot), self.table.log_store(), operation)
                 .await
                 .map_err(|err| self.delta_error(err))?;
-            self.table
-                .update_incremental(None)
-                .await
-                .map_err(|err| self.delta_error(err))?;
+            self.table.update_incremental(None).await.map_err(|err| self.delta_error(err))?;
             return Ok(self.version());
         }
         let mut sorted: Vec<&Petition> = petitions.iter().collect();
         // Sorted by province then commune within each file: row-group statistics then prune the
         // regional queries that do not hit the partition column.
         sorted.sort_by(|a, b| {
-            (&a.province_code, &a.commune_code, a.received_at).cmp(&(
-                &b.province_code,
-                &b.commune_code,
-                b.received_at,
-            ))
+            (&a.province_code, &a.commune_code, a.received_at).cmp(&(&b.province_code, &b.commune_code, b.received_at))
         });
         let owned: Vec<Petition> = sorted.into_iter().cloned().collect();
         let batch = petition::to_record_batch(&owned)?;
@@ -225,9 +197,7 @@ impl PetitionLake {
     ) -> crate::PipelineResult<()> {
         use futures::StreamExt;
         let ctx = SessionContext::new();
-        self.table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|err| self.delta_error(err))?;
+        self.table.update_datafusion_session(&ctx.state()).map_err(|err| self.delta_error(err))?;
         let provider = self
             .table
             .table_provider()
@@ -245,9 +215,7 @@ impl PetitionLake {
     /// Number of rows in the table.
     pub async fn count(&self) -> LakeResult<usize> {
         let ctx = SessionContext::new();
-        self.table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|err| self.delta_error(err))?;
+        self.table.update_datafusion_session(&ctx.state()).map_err(|err| self.delta_error(err))?;
         let provider = self
             .table
             .table_provider()
@@ -262,14 +230,10 @@ fn arrow_to_delta_fields() -> LakeResult<Vec<StructField>> {
     let schema = petition::arrow_schema();
     let mut fields = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
-        let field: StructField =
-            field
-                .as_ref()
-                .try_into_kernel()
-                .map_err(|err| LakeError::Delta {
-                    path: PathBuf::new(),
-                    source: DeltaTableError::Generic(err.to_string()),
-                })?;
+        let field: StructField = field.as_ref().try_into_kernel().map_err(|err| LakeError::Delta {
+            path: PathBuf::new(),
+            source: DeltaTableError::Generic(err.to_string()),
+        })?;
         fields.push(field);
     }
     Ok(fields)

@@ -83,11 +83,7 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Opens a reader on every partition of `topic`. `start` maps a partition to the next offset
     /// to read; a partition not in `start` is read from its earliest retained record.
-    async fn reader(
-        &self,
-        topic: Topic,
-        start: &BTreeMap<i32, i64>,
-    ) -> LogResult<Box<dyn LogReader>>;
+    async fn reader(&self, topic: Topic, start: &BTreeMap<i32, i64>) -> LogResult<Box<dyn LogReader>>;
 
     /// Says that every record of `partition` below `offset` is safely in the lake, so the log may
     /// reclaim it. Advisory: a log may keep records longer (Kafka keeps them for its retention).

@@ -28,10 +28,7 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig {
-            batch_size: 20_000,
-            batch_interval: Duration::from_millis(250),
-        }
+        PipelineConfig { batch_size: 20_000, batch_interval: Duration::from_millis(250) }
     }
 }
 
@@ -82,14 +79,7 @@ impl Pipeline {
     ) -> Pipeline {
         let stats = Arc::new(PipelineStats::default());
         stats.lake_version.store(lake.version(), Ordering::Relaxed);
-        Pipeline {
-            log,
-            lake,
-            index,
-            enricher: Enricher::new(Units::embedded()),
-            config,
-            stats,
-        }
+        Pipeline { log, lake, index, enricher: Enricher::new(Units::embedded()), config, stats }
     }
 
     pub fn stats(&self) -> Arc<PipelineStats> {
@@ -109,16 +99,9 @@ impl Pipeline {
             return Ok(());
         }
         let petitions = self.lake.petitions_added_since(applied).await?;
-        info!(
-            from = applied,
-            to = lake_version,
-            petitions = petitions.len(),
-            "index catching up with the lake"
-        );
+        info!(from = applied, to = lake_version, petitions = petitions.len(), "index catching up with the lake");
         apply_to_index(&index, petitions, lake_version).await?;
-        self.stats
-            .index_version
-            .store(lake_version, Ordering::Relaxed);
+        self.stats.index_version.store(lake_version, Ordering::Relaxed);
         Ok(())
     }
 
@@ -142,26 +125,13 @@ impl Pipeline {
         }
     }
 
-    async fn run_until_error(
-        &mut self,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> PipelineResult<()> {
+    async fn run_until_error(&mut self, shutdown: &mut watch::Receiver<bool>) -> PipelineResult<()> {
         self.catch_up_index().await?;
         let partitions = self.log.partitions(Topic::Petitions).await?;
-        let start = self
-            .lake
-            .committed_positions(Topic::Petitions, &partitions)
-            .await?;
-        info!(
-            log = self.log.kind(),
-            ?start,
-            lake_version = self.lake.version(),
-            "pipeline starting"
-        );
+        let start = self.lake.committed_positions(Topic::Petitions, &partitions).await?;
+        info!(log = self.log.kind(), ?start, lake_version = self.lake.version(), "pipeline starting");
         for (&partition, &offset) in &start {
-            self.log
-                .release(Topic::Petitions, partition, offset)
-                .await?;
+            self.log.release(Topic::Petitions, partition, offset).await?;
         }
         let mut reader = self.log.reader(Topic::Petitions, &start).await?;
         while !*shutdown.borrow() {
@@ -210,27 +180,13 @@ impl Pipeline {
             // once on the dead-letter topic) but never loses one.
             self.log.append(Topic::DeadLetter, dead.clone()).await?;
         }
-        let version = self
-            .lake
-            .append(Topic::Petitions, &accepted, &next_positions)
-            .await?;
+        let version = self.lake.append(Topic::Petitions, &accepted, &next_positions).await?;
         self.stats.lake_version.store(version, Ordering::Relaxed);
-        self.stats
-            .consumed
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.stats
-            .written
-            .fetch_add(accepted.len() as u64, Ordering::Relaxed);
-        self.stats
-            .dead_lettered
-            .fetch_add(dead.len() as u64, Ordering::Relaxed);
+        self.stats.consumed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.written.fetch_add(accepted.len() as u64, Ordering::Relaxed);
+        self.stats.dead_lettered.fetch_add(dead.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        debug!(
-            version,
-            written = accepted.len(),
-            dead = dead.len(),
-            "lake commit"
-        );
+        debug!(version, written = accepted.len(), dead = dead.len(), "lake commit");
         if let Some(index) = &self.index {
             apply_to_index(index, accepted, version).await?;
             self.stats.index_version.store(version, Ordering::Relaxed);
@@ -245,11 +201,7 @@ impl Pipeline {
     }
 }
 
-async fn apply_to_index(
-    index: &Arc<PetitionIndex>,
-    petitions: Vec<Petition>,
-    version: i64,
-) -> PipelineResult<()> {
+async fn apply_to_index(index: &Arc<PetitionIndex>, petitions: Vec<Petition>, version: i64) -> PipelineResult<()> {
     let index = index.clone();
     tokio::task::spawn_blocking(move || index.apply(&petitions, version))
         .await
@@ -269,10 +221,7 @@ fn dead_letter(record: &Consumed, reason: String, errors: Vec<FieldError>) -> Re
         original_base64: engine.encode(&record.payload),
         original_text: std::str::from_utf8(&record.payload).ok(),
     };
-    Record {
-        key: record.key.clone(),
-        payload: serde_json::to_vec(&letter).expect("dead letters serialise"),
-    }
+    Record { key: record.key.clone(), payload: serde_json::to_vec(&letter).expect("dead letters serialise") }
 }
 
 impl From<LogError> for PipelineError {

@@ -52,17 +52,11 @@ impl PetitionQueries {
     /// Reads the table at `path` (`<lake>/petitions`); until the pipeline has created it, every
     /// query answers as over an empty table.
     pub fn new(path: &Path) -> PetitionQueries {
-        PetitionQueries {
-            path: path.to_owned(),
-            table: Mutex::new(None),
-        }
+        PetitionQueries { path: path.to_owned(), table: Mutex::new(None) }
     }
 
     fn delta_error(&self, source: DeltaTableError) -> QueryError {
-        QueryError::Delta {
-            path: self.path.clone(),
-            source,
-        }
+        QueryError::Delta { path: self.path.clone(), source }
     }
 
     /// A session with `petitions` registered at the latest version, or `None` with no table yet.
@@ -74,29 +68,19 @@ impl PetitionQueries {
             }
             let absolute = std::fs::canonicalize(&self.path)
                 .map_err(|err| self.delta_error(DeltaTableError::Generic(err.to_string())))?;
-            let url = deltalake::ensure_table_uri(absolute.to_string_lossy())
-                .map_err(|err| self.delta_error(err))?;
-            let table = DeltaTable::try_from_url(url)
-                .await
-                .map_err(|err| self.delta_error(err))?;
+            let url = deltalake::ensure_table_uri(absolute.to_string_lossy()).map_err(|err| self.delta_error(err))?;
+            let table = DeltaTable::try_from_url(url).await.map_err(|err| self.delta_error(err))?;
             if table.version().is_none() {
                 return Ok(None);
             }
             *cached = Some(table);
         }
         let table = cached.as_mut().expect("loaded above");
-        table
-            .update_incremental(None)
-            .await
-            .map_err(|err| self.delta_error(err))?;
+        table.update_incremental(None).await.map_err(|err| self.delta_error(err))?;
         let ctx = SessionContext::new();
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|err| self.delta_error(err))?;
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|err| self.delta_error(DeltaTableError::Generic(err.to_string())))?;
+        table.update_datafusion_session(&ctx.state()).map_err(|err| self.delta_error(err))?;
+        let provider =
+            table.table_provider().await.map_err(|err| self.delta_error(DeltaTableError::Generic(err.to_string())))?;
         ctx.register_table(petition::TABLE_NAME, provider)?;
         Ok(Some(ctx))
     }
@@ -106,13 +90,7 @@ impl PetitionQueries {
         if self.session().await?.is_none() {
             return Ok(-1);
         }
-        Ok(self
-            .table
-            .lock()
-            .await
-            .as_ref()
-            .and_then(DeltaTable::version)
-            .map_or(-1, |v| v as i64))
+        Ok(self.table.lock().await.as_ref().and_then(DeltaTable::version).map_or(-1, |v| v as i64))
     }
 
     /// One petition by id. `week` (its partition, e.g. from the index) narrows the scan to one
@@ -121,10 +99,7 @@ impl PetitionQueries {
         let Some(ctx) = self.session().await? else {
             return Ok(None);
         };
-        let mut frame = ctx
-            .table(petition::TABLE_NAME)
-            .await?
-            .filter(col("id").eq(lit(id.to_string())))?;
+        let mut frame = ctx.table(petition::TABLE_NAME).await?.filter(col("id").eq(lit(id.to_string())))?;
         if let Some(week) = week {
             frame = frame.filter(col(PARTITION_COLUMN).eq(lit(week)))?;
         }
@@ -159,14 +134,9 @@ impl PetitionQueries {
             .await?;
         let mut known = Vec::new();
         for batch in &batches {
-            let strings =
-                |name: &str| -> QueryResult<Vec<Option<String>>> { string_column(batch, name) };
-            let (channels, externals, ids, codes) = (
-                strings("channel")?,
-                strings("external_id")?,
-                strings("id")?,
-                strings("tracking_code")?,
-            );
+            let strings = |name: &str| -> QueryResult<Vec<Option<String>>> { string_column(batch, name) };
+            let (channels, externals, ids, codes) =
+                (strings("channel")?, strings("external_id")?, strings("id")?, strings("tracking_code")?);
             for i in 0..batch.num_rows() {
                 let (Some(channel), Some(external_id), Some(id), Some(tracking_code)) =
                     (&channels[i], &externals[i], &ids[i], &codes[i])
@@ -190,13 +160,11 @@ impl PetitionQueries {
 
 /// A string column of any Arrow string type as owned values.
 pub fn string_column(batch: &RecordBatch, name: &str) -> QueryResult<Vec<Option<String>>> {
-    let array = batch.column_by_name(name).ok_or_else(|| {
-        datafusion::error::DataFusionError::Plan(format!("column `{name}` missing"))
-    })?;
-    let array: Arc<dyn Array> = datafusion::arrow::compute::cast(array, &DataType::Utf8)
-        .map_err(datafusion::error::DataFusionError::from)?;
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("column `{name}` missing")))?;
+    let array: Arc<dyn Array> =
+        datafusion::arrow::compute::cast(array, &DataType::Utf8).map_err(datafusion::error::DataFusionError::from)?;
     let strings = array.as_string::<i32>();
-    Ok((0..strings.len())
-        .map(|i| (!strings.is_null(i)).then(|| strings.value(i).to_owned()))
-        .collect())
+    Ok((0..strings.len()).map(|i| (!strings.is_null(i)).then(|| strings.value(i).to_owned())).collect())
 }

@@ -15,11 +15,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, code: &str, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.to_owned(),
-            code: code.to_owned(),
-            message: message.into(),
-        }
+        FieldError { field: field.to_owned(), code: code.to_owned(), message: message.into() }
     }
 
     pub fn required(field: &str) -> FieldError {

@@ -4,8 +4,8 @@
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    Array, ArrayRef, Float64Array, Float64Builder, Int32Array, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, Float64Array, Float64Builder, Int32Array, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Datelike, SubsecRound, TimeZone, Utc};
@@ -85,9 +85,7 @@ impl Channel {
     }
 
     pub fn parse(value: &str) -> Option<Channel> {
-        Channel::ALL
-            .into_iter()
-            .find(|channel| channel.as_str() == value)
+        Channel::ALL.into_iter().find(|channel| channel.as_str() == value)
     }
 }
 
@@ -169,52 +167,33 @@ const SUBMISSION_FIELDS: [&str; 11] = [
 
 impl Submission {
     /// Parses and validates a submission from raw request bytes, reporting every problem at once.
-    pub fn from_json_bytes(
-        bytes: &[u8],
-        units: &Units,
-        now: DateTime<Utc>,
-    ) -> Result<Submission, Vec<FieldError>> {
+    pub fn from_json_bytes(bytes: &[u8], units: &Units, now: DateTime<Utc>) -> Result<Submission, Vec<FieldError>> {
         let text = std::str::from_utf8(bytes).map_err(|err| {
             vec![FieldError::new(
                 "",
                 "invalid_utf8",
-                format!(
-                    "request body is not valid UTF-8 (byte {})",
-                    err.valid_up_to()
-                ),
+                format!("request body is not valid UTF-8 (byte {})", err.valid_up_to()),
             )]
         })?;
         let value: Value = serde_json::from_str(text).map_err(|err| {
             vec![FieldError::new(
                 "",
                 "malformed_json",
-                format!(
-                    "malformed JSON at line {} column {}: {err}",
-                    err.line(),
-                    err.column()
-                ),
+                format!("malformed JSON at line {} column {}: {err}", err.line(), err.column()),
             )]
         })?;
         Submission::from_json(&value, units, now)
     }
 
     /// Validates a JSON object (see [`Submission::from_json_bytes`]).
-    pub fn from_json(
-        value: &Value,
-        units: &Units,
-        now: DateTime<Utc>,
-    ) -> Result<Submission, Vec<FieldError>> {
+    pub fn from_json(value: &Value, units: &Units, now: DateTime<Utc>) -> Result<Submission, Vec<FieldError>> {
         let Some(object) = value.as_object() else {
             return Err(vec![FieldError::new("", "type", "expected a JSON object")]);
         };
         let mut errors = Vec::new();
         for key in object.keys() {
             if !SUBMISSION_FIELDS.contains(&key.as_str()) {
-                errors.push(FieldError::new(
-                    key,
-                    "unknown_field",
-                    format!("unknown field `{key}`"),
-                ));
+                errors.push(FieldError::new(key, "unknown_field", format!("unknown field `{key}`")));
             }
         }
         if let Some(version) = object.get("schema_version")
@@ -228,20 +207,19 @@ impl Submission {
         }
         let title = required_text(object, "title", MAX_TITLE_CHARS, &mut errors);
         let body = required_text(object, "body", MAX_BODY_CHARS, &mut errors);
-        let code_version =
-            match optional_string(object, "commune_code_version", &mut errors).as_deref() {
-                None => None,
-                Some("2025") => Some(CodeVersion::V2025),
-                Some("pre2025") => Some(CodeVersion::Pre2025),
-                Some(other) => {
-                    errors.push(FieldError::new(
-                        "commune_code_version",
-                        "invalid",
-                        format!("`{other}` is neither `2025` nor `pre2025`"),
-                    ));
-                    None
-                }
-            };
+        let code_version = match optional_string(object, "commune_code_version", &mut errors).as_deref() {
+            None => None,
+            Some("2025") => Some(CodeVersion::V2025),
+            Some("pre2025") => Some(CodeVersion::Pre2025),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    "commune_code_version",
+                    "invalid",
+                    format!("`{other}` is neither `2025` nor `pre2025`"),
+                ));
+                None
+            }
+        };
         let mut commune = None;
         match object.get("commune_code") {
             None | Some(Value::Null) => errors.push(FieldError::required("commune_code")),
@@ -253,27 +231,16 @@ impl Submission {
                         resolved.original_code.map(str::to_owned),
                     ))
                 }
-                Err(err) => errors.push(FieldError::new(
-                    "commune_code",
-                    "unknown_commune",
-                    err.to_string(),
-                )),
+                Err(err) => errors.push(FieldError::new("commune_code", "unknown_commune", err.to_string())),
             },
-            Some(_) => errors.push(FieldError::wrong_type(
-                "commune_code",
-                "a string of 5 digits",
-            )),
+            Some(_) => errors.push(FieldError::wrong_type("commune_code", "a string of 5 digits")),
         }
         let submitted_at = optional_string(object, "submitted_at", &mut errors).and_then(|raw| {
             match DateTime::parse_from_rfc3339(&raw) {
                 Ok(at) => {
                     let at = at.with_timezone(&Utc).trunc_subsecs(6);
                     if (at - now).num_seconds() > FUTURE_TOLERANCE_SECONDS {
-                        errors.push(FieldError::new(
-                            "submitted_at",
-                            "in_future",
-                            format!("`{raw}` is in the future"),
-                        ));
+                        errors.push(FieldError::new("submitted_at", "in_future", format!("`{raw}` is in the future")));
                         None
                     } else {
                         Some(at)
@@ -283,9 +250,7 @@ impl Submission {
                     errors.push(FieldError::new(
                         "submitted_at",
                         "format",
-                        format!(
-                            "expected an RFC 3339 date-time, e.g. 2025-09-15T08:30:00+07:00: {err}"
-                        ),
+                        format!("expected an RFC 3339 date-time, e.g. 2025-09-15T08:30:00+07:00: {err}"),
                     ));
                     None
                 }
@@ -298,16 +263,12 @@ impl Submission {
                 errors.push(FieldError::new(
                     "channel",
                     "invalid",
-                    format!(
-                        "unknown channel `{raw}`, expected one of {}",
-                        known.join(", ")
-                    ),
+                    format!("unknown channel `{raw}`, expected one of {}", known.join(", ")),
                 ));
                 Channel::Web
             }),
         };
-        let external_id =
-            optional_string(object, "external_id", &mut errors).map(|raw| text::nfc(raw.trim()));
+        let external_id = optional_string(object, "external_id", &mut errors).map(|raw| text::nfc(raw.trim()));
         if let Some(id) = &external_id
             && (id.is_empty() || id.chars().count() > MAX_EXTERNAL_ID_CHARS)
         {
@@ -324,18 +285,14 @@ impl Submission {
             None | Some(Value::Null) => Contact::default(),
             Some(Value::Object(contact)) => parse_contact(contact, &mut errors),
             Some(_) => {
-                errors.push(FieldError::wrong_type(
-                    "contact",
-                    "an object with name, phone, email",
-                ));
+                errors.push(FieldError::wrong_type("contact", "an object with name, phone, email"));
                 Contact::default()
             }
         };
         if !errors.is_empty() {
             return Err(errors);
         }
-        let (province_code, commune_code, original_unit_code) =
-            commune.expect("no errors means the commune resolved");
+        let (province_code, commune_code, original_unit_code) = commune.expect("no errors means the commune resolved");
         Ok(Submission {
             title: title.expect("no errors means a title"),
             body: body.expect("no errors means a body"),
@@ -392,11 +349,7 @@ fn required_text(
             let normalised = text::nfc(raw.trim());
             let chars = normalised.chars().count();
             if chars == 0 {
-                errors.push(FieldError::new(
-                    field,
-                    "empty",
-                    format!("`{field}` must not be empty"),
-                ));
+                errors.push(FieldError::new(field, "empty", format!("`{field}` must not be empty")));
                 None
             } else if chars > max_chars {
                 errors.push(FieldError::new(
@@ -416,11 +369,7 @@ fn required_text(
     }
 }
 
-fn optional_string(
-    object: &Map<String, Value>,
-    field: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
+fn optional_string(object: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
     match object.get(field) {
         None | Some(Value::Null) => None,
         Some(Value::String(raw)) => Some(raw.clone()),
@@ -431,11 +380,7 @@ fn optional_string(
     }
 }
 
-fn optional_number(
-    object: &Map<String, Value>,
-    field: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<f64> {
+fn optional_number(object: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<f64> {
     match object.get(field) {
         None | Some(Value::Null) => None,
         Some(Value::Number(number)) => number.as_f64(),
@@ -457,35 +402,23 @@ fn check_coordinates(lat: Option<f64>, lon: Option<f64>, errors: &mut Vec<FieldE
                 errors.push(FieldError::new(
                     "lat",
                     "out_of_range",
-                    format!(
-                        "latitude {lat} is outside Vietnam ({}..{})",
-                        LAT_RANGE.start(),
-                        LAT_RANGE.end()
-                    ),
+                    format!("latitude {lat} is outside Vietnam ({}..{})", LAT_RANGE.start(), LAT_RANGE.end()),
                 ));
             }
             if !LON_RANGE.contains(&lon) {
                 errors.push(FieldError::new(
                     "lon",
                     "out_of_range",
-                    format!(
-                        "longitude {lon} is outside Vietnam ({}..{})",
-                        LON_RANGE.start(),
-                        LON_RANGE.end()
-                    ),
+                    format!("longitude {lon} is outside Vietnam ({}..{})", LON_RANGE.start(), LON_RANGE.end()),
                 ));
             }
         }
-        (Some(_), None) => errors.push(FieldError::new(
-            "lon",
-            "required_with",
-            "`lon` is required when `lat` is given",
-        )),
-        (None, Some(_)) => errors.push(FieldError::new(
-            "lat",
-            "required_with",
-            "`lat` is required when `lon` is given",
-        )),
+        (Some(_), None) => {
+            errors.push(FieldError::new("lon", "required_with", "`lon` is required when `lat` is given"))
+        }
+        (None, Some(_)) => {
+            errors.push(FieldError::new("lat", "required_with", "`lat` is required when `lon` is given"))
+        }
         (None, None) => {}
     }
 }
@@ -506,10 +439,7 @@ fn parse_contact(object: &Map<String, Value>, errors: &mut Vec<FieldError>) -> C
             None | Some(Value::Null) => None,
             Some(Value::String(raw)) => Some(text::nfc(raw.trim())).filter(|s| !s.is_empty()),
             Some(_) => {
-                errors.push(FieldError::wrong_type(
-                    &format!("contact.{name}"),
-                    "a string",
-                ));
+                errors.push(FieldError::wrong_type(&format!("contact.{name}"), "a string"));
                 None
             }
         }
@@ -528,17 +458,11 @@ fn contact_problems(contact: &Contact) -> Vec<FieldError> {
     if let Some(name) = &contact.name
         && name.chars().count() > MAX_NAME_CHARS
     {
-        problems.push(FieldError::new(
-            "contact.name",
-            "too_long",
-            format!("at most {MAX_NAME_CHARS} characters"),
-        ));
+        problems.push(FieldError::new("contact.name", "too_long", format!("at most {MAX_NAME_CHARS} characters")));
     }
     if let Some(phone) = &contact.phone {
         let digits = phone.chars().filter(char::is_ascii_digit).count();
-        let allowed = phone
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '.' | '-' | '(' | ')'));
+        let allowed = phone.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '.' | '-' | '(' | ')'));
         if !allowed || !(8..=15).contains(&digits) {
             problems.push(FieldError::new(
                 "contact.phone",
@@ -575,10 +499,7 @@ impl Petition {
             errors.push(FieldError::new(
                 "schema_version",
                 "unsupported",
-                format!(
-                    "unsupported schema version {}, expected {SCHEMA_VERSION}",
-                    self.schema_version
-                ),
+                format!("unsupported schema version {}, expected {SCHEMA_VERSION}", self.schema_version),
             ));
         }
         if self.id.get_version_num() != 7 {
@@ -587,17 +508,10 @@ impl Petition {
         if self.tracking_code.is_empty() {
             errors.push(FieldError::required("tracking_code"));
         }
-        for (field, value, max) in [
-            ("title", &self.title, MAX_TITLE_CHARS),
-            ("body", &self.body, MAX_BODY_CHARS),
-        ] {
+        for (field, value, max) in [("title", &self.title, MAX_TITLE_CHARS), ("body", &self.body, MAX_BODY_CHARS)] {
             let chars = value.chars().count();
             if chars == 0 {
-                errors.push(FieldError::new(
-                    field,
-                    "empty",
-                    format!("`{field}` must not be empty"),
-                ));
+                errors.push(FieldError::new(field, "empty", format!("`{field}` must not be empty")));
             } else if chars > max {
                 errors.push(FieldError::new(
                     field,
@@ -612,16 +526,14 @@ impl Petition {
                 "unknown_commune",
                 format!("unknown commune code `{}`", self.commune_code),
             )),
-            Some(commune) if commune.province_code != self.province_code => {
-                errors.push(FieldError::new(
-                    "province_code",
-                    "mismatch",
-                    format!(
-                        "commune `{}` is in province `{}`, not `{}`",
-                        self.commune_code, commune.province_code, self.province_code
-                    ),
-                ))
-            }
+            Some(commune) if commune.province_code != self.province_code => errors.push(FieldError::new(
+                "province_code",
+                "mismatch",
+                format!(
+                    "commune `{}` is in province `{}`, not `{}`",
+                    self.commune_code, commune.province_code, self.province_code
+                ),
+            )),
             Some(_) => {}
         }
         check_coordinates(self.lat, self.lon, &mut errors);
@@ -694,13 +606,7 @@ pub fn normalise_tracking_code(input: &str) -> Option<String> {
     if chars.len() != 12 {
         return None;
     }
-    Some(
-        chars
-            .chunks(4)
-            .map(|chunk| chunk.iter().collect::<String>())
-            .collect::<Vec<_>>()
-            .join("-"),
-    )
+    Some(chars.chunks(4).map(|chunk| chunk.iter().collect::<String>()).collect::<Vec<_>>().join("-"))
 }
 
 /// The Arrow schema of the `petitions` table, the single definition the lake, the exports and
@@ -758,17 +664,13 @@ pub fn to_record_batch(petitions: &[Petition]) -> Result<RecordBatch, SchemaErro
         Arc::new(StringArray::from_iter_values(ids.iter())),
         strings(&|p| Some(&p.tracking_code)),
         Arc::new(
-            TimestampMicrosecondArray::from_iter_values(
-                petitions.iter().map(|p| p.received_at.timestamp_micros()),
-            )
-            .with_timezone("UTC"),
+            TimestampMicrosecondArray::from_iter_values(petitions.iter().map(|p| p.received_at.timestamp_micros()))
+                .with_timezone("UTC"),
         ),
         Arc::new(StringArray::from_iter_values(weeks.iter())),
         Arc::new(
             TimestampMicrosecondArray::from_iter(
-                petitions
-                    .iter()
-                    .map(|p| p.submitted_at.map(|t| t.timestamp_micros())),
+                petitions.iter().map(|p| p.submitted_at.map(|t| t.timestamp_micros())),
             )
             .with_timezone("UTC"),
         ),
@@ -785,9 +687,7 @@ pub fn to_record_batch(petitions: &[Petition]) -> Result<RecordBatch, SchemaErro
         strings(&|p| p.contact.name.as_deref()),
         strings(&|p| p.contact.phone.as_deref()),
         strings(&|p| p.contact.email.as_deref()),
-        Arc::new(Int32Array::from_iter_values(
-            petitions.iter().map(|p| p.schema_version as i32),
-        )),
+        Arc::new(Int32Array::from_iter_values(petitions.iter().map(|p| p.schema_version as i32))),
     ];
     Ok(RecordBatch::try_new(arrow_schema(), columns)?)
 }
@@ -796,17 +696,11 @@ pub fn to_record_batch(petitions: &[Petition]) -> Result<RecordBatch, SchemaErro
 /// columns may come as any Arrow string type (readers differ).
 pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<Petition>, SchemaError> {
     let column = |name: &str, data_type: &DataType| -> Result<ArrayRef, SchemaError> {
-        let array = batch
-            .column_by_name(name)
-            .ok_or_else(|| SchemaError::MissingColumn(name.to_owned()))?;
+        let array = batch.column_by_name(name).ok_or_else(|| SchemaError::MissingColumn(name.to_owned()))?;
         Ok(arrow::compute::cast(array, data_type)?)
     };
     let utf8 = |name: &str| -> Result<StringArray, SchemaError> {
-        Ok(column(name, &DataType::Utf8)?
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("cast to Utf8")
-            .clone())
+        Ok(column(name, &DataType::Utf8)?.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
     };
     let timestamp_type = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let micros = |name: &str| -> Result<TimestampMicrosecondArray, SchemaError> {
@@ -817,11 +711,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<Petition>, SchemaErr
             .clone())
     };
     let float = |name: &str| -> Result<Float64Array, SchemaError> {
-        Ok(column(name, &DataType::Float64)?
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .expect("cast to f64")
-            .clone())
+        Ok(column(name, &DataType::Float64)?.as_any().downcast_ref::<Float64Array>().expect("cast to f64").clone())
     };
     let ids = utf8("id")?;
     let tracking = utf8("tracking_code")?;
@@ -841,33 +731,19 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<Petition>, SchemaErr
     let phone = utf8("contact_phone")?;
     let email = utf8("contact_email")?;
     let version_column = column("schema_version", &DataType::Int32)?;
-    let version = version_column
-        .as_any()
-        .downcast_ref::<Int32Array>()
-        .expect("cast to i32");
-    let opt =
-        |array: &StringArray, i: usize| (!array.is_null(i)).then(|| array.value(i).to_owned());
+    let version = version_column.as_any().downcast_ref::<Int32Array>().expect("cast to i32");
+    let opt = |array: &StringArray, i: usize| (!array.is_null(i)).then(|| array.value(i).to_owned());
     let opt_f = |array: &Float64Array, i: usize| (!array.is_null(i)).then(|| array.value(i));
-    let at = |micros: i64| {
-        Utc.timestamp_micros(micros)
-            .single()
-            .ok_or(SchemaError::BadValue("timestamp out of range"))
-    };
+    let at = |micros: i64| Utc.timestamp_micros(micros).single().ok_or(SchemaError::BadValue("timestamp out of range"));
     let mut petitions = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         petitions.push(Petition {
             schema_version: version.value(i) as u32,
-            id: Uuid::parse_str(ids.value(i))
-                .map_err(|_| SchemaError::BadValue("id is not a UUID"))?,
+            id: Uuid::parse_str(ids.value(i)).map_err(|_| SchemaError::BadValue("id is not a UUID"))?,
             tracking_code: tracking.value(i).to_owned(),
             received_at: at(received.value(i))?,
-            submitted_at: if submitted.is_null(i) {
-                None
-            } else {
-                Some(at(submitted.value(i))?)
-            },
-            channel: Channel::parse(channel.value(i))
-                .ok_or(SchemaError::BadValue("unknown channel"))?,
+            submitted_at: if submitted.is_null(i) { None } else { Some(at(submitted.value(i))?) },
+            channel: Channel::parse(channel.value(i)).ok_or(SchemaError::BadValue("unknown channel"))?,
             external_id: opt(&external, i),
             title: title.value(i).to_owned(),
             body: body.value(i).to_owned(),
@@ -877,11 +753,7 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<Petition>, SchemaErr
             original_unit_code: opt(&original, i),
             lat: opt_f(&lat, i),
             lon: opt_f(&lon, i),
-            contact: Contact {
-                name: opt(&name, i),
-                phone: opt(&phone, i),
-                email: opt(&email, i),
-            },
+            contact: Contact { name: opt(&name, i), phone: opt(&phone, i), email: opt(&email, i) },
         });
     }
     Ok(petitions)
@@ -1007,35 +879,21 @@ mod tests {
         }))
         .unwrap_err();
         let fields = fields(&errors);
-        for expected in [
-            "title",
-            "body",
-            "commune_code",
-            "submitted_at",
-            "lat",
-            "contact.email",
-            "contact.phone",
-            "colour",
-        ] {
-            assert!(
-                fields.contains(&expected),
-                "missing {expected} in {fields:?}"
-            );
+        for expected in
+            ["title", "body", "commune_code", "submitted_at", "lat", "contact.email", "contact.phone", "colour"]
+        {
+            assert!(fields.contains(&expected), "missing {expected} in {fields:?}");
         }
     }
 
     #[test]
     fn rejects_oversized_body_and_bad_bytes() {
         let long = "a".repeat(MAX_BODY_CHARS + 1);
-        let errors =
-            parse(json!({"title": "t", "body": long, "commune_code": "00004"})).unwrap_err();
+        let errors = parse(json!({"title": "t", "body": long, "commune_code": "00004"})).unwrap_err();
         assert_eq!(errors[0].code, "too_long");
-        let errors =
-            Submission::from_json_bytes(b"{\"title\": \"\xff\"}", Units::embedded(), now())
-                .unwrap_err();
+        let errors = Submission::from_json_bytes(b"{\"title\": \"\xff\"}", Units::embedded(), now()).unwrap_err();
         assert_eq!(errors[0].code, "invalid_utf8");
-        let errors =
-            Submission::from_json_bytes(b"{\"title\": ", Units::embedded(), now()).unwrap_err();
+        let errors = Submission::from_json_bytes(b"{\"title\": ", Units::embedded(), now()).unwrap_err();
         assert_eq!(errors[0].code, "malformed_json");
         let errors = Submission::from_json_bytes(b"[1,2]", Units::embedded(), now()).unwrap_err();
         assert_eq!(errors[0].code, "type");
@@ -1044,8 +902,7 @@ mod tests {
     #[test]
     fn text_is_normalised_to_nfc() {
         let decomposed = "Hoa\u{0300} Bi\u{0300}nh";
-        let submission =
-            parse(json!({"title": decomposed, "body": "x", "commune_code": "00004"})).unwrap();
+        let submission = parse(json!({"title": decomposed, "body": "x", "commune_code": "00004"})).unwrap();
         assert_eq!(submission.title, "Hoà Bình");
     }
 
@@ -1054,30 +911,17 @@ mod tests {
         let id = new_petition_id(now());
         let code = tracking_code(&id);
         assert_eq!(code.len(), 14);
-        assert!(
-            code.chars()
-                .all(|c| c == '-' || CROCKFORD.contains(&(c as u8)))
-        );
-        assert_eq!(
-            normalise_tracking_code(&code.to_lowercase().replace('-', "")),
-            Some(code.clone())
-        );
+        assert!(code.chars().all(|c| c == '-' || CROCKFORD.contains(&(c as u8))));
+        assert_eq!(normalise_tracking_code(&code.to_lowercase().replace('-', "")), Some(code.clone()));
         assert_eq!(normalise_tracking_code("abc"), None);
     }
 
     #[test]
     fn arrow_round_trip() {
         let petitions = vec![
+            Petition::builder().title("Đường hỏng").commune("00097").build(),
             Petition::builder()
-                .title("Đường hỏng")
-                .commune("00097")
-                .build(),
-            Petition::builder()
-                .contact(Contact {
-                    name: Some("B".into()),
-                    phone: None,
-                    email: None,
-                })
+                .contact(Contact { name: Some("B".into()), phone: None, email: None })
                 .external_id("x-1")
                 .build(),
         ];
@@ -1089,9 +933,6 @@ mod tests {
     #[test]
     fn iso_weeks() {
         assert_eq!(iso_week(now()), "2025-W38");
-        assert_eq!(
-            iso_week(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
-            "2026-W53"
-        );
+        assert_eq!(iso_week(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()), "2026-W53");
     }
 }

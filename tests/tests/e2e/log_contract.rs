@@ -35,23 +35,13 @@ pub async fn append_returns_increasing_offsets(fixture: &impl Fixture) {
     let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
     for batch in 0..3 {
         let records = synthetic_records(&format!("batch {batch}"), 20, 7);
-        let positions = log
-            .append(Topic::Petitions, records.clone())
-            .await
-            .expect("append");
+        let positions = log.append(Topic::Petitions, records.clone()).await.expect("append");
         assert_eq!(positions.len(), records.len(), "one position per record");
         for position in positions {
-            assert!(
-                partitions.contains(&position.partition),
-                "{position:?} is not in partitions {partitions:?}"
-            );
+            assert!(partitions.contains(&position.partition), "{position:?} is not in partitions {partitions:?}");
             // Offsets grow by one per record within a partition, across calls too.
             if let Some(&expected) = next_offset.get(&position.partition) {
-                assert_eq!(
-                    position.offset, expected,
-                    "offsets of partition {} must be contiguous",
-                    position.partition
-                );
+                assert_eq!(position.offset, expected, "offsets of partition {} must be contiguous", position.partition);
             }
             next_offset.insert(position.partition, position.offset + 1);
         }
@@ -60,14 +50,10 @@ pub async fn append_returns_increasing_offsets(fixture: &impl Fixture) {
 
 pub async fn reads_back_everything_in_order(fixture: &impl Fixture) {
     let log = fixture.open().await;
-    let mut appended =
-        append_all(&*log, Topic::Petitions, synthetic_records("first", 30, 10)).await;
+    let mut appended = append_all(&*log, Topic::Petitions, synthetic_records("first", 30, 10)).await;
     appended.extend(append_all(&*log, Topic::Petitions, synthetic_records("second", 20, 10)).await);
 
-    let mut reader = log
-        .reader(Topic::Petitions, &BTreeMap::new())
-        .await
-        .expect("reader");
+    let mut reader = log.reader(Topic::Petitions, &BTreeMap::new()).await.expect("reader");
     let consumed = read_exactly(&mut *reader, appended.len()).await;
     assert_same_records(consumed, appended);
     assert_quiet(&mut *reader).await;
@@ -82,15 +68,9 @@ pub async fn reader_from_offset_sees_exactly_the_rest(fixture: &impl Fixture) {
     for (partition, records) in by_partition(&appended) {
         start.insert(partition, records[records.len() / 2].position.offset);
     }
-    let expected: Vec<Consumed> = appended
-        .iter()
-        .filter(|record| record.position.offset >= start[&record.position.partition])
-        .cloned()
-        .collect();
-    let mut reader = log
-        .reader(Topic::Petitions, &start)
-        .await
-        .expect("reader from offsets");
+    let expected: Vec<Consumed> =
+        appended.iter().filter(|record| record.position.offset >= start[&record.position.partition]).cloned().collect();
+    let mut reader = log.reader(Topic::Petitions, &start).await.expect("reader from offsets");
     let consumed = read_exactly(&mut *reader, expected.len()).await;
     assert_same_records(consumed, expected);
     assert_quiet(&mut *reader).await;
@@ -98,15 +78,9 @@ pub async fn reader_from_offset_sees_exactly_the_rest(fixture: &impl Fixture) {
     // Starting at the end of the log is legal: nothing yet, then whatever comes next.
     let mut end = BTreeMap::new();
     for (partition, records) in by_partition(&appended) {
-        end.insert(
-            partition,
-            records.last().expect("non-empty").position.offset + 1,
-        );
+        end.insert(partition, records.last().expect("non-empty").position.offset + 1);
     }
-    let mut tail_reader = log
-        .reader(Topic::Petitions, &end)
-        .await
-        .expect("reader at the end");
+    let mut tail_reader = log.reader(Topic::Petitions, &end).await.expect("reader at the end");
     assert_quiet(&mut *tail_reader).await;
     let later = append_all(&*log, Topic::Petitions, synthetic_records("later", 6, 3)).await;
     let consumed_later = read_exactly(&mut *tail_reader, later.len()).await;
@@ -115,34 +89,22 @@ pub async fn reader_from_offset_sees_exactly_the_rest(fixture: &impl Fixture) {
 
 pub async fn empty_poll_returns_after_wait(fixture: &impl Fixture) {
     let log = fixture.open().await;
-    let mut reader = log
-        .reader(Topic::Petitions, &BTreeMap::new())
-        .await
-        .expect("reader");
+    let mut reader = log.reader(Topic::Petitions, &BTreeMap::new()).await.expect("reader");
     let wait = Duration::from_millis(500);
     for _ in 0..2 {
         let started = Instant::now();
         let batch = reader.poll(10, wait).await.expect("poll");
         let elapsed = started.elapsed();
         assert!(batch.is_empty(), "nothing was appended, got {batch:?}");
-        assert!(
-            elapsed < wait + Duration::from_secs(3),
-            "poll took {elapsed:?} for a {wait:?} wait"
-        );
+        assert!(elapsed < wait + Duration::from_secs(3), "poll took {elapsed:?} for a {wait:?} wait");
         // Returning at once would turn every idle consumer into a busy loop.
-        assert!(
-            elapsed >= wait / 2,
-            "poll returned after {elapsed:?}, well before its {wait:?} wait"
-        );
+        assert!(elapsed >= wait / 2, "poll returned after {elapsed:?}, well before its {wait:?} wait");
     }
 }
 
 pub async fn records_appended_after_open_are_seen(fixture: &impl Fixture) {
     let log = fixture.open().await;
-    let mut reader = log
-        .reader(Topic::Petitions, &BTreeMap::new())
-        .await
-        .expect("reader");
+    let mut reader = log.reader(Topic::Petitions, &BTreeMap::new()).await.expect("reader");
     assert_quiet(&mut *reader).await;
     let appended = append_all(&*log, Topic::Petitions, synthetic_records("late", 5, 5)).await;
     let consumed = read_exactly(&mut *reader, appended.len()).await;
@@ -151,37 +113,20 @@ pub async fn records_appended_after_open_are_seen(fixture: &impl Fixture) {
 
 pub async fn reopened_log_serves_earlier_records(fixture: &impl Fixture) {
     let first_instance = fixture.open().await;
-    let mut appended = append_all(
-        &*first_instance,
-        Topic::Petitions,
-        synthetic_records("before", 10, 4),
-    )
-    .await;
+    let mut appended = append_all(&*first_instance, Topic::Petitions, synthetic_records("before", 10, 4)).await;
     drop(first_instance);
 
     let second_instance = fixture.open().await;
-    let after = append_all(
-        &*second_instance,
-        Topic::Petitions,
-        synthetic_records("after", 10, 4),
-    )
-    .await;
+    let after = append_all(&*second_instance, Topic::Petitions, synthetic_records("after", 10, 4)).await;
     let before_max = max_offsets(&appended);
     for record in &after {
         if let Some(&previous) = before_max.get(&record.position.partition) {
-            assert!(
-                record.position.offset > previous,
-                "{:?} reuses an offset of the first instance",
-                record.position
-            );
+            assert!(record.position.offset > previous, "{:?} reuses an offset of the first instance", record.position);
         }
     }
     appended.extend(after);
 
-    let mut reader = second_instance
-        .reader(Topic::Petitions, &BTreeMap::new())
-        .await
-        .expect("reader");
+    let mut reader = second_instance.reader(Topic::Petitions, &BTreeMap::new()).await.expect("reader");
     let consumed = read_exactly(&mut *reader, appended.len()).await;
     assert_same_records(consumed, appended);
 }
@@ -200,8 +145,7 @@ pub async fn same_key_keeps_order_in_one_partition(fixture: &impl Fixture) {
                     let records: Vec<Record> = (0..10)
                         .map(|index| Record {
                             key: key.clone(),
-                            payload: format!("synthetic record {writer}/{batch}/{index}")
-                                .into_bytes(),
+                            payload: format!("synthetic record {writer}/{batch}/{index}").into_bytes(),
                         })
                         .collect();
                     payloads.extend(records.iter().map(|record| record.payload.clone()));
@@ -216,24 +160,14 @@ pub async fn same_key_keeps_order_in_one_partition(fixture: &impl Fixture) {
         let (key, positions, payloads) = writer.await.expect("writer task");
         let partition = positions[0].partition;
         assert!(
-            positions
-                .iter()
-                .all(|position| position.partition == partition),
+            positions.iter().all(|position| position.partition == partition),
             "one key, one partition: {positions:?}"
         );
-        assert!(
-            positions
-                .windows(2)
-                .all(|pair| pair[0].offset < pair[1].offset),
-            "offsets follow append order"
-        );
+        assert!(positions.windows(2).all(|pair| pair[0].offset < pair[1].offset), "offsets follow append order");
         appended_by_key.push((key, partition, payloads));
     }
 
-    let mut reader = log
-        .reader(Topic::Petitions, &BTreeMap::new())
-        .await
-        .expect("reader");
+    let mut reader = log.reader(Topic::Petitions, &BTreeMap::new()).await.expect("reader");
     let consumed = read_exactly(&mut *reader, 4 * 5 * 10).await;
     for (key, partition, payloads) in appended_by_key {
         let read_payloads: Vec<Vec<u8>> = consumed
@@ -242,43 +176,22 @@ pub async fn same_key_keeps_order_in_one_partition(fixture: &impl Fixture) {
             .inspect(|record| assert_eq!(record.position.partition, partition))
             .map(|record| record.payload.clone())
             .collect();
-        assert_eq!(
-            read_payloads,
-            payloads,
-            "records of key {:?} out of order",
-            String::from_utf8_lossy(&key)
-        );
+        assert_eq!(read_payloads, payloads, "records of key {:?} out of order", String::from_utf8_lossy(&key));
     }
 }
 
 pub async fn dead_letter_is_independent(fixture: &impl Fixture) {
     let log = fixture.open().await;
     let petitions = append_all(&*log, Topic::Petitions, synthetic_records("petition", 5, 5)).await;
-    let dead_letters = append_all(
-        &*log,
-        Topic::DeadLetter,
-        synthetic_records("dead letter", 3, 3),
-    )
-    .await;
-    assert!(
-        !log.partitions(Topic::DeadLetter)
-            .await
-            .expect("partitions")
-            .is_empty()
-    );
+    let dead_letters = append_all(&*log, Topic::DeadLetter, synthetic_records("dead letter", 3, 3)).await;
+    assert!(!log.partitions(Topic::DeadLetter).await.expect("partitions").is_empty());
 
-    let mut dead_letter_reader = log
-        .reader(Topic::DeadLetter, &BTreeMap::new())
-        .await
-        .expect("reader");
+    let mut dead_letter_reader = log.reader(Topic::DeadLetter, &BTreeMap::new()).await.expect("reader");
     let consumed_dead_letters = read_exactly(&mut *dead_letter_reader, dead_letters.len()).await;
     assert_same_records(consumed_dead_letters, dead_letters);
     assert_quiet(&mut *dead_letter_reader).await;
 
-    let mut petition_reader = log
-        .reader(Topic::Petitions, &BTreeMap::new())
-        .await
-        .expect("reader");
+    let mut petition_reader = log.reader(Topic::Petitions, &BTreeMap::new()).await.expect("reader");
     let consumed_petitions = read_exactly(&mut *petition_reader, petitions.len()).await;
     assert_same_records(consumed_petitions, petitions);
     assert_quiet(&mut *petition_reader).await;
@@ -290,16 +203,12 @@ pub async fn release_keeps_later_records_readable(fixture: &impl Fixture) {
     let mut start = BTreeMap::new();
     for (partition, records) in by_partition(&appended) {
         let released_below = records[records.len() / 2].position.offset;
-        log.release(Topic::Petitions, partition, released_below)
-            .await
-            .expect("release");
+        log.release(Topic::Petitions, partition, released_below).await.expect("release");
         start.insert(partition, released_below);
     }
     // Released records may be gone; the ones at and after the released offset must not be.
-    let expected: Vec<Consumed> = appended
-        .into_iter()
-        .filter(|record| record.position.offset >= start[&record.position.partition])
-        .collect();
+    let expected: Vec<Consumed> =
+        appended.into_iter().filter(|record| record.position.offset >= start[&record.position.partition]).collect();
     let mut reader = log.reader(Topic::Petitions, &start).await.expect("reader");
     let consumed = read_exactly(&mut *reader, expected.len()).await;
     assert_same_records(consumed, expected);
@@ -320,16 +229,10 @@ pub async fn big_batch_round_trips(fixture: &impl Fixture) {
     let append_time = started.elapsed();
 
     let started = Instant::now();
-    let mut reader = log
-        .reader(Topic::Petitions, &BTreeMap::new())
-        .await
-        .expect("reader");
+    let mut reader = log.reader(Topic::Petitions, &BTreeMap::new()).await.expect("reader");
     let consumed = read_exactly(&mut *reader, RECORDS).await;
     let read_time = started.elapsed();
-    eprintln!(
-        "{} log: appended {RECORDS} records in {append_time:?}, read them in {read_time:?}",
-        log.kind()
-    );
+    eprintln!("{} log: appended {RECORDS} records in {append_time:?}, read them in {read_time:?}", log.kind());
     assert_same_records(consumed, appended);
 }
 
@@ -353,11 +256,7 @@ async fn append_all(log: &dyn EventLog, topic: Topic, records: Vec<Record>) -> V
     positions
         .into_iter()
         .zip(records)
-        .map(|(position, record)| Consumed {
-            position,
-            key: record.key,
-            payload: record.payload,
-        })
+        .map(|(position, record)| Consumed { position, key: record.key, payload: record.payload })
         .collect()
 }
 
@@ -366,22 +265,11 @@ async fn read_exactly(reader: &mut dyn LogReader, count: usize) -> Vec<Consumed>
     let deadline = Instant::now() + READ_DEADLINE;
     let mut consumed = Vec::with_capacity(count);
     while consumed.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "read {} of {count} records within {READ_DEADLINE:?}",
-            consumed.len()
-        );
-        let batch = reader
-            .poll(count - consumed.len(), Duration::from_millis(200))
-            .await
-            .expect("poll");
+        assert!(Instant::now() < deadline, "read {} of {count} records within {READ_DEADLINE:?}", consumed.len());
+        let batch = reader.poll(count - consumed.len(), Duration::from_millis(200)).await.expect("poll");
         consumed.extend(batch);
     }
-    assert_eq!(
-        consumed.len(),
-        count,
-        "poll returned more than `max` records"
-    );
+    assert_eq!(consumed.len(), count, "poll returned more than `max` records");
     consumed
 }
 
@@ -395,22 +283,16 @@ async fn assert_quiet(reader: &mut dyn LogReader) {
 fn assert_same_records(consumed: Vec<Consumed>, appended: Vec<Consumed>) {
     for (partition, records) in by_partition(&consumed) {
         assert!(
-            records
-                .windows(2)
-                .all(|pair| pair[0].position.offset < pair[1].position.offset),
+            records.windows(2).all(|pair| pair[0].position.offset < pair[1].position.offset),
             "partition {partition} read out of order"
         );
     }
     let read: BTreeSet<(Position, Vec<u8>, Vec<u8>)> = consumed.into_iter().map(as_tuple).collect();
-    let written: BTreeSet<(Position, Vec<u8>, Vec<u8>)> =
-        appended.into_iter().map(as_tuple).collect();
+    let written: BTreeSet<(Position, Vec<u8>, Vec<u8>)> = appended.into_iter().map(as_tuple).collect();
     assert_eq!(read.len(), written.len(), "duplicate positions");
     let missing: Vec<_> = written.difference(&read).take(3).collect();
     let unexpected: Vec<_> = read.difference(&written).take(3).collect();
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "missing {missing:?}, unexpected {unexpected:?}"
-    );
+    assert!(missing.is_empty() && unexpected.is_empty(), "missing {missing:?}, unexpected {unexpected:?}");
 }
 
 fn as_tuple(record: Consumed) -> (Position, Vec<u8>, Vec<u8>) {
@@ -421,10 +303,7 @@ fn as_tuple(record: Consumed) -> (Position, Vec<u8>, Vec<u8>) {
 fn by_partition(records: &[Consumed]) -> BTreeMap<i32, Vec<Consumed>> {
     let mut partitions: BTreeMap<i32, Vec<Consumed>> = BTreeMap::new();
     for record in records {
-        partitions
-            .entry(record.position.partition)
-            .or_default()
-            .push(record.clone());
+        partitions.entry(record.position.partition).or_default().push(record.clone());
     }
     partitions
 }
@@ -432,9 +311,7 @@ fn by_partition(records: &[Consumed]) -> BTreeMap<i32, Vec<Consumed>> {
 fn max_offsets(records: &[Consumed]) -> BTreeMap<i32, i64> {
     let mut max = BTreeMap::new();
     for record in records {
-        let entry = max
-            .entry(record.position.partition)
-            .or_insert(record.position.offset);
+        let entry = max.entry(record.position.partition).or_insert(record.position.offset);
         *entry = (*entry).max(record.position.offset);
     }
     max
@@ -486,9 +363,7 @@ mod kafka {
 
     impl KafkaFixture {
         fn start() -> KafkaFixture {
-            KafkaFixture {
-                broker: Tansu::start(),
-            }
+            KafkaFixture { broker: Tansu::start() }
         }
     }
 
@@ -497,9 +372,9 @@ mod kafka {
             let mut config = KafkaConfig::new(self.broker.brokers());
             // Short enough that a broken broker fails the test quickly, long enough for a loaded machine.
             config.message_timeout = Duration::from_secs(5);
-            let log = KafkaLog::connect(config).await.unwrap_or_else(|error| {
-                panic!("connect to tansu: {error}\n{}", self.broker.output())
-            });
+            let log = KafkaLog::connect(config)
+                .await
+                .unwrap_or_else(|error| panic!("connect to tansu: {error}\n{}", self.broker.output()));
             Arc::new(log)
         }
     }
@@ -521,17 +396,13 @@ mod embedded {
 
     impl EmbeddedFixture {
         fn new() -> EmbeddedFixture {
-            EmbeddedFixture {
-                dir: tempfile::tempdir().expect("temporary directory"),
-            }
+            EmbeddedFixture { dir: tempfile::tempdir().expect("temporary directory") }
         }
     }
 
     impl super::Fixture for EmbeddedFixture {
         async fn open(&self) -> Arc<dyn EventLog> {
-            let log = EmbeddedLog::open(self.dir.path())
-                .await
-                .expect("open the embedded log");
+            let log = EmbeddedLog::open(self.dir.path()).await.expect("open the embedded log");
             Arc::new(log)
         }
     }

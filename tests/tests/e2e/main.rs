@@ -1,3 +1,5 @@
 //! End-to-end tests: real brokers, real files, the real binary.
 
+mod crash;
+mod intake;
 mod log_contract;

@@ -1,0 +1,160 @@
+//! The real `voxpop` binary as a child process, for end-to-end tests.
+//!
+//! The binary is built once per test process with `cargo build -p voxpop-api --bin voxpop` (a
+//! no-op when it is fresh), so `cargo nextest run --workspace` alone runs these tests against the
+//! code being tested.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long a starting server may take to answer `/healthz` (debug build, cold caches).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Path to a freshly built `voxpop` binary.
+pub fn voxpop_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/e2e-<hash> -> target/<profile>/voxpop
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target profile directory").to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "voxpop-api", "--bin", "voxpop"])
+            .current_dir(&workspace)
+            .env("CARGO_TARGET_DIR", profile_dir.parent().expect("target directory"))
+            .status()
+            .expect("run cargo build for the voxpop binary");
+        assert!(status.success(), "building the voxpop binary failed");
+        let bin = profile_dir.join("voxpop");
+        assert!(bin.exists(), "no voxpop binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A free loopback port (another process may take it before we bind; tests retry a start).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A running `voxpop serve`, killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    kafka: Option<String>,
+    log_path: PathBuf,
+}
+
+impl Server {
+    /// Starts `voxpop serve` on `data_dir` (the embedded log, or Kafka at `kafka`) and waits until
+    /// `/healthz` answers 200.
+    pub async fn start(data_dir: &Path, kafka: Option<&str>) -> Server {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let log_path = data_dir.with_extension(format!("{}.log", addr.port()));
+        let mut server = Server {
+            child: spawn(data_dir, addr, kafka, &log_path),
+            addr,
+            data_dir: data_dir.to_owned(),
+            kafka: kafka.map(str::to_owned),
+            log_path,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("voxpop exited with {status} before it was ready:\n{}", self.output());
+            }
+            if let Ok(response) = client.get(self.url("/healthz")).timeout(Duration::from_secs(2)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(started.elapsed() < READY_TIMEOUT, "voxpop not ready after {READY_TIMEOUT:?}:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown code runs) and waits for it to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again on the same data directory and port.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.child = spawn(&self.data_dir, self.addr, self.kafka.as_deref(), &self.log_path);
+        self.wait_ready().await;
+    }
+
+    /// What the server printed (for failure messages).
+    pub fn output(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Waits until the pipeline has written at least `count` petitions and the index has caught
+    /// up with the lake.
+    pub async fn wait_written(&self, count: u64, timeout: Duration) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = client.get(self.url("/healthz")).send().await
+                && let Ok(health) = response.json::<serde_json::Value>().await
+            {
+                let written = health["petitions_written"].as_u64().unwrap_or(0);
+                let caught_up = health["index_version"] == health["lake_version"];
+                if written >= count && caught_up {
+                    return health;
+                }
+                assert!(
+                    started.elapsed() < timeout,
+                    "only {written} of {count} petitions written after {timeout:?}: {health}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn spawn(data_dir: &Path, addr: SocketAddr, kafka: Option<&str>, log_path: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("server log file");
+    let mut command = Command::new(voxpop_bin());
+    command
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", &addr.to_string(), "--batch-interval-ms", "100"])
+        .env("RUST_LOG", "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log);
+    if let Some(brokers) = kafka {
+        command.args(["--kafka", brokers]);
+    }
+    command.spawn().expect("start voxpop serve")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
