@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, FacetCollector, FacetCounts, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption};
 use tantivy::snippet::SnippetGenerator;
@@ -36,6 +36,8 @@ pub const DEFAULT_LIMIT: usize = 20;
 
 /// How much more a match in the exact view (diacritics as typed) counts than a folded match.
 pub const EXACT_BOOST: f32 = 2.0;
+/// Extra weight for documents holding a multi-syllable query as a phrase, on top of the terms.
+pub const PHRASE_BOOST: f32 = 1.5;
 /// How much more a match in the title counts than one in the body: a title names the problem.
 pub const TITLE_BOOST: f32 = 2.0;
 
@@ -188,6 +190,17 @@ impl PetitionIndex {
         if !errors.is_empty() {
             // Not the user's problem: lenient parsing already made the best of it.
             debug!(q = %normalised, errors = ?errors, "query parsed leniently");
+        }
+        // Vietnamese words are several syllables ("đất đai", "giải phóng mặt bằng"): documents
+        // where the query's syllables stand together as typed rank above those where they are
+        // scattered. Only for plain queries; explicit syntax is left as the user wrote it.
+        let syllables = normalised.split_whitespace().count();
+        let plain = !normalised.contains(['"', '+', '-', '(', ')'])
+            && !normalised.split_whitespace().any(|word| matches!(word, "AND" | "OR" | "NOT"));
+        if syllables >= 2 && plain {
+            let (phrase, _) = self.query_parser.parse_query_lenient(&format!("\"{}\"", escape_query(&normalised)));
+            let boosted: Box<dyn Query> = Box::new(BoostQuery::new(phrase, PHRASE_BOOST));
+            return Ok(Some(Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Should, boosted)]))));
         }
         Ok(Some(query))
     }

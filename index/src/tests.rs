@@ -1,5 +1,5 @@
 //! End-to-end tests of the index on disk (temporary directories): real Vietnamese news from
-//! `shared/data/text/vntc_train_sample.jsonl` as petition text, plus small synthetic petitions.
+//! `connectors/data/vntc_train_sample.jsonl` (the VNTC news sample) as petition text, plus small synthetic petitions.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -37,11 +37,9 @@ fn petition(title: &str, body: &str, province: &str, commune: &str, hours: i64) 
 
 /// Real news articles as petition text: the headline as title, the article as body.
 fn news_petitions(limit: usize) -> Option<Vec<Petition>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/text/vntc_train_sample.jsonl");
-    let Ok(raw) = std::fs::read_to_string(path) else {
-        eprintln!("skipping: {path} not found");
-        return None;
-    };
+    // The project's own copy of the VNTC sample (see connectors/data/PROVENANCE.md).
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/data/vntc_train_sample.jsonl");
+    let raw = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{path}: {err}"));
     let mut petitions = Vec::new();
     for (index, line) in raw.lines().take(limit).enumerate() {
         let record: serde_json::Value = serde_json::from_str(line).expect("json line");
