@@ -1,6 +1,6 @@
 //! The real `voxpop` binary as a child process, for end-to-end tests.
 //!
-//! The binary is built once per test process with `cargo build -p voxpop-api --bin voxpop` (a
+//! The binary is built once per test process with `cargo build --workspace --tests --bins` (a
 //! no-op when it is fresh), so `cargo nextest run --workspace` alone runs these tests against the
 //! code being tested.
 
@@ -22,8 +22,16 @@ pub fn voxpop_bin() -> PathBuf {
         let profile_dir = exe.parent().and_then(Path::parent).expect("target profile directory").to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        // A clean environment: the variables cargo sets for a running test (`CARGO_PKG_*`,
+        // `OUT_DIR`, ...) would otherwise look like changed inputs to build scripts and force
+        // a rebuild of half the dependency tree.
+        let keep = ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR"];
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "voxpop-api", "--bin", "voxpop"])
+            .env_clear()
+            .envs(std::env::vars().filter(|(key, _)| keep.contains(&key.as_str())))
+            // The same targets (and so the same feature resolution) as the test build itself: a
+            // no-op after `scripts/test.sh` or `cargo nextest run --workspace`.
+            .args(["build", "--quiet", "--workspace", "--tests", "--bins"])
             .current_dir(&workspace)
             .env("CARGO_TARGET_DIR", profile_dir.parent().expect("target directory"))
             .status()
@@ -132,6 +140,42 @@ impl Server {
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Server {
+    /// Every petition id in the lake, read with a real Delta reader (delta-rs + DataFusion).
+    pub async fn lake_ids(&self) -> Vec<String> {
+        let table = self.data_dir.join("lake").join("petitions");
+        let queries = voxpop_queries::PetitionQueries::new(&table);
+        let Some(ctx) = queries.session().await.expect("read the lake") else { return Vec::new() };
+        let batches = ctx.sql("SELECT id FROM petitions").await.expect("plan").collect().await.expect("scan");
+        let mut ids = Vec::new();
+        for batch in &batches {
+            ids.extend(voxpop_queries::string_column(batch, "id").expect("id column").into_iter().flatten());
+        }
+        ids
+    }
+
+    /// Waits until every id of `expected` is in the lake and the index has caught up with the
+    /// lake; returns all lake ids (duplicates included, so callers can count them).
+    pub async fn wait_for_ids(&self, expected: &std::collections::HashSet<String>, timeout: Duration) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let ids = self.lake_ids().await;
+            let present: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let missing = expected.iter().filter(|id| !present.contains(id.as_str())).count();
+            if missing == 0 {
+                self.wait_written(0, timeout).await;
+                return ids;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{missing} of {} petitions not in the lake after {timeout:?}",
+                expected.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }

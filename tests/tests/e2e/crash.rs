@@ -69,8 +69,7 @@ async fn every_acknowledged_petition_is_in_the_lake_exactly_once_after_20_sigkil
     assert!(acked.len() > 100, "too few petitions acknowledged to mean anything: {}", acked.len());
     // A clean last start: the pipeline catches up with the log.
     server.restart().await;
-    server.wait_written(0, Duration::from_secs(10)).await;
-    let lake_ids = wait_for_ids(&server, &acked).await;
+    let lake_ids = server.wait_for_ids(&acked, Duration::from_secs(60)).await;
 
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for id in &lake_ids {
@@ -89,25 +88,4 @@ async fn every_acknowledged_petition_is_in_the_lake_exactly_once_after_20_sigkil
     let search: Value = reqwest::get(server.url("/api/v1/search?q=&limit=1")).await.unwrap().json().await.unwrap();
     assert_eq!(search["total"].as_u64().unwrap() as usize, lake_ids.len(), "index and lake disagree");
     println!("{} acknowledged, {} in the lake, {} kills", acked.len(), lake_ids.len(), KILLS);
-}
-
-/// Reads every id in the lake with a real Delta reader, waiting until the acknowledged ones are
-/// there (the pipeline may still be committing its last batch).
-async fn wait_for_ids(server: &Server, acked: &HashSet<String>) -> Vec<String> {
-    let table = server.data_dir.join("lake").join("petitions");
-    let started = std::time::Instant::now();
-    loop {
-        let queries = voxpop_queries::PetitionQueries::new(&table);
-        let ctx = queries.session().await.unwrap().expect("the table exists");
-        let batches = ctx.sql("SELECT id FROM petitions").await.unwrap().collect().await.unwrap();
-        let mut ids = Vec::new();
-        for batch in &batches {
-            ids.extend(voxpop_queries::string_column(batch, "id").unwrap().into_iter().flatten());
-        }
-        let present: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        if acked.iter().all(|id| present.contains(id.as_str())) || started.elapsed() > Duration::from_secs(60) {
-            return ids;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -2,4 +2,5 @@
 
 mod crash;
 mod intake;
+mod kafka_serve;
 mod log_contract;
