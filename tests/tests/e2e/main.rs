@@ -4,3 +4,4 @@ mod crash;
 mod intake;
 mod kafka_serve;
 mod log_contract;
+mod pipeline;
