@@ -134,6 +134,14 @@ async fn end_to_end(jsons: Arc<Vec<Vec<u8>>>, kafka: Option<String>, clients: us
         accepted_after.as_secs_f64(),
         elapsed.as_secs_f64()
     );
+    let seconds = |micros: &std::sync::atomic::AtomicU64| micros.load(Ordering::Relaxed) as f64 / 1e6;
+    println!(
+        "  pipeline stages (CPU-bound parts in parallel): decode+validate+language {:.2} s, delta commits {:.2} s, index {:.2} s, {} batches",
+        seconds(&stack.stats.enrich_micros),
+        seconds(&stack.stats.lake_micros),
+        seconds(&stack.stats.index_micros),
+        stack.stats.batches.load(Ordering::Relaxed)
+    );
     stack.stop().await;
     Ok(count as f64 / elapsed.as_secs_f64())
 }

@@ -28,6 +28,8 @@ pub enum IndexError {
     #[error("index writer is unusable after a panic in another thread")]
     WriterPoisoned,
     /// The commit payload is not one this crate wrote: the checkpoint cannot be trusted.
+    #[error("lake version {lake_version} is already in the index (checkpoint {checkpoint})")]
+    AlreadyApplied { lake_version: i64, checkpoint: i64 },
     #[error("unreadable index checkpoint `{payload}`")]
     BadCheckpoint { payload: String },
     /// The caller's fault: the query text is longer than any sensible search.

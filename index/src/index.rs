@@ -235,6 +235,29 @@ impl PetitionIndex {
         outcome
     }
 
+    /// Adds petitions that are new to the index (the rows of one lake commit, fed in lake order)
+    /// and commits at `lake_version`. Cheaper than [`PetitionIndex::apply`]: no delete per
+    /// document. Safe against replays because the checkpoint moves with the documents: a lake
+    /// version at or below [`PetitionIndex::checkpoint`] is refused, never applied twice.
+    pub fn append(&self, petitions: &[Petition], lake_version: i64) -> IndexResult<()> {
+        let mut writer = self.lock_writer()?;
+        if let Some(checkpoint) = self.checkpoint()
+            && checkpoint >= lake_version
+        {
+            return Err(IndexError::AlreadyApplied { lake_version, checkpoint });
+        }
+        let outcome = (|| {
+            for petition in petitions {
+                writer.add_document(self.fields.document(petition))?;
+            }
+            self.commit_locked(&mut writer, lake_version)
+        })();
+        if outcome.is_err() {
+            rollback(&mut writer);
+        }
+        outcome
+    }
+
     fn apply_locked(
         &self,
         writer: &mut IndexWriter<TantivyDocument>,

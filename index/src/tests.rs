@@ -506,3 +506,16 @@ fn index_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PetitionIndex>();
 }
+
+#[test]
+fn append_adds_new_rows_once_and_refuses_a_version_already_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = PetitionIndex::open_or_create(dir.path()).unwrap();
+    let first = vec![petition("Đường hỏng", "Đường liên xã xuống cấp", "01", "00004", 1)];
+    index.append(&first, 3).unwrap();
+    assert_eq!(index.num_docs(), 1);
+    assert_eq!(index.checkpoint(), Some(3));
+    let err = index.append(&first, 3).unwrap_err();
+    assert!(matches!(err, crate::IndexError::AlreadyApplied { lake_version: 3, checkpoint: 3 }), "{err}");
+    assert_eq!(index.num_docs(), 1, "a refused append adds nothing");
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde::Serialize;
@@ -43,6 +43,11 @@ pub struct PipelineStats {
     pub lake_version: AtomicI64,
     /// Lake version the index has applied (-1 before the first).
     pub index_version: AtomicI64,
+    /// Time spent per stage, in microseconds: decoding, validation and language detection;
+    /// Delta commits; index updates (overlaps the next batch).
+    pub enrich_micros: AtomicU64,
+    pub lake_micros: AtomicU64,
+    pub index_micros: AtomicU64,
 }
 
 /// What a dead-letter record carries: why, where from, and the original bytes.
@@ -65,9 +70,10 @@ pub struct Pipeline {
     log: Arc<dyn EventLog>,
     lake: PetitionLake,
     index: Option<Arc<PetitionIndex>>,
-    enricher: Enricher,
+    enricher: Arc<Enricher>,
     config: PipelineConfig,
     stats: Arc<PipelineStats>,
+    index_task: Option<tokio::task::JoinHandle<PipelineResult<()>>>,
 }
 
 impl Pipeline {
@@ -79,7 +85,15 @@ impl Pipeline {
     ) -> Pipeline {
         let stats = Arc::new(PipelineStats::default());
         stats.lake_version.store(lake.version(), Ordering::Relaxed);
-        Pipeline { log, lake, index, enricher: Enricher::new(Units::embedded()), config, stats }
+        Pipeline {
+            log,
+            lake,
+            index,
+            enricher: Arc::new(Enricher::new(Units::embedded())),
+            config,
+            stats,
+            index_task: None,
+        }
     }
 
     pub fn stats(&self) -> Arc<PipelineStats> {
@@ -126,6 +140,11 @@ impl Pipeline {
     }
 
     async fn run_until_error(&mut self, shutdown: &mut watch::Receiver<bool>) -> PipelineResult<()> {
+        // A failed background index update from before a restart of this loop: the lake is
+        // ahead, and the catch-up below replays the difference.
+        if let Err(err) = self.wait_for_index().await {
+            warn!(error = %err, "index update failed; catching up from the lake");
+        }
         self.catch_up_index().await?;
         let partitions = self.log.partitions(Topic::Petitions).await?;
         let start = self.lake.committed_positions(Topic::Petitions, &partitions).await?;
@@ -153,43 +172,51 @@ impl Pipeline {
             }
             self.process(batch).await?;
         }
-        Ok(())
+        self.wait_for_index().await
     }
 
-    /// Validates, enriches and commits one micro-batch; dead-letters what fails.
+    /// Validates, enriches and commits one micro-batch; dead-letters what fails. The index is
+    /// fed in the background while the next batch is read and written: at most one batch is in
+    /// flight to the index, and batches reach it in lake order.
     pub async fn process(&mut self, batch: Vec<Consumed>) -> PipelineResult<()> {
         let mut next_positions: BTreeMap<i32, i64> = BTreeMap::new();
         for record in &batch {
             let next = next_positions.entry(record.position.partition).or_insert(0);
             *next = (*next).max(record.position.offset + 1);
         }
-        let mut accepted: Vec<Petition> = Vec::with_capacity(batch.len());
-        let mut dead: Vec<Record> = Vec::new();
-        for record in &batch {
-            match self.enricher.prepare(&record.payload) {
-                Ok(petition) => accepted.push(petition),
-                Err((reason, errors)) => {
-                    warn!(partition = record.position.partition, offset = record.position.offset, %reason, "dead-lettering a record");
-                    dead.push(dead_letter(record, reason, errors));
-                }
-            }
-        }
-        self.enricher.detect_languages(&mut accepted);
+        let consumed = batch.len();
+        let started = Instant::now();
+        let enricher = self.enricher.clone();
+        let (accepted, dead) = tokio::task::spawn_blocking(move || enrich_batch(&enricher, &batch))
+            .await
+            .map_err(|err| PipelineError::Internal(format!("enrichment task failed: {err}")))?;
+        self.stats.enrich_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if !dead.is_empty() {
             // Before the lake commit: a crash in between re-sends these dead letters (at least
             // once on the dead-letter topic) but never loses one.
             self.log.append(Topic::DeadLetter, dead.clone()).await?;
         }
+        let started = Instant::now();
         let version = self.lake.append(Topic::Petitions, &accepted, &next_positions).await?;
+        self.stats.lake_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         self.stats.lake_version.store(version, Ordering::Relaxed);
-        self.stats.consumed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.consumed.fetch_add(consumed as u64, Ordering::Relaxed);
         self.stats.written.fetch_add(accepted.len() as u64, Ordering::Relaxed);
         self.stats.dead_lettered.fetch_add(dead.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         debug!(version, written = accepted.len(), dead = dead.len(), "lake commit");
-        if let Some(index) = &self.index {
-            apply_to_index(index, accepted, version).await?;
-            self.stats.index_version.store(version, Ordering::Relaxed);
+        if let Some(index) = self.index.clone() {
+            self.wait_for_index().await?;
+            let stats = self.stats.clone();
+            self.index_task = Some(tokio::spawn(async move {
+                let started = Instant::now();
+                tokio::task::spawn_blocking(move || index.append(&accepted, version))
+                    .await
+                    .map_err(|err| PipelineError::Internal(format!("index task panicked: {err}")))??;
+                stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                stats.index_version.store(version, Ordering::Relaxed);
+                Ok(())
+            }));
         }
         for (partition, offset) in next_positions {
             if let Err(err) = self.log.release(Topic::Petitions, partition, offset).await {
@@ -199,6 +226,31 @@ impl Pipeline {
         }
         Ok(())
     }
+
+    /// Waits until the index has applied the last committed batch.
+    pub async fn wait_for_index(&mut self) -> PipelineResult<()> {
+        if let Some(task) = self.index_task.take() {
+            task.await.map_err(|err| PipelineError::Internal(format!("index task failed: {err}")))??;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes, checks and enriches a batch (CPU-bound: runs on a blocking thread).
+fn enrich_batch(enricher: &Enricher, batch: &[Consumed]) -> (Vec<Petition>, Vec<Record>) {
+    let mut accepted: Vec<Petition> = Vec::with_capacity(batch.len());
+    let mut dead: Vec<Record> = Vec::new();
+    for record in batch {
+        match enricher.prepare(&record.payload) {
+            Ok(petition) => accepted.push(petition),
+            Err((reason, errors)) => {
+                warn!(partition = record.position.partition, offset = record.position.offset, %reason, "dead-lettering a record");
+                dead.push(dead_letter(record, reason, errors));
+            }
+        }
+    }
+    enricher.detect_languages(&mut accepted);
+    (accepted, dead)
 }
 
 async fn apply_to_index(index: &Arc<PetitionIndex>, petitions: Vec<Petition>, version: i64) -> PipelineResult<()> {
