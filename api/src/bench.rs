@@ -235,42 +235,43 @@ pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyho
         println!("indexed {count} petitions in {:.1} s", started.elapsed().as_secs_f64());
     }
     println!("index holds {} petitions; running {queries} queries", index.num_docs());
-    // Warm up: the first query of each kind loads posting lists from disk.
-    for (q, province) in QUERIES {
-        index.search(&request(q, *province))?;
+    for proximity in [false, true] {
+        // Warm up: the first query of each kind loads posting lists from disk.
+        for (q, province) in QUERIES {
+            index.search(&request(q, *province, proximity))?;
+        }
+        let mut latencies = Vec::with_capacity(queries);
+        let mut total_hits = 0usize;
+        for i in 0..queries {
+            let (q, province) = QUERIES[i % QUERIES.len()];
+            let started = Instant::now();
+            let results = index.search(&request(q, province, proximity))?;
+            latencies.push(started.elapsed());
+            total_hits += results.total;
+        }
+        latencies.sort();
+        let percentile = |p: f64| {
+            latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)]
+        };
+        println!(
+            "search latency over {count} petitions{}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {} hits per query)",
+            if proximity { " with proximity ranking" } else { " (default ranking)" },
+            percentile(0.50).as_secs_f64() * 1e3,
+            percentile(0.90).as_secs_f64() * 1e3,
+            percentile(0.99).as_secs_f64() * 1e3,
+            latencies.last().expect("at least one query").as_secs_f64() * 1e3,
+            total_hits / queries.max(1)
+        );
     }
-    let mut latencies = Vec::with_capacity(queries);
-    let mut total_hits = 0usize;
-    for i in 0..queries {
-        let (q, province) = QUERIES[i % QUERIES.len()];
-        let started = Instant::now();
-        let results = index.search(&request(q, province))?;
-        latencies.push(started.elapsed());
-        total_hits += results.total;
-    }
-    latencies.sort();
-    let percentile =
-        |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)];
-    println!(
-        "search latency over {} petitions: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {} hits per query)",
-        count,
-        percentile(0.50).as_secs_f64() * 1e3,
-        percentile(0.90).as_secs_f64() * 1e3,
-        percentile(0.99).as_secs_f64() * 1e3,
-        latencies.last().expect("at least one query").as_secs_f64() * 1e3,
-        total_hits / queries.max(1)
-    );
     Ok(())
 }
 
-fn request(q: &str, province: Option<&str>) -> SearchRequest {
+fn request(q: &str, province: Option<&str>, proximity: bool) -> SearchRequest {
     SearchRequest {
         q: q.to_owned(),
         province: province.map(str::to_owned),
-        commune: None,
-        from: None,
-        to: None,
         limit: 20,
-        offset: 0,
+        proximity,
+        ..SearchRequest::default()
     }
 }

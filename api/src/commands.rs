@@ -153,7 +153,7 @@ pub fn search(
     let layout = DataLayout::new(data_dir);
     let index = PetitionIndex::open_read_only(&layout.index())
         .with_context(|| format!("no index in `{}`", layout.index().display()))?;
-    let request = SearchRequest { q: query.to_owned(), province, commune, from: None, to: None, limit, offset: 0 };
+    let request = SearchRequest { q: query.to_owned(), province, commune, limit, ..SearchRequest::default() };
     let results = index.search(&request)?;
     println!("{} petitions match", results.total);
     for hit in &results.hits {

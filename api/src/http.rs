@@ -123,7 +123,7 @@ async fn search(State(state): State<AppState>, Query(params): Query<HashMap<Stri
 /// Reads the search parameters, naming every bad one.
 pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, Problem> {
     let mut errors = Vec::new();
-    const KNOWN: [&str; 7] = ["q", "province", "commune", "from", "to", "limit", "offset"];
+    const KNOWN: [&str; 8] = ["q", "province", "commune", "from", "to", "limit", "offset", "proximity"];
     for key in params.keys() {
         if !KNOWN.contains(&key.as_str()) {
             errors.push(voxpop_schema::FieldError::new(
@@ -174,10 +174,19 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
     {
         errors.push(voxpop_schema::FieldError::new("to", "range", "`to` is before `from`"));
     }
+    let proximity = match params.get("proximity").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => {
+            errors.push(voxpop_schema::FieldError::new("proximity", "invalid", "`proximity` must be true or false"));
+            false
+        }
+    };
     if !errors.is_empty() {
         return Err(Problem::invalid(&errors).with_status(StatusCode::BAD_REQUEST));
     }
     Ok(SearchRequest {
+        proximity,
         q: params.get("q").cloned().unwrap_or_default(),
         province: params.get("province").filter(|p| !p.is_empty()).cloned(),
         commune: params.get("commune").filter(|c| !c.is_empty()).cloned(),

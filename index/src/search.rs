@@ -63,6 +63,11 @@ pub struct SearchRequest {
     pub limit: usize,
     /// Hits to skip, capped at [`MAX_OFFSET`].
     pub offset: usize,
+    /// Rank documents holding a multi-syllable query as a phrase above those where the
+    /// syllables are scattered. Better ranking for Vietnamese words, at about 2-3 times the
+    /// latency on broad queries (positions are read for every match): off by default, see
+    /// docs/BENCHMARKS.md.
+    pub proximity: bool,
 }
 
 impl Default for SearchRequest {
@@ -75,6 +80,7 @@ impl Default for SearchRequest {
             to: None,
             limit: DEFAULT_LIMIT,
             offset: 0,
+            proximity: false,
         }
     }
 }
@@ -176,7 +182,7 @@ fn term_filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
 
 impl PetitionIndex {
     /// The query text as a tantivy query; `None` when it is empty (match all).
-    fn text_query(&self, q: &str) -> IndexResult<Option<Box<dyn Query>>> {
+    fn text_query(&self, q: &str, proximity: bool) -> IndexResult<Option<Box<dyn Query>>> {
         let chars = q.chars().count();
         if chars > MAX_QUERY_CHARS {
             return Err(IndexError::QueryTooLong { chars, max: MAX_QUERY_CHARS });
@@ -197,7 +203,7 @@ impl PetitionIndex {
         let syllables = normalised.split_whitespace().count();
         let plain = !normalised.contains(['"', '+', '-', '(', ')'])
             && !normalised.split_whitespace().any(|word| matches!(word, "AND" | "OR" | "NOT"));
-        if syllables >= 2 && plain {
+        if proximity && syllables >= 2 && plain {
             let (phrase, _) = self.query_parser.parse_query_lenient(&format!("\"{}\"", escape_query(&normalised)));
             let boosted: Box<dyn Query> = Box::new(BoostQuery::new(phrase, PHRASE_BOOST));
             return Ok(Some(Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Should, boosted)]))));
@@ -206,7 +212,7 @@ impl PetitionIndex {
     }
 
     fn build_query(&self, request: &SearchRequest) -> IndexResult<(Box<dyn Query>, bool)> {
-        let text_query = self.text_query(&request.q)?;
+        let text_query = self.text_query(&request.q, request.proximity)?;
         let ranked = text_query.is_some();
         if let (Some(from), Some(to)) = (request.from, request.to)
             && from >= to

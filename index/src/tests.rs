@@ -519,3 +519,24 @@ fn append_adds_new_rows_once_and_refuses_a_version_already_applied() {
     assert!(matches!(err, crate::IndexError::AlreadyApplied { lake_version: 3, checkpoint: 3 }), "{err}");
     assert_eq!(index.num_docs(), 1, "a refused append adds nothing");
 }
+
+#[test]
+fn proximity_ranks_the_phrase_above_scattered_syllables() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = PetitionIndex::open_or_create(dir.path()).unwrap();
+    let scattered = petition(
+        "Kiến nghị",
+        "Đất của nhà tôi bị lấn, đất bị đào, con đường đai cũ hỏng, đai sắt gãy.",
+        "01",
+        "00004",
+        1,
+    );
+    let together =
+        petition("Kiến nghị", "Tranh chấp đất đai kéo dài nhiều năm chưa được giải quyết.", "01", "00004", 2);
+    index.apply(&[scattered.clone(), together.clone()], 1).unwrap();
+    let ranked = search(&index, &SearchRequest { proximity: true, ..SearchRequest::text("dat dai") });
+    assert_eq!(ranked.total, 2);
+    assert_eq!(ranked.hits[0].id, together.id, "the phrase ranks first with proximity");
+    let plain = search(&index, &SearchRequest::text("dat dai"));
+    assert_eq!(plain.total, 2, "proximity changes the order, never the matches");
+}
