@@ -30,6 +30,8 @@ struct AppendRequest {
 }
 
 struct Shared {
+    /// Held (locked) for as long as the log is open.
+    _lock: std::fs::File,
     log: Mutex<MultiRecordLog>,
     dir: PathBuf,
     /// Woken after every durable append, so readers need not spin.
@@ -50,6 +52,24 @@ impl EmbeddedLog {
     /// open a directory at a time.
     pub async fn open(dir: &Path) -> LogResult<EmbeddedLog> {
         tokio::fs::create_dir_all(dir).await.map_err(|err| unavailable(dir, err))?;
+        // mrecordlog assumes it is alone in its directory: a second process appending to the same
+        // files would corrupt both. The OS drops the lock when the holder dies, even by SIGKILL.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("voxpop.lock"))
+            .map_err(|err| unavailable(dir, err))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Fatal(format!(
+                    "the log in `{}` is in use by another voxpop process",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(err)) => return Err(unavailable(dir, err)),
+        }
         // Flushing is driven by the writer task below, once per group; an hour means "never on
         // your own".
         let mut log = MultiRecordLog::open_with_prefs(dir, SyncPolicy::OnDelay(Duration::from_secs(3600)))
@@ -71,6 +91,7 @@ impl EmbeddedLog {
             })
             .collect();
         let shared = Arc::new(Shared {
+            _lock: lock,
             log: Mutex::new(log),
             dir: dir.to_owned(),
             appended: Notify::new(),
@@ -80,6 +101,24 @@ impl EmbeddedLog {
         let (requests, receiver) = mpsc::channel(MAX_GROUP * 4);
         tokio::spawn(writer_loop(shared.clone(), receiver));
         Ok(EmbeddedLog { shared, requests })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = EmbeddedLog::open(dir.path()).await.unwrap();
+        let Err(LogError::Fatal(message)) = EmbeddedLog::open(dir.path()).await else {
+            panic!("a second open must be refused");
+        };
+        assert!(message.contains("in use"), "{message}");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        EmbeddedLog::open(dir.path()).await.expect("free again once the first is closed");
     }
 }
 
