@@ -1,5 +1,6 @@
 //! End-to-end tests: real brokers, real files, the real binary.
 
+mod cli;
 mod crash;
 mod intake;
 mod kafka_serve;

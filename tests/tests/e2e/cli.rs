@@ -1,0 +1,51 @@
+//! `voxpop reindex` and `voxpop search` on a data directory written by `voxpop serve`.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use voxpop_tests::server::{Server, voxpop_bin};
+
+fn voxpop(args: &[&str], data_dir: &std::path::Path) -> (bool, String) {
+    let output = Command::new(voxpop_bin()).args(args).arg("--data-dir").arg(data_dir).output().expect("run voxpop");
+    (
+        output.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reindex_rebuilds_the_index_from_the_lake_and_search_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+    let mut acked = HashSet::new();
+    for (n, (title, commune)) in
+        [("Tranh chấp đất đai", "00004"), ("Ô nhiễm bãi rác", "00976"), ("Đất đai bị lấn chiếm", "21529")]
+            .iter()
+            .enumerate()
+    {
+        let petition = json!({"title": title, "body": format!("Nội dung kiến nghị số {n}, dữ liệu tổng hợp."), "commune_code": commune});
+        let receipt: Value =
+            client.post(server.url("/api/v1/petitions")).json(&petition).send().await.unwrap().json().await.unwrap();
+        acked.insert(receipt["id"].as_str().unwrap().to_owned());
+    }
+    server.wait_for_ids(&acked, Duration::from_secs(30)).await;
+    server.kill9();
+    // Lose the index entirely: the lake is the truth.
+    std::fs::remove_dir_all(data_dir.join("index")).unwrap();
+    let (ok, output) = voxpop(&["reindex"], &data_dir);
+    assert!(ok, "{output}");
+    assert!(output.contains("reindexed 3 petitions"), "{output}");
+    let (ok, output) = voxpop(&["search", "dat dai"], &data_dir);
+    assert!(ok, "{output}");
+    assert!(output.contains("2 petitions match"), "{output}");
+    let (ok, output) = voxpop(&["search", "dat dai", "--province", "51"], &data_dir);
+    assert!(ok && output.contains("1 petitions match"), "{output}");
+    // The server starts on the rebuilt index and agrees.
+    server.restart().await;
+    let results: Value = client.get(server.url("/api/v1/search?q=dat+dai")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(results["total"], 2, "{results}");
+}
