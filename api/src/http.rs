@@ -98,7 +98,9 @@ async fn get_petition(State(state): State<AppState>, Path(id): Path<String>) -> 
         Err(err) => return Problem::internal(&err).into_response(),
     };
     match state.queries.petition(&id, week.as_deref()).await {
-        Ok(Some(petition)) => Json(petition).into_response(),
+        // No caller is entitled to personal data until roles exist: contact fields and numbers
+        // in the text are masked on this public path.
+        Ok(Some(petition)) => Json(voxpop_schema::privacy::mask_petition(&petition)).into_response(),
         Ok(None) => Problem::not_found(format!(
             "no petition `{id}` in the lake (a petition just accepted appears within seconds)"
         ))
@@ -114,7 +116,13 @@ async fn search(State(state): State<AppState>, Query(params): Query<HashMap<Stri
     };
     let index = state.index.clone();
     match tokio::task::spawn_blocking(move || index.search(&request)).await {
-        Ok(Ok(results)) => Json(results).into_response(),
+        Ok(Ok(mut results)) => {
+            for hit in &mut results.hits {
+                hit.title = voxpop_schema::privacy::mask_numbers(&hit.title);
+                hit.snippet = voxpop_schema::privacy::mask_numbers(&hit.snippet);
+            }
+            Json(results).into_response()
+        }
         Ok(Err(err)) => Problem::internal(&err).into_response(),
         Err(err) => Problem::internal(&err).into_response(),
     }

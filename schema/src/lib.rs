@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod petition;
+pub mod privacy;
 pub mod text;
 pub mod units;
 

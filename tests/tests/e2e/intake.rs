@@ -60,6 +60,8 @@ async fn petition_flows_from_intake_to_lake_and_search() {
     assert_eq!(found["province_code"], "01");
     assert_eq!(found["language"], "vi");
     assert_eq!(found["schema_version"], 1);
+    assert_eq!(found["contact"]["phone"], "**** *** 678", "personal data is masked on the public path");
+    assert_eq!(found["contact"]["name"], "T. T. H.");
 
     // Without diacritics, and as a phrase.
     for q in ["dat dai", "\"giai phong mat bang\"", "đất đai", "boi thuong"] {
