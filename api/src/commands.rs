@@ -45,7 +45,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let config = StackConfig {
         data_dir: options.data_dir.clone(),
         kafka: options.kafka.clone(),
-        pipeline: PipelineConfig { batch_size: options.batch_size, batch_interval: options.batch_interval },
+        pipeline: PipelineConfig {
+            batch_size: options.batch_size,
+            batch_interval: options.batch_interval,
+            ..PipelineConfig::default()
+        },
         run_pipeline: true,
     };
     let stack = Stack::start(config).await?;

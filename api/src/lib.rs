@@ -8,3 +8,4 @@ pub mod commands;
 pub mod http;
 pub mod problem;
 pub mod stack;
+pub mod topics_cmd;

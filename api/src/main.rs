@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use voxpop_api::commands;
+use clap::{Parser, Subcommand, ValueEnum};
+use voxpop_api::{commands, topics_cmd};
+use voxpop_pipeline::topics::Algorithm;
 
 #[derive(Parser)]
 #[command(name = "voxpop", version, about = "Petitions and public opinion: intake, lake, search")]
@@ -60,6 +61,71 @@ enum Command {
         #[command(subcommand)]
         bench: BenchCommand,
     },
+    /// The topic classifier: train it on labelled JSON lines, or measure it.
+    Topics {
+        #[command(subcommand)]
+        topics: TopicsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Trains on every line of FILE (JSON lines) and writes the model.
+    Train {
+        file: PathBuf,
+        /// Where to write the model.
+        #[arg(long, default_value = "topics.model")]
+        model: PathBuf,
+        #[command(flatten)]
+        fields: FieldArgs,
+    },
+    /// Accuracy, macro-F1 and throughput: of a saved model on all of FILE, or, without
+    /// `--model`, of a model trained on a seeded split of FILE, next to a keyword baseline.
+    Eval {
+        file: PathBuf,
+        /// A model written by `voxpop topics train`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Fraction of FILE held out for evaluation (without `--model`).
+        #[arg(long, default_value_t = 0.2)]
+        split: f64,
+        /// Seeds the shuffle before the split and the training order.
+        #[arg(long, default_value_t = 2025)]
+        seed: u64,
+        #[command(flatten)]
+        fields: FieldArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct FieldArgs {
+    /// JSON field holding the label.
+    #[arg(long, default_value = "topic")]
+    label_field: String,
+    /// JSON field holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// How the classifier learns its weights.
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Logistic)]
+    algorithm: AlgorithmArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgorithmArg {
+    /// Multinomial logistic regression (averaged SGD).
+    Logistic,
+    /// Multinomial naive Bayes.
+    NaiveBayes,
+}
+
+impl FieldArgs {
+    fn split(self) -> (topics_cmd::Fields, Algorithm) {
+        let algorithm = match self.algorithm {
+            AlgorithmArg::Logistic => Algorithm::Logistic,
+            AlgorithmArg::NaiveBayes => Algorithm::NaiveBayes,
+        };
+        (topics_cmd::Fields { text: self.text_field, label: self.label_field }, algorithm)
+    }
 }
 
 #[derive(Subcommand)]
@@ -121,6 +187,16 @@ fn main() -> anyhow::Result<()> {
                     voxpop_api::bench::ingest(count, kafka, !no_embedded, clients).await
                 }
                 BenchCommand::Search { count, queries, dir } => voxpop_api::bench::search(count, queries, dir).await,
+            },
+            Command::Topics { topics } => match topics {
+                TopicsCommand::Train { file, model, fields } => {
+                    let (fields, algorithm) = fields.split();
+                    topics_cmd::train(file, model, fields, algorithm).await
+                }
+                TopicsCommand::Eval { file, model, split, seed, fields } => {
+                    let (fields, algorithm) = fields.split();
+                    topics_cmd::eval(file, model, split, seed, fields, algorithm).await
+                }
             },
         }
     })

@@ -20,6 +20,8 @@ use crate::log::{Consumed, EventLog, LogError, LogReader, LogResult, Position, R
 
 /// The only partition of each topic.
 const PARTITION: i32 = 0;
+/// How long `open` waits for a directory lock held by a log that is closing.
+const LOCK_GRACE: Duration = Duration::from_secs(2);
 /// Most requests one group commit takes.
 const MAX_GROUP: usize = 1024;
 
@@ -60,15 +62,23 @@ impl EmbeddedLog {
             .write(true)
             .open(dir.join("voxpop.lock"))
             .map_err(|err| unavailable(dir, err))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LogError::Fatal(format!(
-                    "the log in `{}` is in use by another voxpop process",
-                    dir.display()
-                )));
+        // A log closed a moment ago in this process releases the lock when its writer task
+        // notices: give that a short grace period before calling the directory busy.
+        let deadline = std::time::Instant::now() + LOCK_GRACE;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(LogError::Fatal(format!(
+                        "the log in `{}` is in use by another voxpop process",
+                        dir.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(err)) => return Err(unavailable(dir, err)),
             }
-            Err(std::fs::TryLockError::Error(err)) => return Err(unavailable(dir, err)),
         }
         // Flushing is driven by the writer task below, once per group; an hour means "never on
         // your own".
@@ -117,7 +127,6 @@ mod tests {
         };
         assert!(message.contains("in use"), "{message}");
         drop(first);
-        tokio::time::sleep(Duration::from_millis(100)).await;
         EmbeddedLog::open(dir.path()).await.expect("free again once the first is closed");
     }
 }

@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod lake;
 pub mod log;
 pub mod runner;
+pub mod topics;
 
 pub use log::{Consumed, EventLog, LogError, LogReader, LogResult, Position, Record, Topic};
 pub use runner::{Pipeline, PipelineConfig, PipelineStats};

@@ -24,11 +24,13 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// Longest a record waits for its batch to fill before the batch is committed anyway.
     pub batch_interval: Duration,
+    /// Compact the table's small files every this many commits (0: never).
+    pub compact_every: u64,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { batch_size: 20_000, batch_interval: Duration::from_millis(250) }
+        PipelineConfig { batch_size: 20_000, batch_interval: Duration::from_millis(250), compact_every: 100 }
     }
 }
 
@@ -205,6 +207,14 @@ impl Pipeline {
         self.stats.dead_lettered.fetch_add(dead.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         debug!(version, written = accepted.len(), dead = dead.len(), "lake commit");
+        let batches = self.stats.batches.load(Ordering::Relaxed);
+        if self.config.compact_every > 0 && batches % self.config.compact_every == 0 {
+            // Micro-batches under a trickle of petitions write many small files; readers pay
+            // for each one. Only this pipeline writes the table, so the rewrite cannot conflict.
+            if let Err(err) = self.lake.compact().await {
+                warn!(error = %err, "compaction failed; will try again later");
+            }
+        }
         if let Some(index) = self.index.clone() {
             self.wait_for_index().await?;
             let stats = self.stats.clone();

@@ -47,6 +47,8 @@ pub enum SchemaError {
     MissingColumn(String),
     #[error("bad value: {0}")]
     BadValue(&'static str),
+    #[error("invalid topic taxonomy: {0}")]
+    Taxonomy(String),
 }
 
 pub type SchemaResult<T> = Result<T, SchemaError>;

@@ -2,7 +2,8 @@
 //!
 //! In: raw submissions (JSON bytes) and the reference code lists compiled into the binary.
 //! Out: validated [`Petition`] records, their JSON wire format, their Arrow schema and batches,
-//! and [`Units`] look-ups (2025 codes, pre-2025 codes through the crosswalk).
+//! [`Units`] look-ups (2025 codes, pre-2025 codes through the crosswalk), and the topic
+//! [`Taxonomy`] petitions are filed under.
 //! Guarantees: text is NFC; validation reports every problem with its field; a petition that
 //! passes [`Petition::validate`] names a commune in force and its province.
 
@@ -10,8 +11,10 @@ pub mod error;
 pub mod petition;
 pub mod privacy;
 pub mod text;
+pub mod topics;
 pub mod units;
 
 pub use error::{FieldError, SchemaError, SchemaResult};
 pub use petition::{Channel, Contact, Petition, SCHEMA_VERSION, Submission};
+pub use topics::{Taxonomy, Topic};
 pub use units::{CodeVersion, Commune, Province, Units};

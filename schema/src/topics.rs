@@ -1,0 +1,218 @@
+//! The topic taxonomy: the stable codes petitions are filed under, their labels, and the word
+//! rules that route a petition to a topic.
+//!
+//! The taxonomy is configuration, not code: the default ships as `schema/data/topics.toml` and
+//! is compiled in ([`Taxonomy::default_embedded`]); a deployment may load its own
+//! ([`Taxonomy::from_toml_str`]). Rules are matched diacritic- and case-insensitively on whole
+//! syllables, so a rule written with Vietnamese diacritics also finds text typed without them.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use crate::error::{SchemaError, SchemaResult};
+use crate::text::fold;
+
+const DEFAULT_TOML: &str = include_str!("../data/topics.toml");
+
+/// The topics of a deployment, in display order.
+#[derive(Debug, Clone)]
+pub struct Taxonomy {
+    topics: Vec<Topic>,
+}
+
+/// One topic: a stable code, its labels and the rules that route text to it.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// Stable identifier (`land`, `environment`): stored with petitions, never renamed.
+    pub code: String,
+    /// Vietnamese display label.
+    pub vi: String,
+    /// English display label.
+    pub en: String,
+    /// Any one matching rule routes a text to this topic.
+    pub rules: Vec<Rule>,
+}
+
+/// A conjunction of phrases: the rule matches a text containing every one of them.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The phrases as written in the configuration.
+    pub phrases: Vec<String>,
+    /// Each phrase as folded, lower-cased syllables, ready to compare.
+    folded: Vec<Vec<String>>,
+}
+
+/// The file format: `[[topic]]` tables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaxonomyFile {
+    #[serde(default)]
+    topic: Vec<TopicEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicEntry {
+    code: String,
+    vi: String,
+    en: String,
+    #[serde(default)]
+    rules: Vec<Vec<String>>,
+}
+
+impl Taxonomy {
+    /// The taxonomy shipped with voxpop (`schema/data/topics.toml`).
+    pub fn default_embedded() -> &'static Taxonomy {
+        static TAXONOMY: OnceLock<Taxonomy> = OnceLock::new();
+        TAXONOMY.get_or_init(|| Taxonomy::from_toml_str(DEFAULT_TOML).expect("the shipped topics.toml is valid"))
+    }
+
+    /// Parses and checks a taxonomy: unknown keys, duplicate or malformed codes, empty labels
+    /// and empty rules are errors.
+    pub fn from_toml_str(source: &str) -> SchemaResult<Taxonomy> {
+        let file: TaxonomyFile = toml::from_str(source).map_err(|err| SchemaError::Taxonomy(err.to_string()))?;
+        if file.topic.is_empty() {
+            return Err(SchemaError::Taxonomy("no `[[topic]]` defined".to_owned()));
+        }
+        let mut seen = HashSet::new();
+        let mut topics = Vec::with_capacity(file.topic.len());
+        for entry in file.topic {
+            let code = entry.code;
+            let well_formed = !code.is_empty()
+                && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && code.as_bytes()[0].is_ascii_lowercase();
+            if !well_formed {
+                return Err(SchemaError::Taxonomy(format!(
+                    "topic code `{code}` must be lowercase ascii letters, digits and `_`, starting with a letter"
+                )));
+            }
+            if !seen.insert(code.clone()) {
+                return Err(SchemaError::Taxonomy(format!("duplicate topic code `{code}`")));
+            }
+            if entry.vi.trim().is_empty() || entry.en.trim().is_empty() {
+                return Err(SchemaError::Taxonomy(format!("topic `{code}` needs both `vi` and `en` labels")));
+            }
+            let rules = entry
+                .rules
+                .into_iter()
+                .map(|phrases| {
+                    Rule::new(phrases).map_err(|reason| SchemaError::Taxonomy(format!("topic `{code}`: {reason}")))
+                })
+                .collect::<SchemaResult<Vec<_>>>()?;
+            topics.push(Topic { code, vi: entry.vi, en: entry.en, rules });
+        }
+        Ok(Taxonomy { topics })
+    }
+
+    pub fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+
+    pub fn topic(&self, code: &str) -> Option<&Topic> {
+        self.topics.iter().find(|topic| topic.code == code)
+    }
+
+    /// The topics whose rules match `text`, in taxonomy order.
+    pub fn matching(&self, text: &str) -> Vec<&Topic> {
+        let syllables = folded_syllables(text);
+        self.topics.iter().filter(|topic| topic.matches_syllables(&syllables)).collect()
+    }
+}
+
+impl Topic {
+    /// True when any of the topic's rules matches `text`.
+    pub fn matches(&self, text: &str) -> bool {
+        self.matches_syllables(&folded_syllables(text))
+    }
+
+    fn matches_syllables(&self, syllables: &[String]) -> bool {
+        self.rules.iter().any(|rule| rule.matches_syllables(syllables))
+    }
+}
+
+impl Rule {
+    fn new(phrases: Vec<String>) -> Result<Rule, String> {
+        if phrases.is_empty() {
+            return Err("empty rule".to_owned());
+        }
+        let folded = phrases.iter().map(|phrase| folded_syllables(phrase)).collect::<Vec<_>>();
+        if let Some(index) = folded.iter().position(Vec::is_empty) {
+            return Err(format!("rule phrase `{}` has no words", phrases[index]));
+        }
+        Ok(Rule { phrases, folded })
+    }
+
+    /// True when every phrase occurs in `text`.
+    pub fn matches(&self, text: &str) -> bool {
+        self.matches_syllables(&folded_syllables(text))
+    }
+
+    fn matches_syllables(&self, syllables: &[String]) -> bool {
+        self.folded.iter().all(|phrase| syllables.windows(phrase.len()).any(|window| window == phrase.as_slice()))
+    }
+}
+
+/// The folded, lower-cased syllables of `text`: runs of letters and digits.
+pub fn folded_syllables(text: &str) -> Vec<String> {
+    fold(text)
+        .to_lowercase()
+        .split(|ch: char| !ch.is_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_taxonomy_parses_with_unique_codes() {
+        let taxonomy = Taxonomy::from_toml_str(DEFAULT_TOML).unwrap();
+        assert_eq!(taxonomy.topics().len(), 12);
+        let codes: HashSet<&str> = taxonomy.topics().iter().map(|topic| topic.code.as_str()).collect();
+        assert_eq!(codes.len(), taxonomy.topics().len());
+        for code in ["land", "environment", "infrastructure", "health", "education", "corruption", "agriculture"] {
+            assert!(taxonomy.topic(code).is_some(), "{code}");
+        }
+        assert!(taxonomy.topics().iter().all(|topic| !topic.rules.is_empty()));
+        assert_eq!(Taxonomy::default_embedded().topics().len(), 12);
+    }
+
+    #[test]
+    fn rules_match_without_diacritics_on_whole_syllables() {
+        let taxonomy = Taxonomy::default_embedded();
+        let land = taxonomy.topic("land").unwrap();
+        assert!(land.matches("Đề nghị GIẢI PHÓNG MẶT BẰNG đúng hạn"));
+        assert!(land.matches("de nghi giai phong mat bang dung han"));
+        assert!(land.matches("Chưa được bồi thường khi thu hồi 200m2 đất"));
+        // One phrase of a two-phrase rule is not enough.
+        assert!(!land.matches("bồi thường thiệt hại xe máy"));
+        // Whole syllables only: "chợ" must not match inside "chong".
+        let prices = taxonomy.topic("prices").unwrap();
+        assert!(!prices.matches("chong chóng"));
+        assert!(prices.matches("Chợ Bến Thành"));
+        let codes: Vec<&str> =
+            taxonomy.matching("Rác thải bốc mùi hôi gần trường học").iter().map(|t| t.code.as_str()).collect();
+        assert_eq!(codes, ["environment", "education"]);
+        assert!(taxonomy.matching("").is_empty());
+    }
+
+    #[test]
+    fn rejects_unknown_keys_duplicates_and_bad_codes() {
+        let unknown = "[[topic]]\ncode = \"a\"\nvi = \"A\"\nen = \"A\"\ncolour = \"red\"\n";
+        assert!(Taxonomy::from_toml_str(unknown).unwrap_err().to_string().contains("colour"));
+        let duplicate =
+            "[[topic]]\ncode = \"a\"\nvi = \"A\"\nen = \"A\"\n[[topic]]\ncode = \"a\"\nvi = \"B\"\nen = \"B\"\n";
+        assert!(Taxonomy::from_toml_str(duplicate).unwrap_err().to_string().contains("duplicate topic code `a`"));
+        let bad_code = "[[topic]]\ncode = \"Đất\"\nvi = \"A\"\nen = \"A\"\n";
+        assert!(Taxonomy::from_toml_str(bad_code).is_err());
+        let empty_rule = "[[topic]]\ncode = \"a\"\nvi = \"A\"\nen = \"A\"\nrules = [[]]\n";
+        assert!(Taxonomy::from_toml_str(empty_rule).unwrap_err().to_string().contains("empty rule"));
+        let blank_phrase = "[[topic]]\ncode = \"a\"\nvi = \"A\"\nen = \"A\"\nrules = [[\" - \"]]\n";
+        assert!(Taxonomy::from_toml_str(blank_phrase).is_err());
+        assert!(Taxonomy::from_toml_str("").is_err());
+    }
+}
