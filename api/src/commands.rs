@@ -180,6 +180,49 @@ pub fn search(
     Ok(())
 }
 
+/// Prints the weekly summary of a data directory.
+pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>, json: bool) -> anyhow::Result<()> {
+    use chrono::Datelike;
+    use voxpop_queries::summary::{IsoWeek, thousands};
+    let week = match week {
+        Some(raw) => {
+            IsoWeek::parse(raw).ok_or_else(|| anyhow::anyhow!("`{raw}` is not an ISO week such as 2025-W38"))?
+        }
+        None => {
+            let now = chrono::Utc::now().iso_week();
+            IsoWeek { year: now.year(), week: now.week() }
+        }
+    };
+    let layout = DataLayout::new(data_dir);
+    let queries = voxpop_queries::PetitionQueries::new(&layout.petitions_table());
+    let summary = queries.weekly_summary(week, province).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let change =
+        summary.change_percent.map_or("không có tuần trước để so sánh".to_owned(), |p| format!("{p:+.1}%"));
+    println!(
+        "Tuần {}: {} kiến nghị (tuần {}: {}, {change})",
+        summary.week,
+        thousands(summary.total),
+        summary.previous_week,
+        thousands(summary.previous_total)
+    );
+    println!("Xã, phường, đặc khu có kiến nghị: {}", summary.communes_with_petitions.text);
+    println!("Theo tỉnh, thành phố:");
+    for row in summary.by_province.iter().filter(|row| row.count > 0 || row.previous > 0).take(10) {
+        println!("  {:<28} {:>8}  (tuần trước {})", row.province_name, thousands(row.count), thousands(row.previous));
+    }
+    let shares = |title: &str, rows: &[voxpop_queries::summary::Share]| {
+        let parts: Vec<String> = rows.iter().map(|s| format!("{} {:.1}%", s.key, 100.0 * s.share)).collect();
+        println!("{title}: {}", parts.join(", "));
+    };
+    shares("Ngôn ngữ", &summary.by_language);
+    shares("Kênh tiếp nhận", &summary.by_channel);
+    Ok(())
+}
+
 /// Rebuilds the index from the lake, with a progress bar.
 pub async fn reindex(data_dir: &Path) -> anyhow::Result<()> {
     let layout = DataLayout::new(data_dir);

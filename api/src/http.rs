@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::json;
 use uuid::Uuid;
 use voxpop_connectors::{Accepted, Intake, IntakeError};
@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/petitions", post(submit_petition))
         .route("/api/v1/petitions/{id}", get(get_petition))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/summaries/weekly", get(weekly_summary))
         .fallback(|| async { Problem::not_found("no such resource") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "")
@@ -124,6 +125,35 @@ async fn search(State(state): State<AppState>, Query(params): Query<HashMap<Stri
             Json(results).into_response()
         }
         Ok(Err(err)) => Problem::internal(&err).into_response(),
+        Err(err) => Problem::internal(&err).into_response(),
+    }
+}
+
+async fn weekly_summary(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+    for key in params.keys() {
+        if !["week", "province"].contains(&key.as_str()) {
+            return Problem::bad_parameter(key, format!("unknown parameter `{key}`, expected week, province"))
+                .into_response();
+        }
+    }
+    let week = match params.get("week") {
+        None => {
+            let now = chrono::Utc::now().iso_week();
+            voxpop_queries::summary::IsoWeek { year: now.year(), week: now.week() }
+        }
+        Some(raw) => match voxpop_queries::summary::IsoWeek::parse(raw) {
+            Some(week) => week,
+            None => {
+                return Problem::bad_parameter("week", format!("`{raw}` is not an ISO week such as 2025-W38"))
+                    .into_response();
+            }
+        },
+    };
+    match state.queries.weekly_summary(week, params.get("province").map(String::as_str)).await {
+        Ok(summary) => Json(summary).into_response(),
+        Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
+            Problem::bad_parameter(field, message).into_response()
+        }
         Err(err) => Problem::internal(&err).into_response(),
     }
 }

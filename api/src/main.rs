@@ -51,6 +51,18 @@ enum Command {
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
+    /// The weekly summary of a data directory (what leaders read), as text or JSON.
+    Summary {
+        /// ISO week, e.g. 2025-W38; the current week when omitted.
+        #[arg(long)]
+        week: Option<String>,
+        #[arg(long)]
+        province: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
     /// Rebuilds the index from the lake.
     Reindex {
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
@@ -180,6 +192,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Search { query, province, commune, limit, data_dir } => {
                 commands::search(&data_dir, &query, province, commune, limit)
+            }
+            Command::Summary { week, province, json, data_dir } => {
+                commands::summary(&data_dir, week.as_deref(), province.as_deref(), json).await
             }
             Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
             Command::Bench { bench } => match bench {

@@ -1,7 +1,8 @@
 //! Reading the lake with DataFusion.
 //!
 //! In: the Delta tables the pipeline writes under the lake directory.
-//! Out: petitions by id, the facts intake needs after a restart, and (later) named queries and SQL.
+//! Out: petitions by id, the facts intake needs after a restart, the weekly summary
+//! ([`summary`]), and (later) more named queries and SQL.
 //! Guarantees: every query sees the latest committed table version at the time it starts; the
 //! lake is only read here, never written.
 
@@ -17,8 +18,13 @@ use uuid::Uuid;
 use voxpop_schema::petition::{self, PARTITION_COLUMN};
 use voxpop_schema::{Channel, Petition};
 
+pub mod summary;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    /// The caller asked for something that cannot exist (an unknown province, a bad week).
+    #[error("{field}: {message}")]
+    BadRequest { field: &'static str, message: String },
     #[error("delta table `{path}`: {source}")]
     Delta {
         path: PathBuf,

@@ -6,3 +6,4 @@ mod intake;
 mod kafka_serve;
 mod log_contract;
 mod pipeline;
+mod summary;

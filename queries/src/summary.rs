@@ -1,0 +1,241 @@
+//! The weekly summary: what leaders read each week, computed from the lake with DataFusion.
+//!
+//! Totals and the change against the week before, petitions per province, the share of each
+//! language and channel, and coverage ("1,234/3,321 (37.16%) communes sent petitions"), for the
+//! whole country or one province. Topic rankings, spikes and campaigns join it once the pipeline
+//! writes topics.
+
+use chrono::{Datelike, NaiveDate, Weekday};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::prelude::{SessionContext, col, lit};
+use serde::Serialize;
+use voxpop_schema::Units;
+use voxpop_schema::petition::{self, PARTITION_COLUMN};
+
+use crate::{PetitionQueries, QueryError, QueryResult};
+
+/// An ISO week, e.g. `2025-W38`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsoWeek {
+    pub year: i32,
+    pub week: u32,
+}
+
+impl IsoWeek {
+    /// Parses `YYYY-Www`; `None` for anything else or a week the year does not have.
+    pub fn parse(text: &str) -> Option<IsoWeek> {
+        let (year, week) = text.trim().split_once("-W")?;
+        let year: i32 = year.parse().ok().filter(|y| (1900..=9999).contains(y))?;
+        let week: u32 = week.parse().ok()?;
+        NaiveDate::from_isoywd_opt(year, week, Weekday::Mon)?;
+        Some(IsoWeek { year, week })
+    }
+
+    pub fn monday(self) -> NaiveDate {
+        NaiveDate::from_isoywd_opt(self.year, self.week, Weekday::Mon).expect("checked when parsed")
+    }
+
+    pub fn previous(self) -> IsoWeek {
+        let week = (self.monday() - chrono::Duration::days(7)).iso_week();
+        IsoWeek { year: week.year(), week: week.week() }
+    }
+
+    /// The partition value of this week.
+    pub fn label(self) -> String {
+        format!("{}-W{:02}", self.year, self.week)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProvinceCount {
+    pub province_code: String,
+    pub province_name: String,
+    pub count: u64,
+    pub previous: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Share {
+    pub key: String,
+    pub count: u64,
+    /// Fraction of the week's petitions, 0..1.
+    pub share: f64,
+}
+
+/// Units that did something over units expected, as staff write it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Coverage {
+    pub count: u64,
+    pub total: u64,
+    /// e.g. `2,280/3,321 (68.65%)`.
+    pub text: String,
+}
+
+impl Coverage {
+    pub fn new(count: u64, total: u64) -> Coverage {
+        let percent = if total == 0 { 0.0 } else { 100.0 * count as f64 / total as f64 };
+        Coverage { count, total, text: format!("{}/{} ({percent:.2}%)", thousands(count), thousands(total)) }
+    }
+}
+
+/// `2280` -> `2,280`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WeeklySummary {
+    pub week: String,
+    pub previous_week: String,
+    /// The province the summary is limited to, if any.
+    pub province_code: Option<String>,
+    pub total: u64,
+    pub previous_total: u64,
+    /// Change against the previous week in percent; `None` when that week had none.
+    pub change_percent: Option<f64>,
+    /// Provinces by this week's count, highest first (all provinces in scope, zeros included).
+    pub by_province: Vec<ProvinceCount>,
+    pub by_language: Vec<Share>,
+    pub by_channel: Vec<Share>,
+    /// Communes in scope with at least one petition this week.
+    pub communes_with_petitions: Coverage,
+}
+
+impl PetitionQueries {
+    /// The summary of `week`, for the whole country or one province.
+    pub async fn weekly_summary(&self, week: IsoWeek, province: Option<&str>) -> QueryResult<WeeklySummary> {
+        let units = Units::embedded();
+        if let Some(code) = province
+            && units.province(code).is_none()
+        {
+            return Err(QueryError::BadRequest {
+                field: "province",
+                message: format!("unknown province code `{code}`"),
+            });
+        }
+        let previous = week.previous();
+        let ctx = self.session().await?;
+        let this_week = counts_by(ctx.as_ref(), &week.label(), province, "province_code").await?;
+        let last_week = counts_by(ctx.as_ref(), &previous.label(), province, "province_code").await?;
+        let languages = counts_by(ctx.as_ref(), &week.label(), province, "language").await?;
+        let channels = counts_by(ctx.as_ref(), &week.label(), province, "channel").await?;
+        let communes = counts_by(ctx.as_ref(), &week.label(), province, "commune_code").await?;
+        let total: u64 = this_week.iter().map(|(_, n)| n).sum();
+        let previous_total: u64 = last_week.iter().map(|(_, n)| n).sum();
+        let count_of = |rows: &[(String, u64)], key: &str| rows.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
+        let mut by_province: Vec<ProvinceCount> = units
+            .provinces()
+            .iter()
+            .filter(|p| province.is_none_or(|code| code == p.code))
+            .map(|p| ProvinceCount {
+                province_code: p.code.clone(),
+                province_name: p.name.clone(),
+                count: count_of(&this_week, &p.code),
+                previous: count_of(&last_week, &p.code),
+            })
+            .collect();
+        by_province.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.province_code.cmp(&b.province_code)));
+        let shares = |rows: Vec<(String, u64)>| -> Vec<Share> {
+            let mut shares: Vec<Share> = rows
+                .into_iter()
+                .map(|(key, count)| Share {
+                    key,
+                    count,
+                    share: if total == 0 { 0.0 } else { count as f64 / total as f64 },
+                })
+                .collect();
+            shares.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+            shares
+        };
+        let communes_in_scope =
+            units.communes().iter().filter(|c| province.is_none_or(|code| code == c.province_code)).count();
+        Ok(WeeklySummary {
+            week: week.label(),
+            previous_week: previous.label(),
+            province_code: province.map(str::to_owned),
+            total,
+            previous_total,
+            change_percent: (previous_total > 0)
+                .then(|| 100.0 * (total as f64 - previous_total as f64) / previous_total as f64),
+            by_province,
+            by_language: shares(languages),
+            by_channel: shares(channels),
+            communes_with_petitions: Coverage::new(communes.len() as u64, communes_in_scope as u64),
+        })
+    }
+}
+
+/// `(value of column, petitions)` for one week (one partition), optionally in one province.
+/// Null values are reported as `unknown`.
+async fn counts_by(
+    ctx: Option<&SessionContext>,
+    week: &str,
+    province: Option<&str>,
+    column: &str,
+) -> QueryResult<Vec<(String, u64)>> {
+    let Some(ctx) = ctx else { return Ok(Vec::new()) };
+    let mut frame = ctx.table(petition::TABLE_NAME).await?.filter(col(PARTITION_COLUMN).eq(lit(week)))?;
+    if let Some(code) = province {
+        frame = frame.filter(col("province_code").eq(lit(code)))?;
+    }
+    let batches = frame
+        .aggregate(vec![col(column)], vec![datafusion::functions_aggregate::expr_fn::count(lit(1)).alias("n")])?
+        .collect()
+        .await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        rows.extend(key_counts(batch, column)?);
+    }
+    Ok(rows)
+}
+
+fn key_counts(batch: &RecordBatch, column: &str) -> QueryResult<Vec<(String, u64)>> {
+    let keys = crate::string_column(batch, column)?;
+    let counts = batch
+        .column_by_name("n")
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan("count column missing".into()))?;
+    let counts =
+        datafusion::arrow::compute::cast(counts, &DataType::Int64).map_err(datafusion::error::DataFusionError::from)?;
+    let counts = counts.as_primitive::<Int64Type>();
+    Ok(keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| {
+            (key.unwrap_or_else(|| "unknown".to_owned()), if counts.is_null(i) { 0 } else { counts.value(i) as u64 })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_weeks_parse_and_step_back_across_years() {
+        let week = IsoWeek::parse("2025-W38").unwrap();
+        assert_eq!(week.monday(), NaiveDate::from_ymd_opt(2025, 9, 15).unwrap());
+        assert_eq!(week.previous().label(), "2025-W37");
+        assert_eq!(IsoWeek::parse("2026-W01").unwrap().previous().label(), "2025-W52");
+        assert_eq!(IsoWeek::parse("2027-W01").unwrap().previous().label(), "2026-W53");
+        for bad in ["2025-38", "2025-W54", "2025-W00", "W38", "", "abcd-W01", "2025-W3x"] {
+            assert!(IsoWeek::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn coverage_is_written_the_way_staff_write_it() {
+        assert_eq!(Coverage::new(2_280, 3_321).text, "2,280/3,321 (68.65%)");
+        assert_eq!(Coverage::new(0, 0).text, "0/0 (0.00%)");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
+}
