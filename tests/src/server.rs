@@ -83,6 +83,12 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// GETs `path` with `query` parameters and returns the JSON body (any status).
+    pub async fn get_json(&self, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
+        let response = reqwest::Client::new().get(self.url(path)).query(query).send().await.expect("GET request");
+        response.json().await.expect("a JSON body")
+    }
+
     async fn wait_ready(&mut self) {
         let client = reqwest::Client::new();
         let started = Instant::now();

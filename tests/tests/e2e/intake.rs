@@ -71,15 +71,7 @@ async fn petition_flows_from_intake_to_lake_and_search() {
         assert_eq!(results["hits"][0]["id"], id.as_str());
         assert_eq!(results["province_facets"][0]["province_code"], "01");
     }
-    let none: Value = client
-        .get(server.url("/api/v1/search"))
-        .query(&[("q", "dat dai"), ("province", "79")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none = server.get_json("/api/v1/search", &[("q", "dat dai"), ("province", "79")]).await;
     assert_eq!(none["total"], 0);
     let missing =
         client.get(server.url("/api/v1/petitions/01900000-0000-7000-8000-000000000000")).send().await.unwrap();

@@ -46,15 +46,7 @@ async fn kafka_path_is_exactly_once_across_restarts_and_503_without_a_broker() {
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(ids.len(), unique.len(), "duplicates in the lake");
     assert_eq!(unique.len(), acked.len());
-    let results: Value = client
-        .get(server.url("/api/v1/search"))
-        .query(&[("q", "o nhiem bai rac"), ("limit", "0")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let results = server.get_json("/api/v1/search", &[("q", "o nhiem bai rac"), ("limit", "0")]).await;
     assert_eq!(results["total"].as_u64().unwrap() as usize, acked.len(), "{results}");
 
     // The broker goes away: intake answers 503 with Retry-After instead of accepting what it

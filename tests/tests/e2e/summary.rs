@@ -33,8 +33,7 @@ async fn weekly_summary_counts_changes_and_coverage() {
     }
     server.wait_for_ids(&acked, Duration::from_secs(30)).await;
 
-    let summary: Value =
-        client.get(server.url("/api/v1/summaries/weekly?week=2025-W38")).send().await.unwrap().json().await.unwrap();
+    let summary = server.get_json("/api/v1/summaries/weekly", &[("week", "2025-W38")]).await;
     assert_eq!(summary["total"], 3, "{summary}");
     assert_eq!(summary["previous_week"], "2025-W37");
     assert_eq!(summary["previous_total"], 1);
@@ -47,14 +46,7 @@ async fn weekly_summary_counts_changes_and_coverage() {
     assert_eq!(summary["by_language"][0]["key"], "vi");
     assert_eq!(summary["by_channel"][0]["key"], "import");
 
-    let hanoi: Value = client
-        .get(server.url("/api/v1/summaries/weekly?week=2025-W38&province=01"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hanoi = server.get_json("/api/v1/summaries/weekly", &[("week", "2025-W38"), ("province", "01")]).await;
     assert_eq!(hanoi["total"], 2, "{hanoi}");
     assert_eq!(hanoi["communes_with_petitions"]["text"], "1/126 (0.79%)");
 
