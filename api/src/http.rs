@@ -39,6 +39,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(crate::pages::search_page))
         .route("/healthz", get(healthz))
         .route("/api/v1/petitions", post(submit_petition))
         .route("/api/v1/petitions/{id}", get(get_petition))

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod commands;
 pub mod http;
+pub mod pages;
 pub mod problem;
 pub mod stack;
 pub mod topics_cmd;

@@ -5,6 +5,7 @@ mod crash;
 mod intake;
 mod kafka_serve;
 mod log_contract;
+mod pages;
 mod pipeline;
 mod readers;
 mod summary;

@@ -1,0 +1,68 @@
+//! The staff search page in a real headless browser (Debian's chromium).
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use voxpop_tests::server::Server;
+
+/// Runs headless chromium with the flags that need no network; returns stdout.
+fn chromium(args: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+    let output = Command::new(&binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run `{binary}` (scripts/test.sh installs Debian's chromium): {err}"));
+    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_page_shows_highlighted_results_and_facets_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let client = reqwest::Client::new();
+    let mut acked = HashSet::new();
+    for (title, commune) in
+        [("Tranh chấp đất đai kéo dài", "00004"), ("Ô nhiễm bãi rác", "00976"), ("Bồi thường đất đai thấp", "21529")]
+    {
+        let petition = json!({"title": title, "body": format!("{title}: đề nghị xem xét giải quyết. Liên hệ 0912 345 678."), "commune_code": commune});
+        let receipt: Value =
+            client.post(server.url("/api/v1/petitions")).json(&petition).send().await.unwrap().json().await.unwrap();
+        acked.insert(receipt["id"].as_str().unwrap().to_owned());
+    }
+    server.wait_for_ids(&acked, Duration::from_secs(30)).await;
+
+    let url = server.url("/?q=dat+dai");
+    let dom = chromium(&["--dump-dom", &url]);
+    assert!(dom.contains("Tra cứu phản ánh, kiến nghị"), "{dom}");
+    assert!(dom.contains("Tìm thấy <strong>2</strong> kiến nghị"), "{dom}");
+    assert!(dom.contains("<mark>"), "matches are highlighted: {dom}");
+    assert!(dom.contains("Thành phố Hà Nội") && dom.contains("Tỉnh Quảng Ngãi"), "facets name the provinces: {dom}");
+    assert!(!dom.contains("0912 345 678"), "phone numbers are masked on the page");
+    let filtered = chromium(&["--dump-dom", &server.url("/?q=dat+dai&province=51")]);
+    assert!(filtered.contains("Tìm thấy <strong>1</strong> kiến nghị"), "{filtered}");
+    let bad = reqwest::get(server.url("/?from=hôm-qua")).await.unwrap();
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("Tham số không hợp lệ"));
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("search-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&["--window-size=1280,900", &format!("--screenshot={}", shot.display()), &url]);
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "screenshot {} has {size} bytes", shot.display());
+}
