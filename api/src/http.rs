@@ -40,6 +40,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::pages::search_page))
+        .route("/tong-hop", get(crate::pages::summary_page))
+        .route("/assets/chart.umd.min.js", get(crate::pages::chart_js))
         .route("/healthz", get(healthz))
         .route("/api/v1/petitions", post(submit_petition))
         .route("/api/v1/petitions/{id}", get(get_petition))

@@ -160,3 +160,126 @@ mod tests {
         assert_eq!(url_encode("đất đai"), "%C4%91%E1%BA%A5t%20%C4%91ai");
     }
 }
+
+/// Chart.js, vendored (see `assets/PROVENANCE.md`).
+const CHART_JS: &str = include_str!("../assets/chart.umd.min.js");
+
+/// `GET /assets/chart.umd.min.js`.
+pub async fn chart_js() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        CHART_JS,
+    )
+        .into_response()
+}
+
+/// `GET /tong-hop?week=2025-W38[&province=01]`: the leaders' weekly summary, with charts.
+pub async fn summary_page(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+    use voxpop_queries::summary::{IsoWeek, thousands};
+    let week = match params.get("week").filter(|w| !w.is_empty()) {
+        None => {
+            let now = chrono::Datelike::iso_week(&chrono::Utc::now());
+            IsoWeek { year: now.year(), week: now.week() }
+        }
+        Some(raw) => match IsoWeek::parse(raw) {
+            Some(week) => week,
+            None => {
+                let body = format!(
+                    "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Tham số không hợp lệ — week: `{}` không phải tuần ISO (ví dụ 2025-W38)</p></html>",
+                    escape(raw)
+                );
+                return (StatusCode::BAD_REQUEST, Html(body)).into_response();
+            }
+        },
+    };
+    let province = params.get("province").filter(|p| !p.is_empty()).map(String::as_str);
+    let summary = match state.queries.weekly_summary(week, province).await {
+        Ok(summary) => summary,
+        Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
+            let body = format!(
+                "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Tham số không hợp lệ — {field}: {}</p></html>",
+                escape(&message)
+            );
+            return (StatusCode::BAD_REQUEST, Html(body)).into_response();
+        }
+        Err(err) => return crate::problem::Problem::internal(&err).into_response(),
+    };
+    // Province centroids from the communes' coordinates: a map of Vietnam drawn as a bubble chart.
+    let units = Units::embedded();
+    let mut map_points = Vec::new();
+    for row in &summary.by_province {
+        let communes: Vec<_> = units
+            .communes()
+            .iter()
+            .filter(|c| c.province_code == row.province_code && c.lat.is_some() && c.lon.is_some())
+            .collect();
+        if communes.is_empty() {
+            continue;
+        }
+        let lat = communes.iter().filter_map(|c| c.lat).sum::<f64>() / communes.len() as f64;
+        let lon = communes.iter().filter_map(|c| c.lon).sum::<f64>() / communes.len() as f64;
+        map_points.push(serde_json::json!({"x": lon, "y": lat, "count": row.count, "name": row.province_name}));
+    }
+    let top: Vec<_> = summary.by_province.iter().take(15).collect();
+    let data = serde_json::json!({
+        "provinces": top.iter().map(|r| &r.province_name).collect::<Vec<_>>(),
+        "counts": top.iter().map(|r| r.count).collect::<Vec<_>>(),
+        "previous": top.iter().map(|r| r.previous).collect::<Vec<_>>(),
+        "languages": summary.by_language.iter().map(|s| &s.key).collect::<Vec<_>>(),
+        "language_counts": summary.by_language.iter().map(|s| s.count).collect::<Vec<_>>(),
+        "map": map_points,
+    });
+    let change = summary.change_percent.map_or("—".to_owned(), |p| format!("{p:+.1}%"));
+    let mut html = String::with_capacity(8 * 1024);
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>Tổng hợp dư luận tuần {week}</title><style>{STYLE}\
+         .cards{{display:flex;gap:16px;padding:16px 24px;flex-wrap:wrap}}.card{{background:#fff;border-radius:6px;padding:12px 18px;min-width:200px}}\
+         .card b{{display:block;font-size:28px}}.charts{{display:grid;grid-template-columns:1fr 1fr;gap:16px;padding:0 24px 24px}}\
+         .chart{{background:#fff;border-radius:6px;padding:12px}}@page{{size:A4;margin:12mm}}\
+         @media print{{.charts{{grid-template-columns:1fr}}.chart{{break-inside:avoid}}}}</style>\
+         <script src=\"/assets/chart.umd.min.js\"></script></head><body>\
+         <header><h1>Tổng hợp phản ánh, kiến nghị — tuần {week}{scope}</h1></header>\
+         <section class=\"cards\"><div class=\"card\">Kiến nghị trong tuần<b id=\"total\">{total}</b>tuần trước {previous} ({change})</div>\
+         <div class=\"card\">Xã, phường, đặc khu có kiến nghị<b id=\"coverage\">{coverage}</b></div></section>\
+         <section class=\"charts\"><div class=\"chart\"><h2>Bản đồ số kiến nghị theo tỉnh, thành phố</h2><canvas id=\"map\"></canvas></div>\
+         <div class=\"chart\"><h2>15 tỉnh, thành phố nhiều kiến nghị nhất</h2><canvas id=\"provinces\"></canvas></div>\
+         <div class=\"chart\"><h2>Ngôn ngữ</h2><canvas id=\"languages\"></canvas></div></section>\
+         <script id=\"summary-data\" type=\"application/json\">{data}</script>\
+         <script>{SUMMARY_SCRIPT}</script></body></html>",
+        week = escape(&summary.week),
+        scope = province
+            .map(|code| units.province(code).map_or(String::new(), |p| format!(" — {}", escape(&p.name))))
+            .unwrap_or_default(),
+        total = thousands(summary.total),
+        previous = thousands(summary.previous_total),
+        coverage = escape(&summary.communes_with_petitions.text),
+        // JSON inside <script>: only `</` could end the element early.
+        data = data.to_string().replace("</", "<\\/"),
+    );
+    Html(html).into_response()
+}
+
+const SUMMARY_SCRIPT: &str = r#"
+const data = JSON.parse(document.getElementById('summary-data').textContent);
+const red = '#b3261e', grey = '#9aa5b1';
+Chart.defaults.animation = false;
+new Chart(document.getElementById('provinces'), {type: 'bar',
+  data: {labels: data.provinces, datasets: [
+    {label: 'Tuần này', data: data.counts, backgroundColor: red},
+    {label: 'Tuần trước', data: data.previous, backgroundColor: grey}]},
+  options: {indexAxis: 'y', scales: {y: {ticks: {autoSkip: false}}}}});
+new Chart(document.getElementById('languages'), {type: 'doughnut',
+  data: {labels: data.languages, datasets: [{data: data.language_counts}]}, options: {aspectRatio: 2}});
+const largest = Math.max(1, ...data.map.map(p => p.count));
+new Chart(document.getElementById('map'), {type: 'bubble',
+  data: {datasets: [{label: 'Số kiến nghị', backgroundColor: 'rgba(179,38,30,0.55)',
+    data: data.map.map(p => ({x: p.x, y: p.y, r: 3 + 22 * Math.sqrt(p.count / largest), name: p.name, count: p.count}))}]},
+  options: {aspectRatio: 0.8, scales: {x: {min: 102, max: 110, title: {display: true, text: 'Kinh độ'}},
+    y: {min: 8, max: 23.5, title: {display: true, text: 'Vĩ độ'}}},
+    plugins: {tooltip: {callbacks: {label: c => c.raw.name + ': ' + c.raw.count}}}}});
+document.body.dataset.chartsReady = 'yes';
+"#;

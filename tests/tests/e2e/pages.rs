@@ -66,3 +66,47 @@ async fn search_page_shows_highlighted_results_and_facets_in_a_real_browser() {
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "screenshot {} has {size} bytes", shot.display());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaders_summary_page_draws_its_charts_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let client = reqwest::Client::new();
+    let mut acked = HashSet::new();
+    for (n, (commune, at)) in [
+        ("00004", "2025-09-16T10:00:00+07:00"),
+        ("00976", "2025-09-17T10:00:00+07:00"),
+        ("00004", "2025-09-09T10:00:00+07:00"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let petition = json!({"title": "Kiến nghị về đường giao thông", "body": "Đường xuống cấp. Dữ liệu tổng hợp.",
+            "commune_code": commune, "channel": "import", "external_id": format!("page-{n}"), "submitted_at": at});
+        let receipt: Value =
+            client.post(server.url("/api/v1/petitions")).json(&petition).send().await.unwrap().json().await.unwrap();
+        acked.insert(receipt["id"].as_str().unwrap().to_owned());
+    }
+    server.wait_for_ids(&acked, Duration::from_secs(30)).await;
+    let url = server.url("/tong-hop?week=2025-W38");
+    // Virtual time lets the page's script load Chart.js from the server and draw before the dump.
+    let dom = chromium(&["--virtual-time-budget=5000", "--dump-dom", &url]);
+    assert!(dom.contains("Tổng hợp phản ánh, kiến nghị — tuần 2025-W38"), "{dom}");
+    assert!(dom.contains("<b id=\"total\">2</b>"), "{dom}");
+    assert!(dom.contains("2/3,321 (0.06%)"), "{dom}");
+    assert!(dom.contains("data-charts-ready=\"yes\""), "the charts script ran to the end: {dom}");
+    assert_eq!(dom.matches("<canvas").count(), 3);
+    let bad = reqwest::get(server.url("/tong-hop?week=38")).await.unwrap();
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("summary-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[
+        "--virtual-time-budget=5000",
+        "--window-size=1280,1400",
+        &format!("--screenshot={}", shot.display()),
+        &url,
+    ]);
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 20_000, "screenshot {} has {size} bytes", shot.display());
+}
