@@ -12,21 +12,7 @@ use voxpop_schema::privacy::mask_numbers;
 
 use crate::http::{AppState, search_request};
 
-/// HTML-escapes text for element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
-}
+use voxpop_index::html_escape as escape;
 
 const STYLE: &str = "
 body{font-family:system-ui,'Segoe UI',Roboto,Arial,sans-serif;margin:0;color:#1d2733;background:#f5f6f8}
@@ -156,7 +142,7 @@ mod tests {
 
     #[test]
     fn escaping_and_encoding() {
-        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;");
+        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;&lt;/b&gt;");
         assert_eq!(url_encode("đất đai"), "%C4%91%E1%BA%A5t%20%C4%91ai");
     }
 }

@@ -341,8 +341,9 @@ fn snippet_html(generator: &SnippetGenerator, body: &str) -> String {
     html
 }
 
-/// Escapes like tantivy's snippet HTML (`& < > " '`), for text shown outside a snippet.
-fn html_escape(text: &str) -> String {
+/// Escapes like tantivy's snippet HTML (`& < > " '`): for text shown outside a snippet, here and
+/// in the web pages.
+pub fn html_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {

@@ -83,6 +83,21 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Submits a petition and returns its id; panics unless intake accepted it (201, or 200 for
+    /// a repeated external id).
+    pub async fn submit(&self, petition: &serde_json::Value) -> String {
+        let response = reqwest::Client::new()
+            .post(self.url("/api/v1/petitions"))
+            .json(petition)
+            .send()
+            .await
+            .expect("POST request");
+        let status = response.status();
+        let receipt: serde_json::Value = response.json().await.expect("a JSON body");
+        assert!(status.is_success(), "petition refused with {status}: {receipt}");
+        receipt["id"].as_str().expect("receipt id").to_owned()
+    }
+
     /// GETs `path` with `query` parameters and returns the JSON body (any status).
     pub async fn get_json(&self, path: &str, query: &[(&str, &str)]) -> serde_json::Value {
         let response = reqwest::Client::new().get(self.url(path)).query(query).send().await.expect("GET request");

@@ -28,9 +28,7 @@ async fn reindex_rebuilds_the_index_from_the_lake_and_search_reads_it() {
             .enumerate()
     {
         let petition = json!({"title": title, "body": format!("Nội dung kiến nghị số {n}, dữ liệu tổng hợp."), "commune_code": commune});
-        let receipt: Value =
-            client.post(server.url("/api/v1/petitions")).json(&petition).send().await.unwrap().json().await.unwrap();
-        acked.insert(receipt["id"].as_str().unwrap().to_owned());
+        acked.insert(server.submit(&petition).await);
     }
     server.wait_for_ids(&acked, Duration::from_secs(30)).await;
     server.kill9();

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use voxpop_tests::server::Server;
 
 /// Runs headless chromium with the flags that need no network; returns stdout.
@@ -35,15 +35,12 @@ fn chromium(args: &[&str]) -> String {
 async fn search_page_shows_highlighted_results_and_facets_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), None).await;
-    let client = reqwest::Client::new();
     let mut acked = HashSet::new();
     for (title, commune) in
         [("Tranh chấp đất đai kéo dài", "00004"), ("Ô nhiễm bãi rác", "00976"), ("Bồi thường đất đai thấp", "21529")]
     {
         let petition = json!({"title": title, "body": format!("{title}: đề nghị xem xét giải quyết. Liên hệ 0912 345 678."), "commune_code": commune});
-        let receipt: Value =
-            client.post(server.url("/api/v1/petitions")).json(&petition).send().await.unwrap().json().await.unwrap();
-        acked.insert(receipt["id"].as_str().unwrap().to_owned());
+        acked.insert(server.submit(&petition).await);
     }
     server.wait_for_ids(&acked, Duration::from_secs(30)).await;
 
@@ -71,7 +68,6 @@ async fn search_page_shows_highlighted_results_and_facets_in_a_real_browser() {
 async fn leaders_summary_page_draws_its_charts_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), None).await;
-    let client = reqwest::Client::new();
     let mut acked = HashSet::new();
     for (n, (commune, at)) in [
         ("00004", "2025-09-16T10:00:00+07:00"),
@@ -83,9 +79,7 @@ async fn leaders_summary_page_draws_its_charts_in_a_real_browser() {
     {
         let petition = json!({"title": "Kiến nghị về đường giao thông", "body": "Đường xuống cấp. Dữ liệu tổng hợp.",
             "commune_code": commune, "channel": "import", "external_id": format!("page-{n}"), "submitted_at": at});
-        let receipt: Value =
-            client.post(server.url("/api/v1/petitions")).json(&petition).send().await.unwrap().json().await.unwrap();
-        acked.insert(receipt["id"].as_str().unwrap().to_owned());
+        acked.insert(server.submit(&petition).await);
     }
     server.wait_for_ids(&acked, Duration::from_secs(30)).await;
     let url = server.url("/tong-hop?week=2025-W38");

@@ -17,7 +17,6 @@ fn python() -> String {
 async fn pyarrow_reads_every_acknowledged_petition_from_the_delta_table() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), None).await;
-    let client = reqwest::Client::new();
     let mut acked = HashSet::new();
     let communes = ["00004", "00976", "21529", "29785"];
     for n in 0..40 {
@@ -27,9 +26,7 @@ async fn pyarrow_reads_every_acknowledged_petition_from_the_delta_table() {
             "body": "Đèn đường hỏng nhiều tháng, khu dân cư tối om. Dữ liệu tổng hợp.",
             "commune_code": commune,
         });
-        let receipt: Value =
-            client.post(server.url("/api/v1/petitions")).json(&petition).send().await.unwrap().json().await.unwrap();
-        acked.insert(receipt["id"].as_str().unwrap().to_owned());
+        acked.insert(server.submit(&petition).await);
     }
     server.wait_for_ids(&acked, Duration::from_secs(30)).await;
 

@@ -27,9 +27,7 @@ async fn weekly_summary_counts_changes_and_coverage() {
             "body": "Đề nghị sửa chữa đường giao thông nông thôn bị xuống cấp. Dữ liệu tổng hợp.",
             "commune_code": commune, "channel": "import", "external_id": format!("lgsp-{n}"), "submitted_at": at,
         });
-        let receipt: Value =
-            client.post(server.url("/api/v1/petitions")).json(&petition).send().await.unwrap().json().await.unwrap();
-        acked.insert(receipt["id"].as_str().unwrap().to_owned());
+        acked.insert(server.submit(&petition).await);
     }
     server.wait_for_ids(&acked, Duration::from_secs(30)).await;
 
