@@ -229,7 +229,7 @@ pub async fn reindex(data_dir: &Path) -> anyhow::Result<()> {
     let lake = PetitionLake::open_or_create(&layout.petitions_table()).await?;
     let version = lake.version();
     let total = lake.count().await?;
-    let index = Arc::new(PetitionIndex::open_or_create(&layout.index())?);
+    let index = Arc::new(PetitionIndex::open_or_recreate(&layout.index())?.0);
     index.clear()?;
     let bar = progress_bar(total as u64, "reindexing");
     lake.scan_all(|petitions| {

@@ -78,7 +78,8 @@ impl Stack {
             Some(brokers) => Arc::new(KafkaLog::connect(KafkaConfig::new(brokers)).await?),
         };
         let lake = PetitionLake::open_or_create(&layout.petitions_table()).await?;
-        let index = Arc::new(PetitionIndex::open_or_create(&layout.index())?);
+        // An index from an older schema is dropped here and rebuilt by `catch_up_index` below.
+        let index = Arc::new(PetitionIndex::open_or_recreate(&layout.index())?.0);
         let queries = Arc::new(PetitionQueries::new(&layout.petitions_table()));
         let intake = Arc::new(Intake::new(log.clone()));
         let remembered = recover_external_ids(&intake, &queries, log.as_ref(), &lake).await?;

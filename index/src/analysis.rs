@@ -12,6 +12,7 @@
 
 use std::str::CharIndices;
 
+use rustc_hash::FxHashMap;
 use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer, TokenizerManager};
 use unicode_normalization::char::is_combining_mark;
 use voxpop_schema::text;
@@ -30,6 +31,11 @@ pub const EXACT_TOKENIZER: &str = "vi_exact";
 /// but not the other.
 const MAX_TERM_BYTES: usize = 80;
 
+/// Syllables whose normalised form a tokenizer remembers. Vietnamese has about 7,000 distinct
+/// syllables (more with case variants), so a tokenizer that has seen a few documents rarely
+/// normalises again; the bound only stops junk from growing the cache without limit.
+const CACHE_CAPACITY: usize = 1 << 16;
+
 /// Which view of the text a [`VietnameseTokenizer`] produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -41,15 +47,20 @@ pub enum View {
 
 /// Splits on every character that is neither alphanumeric nor a combining mark (so text in NFD
 /// still forms whole syllables), then normalises each syllable for its [`View`].
+///
+/// Normalising a non-ASCII syllable (lower case, tone placement, NFC or folding) costs far more
+/// than looking it up, so each tokenizer keeps the forms it has computed. Tantivy clones the
+/// analyser for each indexing thread, so the cache is per thread and needs no lock.
 #[derive(Debug, Clone)]
 pub struct VietnameseTokenizer {
     view: View,
     token: Token,
+    cache: FxHashMap<Box<str>, Box<str>>,
 }
 
 impl VietnameseTokenizer {
     pub fn new(view: View) -> Self {
-        VietnameseTokenizer { view, token: Token::default() }
+        VietnameseTokenizer { view, token: Token::default(), cache: FxHashMap::default() }
     }
 }
 
@@ -59,6 +70,7 @@ pub struct VietnameseTokenStream<'a> {
     chars: CharIndices<'a>,
     view: View,
     token: &'a mut Token,
+    cache: &'a mut FxHashMap<Box<str>, Box<str>>,
 }
 
 impl Tokenizer for VietnameseTokenizer {
@@ -66,12 +78,30 @@ impl Tokenizer for VietnameseTokenizer {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> VietnameseTokenStream<'a> {
         self.token.reset();
-        VietnameseTokenStream { text, chars: text.char_indices(), view: self.view, token: &mut self.token }
+        VietnameseTokenStream {
+            text,
+            chars: text.char_indices(),
+            view: self.view,
+            token: &mut self.token,
+            cache: &mut self.cache,
+        }
     }
 }
 
 fn is_word_char(ch: char) -> bool {
-    ch.is_alphanumeric() || is_combining_mark(ch)
+    if ch.is_ascii() {
+        return ch.is_ascii_alphanumeric();
+    }
+    // Every Vietnamese letter is in Latin-1, Latin Extended-A/B or Latin Extended Additional,
+    // where all code points but `×` and `÷` are letters: answer those without the Unicode tables.
+    matches!(ch, '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}') && ch != '×' && ch != '÷'
+        || ch.is_alphanumeric()
+        || is_combining_mark(ch)
+}
+
+/// Cheap pre-check for runs of marks only: a run that starts with a letter is no such run.
+fn starts_with_combining_mark(syllable: &str) -> bool {
+    syllable.chars().next().is_some_and(|ch| !ch.is_ascii() && is_combining_mark(ch))
 }
 
 /// Writes the normalised form of one syllable into `out` (cleared first).
@@ -111,16 +141,31 @@ impl TokenStream for VietnameseTokenStream<'_> {
             let syllable = &self.text[offset_from..offset_to];
             // Both checks look at the original text, not at the view's output, so that the
             // folded and the exact view skip the same runs and their positions stay aligned.
-            if syllable.len() > MAX_TERM_BYTES || syllable.chars().all(is_combining_mark) {
+            if syllable.len() > MAX_TERM_BYTES
+                || starts_with_combining_mark(syllable) && syllable.chars().all(is_combining_mark)
+            {
                 // A URL, a hash or a stray accent between spaces: nothing worth a term, and it
                 // takes no position, so a phrase across it still matches.
                 continue;
             }
-            normalise_into(self.view, syllable, &mut self.token.text);
-            if self.token.text.is_empty() {
-                // Cannot happen for a run with a base letter, but an empty term would shift this
-                // view against the other: keep the run as written instead.
-                self.token.text.push_str(&syllable.to_lowercase());
+            // ASCII syllables are lower-cased directly: cheaper than a lookup.
+            let cached = if syllable.is_ascii() { None } else { self.cache.get(syllable) };
+            if let Some(normalised) = cached {
+                self.token.text.clear();
+                self.token.text.push_str(normalised);
+            } else {
+                normalise_into(self.view, syllable, &mut self.token.text);
+                if self.token.text.is_empty() {
+                    // Cannot happen for a run with a base letter, but an empty term would shift
+                    // this view against the other: keep the run as written instead.
+                    self.token.text.push_str(&syllable.to_lowercase());
+                }
+                if !syllable.is_ascii() {
+                    if self.cache.len() >= CACHE_CAPACITY {
+                        self.cache.clear();
+                    }
+                    self.cache.insert(syllable.into(), self.token.text.as_str().into());
+                }
             }
             self.token.offset_from = offset_from;
             self.token.offset_to = offset_to;
@@ -209,6 +254,33 @@ mod tests {
     fn drops_overlong_runs() {
         let long = "x".repeat(500);
         assert_eq!(terms(View::Folded, &format!("đường {long} hỏng")), ["duong", "hong"]);
+    }
+
+    #[test]
+    fn word_char_shortcut_agrees_with_unicode() {
+        for ch in ('\u{0}'..='\u{2FFF}').filter(|ch| !ch.is_ascii()) {
+            assert_eq!(is_word_char(ch), ch.is_alphanumeric() || is_combining_mark(ch), "{ch:?}");
+        }
+    }
+
+    #[test]
+    fn cached_forms_equal_computed_ones() {
+        let text = "Hoà HÒA hòa ĐẤT đai Đất; nhà NHÀ Nhà ở khu phố Quyết thắng QUYẾT";
+        let mut analyzer = analyzer(View::Exact);
+        let mut first = Vec::new();
+        for round in 0..2 {
+            let mut stream = analyzer.token_stream(text);
+            let mut terms = Vec::new();
+            while let Some(token) = stream.next() {
+                terms.push(token.text.clone());
+            }
+            if round == 0 {
+                first = terms;
+            } else {
+                assert_eq!(terms, first);
+            }
+        }
+        assert_eq!(first[..3], ["hoà", "hoà", "hoà"]);
     }
 
     proptest::proptest! {

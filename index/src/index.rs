@@ -146,6 +146,21 @@ impl PetitionIndex {
         PetitionIndex::assemble(dir, index, fields, reader, Some(writer))
     }
 
+    /// Like [`PetitionIndex::open_or_create`], but an index written with another schema (by an
+    /// older version of voxpop) is deleted and created empty: the index is derived data, rebuilt
+    /// from the lake (its checkpoint is then `None`, so the pipeline replays every lake version).
+    /// Returns whether that happened.
+    pub fn open_or_recreate(dir: &Path) -> IndexResult<(Self, bool)> {
+        match PetitionIndex::open_or_create(dir) {
+            Err(IndexError::SchemaMismatch { reason, .. }) => {
+                warn!(dir = %dir.display(), %reason, "the index has an older schema; rebuilding it from the lake");
+                std::fs::remove_dir_all(dir).map_err(|source| IndexError::Directory { dir: dir.to_owned(), source })?;
+                Ok((PetitionIndex::open_or_create(dir)?, true))
+            }
+            other => other.map(|index| (index, false)),
+        }
+    }
+
     /// Opens an existing index for searching only, e.g. from a second process while the writer
     /// runs; it follows the writer's commits within a second or so.
     pub fn open_read_only(dir: &Path) -> IndexResult<Self> {

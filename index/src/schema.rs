@@ -36,13 +36,9 @@ pub struct PetitionFields {
     pub language: Field,
 }
 
-fn text_view(tokenizer: &str) -> TextOptions {
-    // Positions in both views: phrases are how multi-syllable words are matched.
-    TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(tokenizer)
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-    )
+fn text_view(tokenizer: &str, record: IndexRecordOption) -> TextOptions {
+    TextOptions::default()
+        .set_indexing_options(TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(record))
 }
 
 impl PetitionFields {
@@ -51,10 +47,15 @@ impl PetitionFields {
     pub fn new() -> Self {
         let mut builder = Schema::builder();
         let id = builder.add_text_field("id", STRING | STORED);
-        let title = builder.add_text_field("title", text_view(FOLDED_TOKENIZER).set_stored());
-        let title_exact = builder.add_text_field("title_exact", text_view(EXACT_TOKENIZER));
-        let body = builder.add_text_field("body", text_view(FOLDED_TOKENIZER).set_stored());
-        let body_exact = builder.add_text_field("body_exact", text_view(EXACT_TOKENIZER));
+        // Positions in the folded views and the exact title: phrases are how multi-syllable words
+        // are matched. The exact body view only ranks (a syllable typed with its diacritics
+        // scores higher where the body has it so), so it keeps frequencies without positions:
+        // positions of every body syllable twice would double the cost of indexing.
+        let positions = IndexRecordOption::WithFreqsAndPositions;
+        let title = builder.add_text_field("title", text_view(FOLDED_TOKENIZER, positions).set_stored());
+        let title_exact = builder.add_text_field("title_exact", text_view(EXACT_TOKENIZER, positions));
+        let body = builder.add_text_field("body", text_view(FOLDED_TOKENIZER, positions).set_stored());
+        let body_exact = builder.add_text_field("body_exact", text_view(EXACT_TOKENIZER, IndexRecordOption::WithFreqs));
         let province_code = builder.add_text_field("province_code", STRING | STORED | FAST);
         let commune_code = builder.add_text_field("commune_code", STRING | STORED | FAST);
         let province = builder.add_facet_field("province", INDEXED);

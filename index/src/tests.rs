@@ -540,3 +540,28 @@ fn proximity_ranks_the_phrase_above_scattered_syllables() {
     let plain = search(&index, &SearchRequest::text("dat dai"));
     assert_eq!(plain.total, 2, "proximity changes the order, never the matches");
 }
+
+#[test]
+fn an_index_of_another_schema_is_recreated_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    {
+        // An index as an older version might have left it: same directory, other fields.
+        std::fs::create_dir_all(&path).unwrap();
+        let mut builder = tantivy::schema::Schema::builder();
+        let body = builder.add_text_field("body", tantivy::schema::TEXT);
+        let index = tantivy::Index::create_in_dir(&path, builder.build()).unwrap();
+        let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        writer.add_document(tantivy::doc!(body => "đường hỏng")).unwrap();
+        writer.commit().unwrap();
+    }
+    assert!(matches!(PetitionIndex::open_or_create(&path), Err(IndexError::SchemaMismatch { .. })));
+    let (index, recreated) = PetitionIndex::open_or_recreate(&path).unwrap();
+    assert!(recreated);
+    assert_eq!((index.num_docs(), index.checkpoint()), (0, None));
+    index.append(&[petition("Đường hỏng", "Đường liên xã bị hỏng", "01", "00004", 1)], 1).unwrap();
+    drop(index);
+    let (index, recreated) = PetitionIndex::open_or_recreate(&path).unwrap();
+    assert!(!recreated);
+    assert_eq!((index.num_docs(), index.checkpoint()), (1, Some(1)));
+}

@@ -12,6 +12,9 @@ use deltalake::datafusion::physical_plan::collect;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{StructField, Transaction};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use tracing::info;
@@ -53,6 +56,24 @@ pub(crate) async fn open_table(path: &Path) -> Result<DeltaTable, DeltaTableErro
     let absolute = std::fs::canonicalize(path).map_err(|err| DeltaTableError::Generic(err.to_string()))?;
     let url = deltalake::ensure_table_uri(absolute.to_string_lossy())?;
     DeltaTable::try_from_url(url).await
+}
+
+/// Columns of free text or unique values: a dictionary never pays off (each value is new) and
+/// min/max statistics of 1 KB strings prune nothing, so both are off for them.
+const FREE_TEXT_COLUMNS: [&str; 7] =
+    ["id", "tracking_code", "title", "body", "contact_name", "contact_phone", "contact_email"];
+
+/// Parquet settings of the files the pipeline writes: Snappy (cheap to write and to read), and
+/// dictionaries and statistics only where they help (codes, channel, language, dates).
+fn writer_properties() -> WriterProperties {
+    let mut builder = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    for column in FREE_TEXT_COLUMNS {
+        let path = ColumnPath::from(column);
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_statistics_enabled(path, EnabledStatistics::None);
+    }
+    builder.build()
 }
 
 /// The petitions table, opened for appending.
@@ -152,14 +173,14 @@ impl PetitionLake {
         sorted.sort_by(|a, b| {
             (&a.province_code, &a.commune_code, a.received_at).cmp(&(&b.province_code, &b.commune_code, b.received_at))
         });
-        let owned: Vec<Petition> = sorted.into_iter().cloned().collect();
-        let batch = petition::to_record_batch(&owned)?;
+        let batch = petition::to_record_batch(&sorted)?;
         let table = self
             .table
             .clone()
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
             .with_partition_columns([PARTITION_COLUMN])
+            .with_writer_properties(writer_properties())
             .with_commit_properties(properties)
             .await
             .map_err(|err| self.delta_error(err))?;

@@ -75,7 +75,49 @@ pub struct Pipeline {
     enricher: Arc<Enricher>,
     config: PipelineConfig,
     stats: Arc<PipelineStats>,
-    index_task: Option<tokio::task::JoinHandle<PipelineResult<()>>>,
+    index_feeder: Option<IndexFeeder>,
+}
+
+/// Lake commits that wait for the index at most; beyond that the pipeline waits too, which
+/// bounds the petitions held in memory (batches of up to `batch_size`).
+const INDEX_QUEUE_BATCHES: usize = 4;
+
+/// Feeds the index in lake order from a background task. When the index falls behind, the lake
+/// commits waiting for it are applied together in one index commit at the newest version: fewer,
+/// larger tantivy commits (and fewer segments to merge) exactly when throughput matters, and one
+/// commit per batch when the pipeline is idle enough to keep up.
+struct IndexFeeder {
+    sender: tokio::sync::mpsc::Sender<(Vec<Petition>, i64)>,
+    task: tokio::task::JoinHandle<PipelineResult<()>>,
+}
+
+impl IndexFeeder {
+    fn start(index: Arc<PetitionIndex>, stats: Arc<PipelineStats>) -> IndexFeeder {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(Vec<Petition>, i64)>(INDEX_QUEUE_BATCHES);
+        let task = tokio::spawn(async move {
+            while let Some((mut petitions, mut version)) = receiver.recv().await {
+                while let Ok((more, newer)) = receiver.try_recv() {
+                    petitions.extend(more);
+                    version = newer;
+                }
+                let started = Instant::now();
+                let index = index.clone();
+                tokio::task::spawn_blocking(move || index.append(&petitions, version))
+                    .await
+                    .map_err(|err| PipelineError::Internal(format!("index task panicked: {err}")))??;
+                stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                stats.index_version.store(version, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        IndexFeeder { sender, task }
+    }
+
+    /// Waits until everything sent is applied; the error of a failed update, if any.
+    async fn finish(self) -> PipelineResult<()> {
+        drop(self.sender);
+        self.task.await.map_err(|err| PipelineError::Internal(format!("index task failed: {err}")))?
+    }
 }
 
 impl Pipeline {
@@ -94,7 +136,7 @@ impl Pipeline {
             enricher: Arc::new(Enricher::new(Units::embedded())),
             config,
             stats,
-            index_task: None,
+            index_feeder: None,
         }
     }
 
@@ -178,8 +220,8 @@ impl Pipeline {
     }
 
     /// Validates, enriches and commits one micro-batch; dead-letters what fails. The index is
-    /// fed in the background while the next batch is read and written: at most one batch is in
-    /// flight to the index, and batches reach it in lake order.
+    /// fed in the background ([`IndexFeeder`]) while the next batches are read and written, in
+    /// lake order.
     pub async fn process(&mut self, batch: Vec<Consumed>) -> PipelineResult<()> {
         let mut next_positions: BTreeMap<i32, i64> = BTreeMap::new();
         for record in &batch {
@@ -216,17 +258,13 @@ impl Pipeline {
             }
         }
         if let Some(index) = self.index.clone() {
-            self.wait_for_index().await?;
             let stats = self.stats.clone();
-            self.index_task = Some(tokio::spawn(async move {
-                let started = Instant::now();
-                tokio::task::spawn_blocking(move || index.append(&accepted, version))
-                    .await
-                    .map_err(|err| PipelineError::Internal(format!("index task panicked: {err}")))??;
-                stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                stats.index_version.store(version, Ordering::Relaxed);
-                Ok(())
-            }));
+            let feeder = self.index_feeder.get_or_insert_with(|| IndexFeeder::start(index, stats));
+            if feeder.sender.send((accepted, version)).await.is_err() {
+                // The feeder stopped on an error: report it; the restart catches up from the lake.
+                self.wait_for_index().await?;
+                return Err(PipelineError::Internal("the index feeder stopped".to_owned()));
+            }
         }
         for (partition, offset) in next_positions {
             if let Err(err) = self.log.release(Topic::Petitions, partition, offset).await {
@@ -237,12 +275,12 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Waits until the index has applied the last committed batch.
+    /// Waits until the index has applied every committed batch.
     pub async fn wait_for_index(&mut self) -> PipelineResult<()> {
-        if let Some(task) = self.index_task.take() {
-            task.await.map_err(|err| PipelineError::Internal(format!("index task failed: {err}")))??;
+        match self.index_feeder.take() {
+            Some(feeder) => feeder.finish().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

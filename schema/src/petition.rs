@@ -642,24 +642,25 @@ pub fn arrow_schema() -> SchemaRef {
 }
 
 /// Builds one Arrow batch in [`arrow_schema`] from petitions.
-pub fn to_record_batch(petitions: &[Petition]) -> Result<RecordBatch, SchemaError> {
+pub fn to_record_batch<P: std::borrow::Borrow<Petition>>(petitions: &[P]) -> Result<RecordBatch, SchemaError> {
+    let petitions: Vec<&Petition> = petitions.iter().map(std::borrow::Borrow::borrow).collect();
     let n = petitions.len();
     let strings = |f: &dyn Fn(&Petition) -> Option<&str>| -> ArrayRef {
         let mut builder = StringBuilder::with_capacity(n, n * 16);
-        for petition in petitions {
+        for &petition in &petitions {
             builder.append_option(f(petition));
         }
         Arc::new(builder.finish())
     };
     let floats = |f: &dyn Fn(&Petition) -> Option<f64>| -> ArrayRef {
         let mut builder = Float64Builder::with_capacity(n);
-        for petition in petitions {
+        for &petition in &petitions {
             builder.append_option(f(petition));
         }
         Arc::new(builder.finish())
     };
     let ids: Vec<String> = petitions.iter().map(|p| p.id.to_string()).collect();
-    let weeks: Vec<String> = petitions.iter().map(Petition::received_week).collect();
+    let weeks: Vec<String> = petitions.iter().map(|p| p.received_week()).collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(ids.iter())),
         strings(&|p| Some(&p.tracking_code)),
