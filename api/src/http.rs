@@ -18,6 +18,7 @@ use voxpop_connectors::{Accepted, Intake, IntakeError};
 use voxpop_index::{PetitionIndex, SearchRequest};
 use voxpop_pipeline::PipelineStats;
 use voxpop_queries::PetitionQueries;
+use voxpop_schema::topics::Taxonomy;
 
 use crate::problem::Problem;
 
@@ -164,7 +165,7 @@ async fn weekly_summary(State(state): State<AppState>, Query(params): Query<Hash
 /// Reads the search parameters, naming every bad one.
 pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, Problem> {
     let mut errors = Vec::new();
-    const KNOWN: [&str; 8] = ["q", "province", "commune", "from", "to", "limit", "offset", "proximity"];
+    const KNOWN: [&str; 9] = ["q", "province", "commune", "topic", "from", "to", "limit", "offset", "proximity"];
     for key in params.keys() {
         if !KNOWN.contains(&key.as_str()) {
             errors.push(voxpop_schema::FieldError::new(
@@ -215,6 +216,17 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
     {
         errors.push(voxpop_schema::FieldError::new("to", "range", "`to` is before `from`"));
     }
+    let topic = params.get("topic").filter(|t| !t.is_empty()).cloned();
+    if let Some(topic) = &topic
+        && Taxonomy::default_embedded().topic(topic).is_none()
+    {
+        let known: Vec<&str> = Taxonomy::default_embedded().topics().iter().map(|t| t.code.as_str()).collect();
+        errors.push(voxpop_schema::FieldError::new(
+            "topic",
+            "unknown_topic",
+            format!("unknown topic `{topic}`, expected one of {}", known.join(", ")),
+        ));
+    }
     let proximity = match params.get("proximity").map(String::as_str) {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
@@ -231,6 +243,7 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
         q: params.get("q").cloned().unwrap_or_default(),
         province: params.get("province").filter(|p| !p.is_empty()).cloned(),
         commune: params.get("commune").filter(|c| !c.is_empty()).cloned(),
+        topic,
         from,
         to,
         limit,

@@ -30,7 +30,7 @@ pub use index::{DEFAULT_MEMORY_BUDGET_BYTES, PetitionIndex, WriterOptions};
 pub use schema::IndexedPetition;
 pub use search::{
     DEFAULT_LIMIT, EXACT_BOOST, FacetCount, Hit, MAX_LIMIT, MAX_OFFSET, MAX_QUERY_CHARS, PHRASE_BOOST, SearchRequest,
-    SearchResults, TITLE_BOOST, html_escape,
+    SearchResults, TITLE_BOOST, TopicCount, html_escape,
 };
 
 #[cfg(test)]

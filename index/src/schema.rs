@@ -34,6 +34,10 @@ pub struct PetitionFields {
     pub province: Field,
     pub received_at: Field,
     pub language: Field,
+    /// Topic code assigned by the pipeline (absent when unclassified).
+    pub topic: Field,
+    /// `/{topic}`: counted for per-topic hit counts.
+    pub topic_facet: Field,
 }
 
 fn text_view(tokenizer: &str, record: IndexRecordOption) -> TextOptions {
@@ -65,6 +69,8 @@ impl PetitionFields {
             DateOptions::default().set_indexed().set_stored().set_fast().set_precision(DateTimePrecision::Microseconds),
         );
         let language = builder.add_text_field("language", STRING | STORED);
+        let topic = builder.add_text_field("topic", STRING | STORED | FAST);
+        let topic_facet = builder.add_facet_field("topic_facet", INDEXED);
         PetitionFields {
             schema: builder.build(),
             id,
@@ -77,6 +83,8 @@ impl PetitionFields {
             province,
             received_at,
             language,
+            topic,
+            topic_facet,
         }
     }
 
@@ -96,6 +104,10 @@ impl PetitionFields {
         doc.add_date(self.received_at, to_tantivy_date(petition.received_at));
         if let Some(language) = &petition.language {
             doc.add_text(self.language, language);
+        }
+        if let Some(topic) = &petition.topic {
+            doc.add_text(self.topic, topic);
+            doc.add_facet(self.topic_facet, Facet::from_path([topic.as_str()]));
         }
         doc
     }
@@ -123,6 +135,7 @@ impl PetitionFields {
             commune_code: text(self.commune_code, "commune_code")?,
             received_at,
             language: doc.get_first(self.language).and_then(|value| value.as_str().map(str::to_owned)),
+            topic: doc.get_first(self.topic).and_then(|value| value.as_str().map(str::to_owned)),
         })
     }
 }
@@ -143,6 +156,7 @@ pub struct IndexedPetition {
     pub commune_code: String,
     pub received_at: DateTime<Utc>,
     pub language: Option<String>,
+    pub topic: Option<String>,
 }
 
 pub(crate) fn to_tantivy_date(at: DateTime<Utc>) -> tantivy::DateTime {

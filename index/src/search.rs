@@ -55,6 +55,8 @@ pub struct SearchRequest {
     pub province: Option<String>,
     /// Commune code (2025), e.g. `00004`.
     pub commune: Option<String>,
+    /// Topic code of the taxonomy, e.g. `land`.
+    pub topic: Option<String>,
     /// Received at or after this instant.
     pub from: Option<DateTime<Utc>>,
     /// Received strictly before this instant.
@@ -76,6 +78,7 @@ impl Default for SearchRequest {
             q: String::new(),
             province: None,
             commune: None,
+            topic: None,
             from: None,
             to: None,
             limit: DEFAULT_LIMIT,
@@ -105,6 +108,7 @@ pub struct Hit {
     pub commune_code: String,
     pub received_at: DateTime<Utc>,
     pub language: Option<String>,
+    pub topic: Option<String>,
     /// BM25 relevance; 0 when the query is empty (results are then newest first).
     pub score: f32,
 }
@@ -124,6 +128,15 @@ pub struct SearchResults {
     pub hits: Vec<Hit>,
     /// Matches per province, most first (ties by code).
     pub province_facets: Vec<FacetCount>,
+    /// Matches per topic, most first (ties by code); unclassified petitions are not counted.
+    pub topic_facets: Vec<TopicCount>,
+}
+
+/// Hits filed under one topic among all matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicCount {
+    pub topic: String,
+    pub count: u64,
 }
 
 pub(crate) fn build_query_parser(index: &Index, fields: &PetitionFields) -> QueryParser {
@@ -227,6 +240,9 @@ impl PetitionIndex {
         if let Some(commune) = &request.commune {
             clauses.push(term_filter(self.fields.commune_code, commune));
         }
+        if let Some(topic) = &request.topic {
+            clauses.push(term_filter(self.fields.topic, topic));
+        }
         if request.from.is_some() || request.to.is_some() {
             let field = self.fields.received_at;
             let lower = request
@@ -249,24 +265,32 @@ impl PetitionIndex {
         let offset = request.offset.min(MAX_OFFSET);
         let mut facets = FacetCollector::for_field("province");
         facets.add_facet(Facet::root());
+        let mut topics = FacetCollector::for_field("topic_facet");
+        topics.add_facet(Facet::root());
+        let counted = (Count, facets, topics);
 
-        let (total, facet_counts, page): (usize, FacetCounts, Vec<(f32, DocAddress)>) = if limit == 0 {
-            let (total, facet_counts) = searcher.search(&*query, &(Count, facets))?;
-            (total, facet_counts, Vec::new())
+        type Page = Vec<(f32, DocAddress)>;
+        let ((total, facet_counts, topic_counts), page): ((usize, FacetCounts, FacetCounts), Page) = if limit == 0 {
+            (searcher.search(&*query, &counted)?, Vec::new())
         } else if ranked {
             let top = TopDocs::with_limit(limit).and_offset(offset).order_by_score();
-            searcher.search(&*query, &(Count, facets, top))?
+            searcher.search(&*query, &(counted, top))?
         } else {
             // Nothing to rank by: browsing is newest first.
             let top = TopDocs::with_limit(limit)
                 .and_offset(offset)
                 .order_by_fast_field::<tantivy::DateTime>("received_at", Order::Desc);
-            let (total, facet_counts, newest) = searcher.search(&*query, &(Count, facets, top))?;
-            (total, facet_counts, newest.into_iter().map(|(_, address)| (0.0, address)).collect())
+            let (counts, newest) = searcher.search(&*query, &(counted, top))?;
+            (counts, newest.into_iter().map(|(_, address)| (0.0, address)).collect())
         };
 
         let hits = self.hits(&searcher, &*query, page)?;
-        Ok(SearchResults { total, hits, province_facets: province_facets(&facet_counts) })
+        Ok(SearchResults {
+            total,
+            hits,
+            province_facets: province_facets(&facet_counts),
+            topic_facets: topic_facets(&topic_counts),
+        })
     }
 
     fn hits(&self, searcher: &Searcher, query: &dyn Query, page: Vec<(f32, DocAddress)>) -> IndexResult<Vec<Hit>> {
@@ -288,6 +312,7 @@ impl PetitionIndex {
                 commune_code: stored.commune_code,
                 received_at: stored.received_at,
                 language: stored.language,
+                topic: stored.topic,
                 score,
             });
         }
@@ -304,6 +329,15 @@ fn province_facets(counts: &FacetCounts) -> Vec<FacetCount> {
         })
         .collect();
     facets.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.province_code.cmp(&b.province_code)));
+    facets
+}
+
+fn topic_facets(counts: &FacetCounts) -> Vec<TopicCount> {
+    let mut facets: Vec<TopicCount> = counts
+        .get(Facet::root())
+        .filter_map(|(facet, count)| Some(TopicCount { topic: facet.to_path().last()?.to_string(), count }))
+        .collect();
+    facets.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.topic.cmp(&b.topic)));
     facets
 }
 

@@ -565,3 +565,30 @@ fn an_index_of_another_schema_is_recreated_empty() {
     assert!(!recreated);
     assert_eq!((index.num_docs(), index.checkpoint()), (1, Some(1)));
 }
+
+#[test]
+fn topics_filter_and_facet() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = open(dir.path());
+    let mut petitions = Vec::new();
+    for i in 0..6 {
+        let mut p = petition("Thu hồi đất", &format!("Đề nghị bồi thường đất số {i}"), "01", "00004", i);
+        if i < 4 {
+            p.topic = Some("land".to_owned());
+            p.topic_confidence = Some(1.0);
+        } else if i == 4 {
+            p.topic = Some("environment".to_owned());
+        }
+        petitions.push(p);
+    }
+    index.append(&petitions, 1).unwrap();
+    let all = search(&index, &SearchRequest::text("đất"));
+    assert_eq!(all.total, 6);
+    let facets: Vec<(&str, u64)> = all.topic_facets.iter().map(|f| (f.topic.as_str(), f.count)).collect();
+    assert_eq!(facets, [("land", 4), ("environment", 1)]);
+    let land = search(&index, &SearchRequest { topic: Some("land".into()), ..SearchRequest::text("đất") });
+    assert_eq!(land.total, 4);
+    assert!(land.hits.iter().all(|hit| hit.topic.as_deref() == Some("land")));
+    let none = search(&index, &SearchRequest { topic: Some("health".into()), ..SearchRequest::default() });
+    assert_eq!(none.total, 0);
+}

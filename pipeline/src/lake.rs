@@ -12,6 +12,7 @@ use deltalake::datafusion::physical_plan::collect;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{StructField, Transaction};
+use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
@@ -181,6 +182,8 @@ impl PetitionLake {
             .with_save_mode(SaveMode::Append)
             .with_partition_columns([PARTITION_COLUMN])
             .with_writer_properties(writer_properties())
+            // Tables written before a column existed (e.g. `topic`) take it on the next append.
+            .with_schema_mode(SchemaMode::Merge)
             .with_commit_properties(properties)
             .await
             .map_err(|err| self.delta_error(err))?;
@@ -308,5 +311,42 @@ mod tests {
         // The rewrite is not new data: an index that had applied `before` has nothing to catch up.
         assert!(lake.petitions_added_since(before).await.unwrap().is_empty());
         assert_eq!(lake.petitions_added_since(-1).await.unwrap().len(), 15);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_table_from_before_topics_takes_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("petitions");
+        let old_columns = petition::arrow_schema().fields().len() - 2;
+        let old = Petition::builder().title("Đường hỏng").build();
+        {
+            // The table as the first version wrote it: no topic columns.
+            let fields = arrow_to_delta_fields().unwrap()[..old_columns].to_vec();
+            let table = open_table(&path).await.unwrap();
+            let table = table
+                .create()
+                .with_columns(fields)
+                .with_partition_columns([PARTITION_COLUMN])
+                .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
+                .await
+                .unwrap();
+            let batch = petition::to_record_batch(&[old.clone()]).unwrap();
+            let batch = batch.project(&(0..old_columns).collect::<Vec<_>>()).unwrap();
+            table.write(vec![batch]).with_partition_columns([PARTITION_COLUMN]).await.unwrap();
+        }
+        let mut lake = PetitionLake::open_or_create(&path).await.unwrap();
+        let new = Petition::builder().title("Thu hồi đất").topic("land", 1.0).build();
+        lake.append(Topic::Petitions, &[new.clone()], &BTreeMap::from([(0, 1)])).await.unwrap();
+        let mut read = Vec::new();
+        lake.scan_all(|petitions| {
+            read.extend(petitions);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        read.sort_by_key(|p| p.title.clone());
+        let mut expected = vec![old, new];
+        expected.sort_by_key(|p| p.title.clone());
+        assert_eq!(read, expected);
     }
 }

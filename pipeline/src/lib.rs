@@ -8,6 +8,7 @@
 //! the consumed positions are committed in the same Delta commit as the rows, and the pipeline
 //! resumes from them. The index follows the lake and records the lake version it has applied.
 
+pub mod assign;
 pub mod embedded;
 pub mod enrich;
 pub mod kafka;

@@ -12,6 +12,7 @@ use tracing::{debug, error, info, warn};
 use voxpop_index::PetitionIndex;
 use voxpop_schema::{FieldError, Petition, Units};
 
+use crate::assign::TopicAssigner;
 use crate::enrich::Enricher;
 use crate::lake::PetitionLake;
 use crate::log::{Consumed, EventLog, LogError, Record, Topic};
@@ -73,6 +74,7 @@ pub struct Pipeline {
     lake: PetitionLake,
     index: Option<Arc<PetitionIndex>>,
     enricher: Arc<Enricher>,
+    assigner: TopicAssigner,
     config: PipelineConfig,
     stats: Arc<PipelineStats>,
     index_feeder: Option<IndexFeeder>,
@@ -134,10 +136,17 @@ impl Pipeline {
             lake,
             index,
             enricher: Arc::new(Enricher::new(Units::embedded())),
+            assigner: TopicAssigner::new(Arc::new(voxpop_schema::topics::Taxonomy::default_embedded().clone())),
             config,
             stats,
             index_feeder: None,
         }
+    }
+
+    /// Assigns topics with `assigner` instead of the default taxonomy's rules alone.
+    pub fn with_topics(mut self, assigner: TopicAssigner) -> Pipeline {
+        self.assigner = assigner;
+        self
     }
 
     pub fn stats(&self) -> Arc<PipelineStats> {
@@ -231,7 +240,8 @@ impl Pipeline {
         let consumed = batch.len();
         let started = Instant::now();
         let enricher = self.enricher.clone();
-        let (accepted, dead) = tokio::task::spawn_blocking(move || enrich_batch(&enricher, &batch))
+        let assigner = self.assigner.clone();
+        let (accepted, dead) = tokio::task::spawn_blocking(move || enrich_batch(&enricher, &assigner, &batch))
             .await
             .map_err(|err| PipelineError::Internal(format!("enrichment task failed: {err}")))?;
         self.stats.enrich_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -284,8 +294,8 @@ impl Pipeline {
     }
 }
 
-/// Decodes, checks and enriches a batch (CPU-bound: runs on a blocking thread).
-fn enrich_batch(enricher: &Enricher, batch: &[Consumed]) -> (Vec<Petition>, Vec<Record>) {
+/// Decodes, checks and enriches a batch: language and topic (CPU-bound: runs on a blocking thread).
+fn enrich_batch(enricher: &Enricher, assigner: &TopicAssigner, batch: &[Consumed]) -> (Vec<Petition>, Vec<Record>) {
     let mut accepted: Vec<Petition> = Vec::with_capacity(batch.len());
     let mut dead: Vec<Record> = Vec::new();
     for record in batch {
@@ -298,6 +308,7 @@ fn enrich_batch(enricher: &Enricher, batch: &[Consumed]) -> (Vec<Petition>, Vec<
         }
     }
     enricher.detect_languages(&mut accepted);
+    assigner.assign_all(&mut accepted);
     (accepted, dead)
 }
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    Array, ArrayRef, Float64Array, Float64Builder, Int32Array, RecordBatch, StringArray, StringBuilder,
+    Array, ArrayRef, Float32Array, Float64Array, Float64Builder, Int32Array, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -133,6 +133,13 @@ pub struct Petition {
     pub lon: Option<f64>,
     #[serde(default)]
     pub contact: Contact,
+    /// Topic code of the taxonomy ([`crate::topics::Taxonomy`]) assigned by the pipeline; `None`
+    /// before classification or when no topic fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// How sure the assignment is, 0..=1 (1 for a single matching rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_confidence: Option<f32>,
 }
 
 /// The fields of a submission that passed validation, before it gets an id.
@@ -330,6 +337,8 @@ impl Submission {
             lat: self.lat,
             lon: self.lon,
             contact: self.contact,
+            topic: None,
+            topic_confidence: None,
         }
     }
 }
@@ -636,6 +645,10 @@ pub fn arrow_schema() -> SchemaRef {
                 Field::new("contact_phone", DataType::Utf8, true),
                 Field::new("contact_email", DataType::Utf8, true),
                 Field::new("schema_version", DataType::Int32, false),
+                // Added after the first tables were written: nullable and last, so older tables
+                // take them by schema evolution and their rows read as unclassified.
+                Field::new("topic", DataType::Utf8, true),
+                Field::new("topic_confidence", DataType::Float32, true),
             ]))
         })
         .clone()
@@ -689,6 +702,8 @@ pub fn to_record_batch<P: std::borrow::Borrow<Petition>>(petitions: &[P]) -> Res
         strings(&|p| p.contact.phone.as_deref()),
         strings(&|p| p.contact.email.as_deref()),
         Arc::new(Int32Array::from_iter_values(petitions.iter().map(|p| p.schema_version as i32))),
+        strings(&|p| p.topic.as_deref()),
+        Arc::new(Float32Array::from_iter(petitions.iter().map(|p| p.topic_confidence))),
     ];
     Ok(RecordBatch::try_new(arrow_schema(), columns)?)
 }
@@ -733,6 +748,18 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<Petition>, SchemaErr
     let email = utf8("contact_email")?;
     let version_column = column("schema_version", &DataType::Int32)?;
     let version = version_column.as_any().downcast_ref::<Int32Array>().expect("cast to i32");
+    // Absent from files written before topics existed.
+    let topic = batch.column_by_name("topic").map(|_| utf8("topic")).transpose()?;
+    let confidence = match batch.column_by_name("topic_confidence") {
+        Some(array) => Some(
+            arrow::compute::cast(array, &DataType::Float32)?
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .expect("cast to f32")
+                .clone(),
+        ),
+        None => None,
+    };
     let opt = |array: &StringArray, i: usize| (!array.is_null(i)).then(|| array.value(i).to_owned());
     let opt_f = |array: &Float64Array, i: usize| (!array.is_null(i)).then(|| array.value(i));
     let at = |micros: i64| Utc.timestamp_micros(micros).single().ok_or(SchemaError::BadValue("timestamp out of range"));
@@ -755,6 +782,8 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<Petition>, SchemaErr
             lat: opt_f(&lat, i),
             lon: opt_f(&lon, i),
             contact: Contact { name: opt(&name, i), phone: opt(&phone, i), email: opt(&email, i) },
+            topic: topic.as_ref().and_then(|array| opt(array, i)),
+            topic_confidence: confidence.as_ref().and_then(|array| (!array.is_null(i)).then(|| array.value(i))),
         });
     }
     Ok(petitions)
@@ -788,6 +817,8 @@ impl Petition {
                 original_unit_code: None,
                 lat: None,
                 lon: None,
+                topic: None,
+                topic_confidence: None,
                 contact: Contact::default(),
             },
         }
@@ -828,6 +859,11 @@ impl PetitionBuilder {
     }
     pub fn contact(mut self, contact: Contact) -> Self {
         self.petition.contact = contact;
+        self
+    }
+    pub fn topic(mut self, code: &str, confidence: f32) -> Self {
+        self.petition.topic = Some(code.to_owned());
+        self.petition.topic_confidence = Some(confidence);
         self
     }
     pub fn build(self) -> Petition {
@@ -924,11 +960,16 @@ mod tests {
             Petition::builder()
                 .contact(Contact { name: Some("B".into()), phone: None, email: None })
                 .external_id("x-1")
+                .topic("land", 0.75)
                 .build(),
         ];
         let batch = to_record_batch(&petitions).unwrap();
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(from_record_batch(&batch).unwrap(), petitions);
+        // Files written before topics existed have no topic columns: unclassified rows.
+        let older = batch.project(&(0..batch.num_columns() - 2).collect::<Vec<_>>()).unwrap();
+        let read = from_record_batch(&older).unwrap();
+        assert_eq!((read[1].topic.as_deref(), read[1].topic_confidence), (None, None));
     }
 
     #[test]
