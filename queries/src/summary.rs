@@ -2,8 +2,8 @@
 //!
 //! Totals and the change against the week before, petitions per province, the share of each
 //! language and channel, and coverage ("1,234/3,321 (37.16%) communes sent petitions"), for the
-//! whole country or one province. Topic rankings, spikes and campaigns join it once the pipeline
-//! writes topics.
+//! whole country or one province; topics ranked with their 12-week trend and the topic ×
+//! province matrix (from the topics the pipeline assigns).
 
 use chrono::{Datelike, NaiveDate, Weekday};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -12,6 +12,7 @@ use datafusion::prelude::{SessionContext, col, lit};
 use serde::Serialize;
 use voxpop_schema::Units;
 use voxpop_schema::petition::{self, PARTITION_COLUMN};
+use voxpop_schema::topics::Taxonomy;
 
 use crate::{PetitionQueries, QueryError, QueryResult};
 
@@ -108,6 +109,41 @@ pub struct WeeklySummary {
     pub by_channel: Vec<Share>,
     /// Communes in scope with at least one petition this week.
     pub communes_with_petitions: Coverage,
+    /// The weeks of the trend series, oldest first, ending with `week`.
+    pub trend_weeks: Vec<String>,
+    /// Topics by this week's count, highest first; petitions without a topic last, as
+    /// [`UNCLASSIFIED`].
+    pub by_topic: Vec<TopicSummary>,
+    /// This week's petitions per topic (rows, in `by_topic` order) and province (columns).
+    pub topic_matrix: TopicMatrix,
+}
+
+/// The key under which petitions without a topic are counted.
+pub const UNCLASSIFIED: &str = "unclassified";
+
+/// Weeks in the trend series of each topic.
+pub const TREND_WEEKS: usize = 12;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopicSummary {
+    pub code: String,
+    /// Vietnamese label from the taxonomy ("Chưa phân loại" for [`UNCLASSIFIED`]).
+    pub label: String,
+    pub count: u64,
+    pub previous: u64,
+    /// Fraction of the week's petitions, 0..1.
+    pub share: f64,
+    pub change_percent: Option<f64>,
+    /// Petitions per week over [`WeeklySummary::trend_weeks`].
+    pub weekly: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct TopicMatrix {
+    pub topics: Vec<String>,
+    pub provinces: Vec<String>,
+    /// `counts[topic][province]`.
+    pub counts: Vec<Vec<u64>>,
 }
 
 impl PetitionQueries {
@@ -158,6 +194,16 @@ impl PetitionQueries {
         };
         let communes_in_scope =
             units.communes().iter().filter(|c| province.is_none_or(|code| code == c.province_code)).count();
+        let mut trend_weeks = vec![week];
+        while trend_weeks.len() < TREND_WEEKS {
+            let earliest = *trend_weeks.last().expect("not empty");
+            trend_weeks.push(earliest.previous());
+        }
+        trend_weeks.reverse();
+        let labels: Vec<String> = trend_weeks.iter().map(|w| w.label()).collect();
+        let cells =
+            grouped_counts(ctx.as_ref(), &labels, province, &[PARTITION_COLUMN, "topic", "province_code"]).await?;
+        let (by_topic, topic_matrix) = topic_section(&labels, &cells, &by_province, total);
         Ok(WeeklySummary {
             week: week.label(),
             previous_week: previous.label(),
@@ -170,8 +216,113 @@ impl PetitionQueries {
             by_language: shares(languages),
             by_channel: shares(channels),
             communes_with_petitions: Coverage::new(communes.len() as u64, communes_in_scope as u64),
+            trend_weeks: labels,
+            by_topic,
+            topic_matrix,
         })
     }
+}
+
+/// Topics ranked with their trend, and this week's topic × province matrix, from counts by
+/// `(week, topic, province)` over `weeks` (the last one is this week).
+fn topic_section(
+    weeks: &[String],
+    cells: &[(Vec<String>, u64)],
+    provinces: &[ProvinceCount],
+    total: u64,
+) -> (Vec<TopicSummary>, TopicMatrix) {
+    let taxonomy = Taxonomy::default_embedded();
+    let this_week = weeks.len() - 1;
+    let mut codes: Vec<String> = taxonomy.topics().iter().map(|t| t.code.clone()).collect();
+    codes.push(UNCLASSIFIED.to_owned());
+    let topic_index = |code: &str| codes.iter().position(|c| c == code).unwrap_or(codes.len() - 1);
+    let province_codes: Vec<String> = provinces.iter().map(|p| p.province_code.clone()).collect();
+    let mut weekly = vec![vec![0u64; weeks.len()]; codes.len()];
+    let mut matrix = vec![vec![0u64; province_codes.len()]; codes.len()];
+    for (key, count) in cells {
+        let [week, topic, province] = key.as_slice() else { continue };
+        let Some(w) = weeks.iter().position(|label| label == week) else { continue };
+        let t = topic_index(topic);
+        weekly[t][w] += count;
+        if w == this_week
+            && let Some(p) = province_codes.iter().position(|code| code == province)
+        {
+            matrix[t][p] += count;
+        }
+    }
+    let mut order: Vec<usize> = (0..codes.len()).collect();
+    // Ranked by this week's count; unclassified always last, whatever its count.
+    order.sort_by_key(|&t| (codes[t] == UNCLASSIFIED, std::cmp::Reverse(weekly[t][this_week]), t));
+    let label = |code: &str| match taxonomy.topic(code) {
+        Some(topic) => topic.vi.clone(),
+        None => "Chưa phân loại".to_owned(),
+    };
+    let by_topic = order
+        .iter()
+        .filter(|&&t| codes[t] != UNCLASSIFIED || weekly[t].iter().any(|&n| n > 0))
+        .map(|&t| {
+            let count = weekly[t][this_week];
+            let previous = if this_week > 0 { weekly[t][this_week - 1] } else { 0 };
+            TopicSummary {
+                code: codes[t].clone(),
+                label: label(&codes[t]),
+                count,
+                previous,
+                share: if total == 0 { 0.0 } else { count as f64 / total as f64 },
+                change_percent: (previous > 0).then(|| 100.0 * (count as f64 - previous as f64) / previous as f64),
+                weekly: weekly[t].clone(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let matrix = TopicMatrix {
+        topics: by_topic.iter().map(|t| t.code.clone()).collect(),
+        provinces: province_codes,
+        counts: by_topic.iter().map(|t| matrix[topic_index(&t.code)].clone()).collect(),
+    };
+    (by_topic, matrix)
+}
+
+/// Petitions per combination of `columns` over the partitions `weeks`, optionally in one
+/// province; a null value (e.g. no topic) reads as [`UNCLASSIFIED`]. A column the table does not
+/// have yet (a table written before topics existed) reads as null.
+async fn grouped_counts(
+    ctx: Option<&SessionContext>,
+    weeks: &[String],
+    province: Option<&str>,
+    columns: &[&str],
+) -> QueryResult<Vec<(Vec<String>, u64)>> {
+    let Some(ctx) = ctx else { return Ok(Vec::new()) };
+    let mut frame = ctx
+        .table(petition::TABLE_NAME)
+        .await?
+        .filter(col(PARTITION_COLUMN).in_list(weeks.iter().map(|w| lit(w.as_str())).collect(), false))?;
+    if let Some(code) = province {
+        frame = frame.filter(col("province_code").eq(lit(code)))?;
+    }
+    let has = |name: &str| frame.schema().fields().iter().any(|field| field.name() == name);
+    let keys: Vec<datafusion::prelude::Expr> = columns
+        .iter()
+        .map(|&name| if has(name) { col(name) } else { lit(datafusion::scalar::ScalarValue::Utf8(None)).alias(name) })
+        .collect();
+    let batches = frame
+        .aggregate(keys, vec![datafusion::functions_aggregate::expr_fn::count(lit(1)).alias("n")])?
+        .collect()
+        .await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let keys = columns.iter().map(|name| crate::string_column(batch, name)).collect::<QueryResult<Vec<_>>>()?;
+        let counts = batch
+            .column_by_name("n")
+            .ok_or_else(|| datafusion::error::DataFusionError::Plan("count column missing".into()))?;
+        let counts = datafusion::arrow::compute::cast(counts, &DataType::Int64)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let counts = counts.as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let key = keys.iter().map(|column| column[i].clone().unwrap_or_else(|| UNCLASSIFIED.to_owned())).collect();
+            rows.push((key, if counts.is_null(i) { 0 } else { counts.value(i) as u64 }));
+        }
+    }
+    Ok(rows)
 }
 
 /// `(value of column, petitions)` for one week (one partition), optionally in one province.

@@ -43,6 +43,20 @@ async fn weekly_summary_counts_changes_and_coverage() {
     assert_eq!(summary["communes_with_petitions"]["text"], "2/3,321 (0.06%)");
     assert_eq!(summary["by_language"][0]["key"], "vi");
     assert_eq!(summary["by_channel"][0]["key"], "import");
+    // "xuống cấp" is a rule of the infrastructure topic: assigned by the pipeline.
+    let top = &summary["by_topic"][0];
+    assert_eq!(
+        (top["code"].as_str(), top["count"].as_u64(), top["previous"].as_u64()),
+        (Some("infrastructure"), Some(3), Some(1))
+    );
+    assert_eq!(top["label"], "Đường sá và hạ tầng");
+    let weekly = top["weekly"].as_array().unwrap();
+    assert_eq!(weekly.len(), 12);
+    assert_eq!(weekly[10..], [json!(1), json!(3)]);
+    assert_eq!(summary["trend_weeks"][11], "2025-W38");
+    assert_eq!(summary["topic_matrix"]["topics"][0], "infrastructure");
+    assert_eq!(summary["topic_matrix"]["provinces"][0], "01");
+    assert_eq!(summary["topic_matrix"]["counts"][0][0], 2);
 
     let hanoi = server.get_json("/api/v1/summaries/weekly", &[("week", "2025-W38"), ("province", "01")]).await;
     assert_eq!(hanoi["total"], 2, "{hanoi}");
