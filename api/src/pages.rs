@@ -217,7 +217,14 @@ pub async fn summary_page(State(state): State<AppState>, Query(params): Query<Ha
         "languages": summary.by_language.iter().map(|s| &s.key).collect::<Vec<_>>(),
         "language_counts": summary.by_language.iter().map(|s| s.count).collect::<Vec<_>>(),
         "map": map_points,
+        "topics": summary.by_topic.iter().map(|t| &t.label).collect::<Vec<_>>(),
+        "topic_counts": summary.by_topic.iter().map(|t| t.count).collect::<Vec<_>>(),
+        "topic_previous": summary.by_topic.iter().map(|t| t.previous).collect::<Vec<_>>(),
+        "trend_weeks": &summary.trend_weeks,
+        "trends": summary.by_topic.iter().filter(|t| t.code != voxpop_queries::summary::UNCLASSIFIED).take(5)
+            .map(|t| serde_json::json!({"label": t.label, "data": t.weekly})).collect::<Vec<_>>(),
     });
+    let heat_map = heat_map_html(&summary, units);
     let change = summary.change_percent.map_or("—".to_owned(), |p| format!("{p:+.1}%"));
     let mut html = String::with_capacity(8 * 1024);
     let _ = write!(
@@ -226,6 +233,9 @@ pub async fn summary_page(State(state): State<AppState>, Query(params): Query<Ha
          .cards{{display:flex;gap:16px;padding:16px 24px;flex-wrap:wrap}}.card{{background:#fff;border-radius:6px;padding:12px 18px;min-width:200px}}\
          .card b{{display:block;font-size:28px}}.charts{{display:grid;grid-template-columns:1fr 1fr;gap:16px;padding:0 24px 24px}}\
          .chart{{background:#fff;border-radius:6px;padding:12px}}@page{{size:A4;margin:12mm}}\
+         .heat{{background:#fff;border-radius:6px;margin:0 24px 24px;padding:12px;overflow-x:auto}}\
+         .heat table{{border-collapse:collapse;font-size:12px}}.heat th,.heat td{{border:1px solid #eee;padding:4px 6px;text-align:right}}\
+         .heat th{{font-weight:normal;white-space:nowrap}}.heat th.topic{{text-align:left}}\
          @media print{{.charts{{grid-template-columns:1fr}}.chart{{break-inside:avoid}}}}</style>\
          <script src=\"/assets/chart.umd.min.js\"></script></head><body>\
          <header><h1>Tổng hợp phản ánh, kiến nghị — tuần {week}{scope}</h1></header>\
@@ -233,7 +243,10 @@ pub async fn summary_page(State(state): State<AppState>, Query(params): Query<Ha
          <div class=\"card\">Xã, phường, đặc khu có kiến nghị<b id=\"coverage\">{coverage}</b></div></section>\
          <section class=\"charts\"><div class=\"chart\"><h2>Bản đồ số kiến nghị theo tỉnh, thành phố</h2><canvas id=\"map\"></canvas></div>\
          <div class=\"chart\"><h2>15 tỉnh, thành phố nhiều kiến nghị nhất</h2><canvas id=\"provinces\"></canvas></div>\
+         <div class=\"chart\"><h2>Kiến nghị theo chủ đề</h2><canvas id=\"topics\"></canvas></div>\
+         <div class=\"chart\"><h2>Xu hướng 12 tuần của 5 chủ đề lớn nhất</h2><canvas id=\"trends\"></canvas></div>\
          <div class=\"chart\"><h2>Ngôn ngữ</h2><canvas id=\"languages\"></canvas></div></section>\
+         <section class=\"heat\"><h2>Chủ đề × tỉnh, thành phố (tuần {week})</h2>{heat_map}</section>\
          <script id=\"summary-data\" type=\"application/json\">{data}</script>\
          <script>{SUMMARY_SCRIPT}</script></body></html>",
         week = escape(&summary.week),
@@ -243,10 +256,43 @@ pub async fn summary_page(State(state): State<AppState>, Query(params): Query<Ha
         total = thousands(summary.total),
         previous = thousands(summary.previous_total),
         coverage = escape(&summary.communes_with_petitions.text),
+        heat_map = heat_map,
         // JSON inside <script>: only `</` could end the element early.
         data = data.to_string().replace("</", "<\\/"),
     );
     Html(html).into_response()
+}
+
+/// Provinces shown as columns of the heat map: the busiest of the week.
+const HEAT_MAP_PROVINCES: usize = 15;
+
+/// The topic × province matrix as a table whose cells are shaded by count: readable at a
+/// glance, printable, and without a script.
+fn heat_map_html(summary: &voxpop_queries::summary::WeeklySummary, units: &Units) -> String {
+    let matrix = &summary.topic_matrix;
+    let columns = matrix.provinces.len().min(HEAT_MAP_PROVINCES);
+    let largest = matrix.counts.iter().flat_map(|row| row[..columns].iter()).copied().max().unwrap_or(0).max(1);
+    let mut html = String::from("<table id=\"heat-map\"><thead><tr><th class=\"topic\">Chủ đề</th>");
+    for code in &matrix.provinces[..columns] {
+        let name = units.province(code).map_or(code.as_str(), |p| p.name.as_str());
+        let _ = write!(html, "<th>{}</th>", escape(name));
+    }
+    html.push_str("</tr></thead><tbody>");
+    for (topic, row) in summary.by_topic.iter().zip(&matrix.counts) {
+        let _ = write!(html, "<tr><th class=\"topic\">{}</th>", escape(&topic.label));
+        for &count in &row[..columns] {
+            let alpha = if count == 0 { 0.0 } else { 0.12 + 0.88 * count as f64 / largest as f64 };
+            let ink = if alpha > 0.55 { "#fff" } else { "#222" };
+            let _ = write!(
+                html,
+                "<td style=\"background:rgba(179,38,30,{alpha:.2});color:{ink}\">{}</td>",
+                if count == 0 { String::new() } else { count.to_string() }
+            );
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</tbody></table>");
+    html
 }
 
 const SUMMARY_SCRIPT: &str = r#"
@@ -267,5 +313,13 @@ new Chart(document.getElementById('map'), {type: 'bubble',
   options: {aspectRatio: 0.8, scales: {x: {min: 102, max: 110, title: {display: true, text: 'Kinh độ'}},
     y: {min: 8, max: 23.5, title: {display: true, text: 'Vĩ độ'}}},
     plugins: {tooltip: {callbacks: {label: c => c.raw.name + ': ' + c.raw.count}}}}});
+new Chart(document.getElementById('topics'), {type: 'bar',
+  data: {labels: data.topics, datasets: [
+    {label: 'Tuần này', data: data.topic_counts, backgroundColor: red},
+    {label: 'Tuần trước', data: data.topic_previous, backgroundColor: grey}]},
+  options: {indexAxis: 'y', scales: {y: {ticks: {autoSkip: false}}}}});
+new Chart(document.getElementById('trends'), {type: 'line',
+  data: {labels: data.trend_weeks, datasets: data.trends.map(t => ({label: t.label, data: t.data, tension: 0.2}))},
+  options: {scales: {y: {beginAtZero: true}}}});
 document.body.dataset.chartsReady = 'yes';
 "#;

@@ -89,7 +89,10 @@ async fn leaders_summary_page_draws_its_charts_in_a_real_browser() {
     assert!(dom.contains("<b id=\"total\">2</b>"), "{dom}");
     assert!(dom.contains("2/3,321 (0.06%)"), "{dom}");
     assert!(dom.contains("data-charts-ready=\"yes\""), "the charts script ran to the end: {dom}");
-    assert_eq!(dom.matches("<canvas").count(), 3);
+    assert_eq!(dom.matches("<canvas").count(), 5);
+    // The heat map: "xuống cấp" files the petitions under infrastructure, 1 in Hà Nội this week.
+    assert!(dom.contains("<th class=\"topic\">Đường sá và hạ tầng</th>"), "{dom}");
+    assert!(dom.contains("id=\"heat-map\""), "{dom}");
     let bad = reqwest::get(server.url("/tong-hop?week=38")).await.unwrap();
     assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
 
