@@ -110,7 +110,7 @@ async fn end_to_end(jsons: Arc<Vec<Vec<u8>>>, kafka: Option<String>, clients: us
     let dir = tempfile::tempdir()?;
     let pipeline =
         PipelineConfig { batch_size: 20_000, batch_interval: Duration::from_millis(200), ..PipelineConfig::default() };
-    let config = StackConfig { data_dir: dir.path().to_owned(), kafka, pipeline, run_pipeline: true };
+    let config = StackConfig { data_dir: dir.path().to_owned(), kafka, pipeline, run_pipeline: true, topics: None };
     // Records already on a shared broker are consumed too (the lake here is new): count them in.
     let already = count_existing(&config).await?;
     let stack = Stack::start(config).await?;

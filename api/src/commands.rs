@@ -27,6 +27,10 @@ pub struct ServeOptions {
     pub demo: Option<usize>,
     pub batch_size: usize,
     pub batch_interval: Duration,
+    /// A taxonomy file instead of the shipped one.
+    pub taxonomy: Option<PathBuf>,
+    /// A model written by `voxpop topics train`, labelled with the taxonomy's codes.
+    pub topic_model: Option<PathBuf>,
 }
 
 /// A progress bar on a terminal; hidden (and replaced by log lines) when output is not one.
@@ -51,6 +55,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             ..PipelineConfig::default()
         },
         run_pipeline: true,
+        topics: Some(crate::topics_cmd::assigner(options.taxonomy.as_deref(), options.topic_model.as_deref())?),
     };
     let stack = Stack::start(config).await?;
     let ready = Arc::new(AtomicBool::new(false));

@@ -38,6 +38,12 @@ enum Command {
         /// Longest a record waits for its micro-batch, in milliseconds.
         #[arg(long, env = "VOXPOP_BATCH_INTERVAL_MS", default_value_t = 250)]
         batch_interval_ms: u64,
+        /// Topic taxonomy (TOML, the format of schema/data/topics.toml) instead of the shipped one.
+        #[arg(long, env = "VOXPOP_TAXONOMY")]
+        taxonomy: Option<PathBuf>,
+        /// Topic model from `voxpop topics train`, labelled with the taxonomy's codes.
+        #[arg(long, env = "VOXPOP_TOPIC_MODEL")]
+        topic_model: Option<PathBuf>,
     },
     /// Searches the index of a data directory.
     Search {
@@ -73,7 +79,7 @@ enum Command {
         #[command(subcommand)]
         bench: BenchCommand,
     },
-    /// The topic classifier: train it on labelled JSON lines, or measure it.
+    /// Topics: train or measure the classifier, re-apply the taxonomy to the lake.
     Topics {
         #[command(subcommand)]
         topics: TopicsCommand,
@@ -106,6 +112,16 @@ enum TopicsCommand {
         seed: u64,
         #[command(flatten)]
         fields: FieldArgs,
+    },
+    /// Re-applies the taxonomy (and model) to every petition in the lake, then rebuilds the
+    /// index. Run it with the server stopped, after editing the taxonomy or training a model.
+    Reclassify {
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "VOXPOP_TAXONOMY")]
+        taxonomy: Option<PathBuf>,
+        #[arg(long, env = "VOXPOP_TOPIC_MODEL")]
+        topic_model: Option<PathBuf>,
     },
 }
 
@@ -179,7 +195,17 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve { data_dir, listen, kafka, demo, demo_count, batch_size, batch_interval_ms } => {
+            Command::Serve {
+                data_dir,
+                listen,
+                kafka,
+                demo,
+                demo_count,
+                batch_size,
+                batch_interval_ms,
+                taxonomy,
+                topic_model,
+            } => {
                 let options = commands::ServeOptions {
                     data_dir,
                     listen,
@@ -187,6 +213,8 @@ fn main() -> anyhow::Result<()> {
                     demo: demo.then_some(demo_count),
                     batch_size,
                     batch_interval: std::time::Duration::from_millis(batch_interval_ms),
+                    taxonomy,
+                    topic_model,
                 };
                 commands::serve(options).await
             }
@@ -211,6 +239,9 @@ fn main() -> anyhow::Result<()> {
                 TopicsCommand::Eval { file, model, split, seed, fields } => {
                     let (fields, algorithm) = fields.split();
                     topics_cmd::eval(file, model, split, seed, fields, algorithm).await
+                }
+                TopicsCommand::Reclassify { data_dir, taxonomy, topic_model } => {
+                    topics_cmd::reclassify(&data_dir, taxonomy.as_deref(), topic_model.as_deref()).await
                 }
             },
         }

@@ -54,6 +54,8 @@ pub struct StackConfig {
     pub pipeline: PipelineConfig,
     /// Run the pipeline in this process (off for an API-only node on Kafka).
     pub run_pipeline: bool,
+    /// How the pipeline assigns topics; `None`: the default taxonomy's rules.
+    pub topics: Option<voxpop_pipeline::assign::TopicAssigner>,
 }
 
 /// A running voxpop core.
@@ -85,6 +87,9 @@ impl Stack {
         let remembered = recover_external_ids(&intake, &queries, log.as_ref(), &lake).await?;
         info!(log = log.kind(), lake_version = lake.version(), remembered, "voxpop core ready to start");
         let mut pipeline = Pipeline::new(log.clone(), lake, Some(index.clone()), config.pipeline.clone());
+        if let Some(assigner) = config.topics.clone() {
+            pipeline = pipeline.with_topics(assigner);
+        }
         let stats = pipeline.stats();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pipeline = if config.run_pipeline {

@@ -1,4 +1,5 @@
-//! `voxpop topics train` and `voxpop topics eval`: the topic classifier from labelled JSON lines.
+//! `voxpop topics train` and `voxpop topics eval`: the topic classifier from labelled JSON lines;
+//! `voxpop topics reclassify`: a changed taxonomy or model applied to the whole lake.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -6,7 +7,60 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use voxpop_pipeline::topics::{Algorithm, Evaluation, KeywordBaseline, TopicClassifier, TrainOptions, split};
 
+use voxpop_pipeline::assign::TopicAssigner;
+use voxpop_pipeline::lake::PetitionLake;
+use voxpop_schema::topics::Taxonomy;
+
 use crate::commands::progress_bar;
+use crate::stack::DataLayout;
+
+/// The topic assigner of a deployment: its taxonomy file (or the shipped one) and, if given, a
+/// trained model.
+pub fn assigner(taxonomy: Option<&Path>, model: Option<&Path>) -> anyhow::Result<TopicAssigner> {
+    let taxonomy = match taxonomy {
+        Some(path) => {
+            let source =
+                std::fs::read_to_string(path).with_context(|| format!("reading the taxonomy {}", path.display()))?;
+            Taxonomy::from_toml_str(&source).with_context(|| format!("taxonomy {}", path.display()))?
+        }
+        None => Taxonomy::default_embedded().clone(),
+    };
+    let taxonomy = std::sync::Arc::new(taxonomy);
+    Ok(match model {
+        Some(path) => {
+            let model =
+                TopicClassifier::load(path).with_context(|| format!("reading the topic model {}", path.display()))?;
+            TopicAssigner::with_model(taxonomy, model)
+        }
+        None => TopicAssigner::new(taxonomy),
+    })
+}
+
+/// Re-applies topics to every petition of the lake in one commit, then rebuilds the index.
+pub async fn reclassify(data_dir: &Path, taxonomy: Option<&Path>, model: Option<&Path>) -> anyhow::Result<()> {
+    let assigner = assigner(taxonomy, model)?;
+    let layout = DataLayout::new(data_dir);
+    let mut lake = PetitionLake::open_or_create(&layout.petitions_table()).await?;
+    let total = lake.count().await?;
+    let bar = progress_bar(total as u64, "reclassifying");
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let (version, rows) = lake
+        .rewrite_all(|petitions| {
+            assigner.assign_all(petitions);
+            for petition in petitions.iter() {
+                *counts.entry(petition.topic.clone().unwrap_or_else(|| "(none)".to_owned())).or_default() += 1;
+            }
+            bar.inc(petitions.len() as u64);
+        })
+        .await?;
+    bar.finish();
+    println!("reclassified {rows} petitions (lake version {version}):");
+    for (topic, count) in &counts {
+        println!("  {topic:<16} {count}");
+    }
+    drop(lake);
+    crate::commands::reindex(data_dir).await
+}
 
 /// Keywords per label in the baseline.
 const BASELINE_KEYWORDS: usize = 20;

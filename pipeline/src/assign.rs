@@ -30,6 +30,16 @@ pub struct TopicAssigner {
     min_confidence: f32,
 }
 
+impl std::fmt::Debug for TopicAssigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicAssigner")
+            .field("topics", &self.taxonomy.topics().len())
+            .field("model", &self.model.as_ref().map(|model| model.labels().len()))
+            .field("min_confidence", &self.min_confidence)
+            .finish()
+    }
+}
+
 impl TopicAssigner {
     /// Rules only.
     pub fn new(taxonomy: Arc<Taxonomy>) -> TopicAssigner {

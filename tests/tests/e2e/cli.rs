@@ -47,3 +47,42 @@ async fn reindex_rebuilds_the_index_from_the_lake_and_search_reads_it() {
     let results: Value = client.get(server.url("/api/v1/search?q=dat+dai")).send().await.unwrap().json().await.unwrap();
     assert_eq!(results["total"], 2, "{results}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reclassify_applies_an_edited_taxonomy_to_the_lake_and_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut server = Server::start(&data_dir, None).await;
+    let mut acked = HashSet::new();
+    for (n, title) in ["Tranh chấp đất đai", "Đất đai bị lấn chiếm", "Ô nhiễm bãi rác"].iter().enumerate()
+    {
+        let petition = json!({"title": title, "body": format!("Nội dung kiến nghị số {n}, dữ liệu tổng hợp."), "commune_code": "00004"});
+        acked.insert(server.submit(&petition).await);
+    }
+    server.wait_for_ids(&acked, Duration::from_secs(30)).await;
+    let before = server.get_json("/api/v1/search", &[("q", "đất đai")]).await;
+    assert!(before["hits"].as_array().unwrap().iter().all(|hit| hit["topic"] == "land"), "{before}");
+    server.kill9();
+
+    // Staff split land disputes into their own topic.
+    let taxonomy = dir.path().join("topics.toml");
+    std::fs::write(
+        &taxonomy,
+        "[[topic]]\ncode = \"land_dispute\"\nvi = \"Tranh chấp đất đai\"\nen = \"Land disputes\"\nrules = [[\"đất đai\"]]\n\n\
+         [[topic]]\ncode = \"environment\"\nvi = \"Môi trường\"\nen = \"Environment\"\nrules = [[\"ô nhiễm\"]]\n",
+    )
+    .unwrap();
+    let (ok, output) = voxpop(&["topics", "reclassify", "--taxonomy", taxonomy.to_str().unwrap()], &data_dir);
+    assert!(ok, "{output}");
+    assert!(output.contains("reclassified 3 petitions"), "{output}");
+    assert!(output.contains("land_dispute     2"), "{output}");
+    assert!(output.contains("reindexed 3 petitions"), "{output}");
+
+    server.restart().await;
+    let after = server.get_json("/api/v1/search", &[("q", "đất đai")]).await;
+    assert_eq!(after["total"], 2, "{after}");
+    assert!(after["hits"].as_array().unwrap().iter().all(|hit| hit["topic"] == "land_dispute"), "{after}");
+    assert_eq!(after["topic_facets"][0]["topic"], "land_dispute");
+    let (ok, output) = voxpop(&["topics", "reclassify", "--taxonomy", "/nonexistent.toml"], &data_dir);
+    assert!(!ok && output.contains("nonexistent.toml"), "{output}");
+}
