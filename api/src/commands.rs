@@ -229,6 +229,27 @@ pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>
 }
 
 /// Rebuilds the index from the lake, with a progress bar.
+/// `voxpop schema`: what the national schema documents, from the code.
+pub fn schema(markdown: bool, dataset: Option<&str>) -> anyhow::Result<()> {
+    use voxpop_schema::datasets;
+    match (markdown, dataset) {
+        (true, _) => print!("{}", datasets::reference_markdown()),
+        (false, Some(name)) => {
+            let Some(spec) = datasets::dataset(name) else {
+                let known: Vec<&str> = datasets::datasets().iter().map(|d| d.name).collect();
+                anyhow::bail!("unknown dataset `{name}`, expected one of {}", known.join(", "));
+            };
+            println!("{}", serde_json::to_string_pretty(&spec.table_schema())?);
+        }
+        (false, None) => {
+            for spec in datasets::datasets() {
+                println!("{:<20} {} / {}", spec.name, spec.title_vi, spec.title_en);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn reindex(data_dir: &Path) -> anyhow::Result<()> {
     let layout = DataLayout::new(data_dir);
     let lake = PetitionLake::open_or_create(&layout.petitions_table()).await?;

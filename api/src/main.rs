@@ -74,6 +74,14 @@ enum Command {
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
+    /// The national schema: the reference page (`--markdown`, as in docs/SCHEMA.md) or the
+    /// Frictionless Table Schema of one dataset (`--dataset NAME`).
+    Schema {
+        #[arg(long)]
+        markdown: bool,
+        #[arg(long)]
+        dataset: Option<String>,
+    },
     /// Benchmarks (figures for docs/BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -225,6 +233,7 @@ fn main() -> anyhow::Result<()> {
                 commands::summary(&data_dir, week.as_deref(), province.as_deref(), json).await
             }
             Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
+            Command::Schema { markdown, dataset } => commands::schema(markdown, dataset.as_deref()),
             Command::Bench { bench } => match bench {
                 BenchCommand::Ingest { count, kafka, no_embedded, clients } => {
                     voxpop_api::bench::ingest(count, kafka, !no_embedded, clients).await

@@ -7,6 +7,7 @@
 //! Guarantees: text is NFC; validation reports every problem with its field; a petition that
 //! passes [`Petition::validate`] names a commune in force and its province.
 
+pub mod datasets;
 pub mod error;
 pub mod petition;
 pub mod privacy;
