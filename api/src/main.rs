@@ -74,6 +74,35 @@ enum Command {
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Exports a dataset as a Data Package (data files + datapackage.json with Table Schemas,
+    /// row counts, SHA-256 and a DCAT-style description).
+    Export {
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// petitions, provinces, communes, communes_pre2025 or unit_crosswalk_2025.
+        #[arg(long)]
+        dataset: String,
+        /// parquet, csv (UTF-8 with a BOM, for Excel) or xlsx.
+        #[arg(long, default_value = "parquet")]
+        format: String,
+        /// First day (YYYY-MM-DD, UTC) of petitions received.
+        #[arg(long, conflicts_with = "since_version")]
+        from: Option<chrono::NaiveDate>,
+        /// Last day (YYYY-MM-DD, UTC) of petitions received.
+        #[arg(long, conflicts_with = "since_version")]
+        to: Option<chrono::NaiveDate>,
+        /// Only rows added or changed after this lake version (Delta change data feed).
+        #[arg(long)]
+        since_version: Option<i64>,
+        /// Only petitions of this province.
+        #[arg(long)]
+        province: Option<String>,
+        /// Keep contact fields and numbers in the text in clear (for roles allowed to see them).
+        #[arg(long)]
+        personal_data: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The national schema: the reference page (`--markdown`, as in docs/SCHEMA.md) or the
     /// Frictionless Table Schema of one dataset (`--dataset NAME`).
     Schema {
@@ -234,6 +263,18 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
             Command::Schema { markdown, dataset } => commands::schema(markdown, dataset.as_deref()),
+            Command::Export { data_dir, dataset, format, from, to, since_version, province, personal_data, out } => {
+                let Some(format) = voxpop_queries::export::ExportFormat::parse(&format) else {
+                    anyhow::bail!("unknown format `{format}`, expected parquet, csv or xlsx");
+                };
+                let mut request = voxpop_queries::export::ExportRequest::new(&dataset, format);
+                request.from = from;
+                request.to = to;
+                request.since_version = since_version;
+                request.province = province;
+                request.personal_data = personal_data;
+                commands::export(&data_dir, request, &out).await
+            }
             Command::Bench { bench } => match bench {
                 BenchCommand::Ingest { count, kafka, no_embedded, clients } => {
                     voxpop_api::bench::ingest(count, kafka, !no_embedded, clients).await

@@ -18,7 +18,10 @@ use uuid::Uuid;
 use voxpop_schema::petition::{self, PARTITION_COLUMN};
 use voxpop_schema::{Channel, Petition};
 
+pub mod campaigns;
+pub mod export;
 pub mod summary;
+pub mod trends;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -35,6 +38,8 @@ pub enum QueryError {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("petition rows: {0}")]
     Schema(#[from] voxpop_schema::SchemaError),
+    #[error("export: {0}")]
+    Export(String),
 }
 
 pub type QueryResult<T> = Result<T, QueryError>;

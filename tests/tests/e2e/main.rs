@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod exchange;
 mod intake;
 mod kafka_serve;
 mod log_contract;

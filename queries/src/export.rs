@@ -1,0 +1,582 @@
+//! Exports as Data Packages: what data engineers hand to national databases.
+//!
+//! A package is a directory with the data files under `data/` and a `datapackage.json`
+//! (Frictionless Tabular Data Package) holding, for every file, its Table Schema (generated from
+//! the code, see [`voxpop_schema::datasets`]), row count, size and SHA-256, plus what a catalogue
+//! needs (a DCAT-style description: title, publisher, temporal and spatial coverage, licence)
+//! and what voxpop knows of the export: the lake versions it covers and the masking applied.
+//!
+//! A petitions package also carries the code lists its foreign keys point to (provinces and
+//! communes), so a validator checks every code. `since_version` exports exactly the rows added or
+//! changed after that lake version, read from the Delta change data feed.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Float32Type, Float64Type, Int32Type, TimeUnit, UInt32Type};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::prelude::{col, lit};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use voxpop_schema::datasets::{self, DatasetSpec};
+use voxpop_schema::privacy::{mask_contact, mask_numbers};
+use voxpop_schema::{Contact, Units};
+
+use crate::{PetitionQueries, QueryError, QueryResult};
+
+/// Rows an XLSX sheet can hold below its header.
+pub const XLSX_MAX_ROWS: usize = 1_048_575;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Parquet,
+    Csv,
+    Xlsx,
+}
+
+impl ExportFormat {
+    pub fn parse(value: &str) -> Option<ExportFormat> {
+        match value {
+            "parquet" => Some(ExportFormat::Parquet),
+            "csv" => Some(ExportFormat::Csv),
+            "xlsx" => Some(ExportFormat::Xlsx),
+            _ => None,
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Xlsx => "xlsx",
+        }
+    }
+
+    fn mediatype(self) -> &'static str {
+        match self {
+            ExportFormat::Parquet => "application/vnd.apache.parquet",
+            ExportFormat::Csv => "text/csv",
+            ExportFormat::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// A dataset of [`datasets::datasets`].
+    pub dataset: String,
+    pub format: ExportFormat,
+    /// Petitions received on or after this day (UTC).
+    pub from: Option<NaiveDate>,
+    /// Petitions received on or before this day (UTC).
+    pub to: Option<NaiveDate>,
+    /// Only the rows added or changed after this lake version.
+    pub since_version: Option<i64>,
+    /// Personal data in clear (contact fields, numbers in the text); only for roles allowed to
+    /// see it. Masked otherwise.
+    pub personal_data: bool,
+    /// Limits petitions to one province (the caller's scope).
+    pub province: Option<String>,
+    pub publisher: String,
+    pub license: String,
+}
+
+impl ExportRequest {
+    pub fn new(dataset: &str, format: ExportFormat) -> ExportRequest {
+        ExportRequest {
+            dataset: dataset.to_owned(),
+            format,
+            from: None,
+            to: None,
+            since_version: None,
+            personal_data: false,
+            province: None,
+            publisher: "voxpop".to_owned(),
+            license: "CC-BY-4.0".to_owned(),
+        }
+    }
+}
+
+/// One file written.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ExportedFile {
+    pub resource: String,
+    /// Relative to the package directory.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub dataset: String,
+    pub rows: u64,
+    pub files: Vec<ExportedFile>,
+    /// Lake versions covered: the rows are those of `lake_version_to`, or the changes after
+    /// `since_version` up to it.
+    pub lake_version_to: i64,
+    pub since_version: Option<i64>,
+    pub elapsed: Duration,
+}
+
+/// Writes rows of one resource in one format.
+enum Sink {
+    Parquet(ArrowWriter<BufWriter<File>>),
+    Csv(csv::Writer<BufWriter<File>>),
+    Xlsx(Box<rust_xlsxwriter::Workbook>, usize, PathBuf),
+}
+
+impl Sink {
+    fn create(path: &Path, format: ExportFormat, spec: &DatasetSpec) -> QueryResult<Sink> {
+        let io = |err: std::io::Error| QueryError::Export(format!("{}: {err}", path.display()));
+        match format {
+            ExportFormat::Parquet => {
+                let file = BufWriter::new(File::create(path).map_err(io)?);
+                let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                let writer = ArrowWriter::try_new(file, spec.schema.clone(), Some(properties))
+                    .map_err(|err| QueryError::Export(err.to_string()))?;
+                Ok(Sink::Parquet(writer))
+            }
+            ExportFormat::Csv => {
+                let mut file = BufWriter::new(File::create(path).map_err(io)?);
+                // The BOM makes Excel read UTF-8 (and so the diacritics) correctly.
+                file.write_all("\u{feff}".as_bytes()).map_err(io)?;
+                let mut writer = csv::Writer::from_writer(file);
+                writer
+                    .write_record(spec.schema.fields().iter().map(|f| f.name().as_str()))
+                    .map_err(|err| QueryError::Export(err.to_string()))?;
+                Ok(Sink::Csv(writer))
+            }
+            ExportFormat::Xlsx => {
+                let mut workbook = rust_xlsxwriter::Workbook::new();
+                let sheet = workbook.add_worksheet();
+                let bold = rust_xlsxwriter::Format::new().set_bold();
+                for (i, field) in spec.schema.fields().iter().enumerate() {
+                    sheet
+                        .write_string_with_format(0, i as u16, field.name(), &bold)
+                        .map_err(|err| QueryError::Export(err.to_string()))?;
+                }
+                Ok(Sink::Xlsx(Box::new(workbook), 0, path.to_owned()))
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> QueryResult<()> {
+        let export = |err: &dyn std::fmt::Display| QueryError::Export(err.to_string());
+        match self {
+            Sink::Parquet(writer) => writer.write(batch).map_err(|err| export(&err)),
+            Sink::Csv(writer) => {
+                let columns: Vec<Vec<Option<String>>> = batch.columns().iter().map(text_cells).collect();
+                for row in 0..batch.num_rows() {
+                    writer
+                        .write_record(columns.iter().map(|column| column[row].as_deref().unwrap_or("")))
+                        .map_err(|err| export(&err))?;
+                }
+                Ok(())
+            }
+            Sink::Xlsx(workbook, written, _) => {
+                if *written + batch.num_rows() > XLSX_MAX_ROWS {
+                    return Err(QueryError::Export(format!(
+                        "more than {XLSX_MAX_ROWS} rows do not fit an XLSX sheet: export Parquet or CSV, or narrow the dates"
+                    )));
+                }
+                let sheet = workbook.worksheet_from_index(0).map_err(|err| export(&err))?;
+                for (c, array) in batch.columns().iter().enumerate() {
+                    let numbers = matches!(
+                        array.data_type(),
+                        DataType::Float64 | DataType::Float32 | DataType::Int32 | DataType::UInt32
+                    );
+                    for (r, cell) in text_cells(array).into_iter().enumerate() {
+                        let row = (*written + r + 1) as u32;
+                        let Some(cell) = cell else { continue };
+                        match cell.parse::<f64>() {
+                            Ok(number) if numbers => sheet.write_number(row, c as u16, number),
+                            _ => sheet.write_string(row, c as u16, &cell),
+                        }
+                        .map_err(|err| export(&err))?;
+                    }
+                }
+                *written += batch.num_rows();
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> QueryResult<()> {
+        let export = |err: &dyn std::fmt::Display| QueryError::Export(err.to_string());
+        match self {
+            Sink::Parquet(writer) => writer.close().map(|_| ()).map_err(|err| export(&err)),
+            Sink::Csv(mut writer) => writer.flush().map_err(|err| export(&err)),
+            Sink::Xlsx(mut workbook, _, path) => workbook.save(&path).map_err(|err| export(&err)),
+        }
+    }
+}
+
+/// Cells as text: what CSV and XLSX hold. Datetimes in RFC 3339 UTC, dates as YYYY-MM-DD.
+fn text_cells(array: &ArrayRef) -> Vec<Option<String>> {
+    let n = array.len();
+    let valid = |i: usize| !array.is_null(i);
+    match array.data_type() {
+        DataType::Utf8 => {
+            let a = array.as_string::<i32>();
+            (0..n).map(|i| valid(i).then(|| a.value(i).to_owned())).collect()
+        }
+        DataType::Boolean => {
+            let a = array.as_any().downcast_ref::<BooleanArray>().expect("boolean");
+            (0..n).map(|i| valid(i).then(|| a.value(i).to_string())).collect()
+        }
+        DataType::Int32 => {
+            let a = array.as_primitive::<Int32Type>();
+            (0..n).map(|i| valid(i).then(|| a.value(i).to_string())).collect()
+        }
+        DataType::UInt32 => {
+            let a = array.as_primitive::<UInt32Type>();
+            (0..n).map(|i| valid(i).then(|| a.value(i).to_string())).collect()
+        }
+        DataType::Float64 => {
+            let a = array.as_primitive::<Float64Type>();
+            (0..n).map(|i| valid(i).then(|| a.value(i).to_string())).collect()
+        }
+        DataType::Float32 => {
+            let a = array.as_primitive::<Float32Type>();
+            (0..n).map(|i| valid(i).then(|| a.value(i).to_string())).collect()
+        }
+        DataType::Date32 => {
+            let a = array.as_primitive::<Date32Type>();
+            (0..n)
+                .map(|i| {
+                    valid(i).then(|| {
+                        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+                        (epoch + chrono::Duration::days(a.value(i) as i64)).to_string()
+                    })
+                })
+                .collect()
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let a = array.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("timestamp");
+            (0..n)
+                .map(|i| {
+                    valid(i).then(|| {
+                        DateTime::<Utc>::from_timestamp_micros(a.value(i))
+                            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                            .unwrap_or_default()
+                    })
+                })
+                .collect()
+        }
+        _ => {
+            let cast = datafusion::arrow::compute::cast(array, &DataType::Utf8);
+            match cast {
+                Ok(strings) => text_cells(&strings),
+                Err(_) => vec![None; n],
+            }
+        }
+    }
+}
+
+/// The petitions as a reader without access to personal data sees them: contact fields
+/// shortened, phone and ID numbers in the text masked (see [`voxpop_schema::privacy`]).
+pub fn mask_batch(batch: &RecordBatch) -> QueryResult<RecordBatch> {
+    let schema = batch.schema();
+    let strings = |name: &str| -> Option<StringArray> {
+        let array = batch.column_by_name(name)?;
+        datafusion::arrow::compute::cast(array, &DataType::Utf8).ok().map(|a| a.as_string::<i32>().clone())
+    };
+    let (names, phones, emails) = (strings("contact_name"), strings("contact_phone"), strings("contact_email"));
+    let value = |array: &Option<StringArray>, i: usize| {
+        array.as_ref().and_then(|a| (!a.is_null(i)).then(|| a.value(i).to_owned()))
+    };
+    let masked_contacts: Vec<Contact> = (0..batch.num_rows())
+        .map(|i| mask_contact(&Contact { name: value(&names, i), phone: value(&phones, i), email: value(&emails, i) }))
+        .collect();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        let column: ArrayRef = match field.name().as_str() {
+            "title" | "body" => {
+                let text = strings(field.name()).expect("string column");
+                Arc::new(text.iter().map(|v| v.map(mask_numbers)).collect::<StringArray>())
+            }
+            "contact_name" => Arc::new(masked_contacts.iter().map(|c| c.name.clone()).collect::<StringArray>()),
+            "contact_phone" => Arc::new(masked_contacts.iter().map(|c| c.phone.clone()).collect::<StringArray>()),
+            "contact_email" => Arc::new(masked_contacts.iter().map(|c| c.email.clone()).collect::<StringArray>()),
+            _ => array.clone(),
+        };
+        let column = if column.data_type() == field.data_type() {
+            column
+        } else {
+            datafusion::arrow::compute::cast(&column, field.data_type())
+                .map_err(datafusion::error::DataFusionError::from)?
+        };
+        columns.push(column);
+    }
+    Ok(RecordBatch::try_new(schema, columns).map_err(datafusion::error::DataFusionError::from)?)
+}
+
+/// Conforms a lake batch to the dataset's column order and types (the lake may return
+/// dictionary or view strings, CDF columns, or lack columns added later).
+fn conform(batch: &RecordBatch, spec: &DatasetSpec) -> QueryResult<RecordBatch> {
+    let mut columns = Vec::with_capacity(spec.schema.fields().len());
+    for field in spec.schema.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(array) => datafusion::arrow::compute::cast(array, field.data_type())
+                .map_err(datafusion::error::DataFusionError::from)?,
+            None => datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        };
+        columns.push(column);
+    }
+    Ok(RecordBatch::try_new(spec.schema.clone(), columns).map_err(datafusion::error::DataFusionError::from)?)
+}
+
+fn sha256_of(path: &Path) -> QueryResult<(u64, String)> {
+    let io = |err: std::io::Error| QueryError::Export(format!("{}: {err}", path.display()));
+    let mut file = File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let read = file.read(&mut buffer).map_err(io)?;
+        if read == 0 {
+            break;
+        }
+        bytes += read as u64;
+        hasher.update(&buffer[..read]);
+    }
+    let hex: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok((bytes, hex))
+}
+
+impl PetitionQueries {
+    /// Writes the package of `request` into `out_dir` (created if needed; existing files of the
+    /// same names are replaced). `progress` receives the rows written so far.
+    pub async fn export(
+        &self,
+        request: &ExportRequest,
+        out_dir: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> QueryResult<ExportReport> {
+        let started = Instant::now();
+        let Some(spec) = datasets::dataset(&request.dataset) else {
+            let known: Vec<&str> = datasets::datasets().iter().map(|d| d.name).collect();
+            return Err(QueryError::BadRequest {
+                field: "dataset",
+                message: format!("unknown dataset `{}`, expected one of {}", request.dataset, known.join(", ")),
+            });
+        };
+        if let (Some(from), Some(to)) = (request.from, request.to)
+            && from > to
+        {
+            return Err(QueryError::BadRequest { field: "to", message: "`to` is before `from`".to_owned() });
+        }
+        let data_dir = out_dir.join("data");
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|err| QueryError::Export(format!("{}: {err}", data_dir.display())))?;
+        let version = self.version().await?;
+        if let Some(since) = request.since_version
+            && since > version.max(0)
+        {
+            return Err(QueryError::BadRequest {
+                field: "since_version",
+                message: format!("the lake is at version {version}; `since_version` must be at most that"),
+            });
+        }
+        let mut files = Vec::new();
+        let mut coverage = (None::<DateTime<Utc>>, None::<DateTime<Utc>>, std::collections::BTreeSet::new());
+        let units = Units::embedded();
+        let mut resources = vec![spec.clone()];
+        if spec.name == "petitions" {
+            // The code lists the petitions' foreign keys point to travel with them.
+            resources.extend(["provinces", "communes"].iter().filter_map(|name| datasets::dataset(name)));
+        }
+        for resource in &resources {
+            let relative = format!("data/{}.{}", resource.name, request.format.extension());
+            let path = out_dir.join(&relative);
+            let mut sink = Sink::create(&path, request.format, resource)?;
+            let mut rows = 0u64;
+            if resource.name == "petitions" {
+                let mut write = |batch: RecordBatch| -> QueryResult<()> {
+                    let batch = conform(&batch, resource)?;
+                    let batch = if request.personal_data { batch } else { mask_batch(&batch)? };
+                    note_coverage(&batch, &mut coverage);
+                    sink.write(&batch)?;
+                    rows += batch.num_rows() as u64;
+                    progress(rows);
+                    Ok(())
+                };
+                self.petition_batches(request, &mut write).await?;
+            } else if let Some(batch) = resource.reference_batch(units) {
+                sink.write(&batch)?;
+                rows = batch.num_rows() as u64;
+            }
+            sink.finish()?;
+            let (bytes, sha256) = sha256_of(&path)?;
+            files.push(ExportedFile { resource: resource.name.to_owned(), path: relative, rows, bytes, sha256 });
+        }
+        let report = ExportReport {
+            dataset: spec.name.to_owned(),
+            rows: files.first().map_or(0, |f| f.rows),
+            files,
+            lake_version_to: version,
+            since_version: request.since_version,
+            elapsed: started.elapsed(),
+        };
+        let package = data_package(request, &resources, &report, &coverage);
+        let descriptor = out_dir.join("datapackage.json");
+        std::fs::write(&descriptor, serde_json::to_vec_pretty(&package).expect("json serialises"))
+            .map_err(|err| QueryError::Export(format!("{}: {err}", descriptor.display())))?;
+        Ok(report)
+    }
+
+    /// Streams the petitions the request selects, batch by batch.
+    async fn petition_batches(
+        &self,
+        request: &ExportRequest,
+        each: &mut (dyn FnMut(RecordBatch) -> QueryResult<()> + Send),
+    ) -> QueryResult<()> {
+        let Some(ctx) = self.session().await? else { return Ok(()) };
+        let mut frame = match request.since_version {
+            None => ctx.table(voxpop_schema::petition::TABLE_NAME).await?,
+            Some(since) => {
+                let table = self.table.lock().await.clone().expect("the session loaded the table");
+                let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(
+                    table.scan_cdf().with_starting_version((since + 1) as u64),
+                )
+                .map_err(|err| self.delta_error(err))?;
+                // Rows added or changed after `since`: inserts and update post-images.
+                ctx.read_table(Arc::new(provider))?
+                    .filter(col("_change_type").in_list(vec![lit("insert"), lit("update_postimage")], false))?
+            }
+        };
+        let day_start = |day: NaiveDate| day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        if let Some(from) = request.from {
+            frame =
+                frame.filter(col("received_at").gt_eq(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+                    Some(day_start(from).timestamp_micros()),
+                    Some("UTC".into()),
+                ))))?;
+        }
+        if let Some(to) = request.to {
+            let end = day_start(to) + chrono::Duration::days(1);
+            frame = frame.filter(col("received_at").lt(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+                Some(end.timestamp_micros()),
+                Some("UTC".into()),
+            ))))?;
+        }
+        if let Some(province) = &request.province {
+            frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
+        }
+        let mut stream = frame.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            each(batch?)?;
+        }
+        Ok(())
+    }
+}
+
+type Coverage = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, std::collections::BTreeSet<String>);
+
+fn note_coverage(batch: &RecordBatch, coverage: &mut Coverage) {
+    if let Some(received) = batch.column_by_name("received_at")
+        && let Some(received) = received.as_any().downcast_ref::<TimestampMicrosecondArray>()
+    {
+        for i in 0..received.len() {
+            if let Some(at) = DateTime::<Utc>::from_timestamp_micros(received.value(i)) {
+                coverage.0 = Some(coverage.0.map_or(at, |first: DateTime<Utc>| first.min(at)));
+                coverage.1 = Some(coverage.1.map_or(at, |last: DateTime<Utc>| last.max(at)));
+            }
+        }
+    }
+    if let Some(provinces) = batch.column_by_name("province_code") {
+        for code in text_cells(provinces).into_iter().flatten() {
+            coverage.2.insert(code);
+        }
+    }
+}
+
+fn data_package(request: &ExportRequest, specs: &[DatasetSpec], report: &ExportReport, coverage: &Coverage) -> Value {
+    let main = &specs[0];
+    let resources: Vec<Value> = specs
+        .iter()
+        .zip(&report.files)
+        .map(|(spec, file)| {
+            let mut resource = json!({
+                "name": spec.name,
+                "path": file.path,
+                "profile": "tabular-data-resource",
+                "format": request.format.extension(),
+                "mediatype": request.format.mediatype(),
+                "bytes": file.bytes,
+                "hash": format!("sha256:{}", file.sha256),
+                "rows": file.rows,
+                "title": spec.title_vi,
+                "description": spec.description_vi,
+                "title_en": spec.title_en,
+                "schema": spec.table_schema(),
+            });
+            if request.format == ExportFormat::Csv {
+                // The file starts with a byte-order mark for Excel; `utf-8-sig` tells readers.
+                resource["encoding"] = json!("utf-8-sig");
+                resource["dialect"] = json!({"delimiter": ",", "header": true, "quoteChar": "\""});
+            }
+            resource
+        })
+        .collect();
+    let (start, end, provinces) = coverage;
+    let masking = if request.personal_data {
+        json!({"contact": "none", "numbers_in_text": "none"})
+    } else {
+        json!({"contact": "masked (initials, last 3 digits, first letter of e-mail)", "numbers_in_text": "masked (runs of 8+ digits keep their last 3)"})
+    };
+    let created = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let temporal = json!({"start": start.map(|t| t.to_rfc3339()), "end": end.map(|t| t.to_rfc3339())});
+    let spatial: Vec<&String> = provinces.iter().collect();
+    json!({
+        "profile": "tabular-data-package",
+        "name": format!("voxpop-{}", main.name.replace('_', "-")),
+        "title": main.title_vi,
+        "description": main.description_vi,
+        "created": created,
+        "licenses": [{"name": request.license}],
+        "contributors": [{"title": request.publisher, "role": "publisher"}],
+        "keywords": ["phản ánh", "kiến nghị", main.name],
+        "resources": resources,
+        "voxpop": {
+            "dataset": main.name,
+            "schema_version": voxpop_schema::SCHEMA_VERSION,
+            "lake_version_to": report.lake_version_to,
+            "since_version": report.since_version,
+            "from": request.from.map(|d| d.to_string()),
+            "to": request.to.map(|d| d.to_string()),
+            "province": request.province,
+            "masking": masking,
+        },
+        "dcat": {
+            "@type": "dcat:Dataset",
+            "dct:title": main.title_vi,
+            "dct:description": main.description_vi,
+            "dct:publisher": request.publisher,
+            "dct:issued": created,
+            "dct:license": request.license,
+            "dct:temporal": temporal,
+            "dct:spatial": {"country": "VN", "provinces": spatial},
+            "dcat:keyword": ["phản ánh", "kiến nghị"],
+            "dcat:distribution": report.files.iter().map(|f| json!({
+                "dcat:downloadURL": f.path, "dcat:mediaType": request.format.mediatype(), "dcat:byteSize": f.bytes,
+                "spdx:checksum": {"spdx:algorithm": "sha256", "spdx:checksumValue": f.sha256},
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
