@@ -66,6 +66,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         stats: stack.stats.clone(),
         log_kind: stack.log.kind(),
         ready: ready.clone(),
+        exports: Arc::new(crate::exchange::ExportJobs::new(options.data_dir.join("exports"))),
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -250,6 +251,35 @@ pub async fn export(data_dir: &Path, request: voxpop_queries::export::ExportRequ
     for file in &report.files {
         println!("  {:<28} {:>9} rows {:>12} bytes  sha256:{}", file.path, file.rows, file.bytes, file.sha256);
     }
+    Ok(())
+}
+
+/// `voxpop sql`: one read-only query, printed as a table, CSV or JSON.
+pub async fn sql(
+    data_dir: &Path,
+    query: &str,
+    format: &str,
+    max_rows: usize,
+    personal_data: bool,
+) -> anyhow::Result<()> {
+    use voxpop_queries::sql;
+    let layout = DataLayout::new(data_dir);
+    let queries = voxpop_queries::PetitionQueries::new(&layout.petitions_table());
+    let mut request = sql::SqlRequest::new(query);
+    request.max_rows = max_rows;
+    request.personal_data = personal_data;
+    let result = queries.sql(&request).await?;
+    match format {
+        "csv" => std::io::Write::write_all(&mut std::io::stdout(), &sql::to_csv(&result)?)?,
+        "json" => println!("{}", serde_json::to_string_pretty(&sql::to_json_rows(&result)?)?),
+        _ => println!("{}", sql::to_table(&result)?),
+    }
+    eprintln!(
+        "{} rows{} in {:.3} s",
+        result.rows,
+        if result.truncated { format!(" (truncated at {max_rows})") } else { String::new() },
+        result.elapsed.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -36,6 +36,7 @@ pub struct AppState {
     pub stats: Arc<PipelineStats>,
     pub log_kind: &'static str,
     pub ready: Arc<AtomicBool>,
+    pub exports: Arc<crate::exchange::ExportJobs>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -48,6 +49,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/petitions/{id}", get(get_petition))
         .route("/api/v1/search", get(search))
         .route("/api/v1/summaries/weekly", get(weekly_summary))
+        .route("/api/v1/sql", post(crate::exchange::run_sql))
+        .route("/api/v1/exports", post(crate::exchange::start_export))
+        .route("/api/v1/exports/{id}", get(crate::exchange::export_status))
+        .route("/api/v1/exports/{id}/files/{*path}", get(crate::exchange::export_file))
         .fallback(|| async { Problem::not_found("no such resource") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "")

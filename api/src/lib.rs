@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod commands;
+pub mod exchange;
 pub mod http;
 pub mod pages;
 pub mod problem;

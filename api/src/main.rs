@@ -103,6 +103,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Runs one read-only SQL query over the lake (DataFusion SQL; tables: petitions, provinces,
+    /// communes, communes_pre2025, unit_crosswalk_2025).
+    Sql {
+        query: String,
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[arg(long, default_value_t = voxpop_queries::sql::DEFAULT_MAX_ROWS)]
+        max_rows: usize,
+        /// Keep contact fields and numbers in the text in clear.
+        #[arg(long)]
+        personal_data: bool,
+    },
     /// The national schema: the reference page (`--markdown`, as in docs/SCHEMA.md) or the
     /// Frictionless Table Schema of one dataset (`--dataset NAME`).
     Schema {
@@ -263,6 +278,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
             Command::Schema { markdown, dataset } => commands::schema(markdown, dataset.as_deref()),
+            Command::Sql { query, data_dir, format, max_rows, personal_data } => {
+                commands::sql(&data_dir, &query, &format, max_rows, personal_data).await
+            }
             Command::Export { data_dir, dataset, format, from, to, since_version, province, personal_data, out } => {
                 let Some(format) = voxpop_queries::export::ExportFormat::parse(&format) else {
                     anyhow::bail!("unknown format `{format}`, expected parquet, csv or xlsx");

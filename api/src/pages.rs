@@ -225,6 +225,7 @@ pub async fn summary_page(State(state): State<AppState>, Query(params): Query<Ha
             .map(|t| serde_json::json!({"label": t.label, "data": t.weekly})).collect::<Vec<_>>(),
     });
     let heat_map = heat_map_html(&summary, units);
+    let signals = signals_html(&summary);
     let change = summary.change_percent.map_or("—".to_owned(), |p| format!("{p:+.1}%"));
     let mut html = String::with_capacity(8 * 1024);
     let _ = write!(
@@ -235,7 +236,8 @@ pub async fn summary_page(State(state): State<AppState>, Query(params): Query<Ha
          .chart{{background:#fff;border-radius:6px;padding:12px}}@page{{size:A4;margin:12mm}}\
          .heat{{background:#fff;border-radius:6px;margin:0 24px 24px;padding:12px;overflow-x:auto}}\
          .heat table{{border-collapse:collapse;font-size:12px}}.heat th,.heat td{{border:1px solid #eee;padding:4px 6px;text-align:right}}\
-         .heat th{{font-weight:normal;white-space:nowrap}}.heat th.topic{{text-align:left}}\
+         .heat th{{font-weight:normal;white-space:nowrap}}.heat th.topic,.heat td.topic{{text-align:left}}\
+         .term{{display:inline-block;background:#fde7e5;border-radius:12px;padding:2px 10px;margin:2px}}\
          @media print{{.charts{{grid-template-columns:1fr}}.chart{{break-inside:avoid}}}}</style>\
          <script src=\"/assets/chart.umd.min.js\"></script></head><body>\
          <header><h1>Tổng hợp phản ánh, kiến nghị — tuần {week}{scope}</h1></header>\
@@ -247,6 +249,7 @@ pub async fn summary_page(State(state): State<AppState>, Query(params): Query<Ha
          <div class=\"chart\"><h2>Xu hướng 12 tuần của 5 chủ đề lớn nhất</h2><canvas id=\"trends\"></canvas></div>\
          <div class=\"chart\"><h2>Ngôn ngữ</h2><canvas id=\"languages\"></canvas></div></section>\
          <section class=\"heat\"><h2>Chủ đề × tỉnh, thành phố (tuần {week})</h2>{heat_map}</section>\
+         {signals}\
          <script id=\"summary-data\" type=\"application/json\">{data}</script>\
          <script>{SUMMARY_SCRIPT}</script></body></html>",
         week = escape(&summary.week),
@@ -257,10 +260,80 @@ pub async fn summary_page(State(state): State<AppState>, Query(params): Query<Ha
         previous = thousands(summary.previous_total),
         coverage = escape(&summary.communes_with_petitions.text),
         heat_map = heat_map,
+        signals = signals,
         // JSON inside <script>: only `</` could end the element early.
         data = data.to_string().replace("</", "<\\/"),
     );
     Html(html).into_response()
+}
+
+/// Spikes, rising terms and campaigns: what is new or growing, in words a leader reads quickly.
+fn signals_html(summary: &voxpop_queries::summary::WeeklySummary) -> String {
+    use voxpop_queries::summary::thousands;
+    let mut html = String::from("<section class=\"heat\" id=\"signals\"><h2>Điểm nóng trong tuần</h2>");
+    if summary.spikes.is_empty() {
+        html.push_str("<p>Không có chủ đề nào tăng đột biến so với 8 tuần trước.</p>");
+    } else {
+        html.push_str("<table id=\"spikes\"><thead><tr><th class=\"topic\">Chủ đề</th><th class=\"topic\">Tỉnh, thành phố</th><th>Tuần này</th><th>Trung bình 8 tuần</th><th>Tăng</th></tr></thead><tbody>");
+        for row in summary.spikes.iter().take(10) {
+            let _ = write!(
+                html,
+                "<tr><td class=\"topic\">{}</td><td class=\"topic\">{}</td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
+                escape(&row.topic_label),
+                escape(&row.province_name),
+                thousands(row.count),
+                row.baseline_mean,
+                row.change_percent.map_or("mới".to_owned(), |p| format!("{p:+.0}%"))
+            );
+        }
+        html.push_str("</tbody></table>");
+    }
+    html.push_str("<h2>Từ ngữ nổi lên</h2>");
+    if summary.rising_terms.is_empty() {
+        html.push_str("<p>Chưa có từ ngữ nào nổi lên rõ rệt.</p>");
+    } else {
+        html.push_str("<p id=\"rising-terms\">");
+        for term in summary.rising_terms.iter().take(15) {
+            let _ = write!(
+                html,
+                "<span class=\"term\" title=\"{} kiến nghị tuần này, {} trong 8 tuần trước\">{}</span> ",
+                term.current_docs,
+                term.baseline_docs,
+                escape(&term.term)
+            );
+        }
+        html.push_str("</p>");
+    }
+    let _ = write!(
+        html,
+        "<h2>Vụ việc nhiều người cùng phản ánh</h2><p>{} kiến nghị trong tuần tương ứng với khoảng {} vụ việc khác nhau.</p>",
+        thousands(summary.total),
+        thousands(summary.distinct_matters)
+    );
+    if !summary.campaigns.is_empty() {
+        html.push_str("<table id=\"campaigns\"><thead><tr><th>Số kiến nghị</th><th>Số người</th><th class=\"topic\">Nơi</th><th class=\"topic\">Nội dung tiêu biểu</th></tr></thead><tbody>");
+        for campaign in &summary.campaigns {
+            let units = Units::embedded();
+            let places: Vec<String> = campaign
+                .communes
+                .iter()
+                .take(3)
+                .map(|code| units.commune(code).map_or(code.clone(), |c| c.name.clone()))
+                .collect();
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td class=\"topic\">{}</td><td class=\"topic\"><b>{}</b><br>{}…</td></tr>",
+                campaign.size,
+                campaign.citizens,
+                escape(&places.join(", ")),
+                escape(&campaign.title),
+                escape(&campaign.excerpt)
+            );
+        }
+        html.push_str("</tbody></table>");
+    }
+    html.push_str("</section>");
+    html
 }
 
 /// Provinces shown as columns of the heat map: the busiest of the week.

@@ -3,7 +3,10 @@
 //! Totals and the change against the week before, petitions per province, the share of each
 //! language and channel, and coverage ("1,234/3,321 (37.16%) communes sent petitions"), for the
 //! whole country or one province; topics ranked with their 12-week trend and the topic ×
-//! province matrix (from the topics the pipeline assigns).
+//! province matrix (from the topics the pipeline assigns); spikes per topic and province
+//! ([`crate::trends::spike`] against the 8 weeks before); rising terms of the week against
+//! those weeks ([`crate::trends::rising_terms`]); and the largest campaigns — many citizens,
+//! one matter ([`crate::campaigns`]) — each counted once, with a masked excerpt.
 
 use chrono::{Datelike, NaiveDate, Weekday};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -14,6 +17,8 @@ use voxpop_schema::Units;
 use voxpop_schema::petition::{self, PARTITION_COLUMN};
 use voxpop_schema::topics::Taxonomy;
 
+use crate::campaigns::{Campaign, CampaignDoc, CampaignOptions, find_campaigns};
+use crate::trends::{RisingOptions, RisingTerm, SpikeOptions, rising_terms, spike};
 use crate::{PetitionQueries, QueryError, QueryResult};
 
 /// An ISO week, e.g. `2025-W38`.
@@ -116,6 +121,51 @@ pub struct WeeklySummary {
     pub by_topic: Vec<TopicSummary>,
     /// This week's petitions per topic (rows, in `by_topic` order) and province (columns).
     pub topic_matrix: TopicMatrix,
+    /// Topic × province cells whose count this week is a spike, strongest first.
+    pub spikes: Vec<SpikeRow>,
+    /// Words and phrases over-represented this week against the 8 weeks before.
+    pub rising_terms: Vec<RisingTerm>,
+    /// How many of the week's petitions the rising terms were computed on (a uniform sample
+    /// beyond [`TEXT_SAMPLE`]), and of the baseline's.
+    pub rising_terms_sample: (u64, u64),
+    /// The largest groups of near-identical petitions this week.
+    pub campaigns: Vec<CampaignSummary>,
+    /// Petitions this week once each campaign counts as one matter.
+    pub distinct_matters: u64,
+}
+
+/// Most petitions read for rising terms per side (this week, baseline) and for campaigns.
+pub const TEXT_SAMPLE: u64 = 20_000;
+/// Campaigns listed in the summary.
+pub const CAMPAIGNS_LISTED: usize = 5;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SpikeRow {
+    pub topic: String,
+    pub topic_label: String,
+    pub province_code: String,
+    pub province_name: String,
+    pub count: u64,
+    pub baseline_mean: f64,
+    pub z: f64,
+    pub change_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CampaignSummary {
+    /// Petitions in the campaign.
+    pub size: usize,
+    /// Citizens who raised it (distinct contacts; anonymous petitions count one each).
+    pub citizens: usize,
+    pub provinces: Vec<String>,
+    pub communes: Vec<String>,
+    pub first_seen: chrono::DateTime<chrono::Utc>,
+    pub last_seen: chrono::DateTime<chrono::Utc>,
+    /// Title and the start of the body of the most typical petition, phone and ID numbers
+    /// masked; no contact details.
+    pub title: String,
+    pub excerpt: String,
+    pub representative: uuid::Uuid,
 }
 
 /// The key under which petitions without a topic are counted.
@@ -204,6 +254,21 @@ impl PetitionQueries {
         let cells =
             grouped_counts(ctx.as_ref(), &labels, province, &[PARTITION_COLUMN, "topic", "province_code"]).await?;
         let (by_topic, topic_matrix) = topic_section(&labels, &cells, &by_province, total);
+        let spikes = spike_rows(&labels, &cells, &by_topic, units);
+        let baseline_weeks = &labels[labels.len().saturating_sub(1 + SpikeOptions::default().window)..labels.len() - 1];
+        let baseline_total: u64 =
+            cells.iter().filter(|(key, _)| baseline_weeks.contains(&key[0])).map(|(_, n)| *n).sum();
+        let current_docs = sample_texts(ctx.as_ref(), &[week.label()], province, total).await?;
+        let baseline_docs = sample_texts(ctx.as_ref(), baseline_weeks, province, baseline_total).await?;
+        let current_text: Vec<&str> = current_docs.iter().map(|d| d.text.as_str()).collect();
+        let baseline_text: Vec<&str> = baseline_docs.iter().map(|d| d.text.as_str()).collect();
+        let rising = rising_terms(&current_text, &baseline_text, &RisingOptions::default());
+        let rising_terms_sample = (current_docs.len() as u64, baseline_docs.len() as u64);
+        let found = find_campaigns(&current_docs, &CampaignOptions::default()).unwrap_or_default();
+        let in_campaigns: u64 = found.iter().map(|c| c.size as u64 - 1).sum();
+        let scale = if current_docs.is_empty() { 1.0 } else { total as f64 / current_docs.len() as f64 };
+        let distinct_matters = total.saturating_sub((in_campaigns as f64 * scale).round() as u64);
+        let campaigns = found.iter().take(CAMPAIGNS_LISTED).map(|c| campaign_summary(c, &current_docs)).collect();
         Ok(WeeklySummary {
             week: week.label(),
             previous_week: previous.label(),
@@ -219,6 +284,11 @@ impl PetitionQueries {
             trend_weeks: labels,
             by_topic,
             topic_matrix,
+            spikes,
+            rising_terms: rising,
+            rising_terms_sample,
+            campaigns,
+            distinct_matters,
         })
     }
 }
@@ -280,6 +350,132 @@ fn topic_section(
         counts: by_topic.iter().map(|t| matrix[topic_index(&t.code)].clone()).collect(),
     };
     (by_topic, matrix)
+}
+
+/// Topic × province cells (classified topics only) whose count this week is a spike against
+/// the weeks before.
+fn spike_rows(
+    weeks: &[String],
+    cells: &[(Vec<String>, u64)],
+    by_topic: &[TopicSummary],
+    units: &Units,
+) -> Vec<SpikeRow> {
+    let options = SpikeOptions::default();
+    let this_week = weeks.len() - 1;
+    let mut series: std::collections::BTreeMap<(String, String), Vec<u64>> = std::collections::BTreeMap::new();
+    for (key, count) in cells {
+        let [week, topic, province] = key.as_slice() else { continue };
+        if topic == UNCLASSIFIED {
+            continue;
+        }
+        let Some(w) = weeks.iter().position(|label| label == week) else { continue };
+        series.entry((topic.clone(), province.clone())).or_insert_with(|| vec![0; weeks.len()])[w] += count;
+    }
+    let mut rows: Vec<SpikeRow> = series
+        .into_iter()
+        .filter_map(|((topic, province), counts)| {
+            let stat = spike(&counts[..this_week], counts[this_week], &options);
+            stat.spike.then(|| SpikeRow {
+                topic_label: by_topic.iter().find(|t| t.code == topic).map_or(topic.clone(), |t| t.label.clone()),
+                province_name: units.province(&province).map_or(province.clone(), |p| p.name.clone()),
+                topic,
+                province_code: province,
+                count: stat.current,
+                baseline_mean: stat.baseline_mean,
+                z: stat.z,
+                change_percent: stat.change_pct,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.z.total_cmp(&a.z).then_with(|| (&a.topic, &a.province_code).cmp(&(&b.topic, &b.province_code)))
+    });
+    rows
+}
+
+fn campaign_summary(campaign: &Campaign, docs: &[CampaignDoc]) -> CampaignSummary {
+    let representative = docs.iter().find(|d| d.id == campaign.representative);
+    let (title, body) = representative
+        .map(|d| d.text.split_once('\n').map_or((d.text.as_str(), ""), |(t, b)| (t, b)))
+        .unwrap_or_default();
+    let excerpt: String = body.chars().take(240).collect();
+    CampaignSummary {
+        size: campaign.size,
+        citizens: campaign.distinct_submitters,
+        provinces: campaign.provinces.clone(),
+        communes: campaign.communes.clone(),
+        first_seen: campaign.first_seen,
+        last_seen: campaign.last_seen,
+        title: voxpop_schema::privacy::mask_numbers(title),
+        excerpt: voxpop_schema::privacy::mask_numbers(&excerpt),
+        representative: campaign.representative,
+    }
+}
+
+/// The petitions of `weeks` as campaign documents (title, newline, body), a uniform sample of
+/// about [`TEXT_SAMPLE`] when there are more: ids end in a random hex digit (UUID v7), so keeping
+/// k of the 16 digits keeps about k/16 of the rows, the same ones on every run.
+async fn sample_texts(
+    ctx: Option<&SessionContext>,
+    weeks: &[String],
+    province: Option<&str>,
+    rows: u64,
+) -> QueryResult<Vec<CampaignDoc>> {
+    let Some(ctx) = ctx else { return Ok(Vec::new()) };
+    if weeks.is_empty() || rows == 0 {
+        return Ok(Vec::new());
+    }
+    let mut frame = ctx
+        .table(petition::TABLE_NAME)
+        .await?
+        .filter(col(PARTITION_COLUMN).in_list(weeks.iter().map(|w| lit(w.as_str())).collect(), false))?;
+    if let Some(code) = province {
+        frame = frame.filter(col("province_code").eq(lit(code)))?;
+    }
+    if rows > TEXT_SAMPLE {
+        let digits = ((16 * TEXT_SAMPLE).div_ceil(rows)).clamp(1, 16) as usize;
+        let kept: Vec<datafusion::prelude::Expr> =
+            "0123456789abcdef"[..digits].chars().map(|c| lit(c.to_string())).collect();
+        let last = datafusion::functions::unicode::expr_fn::right(col("id"), lit(1i64));
+        frame = frame.filter(last.in_list(kept, false))?;
+    }
+    let batches = frame
+        .select_columns(&[
+            "id",
+            "title",
+            "body",
+            "contact_phone",
+            "contact_email",
+            "province_code",
+            "commune_code",
+            "received_at",
+        ])?
+        .collect()
+        .await?;
+    let mut docs = Vec::new();
+    for batch in &batches {
+        let column = |name: &str| crate::string_column(batch, name);
+        let (ids, titles, bodies) = (column("id")?, column("title")?, column("body")?);
+        let (phones, emails) = (column("contact_phone")?, column("contact_email")?);
+        let (provinces, communes) = (column("province_code")?, column("commune_code")?);
+        let received = batch
+            .column_by_name("received_at")
+            .and_then(|a| a.as_any().downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>().cloned());
+        for i in 0..batch.num_rows() {
+            let Some(Ok(id)) = ids[i].as_deref().map(uuid::Uuid::parse_str) else { continue };
+            let received_at =
+                received.as_ref().and_then(|a| chrono::DateTime::from_timestamp_micros(a.value(i))).unwrap_or_default();
+            docs.push(CampaignDoc {
+                id,
+                text: format!("{}\n{}", titles[i].as_deref().unwrap_or(""), bodies[i].as_deref().unwrap_or("")),
+                submitter: phones[i].clone().or_else(|| emails[i].clone()),
+                province_code: provinces[i].clone().unwrap_or_default(),
+                commune_code: communes[i].clone().unwrap_or_default(),
+                received_at,
+            });
+        }
+    }
+    Ok(docs)
 }
 
 /// Petitions per combination of `columns` over the partitions `weeks`, optionally in one

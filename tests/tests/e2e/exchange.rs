@@ -137,3 +137,97 @@ async fn exported_packages_validate_and_read_back_with_the_same_counts() {
         export(&server.data_dir, &dir.path().join("y"), &["--dataset", "petitions", "--since-version", "999"]);
     assert!(!ok && output.contains("since_version"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_is_read_only_masked_and_limited_and_exports_run_as_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    submit_batch(&server, 0, 12).await;
+    let client = reqwest::Client::new();
+    let sql = |body: Value, format: &'static str| {
+        let client = client.clone();
+        let url = server.url(&format!("/api/v1/sql?format={format}"));
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+
+    // A join with the national code list.
+    let response = sql(
+        json!({"sql": "SELECT p.name, count(*) AS n FROM petitions t JOIN provinces p ON p.code = t.province_code GROUP BY p.name ORDER BY n DESC, p.name"}),
+        "json",
+    )
+    .await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["row_count"], 3, "{result}");
+    assert_eq!(result["rows"][0]["n"], 4);
+    assert_eq!(result["truncated"], false);
+
+    // Personal data is masked in SQL too.
+    let result: Value = sql(json!({"sql": "SELECT body, contact_phone, contact_name FROM petitions"}), "json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = result.to_string();
+    assert!(!text.contains("0912345678") && !text.contains("0987654321") && !text.contains("Nguyễn Văn An"), "{text}");
+
+    // Limits and formats.
+    let response = sql(json!({"sql": "SELECT id FROM petitions", "max_rows": 5}), "csv").await;
+    assert_eq!(response.headers()["x-truncated"], "true");
+    let csv = response.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    let arrow = sql(json!({"sql": "SELECT count(*) AS n FROM petitions"}), "arrow").await.bytes().await.unwrap();
+    assert_eq!(&arrow[..4], b"\xff\xff\xff\xff", "Arrow IPC stream continuation marker");
+
+    // Read-only: DDL, DML, COPY and file access are refused with a problem naming `sql`.
+    for statement in [
+        "DROP TABLE petitions",
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO provinces VALUES ('99','x',1,NULL,NULL)",
+        "COPY petitions TO '/tmp/leak.csv'",
+        "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+        "SELECT * FROM '/etc/passwd'",
+        "SET datafusion.execution.batch_size = 1",
+        "SELEC nonsense",
+    ] {
+        let response = sql(json!({"sql": statement}), "json").await;
+        assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST, "{statement}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["errors"][0]["field"], "sql", "{statement}: {problem}");
+    }
+    assert!(!std::path::Path::new("/tmp/leak.csv").exists());
+    let response = sql(json!({"query": "SELECT 1"}), "json").await;
+    assert_eq!(response.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+
+    // An export job: 202 with a status URL, then the package.
+    let response = client
+        .post(server.url("/api/v1/exports"))
+        .json(&json!({"dataset": "petitions", "format": "csv"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    let job: Value = response.json().await.unwrap();
+    let status_url = job["status_url"].as_str().unwrap().to_owned();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = server.get_json(&status_url, &[]).await;
+        if status["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["status"], "done", "{status}");
+    assert_eq!(status["rows_written"], 12);
+    let package: Value = server.get_json(status["datapackage_url"].as_str().unwrap(), &[]).await;
+    assert_eq!(package["resources"][0]["rows"], 12);
+    let csv_url = status["files"][0]["url"].as_str().unwrap();
+    let csv = client.get(server.url(csv_url)).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&csv[..3], b"\xEF\xBB\xBF");
+    let traversal = client.get(server.url(&format!("{status_url}/files/../../../etc/passwd"))).send().await.unwrap();
+    assert!(traversal.status().is_client_error());
+    let bad = client.post(server.url("/api/v1/exports")).json(&json!({"dataset": "people"})).send().await.unwrap();
+    assert_eq!(bad.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = bad.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "dataset");
+}
