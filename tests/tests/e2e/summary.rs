@@ -79,3 +79,79 @@ async fn weekly_summary_counts_changes_and_coverage() {
     assert!(text.contains("Tuần 2025-W38: 3 kiến nghị (tuần 2025-W37: 1, +200.0%)"), "{text}");
     assert!(text.contains("2/3,321 (0.06%)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_summary_finds_the_spike_the_new_theme_and_the_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let mut acked = HashSet::new();
+    let mut n = 0;
+    let mut submit = |title: String, body: String, commune: &'static str, at: String, phone: Option<String>| {
+        n += 1;
+        let mut petition = json!({"title": title, "body": body, "commune_code": commune, "channel": "import",
+            "external_id": format!("sig-{n}"), "submitted_at": at});
+        if let Some(phone) = phone {
+            petition["contact"] = json!({"phone": phone});
+        }
+        petition
+    };
+    let mut petitions = Vec::new();
+    // Eight quiet weeks: two road petitions a week in Hà Nội (W30..W37).
+    for week in 0..8 {
+        for k in 0..2 {
+            let day = 21 + week * 7 + k; // Mondays of 2025-W30.. plus k days
+            let at = (chrono::NaiveDate::from_ymd_opt(2025, 7, 1).unwrap() + chrono::Duration::days(day as i64 - 1))
+                .format("%Y-%m-%dT09:00:00+07:00")
+                .to_string();
+            petitions.push(submit(
+                format!("Đường giao thông xuống cấp số {week}-{k}"),
+                "Mặt đường nhiều ổ gà, đề nghị sửa chữa sớm. Dữ liệu tổng hợp.".to_owned(),
+                "00004",
+                at,
+                None,
+            ));
+        }
+    }
+    // 2025-W38: twelve households complain about the same landfill (a campaign, and a spike of
+    // the environment topic in Hà Nội), with a new theme: "bãi rác".
+    for k in 0..12 {
+        petitions.push(submit(
+            "Bãi rác tự phát gây ô nhiễm".to_owned(),
+            format!(
+                "Bãi rác tự phát cạnh khu dân cư tổ {} bốc mùi hôi thối, ruồi nhặng nhiều, nước rỉ rác chảy ra mương. \
+                 Đề nghị chính quyền khẩn trương thu gom và xử lý dứt điểm bãi rác này. Dữ liệu tổng hợp.",
+                k % 3 + 1
+            ),
+            "00004",
+            format!("2025-09-{:02}T10:00:00+07:00", 15 + k % 5),
+            Some(format!("09{:08}", 10_000_000 + k)),
+        ));
+    }
+    for petition in &petitions {
+        acked.insert(server.submit(petition).await);
+    }
+    server.wait_for_ids(&acked, Duration::from_secs(30)).await;
+
+    let summary = server.get_json("/api/v1/summaries/weekly", &[("week", "2025-W38")]).await;
+    assert_eq!(summary["total"], 12, "{summary}");
+    let spike = &summary["spikes"][0];
+    assert_eq!(
+        (spike["topic"].as_str(), spike["province_code"].as_str()),
+        (Some("environment"), Some("01")),
+        "{summary}"
+    );
+    assert_eq!(spike["count"], 12);
+    let terms: Vec<&str> =
+        summary["rising_terms"].as_array().unwrap().iter().map(|t| t["term"].as_str().unwrap()).collect();
+    assert!(terms.iter().take(3).any(|t| *t == "bãi rác"), "{terms:?}");
+    let campaign = &summary["campaigns"][0];
+    assert_eq!(campaign["size"], 12, "{summary}");
+    assert_eq!(campaign["citizens"], 12);
+    assert_eq!(campaign["communes"], json!(["00004"]));
+    assert_eq!(summary["distinct_matters"], 1);
+    // The excerpt carries no contact details.
+    assert!(!campaign.to_string().contains("0910000000"));
+
+    let page = reqwest::get(server.url("/tong-hop?week=2025-W38")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"spikes\"") && page.contains("id=\"campaigns\"") && page.contains("bãi rác"), "{page}");
+}
