@@ -47,6 +47,11 @@ pub async fn search_page(State(state): State<AppState>, Query(params): Query<Has
         let selected = if value("province") == province.code { " selected" } else { "" };
         let _ = write!(html, "<option value=\"{}\"{selected}>{}</option>", province.code, escape(&province.name));
     }
+    html.push_str("</select><select name=\"topic\" aria-label=\"Chủ đề\"><option value=\"\">Tất cả chủ đề</option>");
+    for topic in voxpop_schema::Taxonomy::default_embedded().topics() {
+        let selected = if value("topic") == topic.code { " selected" } else { "" };
+        let _ = write!(html, "<option value=\"{}\"{selected}>{}</option>", topic.code, escape(&topic.vi));
+    }
     let _ = write!(
         html,
         "</select><label>Từ ngày <input type=\"date\" name=\"from\" value=\"{}\"></label>\
@@ -92,36 +97,127 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
         let commune = units.commune(&hit.commune_code).map_or(hit.commune_code.as_str(), |c| c.name.as_str());
         let _ = write!(
             html,
-            "<article class=\"hit\"><a href=\"/api/v1/petitions/{}\">{}</a><div class=\"meta\">{} · {} · {}</div><div>{}</div></article>",
+            "<article class=\"hit\"><a href=\"/kien-nghi/{}\">{}</a><div class=\"meta\">{} · {} · {}{}</div><div>{}</div></article>",
             hit.id,
             escape(&mask_numbers(&hit.title)),
             hit.received_at.format("%d/%m/%Y"),
             escape(commune),
             escape(province),
+            hit.topic
+                .as_deref()
+                .and_then(|code| voxpop_schema::Taxonomy::default_embedded().topic(code))
+                .map_or(String::new(), |t| format!(" · {}", escape(&t.vi))),
             // The index escapes the snippet's text and adds only <mark> tags.
             mask_numbers(&hit.snippet)
+        );
+    }
+    // Next page, keeping every filter.
+    let offset: usize = params.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+    let limit: usize = params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(voxpop_index::DEFAULT_LIMIT);
+    if offset + results.hits.len() < results.total && !results.hits.is_empty() {
+        let _ = write!(
+            html,
+            "<p><a id=\"next\" href=\"/?{}\">Trang sau →</a></p>",
+            escape(&link_with(params, "offset", &(offset + limit).to_string()))
         );
     }
     html.push_str("</section><aside class=\"facets\"><h2>Theo tỉnh, thành phố</h2><ul>");
     for facet in &results.province_facets {
         let name = units.province(&facet.province_code).map_or(facet.province_code.as_str(), |p| p.name.as_str());
-        let mut link: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| k.as_str() != "province" && k.as_str() != "offset")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        link.push(("province".to_owned(), facet.province_code.clone()));
-        link.sort();
-        let query: Vec<String> = link.iter().map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v))).collect();
         let _ = write!(
             html,
             "<li><a href=\"/?{}\">{}</a><span>{}</span></li>",
-            escape(&query.join("&")),
+            escape(&link_with(params, "province", &facet.province_code)),
             escape(name),
             facet.count
         );
     }
+    html.push_str("</ul><h2>Theo chủ đề</h2><ul id=\"topic-facets\">");
+    for facet in &results.topic_facets {
+        let label = voxpop_schema::Taxonomy::default_embedded()
+            .topic(&facet.topic)
+            .map_or(facet.topic.as_str(), |t| t.vi.as_str());
+        let _ = write!(
+            html,
+            "<li><a href=\"/?{}\">{}</a><span>{}</span></li>",
+            escape(&link_with(params, "topic", &facet.topic)),
+            escape(label),
+            facet.count
+        );
+    }
     html.push_str("</ul></aside>");
+}
+
+/// The current search's query string with `key` set to `value` (and back to the first page
+/// unless `key` is the page offset).
+fn link_with(params: &HashMap<String, String>, key: &str, value: &str) -> String {
+    let mut link: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k.as_str() != key && (key == "offset" || k.as_str() != "offset"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    link.push((key.to_owned(), value.to_owned()));
+    link.sort();
+    link.iter().map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v))).collect::<Vec<_>>().join("&")
+}
+
+/// `GET /kien-nghi/{id}`: one petition as staff read it (personal data masked).
+pub async fn petition_page(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let page = |status: StatusCode, title: &str, body: String| {
+        let html = format!(
+            "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>{title}</title><style>{STYLE}\
+             .petition{{background:#fff;border-radius:6px;padding:16px 24px;margin:20px 24px;max-width:900px}}\
+             .petition p{{white-space:pre-wrap;line-height:1.5}}dl{{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px}}\
+             dt{{color:#5f6b7a}}</style></head><body><header><h1>Phản ánh, kiến nghị</h1></header>{body}</body></html>"
+        );
+        (status, Html(html)).into_response()
+    };
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Không hợp lệ",
+            "<p class=\"error\">Mã kiến nghị không hợp lệ.</p>".to_owned(),
+        );
+    };
+    let week = state.index.get(&id).ok().flatten().map(|hit| voxpop_schema::petition::iso_week(hit.received_at));
+    let petition = match state.queries.petition(&id, week.as_deref()).await {
+        Ok(Some(petition)) => voxpop_schema::privacy::mask_petition(&petition),
+        Ok(None) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                "Không tìm thấy",
+                "<p class=\"error\">Không tìm thấy kiến nghị này.</p>".to_owned(),
+            );
+        }
+        Err(err) => return crate::problem::Problem::internal(&err).into_response(),
+    };
+    let units = Units::embedded();
+    let commune = units.commune(&petition.commune_code).map_or(petition.commune_code.clone(), |c| c.name.clone());
+    let province = units.province(&petition.province_code).map_or(petition.province_code.clone(), |p| p.name.clone());
+    let topic = petition
+        .topic
+        .as_deref()
+        .and_then(|code| voxpop_schema::Taxonomy::default_embedded().topic(code))
+        .map_or("Chưa phân loại".to_owned(), |t| t.vi.clone());
+    let body = format!(
+        "<article class=\"petition\"><h2 id=\"title\">{}</h2><dl>\
+         <dt>Mã tra cứu</dt><dd>{}</dd><dt>Tiếp nhận</dt><dd>{}</dd><dt>Địa bàn</dt><dd>{}, {}</dd>\
+         <dt>Chủ đề</dt><dd>{}</dd><dt>Kênh</dt><dd>{}</dd><dt>Người gửi</dt><dd>{}</dd></dl><p>{}</p>\
+         <p><a href=\"/\">← Quay lại tra cứu</a></p></article>",
+        escape(&petition.title),
+        escape(&petition.tracking_code),
+        petition.received_at.format("%d/%m/%Y %H:%M UTC"),
+        escape(&commune),
+        escape(&province),
+        escape(&topic),
+        escape(petition.channel.as_str()),
+        escape(petition.contact.name.as_deref().unwrap_or("(không ghi)")),
+        escape(&petition.body),
+    );
+    page(StatusCode::OK, &escape(&petition.title), body)
 }
 
 fn url_encode(text: &str) -> String {

@@ -53,6 +53,20 @@ async fn search_page_shows_highlighted_results_and_facets_in_a_real_browser() {
     assert!(!dom.contains("0912 345 678"), "phone numbers are masked on the page");
     let filtered = chromium(&["--dump-dom", &server.url("/?q=dat+dai&province=51")]);
     assert!(filtered.contains("Tìm thấy <strong>1</strong> kiến nghị"), "{filtered}");
+    // Topics: a facet with counts and a filter ("đất đai" is a land rule; the landfill is not land).
+    assert!(dom.contains("Đất đai, giải phóng mặt bằng và bồi thường</a><span>2</span>"), "{dom}");
+    let by_topic = chromium(&["--dump-dom", &server.url("/?topic=environment")]);
+    assert!(
+        by_topic.contains("Tìm thấy <strong>1</strong> kiến nghị") && by_topic.contains("Ô nhiễm bãi rác"),
+        "{by_topic}"
+    );
+    // Each result links to its petition's page, personal data masked there too.
+    let link = dom.split("href=\"/kien-nghi/").nth(1).and_then(|rest| rest.split('"').next()).expect("a petition link");
+    let petition = chromium(&["--dump-dom", &server.url(&format!("/kien-nghi/{link}"))]);
+    assert!(petition.contains("id=\"title\"") && petition.contains("đề nghị xem xét giải quyết"), "{petition}");
+    assert!(!petition.contains("0912 345 678"), "{petition}");
+    let missing = reqwest::get(server.url("/kien-nghi/0190b1c2-0000-7000-8000-000000000000")).await.unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
     let bad = reqwest::get(server.url("/?from=hôm-qua")).await.unwrap();
     assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
     assert!(bad.text().await.unwrap().contains("Tham số không hợp lệ"));
