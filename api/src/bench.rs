@@ -296,3 +296,151 @@ fn request(q: &str, province: Option<&str>, proximity: bool) -> SearchRequest {
         ..SearchRequest::default()
     }
 }
+
+/// A lake of `count` generated petitions under `dir` (generated once, then reused): spread over
+/// the demo generator's 12 weeks, with language and topics as the pipeline assigns them.
+async fn generated_lake(count: usize, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use voxpop_pipeline::assign::TopicAssigner;
+    use voxpop_pipeline::lake::PetitionLake;
+    let path = dir.join("lake").join("petitions");
+    let mut lake = PetitionLake::open_or_create(&path).await?;
+    let existing = lake.count().await?;
+    if existing >= count {
+        println!("reusing the lake in {} ({existing} petitions)", path.display());
+        return Ok(path);
+    }
+    let missing = count - existing;
+    let bar = progress_bar(missing as u64, "generating the lake");
+    let enricher = Arc::new(voxpop_pipeline::enrich::Enricher::new(Units::embedded()));
+    let assigner = TopicAssigner::new(Arc::new(voxpop_schema::Taxonomy::default_embedded().clone()));
+    const CHUNK: usize = 250_000;
+    let mut done = 0;
+    let mut seed = 1_000 + existing as u64;
+    while done < missing {
+        let size = CHUNK.min(missing - done);
+        // Two generator threads (the machine's cores), each with its own seed.
+        let halves: Vec<Vec<Petition>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2u64)
+                .map(|half| {
+                    let (enricher, assigner) = (enricher.clone(), assigner.clone());
+                    let n = if half == 0 { size / 2 } else { size - size / 2 };
+                    let seed = seed * 2 + half;
+                    scope.spawn(move || {
+                        let units = Units::embedded();
+                        let mut generator = DemoGenerator::new(seed);
+                        let mut petitions: Vec<Petition> = (0..n)
+                            .map(|_| {
+                                let submission = generator.submission();
+                                let submitted = submission["submitted_at"]
+                                    .as_str()
+                                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                    .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+                                let bytes = serde_json::to_vec(&submission).expect("serialise");
+                                Submission::from_json_bytes(&bytes, units, Utc::now())
+                                    .expect("generated petitions are valid")
+                                    .accept(submitted)
+                            })
+                            .collect();
+                        enricher.detect_languages(&mut petitions);
+                        assigner.assign_all(&mut petitions);
+                        petitions
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("generator thread")).collect()
+        });
+        let petitions: Vec<Petition> = halves.into_iter().flatten().collect();
+        lake.append(Topic::Petitions, &petitions, &std::collections::BTreeMap::new()).await?;
+        done += size;
+        seed += 1;
+        bar.inc(size as u64);
+    }
+    bar.finish();
+    Ok(path)
+}
+
+/// `voxpop bench summary`: the weekly summary over the generated lake, and the aggregate it
+/// runs (petitions per week, topic and province over 12 weeks) in DataFusion and in DuckDB.
+pub async fn summary(count: usize, dir: &std::path::Path, venv: &std::path::Path) -> anyhow::Result<()> {
+    use voxpop_queries::summary::IsoWeek;
+    let path = generated_lake(count, dir).await?;
+    let queries = voxpop_queries::PetitionQueries::new(&path);
+    let rows = queries.count().await?;
+    // The last full week the generator covered.
+    let last = chrono::Datelike::iso_week(&(Utc::now() - chrono::Duration::days(7)));
+    let week = IsoWeek { year: last.year(), week: last.week() };
+    let mut weeks = vec![week];
+    while weeks.len() < 12 {
+        let earliest = *weeks.last().expect("not empty");
+        weeks.push(earliest.previous());
+    }
+    let labels: Vec<String> = weeks.iter().rev().map(|w| w.label()).collect();
+    println!("{rows} petitions in the lake; summary of {}", week.label());
+    let mut timings = Vec::new();
+    let mut last_summary = None;
+    for run in 0..4 {
+        let started = Instant::now();
+        let summary = queries.weekly_summary(week, None).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        if run > 0 {
+            timings.push(elapsed);
+        }
+        last_summary = Some(summary);
+    }
+    timings.sort_by(f64::total_cmp);
+    let summary = last_summary.expect("ran");
+    println!(
+        "weekly summary (totals, provinces, languages, channels, communes, topics x provinces x 12 weeks, spikes, rising terms, campaigns): median {:.3} s of 3 runs (after one warm-up); {} petitions that week, {} spikes, {} rising terms, {} campaigns",
+        timings[1],
+        summary.total,
+        summary.spikes.len(),
+        summary.rising_terms.len(),
+        summary.campaigns.len()
+    );
+    let in_list = labels.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT received_week, topic, province_code, count(*) AS n FROM petitions WHERE received_week IN ({in_list}) GROUP BY received_week, topic, province_code"
+    );
+    let ctx = queries.session().await?.expect("the lake exists");
+    let mut datafusion_times = Vec::new();
+    let mut groups = 0;
+    for _ in 0..4 {
+        let started = Instant::now();
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        datafusion_times.push(started.elapsed().as_secs_f64());
+        groups = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+    }
+    datafusion_times.remove(0);
+    datafusion_times.sort_by(f64::total_cmp);
+    println!("aggregate in DataFusion (Delta table): median {:.3} s, {groups} groups", datafusion_times[1]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench_duckdb.py");
+    let output = std::process::Command::new(venv.join("bin/python")).arg(script).arg(&path).arg(&in_list).output();
+    match output {
+        Ok(output) if output.status.success() => print!("{}", String::from_utf8_lossy(&output.stdout)),
+        Ok(output) => println!("DuckDB run failed: {}", String::from_utf8_lossy(&output.stderr)),
+        Err(err) => println!("DuckDB not run ({err}); scripts/test.sh installs it into the venv"),
+    }
+    Ok(())
+}
+
+/// `voxpop bench export`: rows/s exporting the generated lake to Parquet and to CSV.
+pub async fn export(count: usize, dir: &std::path::Path) -> anyhow::Result<()> {
+    use voxpop_queries::export::{ExportFormat, ExportRequest};
+    let path = generated_lake(count, dir).await?;
+    let queries = voxpop_queries::PetitionQueries::new(&path);
+    for format in [ExportFormat::Parquet, ExportFormat::Csv] {
+        let out = tempfile::tempdir_in(dir)?;
+        let request = ExportRequest::new("petitions", format);
+        let report = queries.export(&request, out.path(), &|_| {}).await?;
+        let bytes: u64 = report.files.iter().map(|f| f.bytes).sum();
+        println!(
+            "export {:?} (personal data masked): {} rows in {:.2} s = {:.0} rows/s, {:.0} MB written",
+            format,
+            report.rows,
+            report.elapsed.as_secs_f64(),
+            report.rows as f64 / report.elapsed.as_secs_f64(),
+            bytes as f64 / 1e6
+        );
+    }
+    Ok(())
+}

@@ -233,6 +233,25 @@ enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The weekly summary over a lake of generated petitions, next to the same aggregate in
+    /// DuckDB on the same Parquet files.
+    Summary {
+        #[arg(long, default_value_t = 10_000_000)]
+        count: usize,
+        /// The lake is generated here once and reused.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Python with duckdb (scripts/test.sh installs one).
+        #[arg(long, env = "VOXPOP_VENV", default_value = "/root/.cache/voxpop-venv")]
+        venv: PathBuf,
+    },
+    /// Export rate (rows/s) of petitions to Parquet and CSV.
+    Export {
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -298,6 +317,8 @@ fn main() -> anyhow::Result<()> {
                     voxpop_api::bench::ingest(count, kafka, !no_embedded, clients).await
                 }
                 BenchCommand::Search { count, queries, dir } => voxpop_api::bench::search(count, queries, dir).await,
+                BenchCommand::Summary { count, dir, venv } => voxpop_api::bench::summary(count, &dir, &venv).await,
+                BenchCommand::Export { count, dir } => voxpop_api::bench::export(count, &dir).await,
             },
             Command::Topics { topics } => match topics {
                 TopicsCommand::Train { file, model, fields } => {

@@ -22,6 +22,7 @@ pub mod campaigns;
 pub mod export;
 pub mod sql;
 pub mod summary;
+pub mod synthesis;
 pub mod trends;
 
 #[derive(Debug, thiserror::Error)]

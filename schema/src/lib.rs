@@ -11,6 +11,7 @@ pub mod datasets;
 pub mod error;
 pub mod petition;
 pub mod privacy;
+pub mod reports;
 pub mod text;
 pub mod topics;
 pub mod units;
