@@ -226,10 +226,114 @@ pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>
     };
     shares("Ngôn ngữ", &summary.by_language);
     shares("Kênh tiếp nhận", &summary.by_channel);
+    println!("Theo chủ đề:");
+    for topic in summary.by_topic.iter().filter(|t| t.count > 0 || t.previous > 0) {
+        println!("  {:<44} {:>8}  (tuần trước {})", topic.label, thousands(topic.count), thousands(topic.previous));
+    }
+    if !summary.spikes.is_empty() {
+        println!("Điểm nóng (tăng đột biến so với 8 tuần trước):");
+        for spike in summary.spikes.iter().take(10) {
+            println!(
+                "  {} — {}: {} kiến nghị (trung bình {:.1}, z = {:.1})",
+                spike.topic_label, spike.province_name, spike.count, spike.baseline_mean, spike.z
+            );
+        }
+    }
+    if !summary.rising_terms.is_empty() {
+        let terms: Vec<&str> = summary.rising_terms.iter().take(10).map(|t| t.term.as_str()).collect();
+        println!("Từ ngữ nổi lên: {}", terms.join(", "));
+    }
+    println!(
+        "Vụ việc: {} kiến nghị ứng với khoảng {} vụ việc khác nhau",
+        thousands(summary.total),
+        thousands(summary.distinct_matters)
+    );
+    for campaign in &summary.campaigns {
+        println!(
+            "  {} kiến nghị, {} người, {} xã: {} — {}…",
+            campaign.size,
+            campaign.citizens,
+            campaign.communes.len(),
+            campaign.title,
+            campaign.excerpt.chars().take(120).collect::<String>()
+        );
+    }
     Ok(())
 }
 
-/// Rebuilds the index from the lake, with a progress bar.
+/// `voxpop import`: petitions from another system through the log and the pipeline, with a
+/// report of every rejected row.
+pub async fn import(
+    data_dir: &Path,
+    source: &Path,
+    mapping: Option<&Path>,
+    kafka: Option<String>,
+) -> anyhow::Result<()> {
+    use voxpop_connectors::Accepted;
+    use voxpop_connectors::import::{Mapping, package_is_masked, read_table, tables_of, to_submissions};
+    let mapping = match mapping {
+        Some(path) => Mapping::from_toml_str(
+            &std::fs::read_to_string(path).with_context(|| format!("reading the mapping {}", path.display()))?,
+        )?,
+        // Masked contact fields are no one's details: not imported.
+        None if package_is_masked(source) => Mapping::voxpop_without_contact(),
+        None => Mapping::voxpop(),
+    };
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    let mut rows = 0;
+    for table in tables_of(source)? {
+        let source_rows = read_table(&table)?;
+        rows += source_rows.len();
+        let name = table.file_name().map_or_else(|| table.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let (good, bad) =
+            to_submissions(&name, &source_rows, &mapping, voxpop_schema::Units::embedded(), chrono::Utc::now());
+        accepted.extend(good);
+        rejected.extend(bad);
+    }
+    for row in &rejected {
+        for error in &row.errors {
+            println!("rejected {} line {}: {}: {}", row.file, row.line, error.field, error.message);
+        }
+    }
+    let (mut created, mut duplicates) = (0u64, 0u64);
+    if !accepted.is_empty() {
+        let stack = Stack::start(StackConfig {
+            data_dir: data_dir.to_owned(),
+            kafka,
+            pipeline: PipelineConfig::default(),
+            run_pipeline: true,
+            topics: None,
+        })
+        .await?;
+        let written_before = stack.stats.written.load(Ordering::Relaxed);
+        let bar = progress_bar(accepted.len() as u64, "importing");
+        for (_, submission) in accepted {
+            match stack.intake.submit(submission).await.map_err(|err| anyhow::anyhow!("{err}"))? {
+                Accepted::Created(_) => created += 1,
+                Accepted::Duplicate(_) => duplicates += 1,
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        // Done when the pipeline has written them and the index has applied that lake version.
+        loop {
+            let written = stack.stats.written.load(Ordering::Relaxed) - written_before;
+            let lake = stack.stats.lake_version.load(Ordering::Relaxed);
+            if written >= created && stack.stats.index_version.load(Ordering::Relaxed) >= lake {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stack.stop().await;
+    }
+    println!(
+        "{rows} rows read: {created} petitions imported, {duplicates} already imported before, {} rows rejected",
+        rejected.len()
+    );
+    Ok(())
+}
+
 /// `voxpop export`: one Data Package, with a progress bar.
 pub async fn export(data_dir: &Path, request: voxpop_queries::export::ExportRequest, out: &Path) -> anyhow::Result<()> {
     let layout = DataLayout::new(data_dir);

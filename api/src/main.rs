@@ -103,6 +103,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Imports petitions from a Data Package directory, or from one CSV/XLSX/Parquet file with
+    /// `--mapping` (TOML: `[columns]` title = "SourceColumn", ...). Rejected rows are listed with
+    /// their line and field; importing the same rows again adds nothing.
+    Import {
+        path: PathBuf,
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "VOXPOP_KAFKA")]
+        kafka: Option<String>,
+    },
     /// Runs one read-only SQL query over the lake (DataFusion SQL; tables: petitions, provinces,
     /// communes, communes_pre2025, unit_crosswalk_2025).
     Sql {
@@ -297,6 +309,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
             Command::Schema { markdown, dataset } => commands::schema(markdown, dataset.as_deref()),
+            Command::Import { path, mapping, data_dir, kafka } => {
+                commands::import(&data_dir, &path, mapping.as_deref(), kafka).await
+            }
             Command::Sql { query, data_dir, format, max_rows, personal_data } => {
                 commands::sql(&data_dir, &query, &format, max_rows, personal_data).await
             }

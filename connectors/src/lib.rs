@@ -7,6 +7,7 @@
 //! `(channel, external_id)` returns the first petition's receipt instead of a duplicate.
 
 pub mod demo;
+pub mod import;
 pub mod intake;
 
 pub use intake::{Accepted, Intake, IntakeError, Receipt};

@@ -231,3 +231,71 @@ async fn sql_is_read_only_masked_and_limited_and_exports_run_as_jobs() {
     let problem: Value = bad.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "dataset");
 }
+
+fn import(data_dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(voxpop_bin())
+        .arg("import")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run voxpop import");
+    (
+        output.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imports_go_through_the_pipeline_once_and_report_rejected_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another system's export: a voxpop package of 6 petitions.
+    let mut source = Server::start(&dir.path().join("source"), None).await;
+    submit_batch(&source, 0, 6).await;
+    let package = dir.path().join("package");
+    let (ok, output) = export(&source.data_dir, &package, &["--dataset", "petitions", "--format", "parquet"]);
+    assert!(ok, "{output}");
+    source.kill9();
+
+    let target = dir.path().join("target");
+    let (ok, output) = import(&target, &[package.to_str().unwrap()]);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("6 rows read: 6 petitions imported, 0 already imported before, 0 rows rejected"),
+        "{output}"
+    );
+    let (ok, output) = import(&target, &[package.to_str().unwrap()]);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("6 petitions imported") == false && output.contains("0 petitions imported, 6 already imported"),
+        "{output}"
+    );
+
+    // A spreadsheet export of a provincial system, with its own column names and one bad row.
+    let csv = dir.path().join("tinh.csv");
+    std::fs::write(
+        &csv,
+        "\u{feff}SoHieu,TieuDe,NoiDung,MaXa,NgayGui\n\
+         T-1,Cầu treo xuống cấp,Cầu treo qua suối xuống cấp nguy hiểm. Dữ liệu tổng hợp.,00004,2025-09-16\n\
+         T-2,Thiếu nước sạch,Thôn thiếu nước sạch. Dữ liệu tổng hợp.,99999,2025-09-16\n",
+    )
+    .unwrap();
+    let mapping = dir.path().join("mapping.toml");
+    std::fs::write(
+        &mapping,
+        "[columns]\nexternal_id = \"SoHieu\"\ntitle = \"TieuDe\"\nbody = \"NoiDung\"\ncommune_code = \"MaXa\"\nsubmitted_at = \"NgayGui\"\n",
+    )
+    .unwrap();
+    let (ok, output) = import(&target, &[csv.to_str().unwrap(), "--mapping", mapping.to_str().unwrap()]);
+    assert!(ok, "{output}");
+    assert!(output.contains("rejected tinh.csv line 3: commune_code"), "{output}");
+    assert!(output.contains("2 rows read: 1 petitions imported"), "{output}");
+
+    // Everything imported is in the lake and the index, once.
+    let server = Server::start(&target, None).await;
+    assert_eq!(server.lake_ids().await.len(), 7);
+    let results = server.get_json("/api/v1/search", &[("q", "cầu treo")]).await;
+    assert_eq!(results["total"], 1, "{results}");
+    let all = server.get_json("/api/v1/search", &[("q", ""), ("limit", "0")]).await;
+    assert_eq!(all["total"], 7, "{all}");
+}
