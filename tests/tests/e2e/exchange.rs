@@ -299,3 +299,38 @@ async fn imports_go_through_the_pipeline_once_and_report_rejected_rows() {
     let all = server.get_json("/api/v1/search", &[("q", ""), ("limit", "0")]).await;
     assert_eq!(all["total"], 7, "{all}");
 }
+
+fn flight_query(port: u16, sql: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/flight_query.py");
+    let output = Command::new(python())
+        .arg(script)
+        .arg(format!("grpc://127.0.0.1:{port}"))
+        .arg(sql)
+        .output()
+        .expect("run python (adbc-driver-flightsql, installed by scripts/test.sh)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adbc_clients_read_sql_results_over_arrow_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = voxpop_tests::server::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Server::start_with(&dir.path().join("data"), None, &["--flight", &address]).await;
+    submit_batch(&server, 0, 9).await;
+    let result = flight_query(
+        port,
+        "SELECT province_code, count(*) AS n, min(received_at) AS first FROM petitions GROUP BY province_code ORDER BY province_code",
+    );
+    assert_eq!(result["rows"], 3, "{result}");
+    assert_eq!(result["data"][0]["province_code"], "01");
+    assert_eq!(result["data"][0]["n"], 3);
+    assert_eq!(result["schema"]["n"], "int64");
+    assert!(result["schema"]["first"].as_str().unwrap().starts_with("timestamp[us"), "{result}");
+    // The same rules as over HTTP: masked personal data, queries only.
+    let masked = flight_query(port, "SELECT contact_phone, body FROM petitions LIMIT 3");
+    assert!(!masked.to_string().contains("0987654321") && !masked.to_string().contains("0912345678"), "{masked}");
+    let refused = flight_query(port, "DROP TABLE petitions");
+    assert!(refused["error"].as_str().unwrap_or_default().contains("read-only"), "{refused}");
+}
