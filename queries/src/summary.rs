@@ -9,7 +9,7 @@
 //! one matter ([`crate::campaigns`]) — each counted once, with a masked excerpt.
 
 use chrono::{Datelike, NaiveDate, Weekday};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::{SessionContext, col, lit};
 use serde::Serialize;
@@ -268,15 +268,30 @@ impl PetitionQueries {
         }
         trend_weeks.reverse();
         let labels: Vec<String> = trend_weeks.iter().map(|w| w.label()).collect();
-        // Independent scans of the lake: run together.
-        let (this_week, last_week, languages, channels, communes, cells) = tokio::try_join!(
-            counts_by(ctx.as_ref(), &this_label, province, "province_code"),
-            counts_by(ctx.as_ref(), &previous_label, province, "province_code"),
-            counts_by(ctx.as_ref(), &this_label, province, "language"),
-            counts_by(ctx.as_ref(), &this_label, province, "channel"),
-            counts_by(ctx.as_ref(), &this_label, province, "commune_code"),
+        // Two scans of the lake, run together: this week and the last by place, language and
+        // channel; and 12 weeks by topic and province.
+        let two_weeks = [this_label.clone(), previous_label.clone()];
+        let (detail, cells) = tokio::try_join!(
+            grouped_counts(
+                ctx.as_ref(),
+                &two_weeks,
+                province,
+                &[PARTITION_COLUMN, "province_code", "commune_code", "language", "channel"]
+            ),
             grouped_counts(ctx.as_ref(), &labels, province, &[PARTITION_COLUMN, "topic", "province_code"]),
         )?;
+        // Keys of `detail`: [week, province, commune, language, channel].
+        let count_by = |week: &str, column: usize| -> Vec<(String, u64)> {
+            let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+            for (key, n) in detail.iter().filter(|(key, _)| key[0] == week) {
+                let value = if key[column] == UNCLASSIFIED { "unknown".to_owned() } else { key[column].clone() };
+                *counts.entry(value).or_default() += n;
+            }
+            counts.into_iter().collect()
+        };
+        let (this_week, last_week) = (count_by(&this_label, 1), count_by(&previous_label, 1));
+        let (languages, channels, communes) =
+            (count_by(&this_label, 3), count_by(&this_label, 4), count_by(&this_label, 2));
         let total: u64 = this_week.iter().map(|(_, n)| n).sum();
         let previous_total: u64 = last_week.iter().map(|(_, n)| n).sum();
         let count_of = |rows: &[(String, u64)], key: &str| rows.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
@@ -590,47 +605,6 @@ async fn grouped_counts(
         }
     }
     Ok(rows)
-}
-
-/// `(value of column, petitions)` for one week (one partition), optionally in one province.
-/// Null values are reported as `unknown`.
-async fn counts_by(
-    ctx: Option<&SessionContext>,
-    week: &str,
-    province: Option<&str>,
-    column: &str,
-) -> QueryResult<Vec<(String, u64)>> {
-    let Some(ctx) = ctx else { return Ok(Vec::new()) };
-    let mut frame = ctx.table(petition::TABLE_NAME).await?.filter(col(PARTITION_COLUMN).eq(lit(week)))?;
-    if let Some(code) = province {
-        frame = frame.filter(col("province_code").eq(lit(code)))?;
-    }
-    let batches = frame
-        .aggregate(vec![col(column)], vec![datafusion::functions_aggregate::expr_fn::count(lit(1)).alias("n")])?
-        .collect()
-        .await?;
-    let mut rows = Vec::new();
-    for batch in &batches {
-        rows.extend(key_counts(batch, column)?);
-    }
-    Ok(rows)
-}
-
-fn key_counts(batch: &RecordBatch, column: &str) -> QueryResult<Vec<(String, u64)>> {
-    let keys = crate::string_column(batch, column)?;
-    let counts = batch
-        .column_by_name("n")
-        .ok_or_else(|| datafusion::error::DataFusionError::Plan("count column missing".into()))?;
-    let counts =
-        datafusion::arrow::compute::cast(counts, &DataType::Int64).map_err(datafusion::error::DataFusionError::from)?;
-    let counts = counts.as_primitive::<Int64Type>();
-    Ok(keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, key)| {
-            (key.unwrap_or_else(|| "unknown".to_owned()), if counts.is_null(i) { 0 } else { counts.value(i) as u64 })
-        })
-        .collect())
 }
 
 #[cfg(test)]
