@@ -260,6 +260,9 @@ enum BenchCommand {
         #[arg(long, env = "VOXPOP_VENV", default_value = "/root/.cache/voxpop-venv")]
         venv: PathBuf,
     },
+    /// Weekly reports: synthesis of a week of 90,000 villages, 3,321 communes and 34 provinces
+    /// with 20 indicators for every unit; parsing and validating a 10,000-row XLSX upload.
+    Reports,
     /// Export rate (rows/s) of petitions to Parquet and CSV.
     Export {
         #[arg(long, default_value_t = 1_000_000)]
@@ -339,6 +342,11 @@ fn main() -> anyhow::Result<()> {
                 BenchCommand::Search { count, queries, dir } => voxpop_api::bench::search(count, queries, dir).await,
                 BenchCommand::Summary { count, dir, venv } => voxpop_api::bench::summary(count, &dir, &venv).await,
                 BenchCommand::Export { count, dir } => voxpop_api::bench::export(count, &dir).await,
+                BenchCommand::Reports => {
+                    let figures = voxpop_queries::synthesis::bench_reports()?;
+                    println!("{figures}");
+                    Ok(())
+                }
             },
             Command::Topics { topics } => match topics {
                 TopicsCommand::Train { file, model, fields } => {
