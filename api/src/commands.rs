@@ -69,6 +69,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         log_kind: stack.log.kind(),
         ready: ready.clone(),
         exports: Arc::new(crate::exchange::ExportJobs::new(options.data_dir.join("exports"))),
+        log: stack.log.clone(),
+        reports: Arc::new(voxpop_queries::reports::ReportQueries::new(&stack.layout.reports_table())),
+        villages: stack.layout.villages(),
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

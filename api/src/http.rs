@@ -37,6 +37,10 @@ pub struct AppState {
     pub log_kind: &'static str,
     pub ready: Arc<AtomicBool>,
     pub exports: Arc<crate::exchange::ExportJobs>,
+    pub log: Arc<dyn voxpop_pipeline::EventLog>,
+    pub reports: Arc<voxpop_queries::reports::ReportQueries>,
+    /// The villages register of the data directory.
+    pub villages: std::path::PathBuf,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -51,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/search", get(search))
         .route("/api/v1/summaries/weekly", get(weekly_summary))
         .route("/api/v1/sql", post(crate::exchange::run_sql))
+        .route("/api/v1/reports", post(crate::reports_api::submit))
+        .route("/api/v1/reports/upload", post(crate::reports_api::upload))
+        .route("/api/v1/reports/template", get(crate::reports_api::template))
+        .route("/api/v1/reports/weekly", get(crate::reports_api::weekly))
         .route("/api/v1/exports", post(crate::exchange::start_export))
         .route("/api/v1/exports/{id}", get(crate::exchange::export_status))
         .route("/api/v1/exports/{id}/files/{*path}", get(crate::exchange::export_file))

@@ -10,5 +10,6 @@ pub mod flight;
 pub mod http;
 pub mod pages;
 pub mod problem;
+pub mod reports_api;
 pub mod stack;
 pub mod topics_cmd;

@@ -41,6 +41,15 @@ impl DataLayout {
         petitions_table_path(&self.lake())
     }
     /// The tantivy index.
+    pub fn reports_table(&self) -> PathBuf {
+        voxpop_pipeline::reports::reports_table_path(&self.lake())
+    }
+
+    /// Villages and residential groups (`code,name`), created by an import or the demo.
+    pub fn villages(&self) -> PathBuf {
+        self.root.join("reference").join("villages.csv")
+    }
+
     pub fn index(&self) -> PathBuf {
         self.root.join("index")
     }
@@ -66,8 +75,10 @@ pub struct Stack {
     pub index: Arc<PetitionIndex>,
     pub queries: Arc<PetitionQueries>,
     pub stats: Arc<PipelineStats>,
+    pub reports_stats: Arc<voxpop_pipeline::reports::ReportsStats>,
     shutdown: watch::Sender<bool>,
     pipeline: Option<JoinHandle<()>>,
+    reports_pipeline: Option<JoinHandle<voxpop_pipeline::PipelineResult<()>>>,
 }
 
 impl Stack {
@@ -92,17 +103,25 @@ impl Stack {
         }
         let stats = pipeline.stats();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let pipeline = if config.run_pipeline {
+        let reports_stats = Arc::new(voxpop_pipeline::reports::ReportsStats::default());
+        let (pipeline, reports_pipeline) = if config.run_pipeline {
             pipeline.catch_up_index().await?;
-            Some(tokio::spawn(async move {
+            let reports = tokio::spawn(voxpop_pipeline::reports::run(
+                log.clone(),
+                layout.reports_table(),
+                reports_stats.clone(),
+                shutdown_rx.clone(),
+            ));
+            let petitions = tokio::spawn(async move {
                 if let Err(err) = pipeline.run(shutdown_rx).await {
                     tracing::error!(error = %err, "pipeline stopped");
                 }
-            }))
+            });
+            (Some(petitions), Some(reports))
         } else {
-            None
+            (None, None)
         };
-        Ok(Stack { layout, log, intake, index, queries, stats, shutdown, pipeline })
+        Ok(Stack { layout, log, intake, index, queries, stats, reports_stats, shutdown, pipeline, reports_pipeline })
     }
 
     /// Stops the pipeline after its current batch.
@@ -110,6 +129,9 @@ impl Stack {
         let _ = self.shutdown.send(true);
         if let Some(pipeline) = self.pipeline.take() {
             let _ = pipeline.await;
+        }
+        if let Some(reports) = self.reports_pipeline.take() {
+            let _ = reports.await;
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod enrich;
 pub mod kafka;
 pub mod lake;
 pub mod log;
+pub mod reports;
 pub mod runner;
 pub mod topics;
 

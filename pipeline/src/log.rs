@@ -19,16 +19,20 @@ pub enum Topic {
     Petitions,
     /// Records the pipeline could not accept, with the reason and the original bytes.
     DeadLetter,
+    /// Values of weekly reports, one JSON [`voxpop_schema::reports::ReportValue`] per record,
+    /// keyed by unit code.
+    Reports,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 2] = [Topic::Petitions, Topic::DeadLetter];
+    pub const ALL: [Topic; 3] = [Topic::Petitions, Topic::DeadLetter, Topic::Reports];
 
     /// The topic's name on Kafka and the queue's name in the embedded log.
     pub fn name(self) -> &'static str {
         match self {
             Topic::Petitions => "voxpop.petitions",
             Topic::DeadLetter => "voxpop.dead-letter",
+            Topic::Reports => "voxpop.reports",
         }
     }
 }

@@ -9,4 +9,5 @@ mod log_contract;
 mod pages;
 mod pipeline;
 mod readers;
+mod reports;
 mod summary;

@@ -1,0 +1,238 @@
+//! Weekly reports on the same path as petitions: `voxpop.reports` on the event log, re-validated
+//! here, written exactly once to the Delta table `weekly_reports` (partitioned by ISO week) with
+//! the consumed log positions in the same commit, invalid records dead-lettered with the reason.
+//!
+//! Every submitted value is a row; a later value for the same unit, week and indicator supersedes
+//! the earlier one when read ([`voxpop_schema::reports::latest_values`]), and the history stays.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use deltalake::kernel::StructField;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Transaction, engine::arrow_conversion::TryIntoKernel};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use voxpop_schema::reports::{self, Catalogue, ReportValue};
+use voxpop_schema::{FieldError, Units};
+
+use crate::PipelineResult;
+use crate::lake::{LakeError, LakeResult, app_id, open_table};
+use crate::log::{Consumed, EventLog, Record, Topic};
+
+/// Path of the `weekly_reports` table under a lake directory.
+pub fn reports_table_path(lake_dir: &Path) -> PathBuf {
+    lake_dir.join(reports::TABLE_NAME)
+}
+
+/// The `weekly_reports` table, opened for appending.
+pub struct ReportsLake {
+    path: PathBuf,
+    table: DeltaTable,
+}
+
+impl ReportsLake {
+    pub async fn open_or_create(path: &Path) -> LakeResult<ReportsLake> {
+        let delta = |source| LakeError::Delta { path: path.to_owned(), source };
+        let table = open_table(path).await.map_err(delta)?;
+        let table = if table.version().is_some() {
+            table
+        } else {
+            let mut columns: Vec<StructField> = Vec::new();
+            for field in reports::arrow_schema().fields() {
+                columns.push(field.as_ref().try_into_kernel().map_err(|err| LakeError::Delta {
+                    path: path.to_owned(),
+                    source: DeltaTableError::Generic(err.to_string()),
+                })?);
+            }
+            info!(path = %path.display(), "creating the weekly_reports table");
+            table
+                .create()
+                .with_table_name(reports::TABLE_NAME)
+                .with_comment("Weekly reports of units at four levels (one row per value)")
+                .with_columns(columns)
+                .with_partition_columns([reports::PARTITION_COLUMN])
+                .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
+                .with_save_mode(SaveMode::Ignore)
+                .await
+                .map_err(delta)?
+        };
+        Ok(ReportsLake { path: path.to_owned(), table })
+    }
+
+    fn delta_error(&self, source: DeltaTableError) -> LakeError {
+        LakeError::Delta { path: self.path.clone(), source }
+    }
+
+    pub fn version(&self) -> i64 {
+        self.table.version().map_or(-1, |v| v as i64)
+    }
+
+    pub async fn committed_positions(&self, partitions: &[i32]) -> LakeResult<BTreeMap<i32, i64>> {
+        let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
+        let mut positions = BTreeMap::new();
+        for &partition in partitions {
+            let version = snapshot
+                .transaction_version(self.table.log_store().as_ref(), app_id(Topic::Reports, partition))
+                .await
+                .map_err(|err| self.delta_error(err))?;
+            if let Some(next) = version {
+                positions.insert(partition, next);
+            }
+        }
+        Ok(positions)
+    }
+
+    /// Appends `rows` and records `next_positions` in the same commit.
+    pub async fn append(&mut self, rows: &[ReportValue], next_positions: &BTreeMap<i32, i64>) -> LakeResult<i64> {
+        let transactions: Vec<Transaction> = next_positions
+            .iter()
+            .map(|(&partition, &next)| Transaction::new(app_id(Topic::Reports, partition), next))
+            .collect();
+        let properties = CommitProperties::default().with_application_transactions(transactions);
+        if rows.is_empty() {
+            let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
+            let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+            CommitBuilder::from(properties)
+                .with_actions(Vec::new())
+                .build(Some(snapshot), self.table.log_store(), operation)
+                .await
+                .map_err(|err| self.delta_error(err))?;
+            self.table.update_incremental(None).await.map_err(|err| self.delta_error(err))?;
+            return Ok(self.version());
+        }
+        let batch = reports::to_record_batch(rows)?;
+        self.table = self
+            .table
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns([reports::PARTITION_COLUMN])
+            .with_commit_properties(properties)
+            .await
+            .map_err(|err| self.delta_error(err))?;
+        Ok(self.version())
+    }
+}
+
+/// Counters of the reports pipeline.
+#[derive(Debug, Default)]
+pub struct ReportsStats {
+    pub written: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub lake_version: AtomicI64,
+}
+
+/// Checks one record from the log: decodes it and validates it as the central level would (the
+/// sender's scope was checked at intake).
+fn prepare(payload: &[u8], units: &Units, catalogue: &Catalogue) -> Result<ReportValue, (String, Vec<FieldError>)> {
+    let row: ReportValue =
+        serde_json::from_slice(payload).map_err(|err| (format!("malformed report value: {err}"), Vec::new()))?;
+    let intake = reports::Intake {
+        units,
+        catalogue,
+        scope: reports::CENTRAL_CODE,
+        now: chrono::Utc::now() + chrono::Duration::days(7),
+        submitted_by: None,
+    };
+    let problems = intake.validate_row(&row);
+    if problems.is_empty() {
+        Ok(row)
+    } else {
+        let reason = problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; ");
+        Err((format!("invalid report value: {reason}"), problems.iter().map(|p| p.to_field_error()).collect()))
+    }
+}
+
+fn dead_letter(record: &Consumed, reason: String, errors: Vec<FieldError>) -> Record {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let letter = serde_json::json!({
+        "reason": reason,
+        "errors": errors,
+        "topic": Topic::Reports.name(),
+        "partition": record.position.partition,
+        "offset": record.position.offset,
+        "key_base64": engine.encode(&record.key),
+        "original_base64": engine.encode(&record.payload),
+    });
+    Record { key: record.key.clone(), payload: serde_json::to_vec(&letter).expect("dead letters serialise") }
+}
+
+/// Runs until `shutdown`; errors restart the loop from the positions the lake recorded.
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    path: PathBuf,
+    stats: Arc<ReportsStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> PipelineResult<()> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match run_once(log.clone(), &path, &stats, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                error!(error = %err, "reports pipeline failed; restarting from the lake's positions");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn run_once(
+    log: Arc<dyn EventLog>,
+    path: &Path,
+    stats: &ReportsStats,
+    shutdown: &mut watch::Receiver<bool>,
+) -> PipelineResult<()> {
+    let mut lake = ReportsLake::open_or_create(path).await?;
+    stats.lake_version.store(lake.version(), Ordering::Relaxed);
+    let partitions = log.partitions(Topic::Reports).await?;
+    let start = lake.committed_positions(&partitions).await?;
+    let mut reader = log.reader(Topic::Reports, &start).await?;
+    let (units, catalogue) = (Units::embedded(), Catalogue::default_embedded());
+    while !*shutdown.borrow() {
+        let polled = tokio::select! {
+            polled = reader.poll(50_000, Duration::from_millis(250)) => polled?,
+            _ = shutdown.changed() => break,
+        };
+        if polled.is_empty() {
+            continue;
+        }
+        let mut next_positions: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut rows = Vec::with_capacity(polled.len());
+        let mut dead = Vec::new();
+        for record in &polled {
+            let next = next_positions.entry(record.position.partition).or_insert(0);
+            *next = (*next).max(record.position.offset + 1);
+            match prepare(&record.payload, units, catalogue) {
+                Ok(row) => rows.push(row),
+                Err((reason, errors)) => {
+                    warn!(offset = record.position.offset, %reason, "dead-lettering a report value");
+                    dead.push(dead_letter(record, reason, errors));
+                }
+            }
+        }
+        if !dead.is_empty() {
+            log.append(Topic::DeadLetter, dead.clone()).await?;
+        }
+        let version = lake.append(&rows, &next_positions).await?;
+        stats.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        stats.dead_lettered.fetch_add(dead.len() as u64, Ordering::Relaxed);
+        stats.lake_version.store(version, Ordering::Relaxed);
+        for (partition, offset) in next_positions {
+            if let Err(err) = log.release(Topic::Reports, partition, offset).await {
+                warn!(partition, offset, error = %err, "could not release report records");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Weekly reports: entered over the API (JSON and a CSV upload), through the log to the
+//! `weekly_reports` table, synthesised up the hierarchy.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use voxpop_tests::server::Server;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_are_validated_written_once_and_synthesised() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    // The commune's three villages, as an import or the demo registers them.
+    std::fs::create_dir_all(data_dir.join("reference")).unwrap();
+    std::fs::write(
+        data_dir.join("reference/villages.csv"),
+        "code,name\n00004-001,Tổ dân phố số 1\n00004-002,Tổ dân phố số 2\n00004-003,Tổ dân phố số 3\n",
+    )
+    .unwrap();
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+
+    // The commune's own values, as JSON.
+    let response = client
+        .post(server.url("/api/v1/reports"))
+        .json(
+            &json!({"unit": "00004", "week": "2025-W38", "values": {"meetings_held": 2, "village_list_created": true}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED, "{}", response.text().await.unwrap());
+
+    // A sheet from the villages with one bad row: nothing is accepted, every problem is named.
+    let sheet = "unit_code,week,meetings_held,members_registered\n\
+                 00004-001,2025-W38,3,120\n\
+                 00004-002,2025-W38,1,95\n\
+                 00004-003,2025-W38,nhiều,80\n";
+    let upload = |partial: bool| {
+        let client = client.clone();
+        let url =
+            server.url(&format!("/api/v1/reports/upload?format=csv{}", if partial { "&partial=true" } else { "" }));
+        async move { client.post(url).body(sheet).send().await.unwrap() }
+    };
+    let rejected = upload(false).await;
+    assert_eq!(rejected.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = rejected.json().await.unwrap();
+    assert_eq!(
+        (problem["errors"][0]["row"].as_u64(), problem["errors"][0]["column"].as_str()),
+        (Some(4), Some("C")),
+        "{problem}"
+    );
+    assert_eq!(problem["errors"][0]["field"], "meetings_held");
+    // Asked to, the good rows go in.
+    let partial = upload(true).await;
+    assert_eq!(partial.status(), reqwest::StatusCode::OK);
+    let outcome: Value = partial.json().await.unwrap();
+    assert_eq!(
+        (outcome["accepted_values"].as_u64(), outcome["rejected_rows"].as_u64()),
+        (Some(4), Some(1)),
+        "{outcome}"
+    );
+
+    // The synthesis once the reports pipeline has written them.
+    let mut synthesis = Value::Null;
+    for _ in 0..100 {
+        synthesis = server.get_json("/api/v1/reports/weekly", &[("week", "2025-W38"), ("unit", "00004")]).await;
+        let meetings = synthesis["indicators"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["code"] == "meetings_held").cloned());
+        if meetings.is_some_and(|m| m["value"] == json!(6.0) || m["value"] == json!(6)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let meetings =
+        synthesis["indicators"].as_array().unwrap().iter().find(|i| i["code"] == "meetings_held").unwrap().clone();
+    assert!(
+        meetings["value"] == json!(6.0) || meetings["value"] == json!(6),
+        "2 of the commune + 3 + 1 of its villages: {synthesis}"
+    );
+    assert_eq!(synthesis["reported"], true);
+    assert_eq!(synthesis["coverage"][0]["coverage"]["text"], "2/3 (66.67%)", "{synthesis}");
+    assert_eq!(synthesis["missing"][0]["code"], "00004-003");
+    let country = server.get_json("/api/v1/reports/weekly", &[("week", "2025-W38")]).await;
+    let communes = country["coverage"].as_array().unwrap().iter().find(|c| c["level"] == "commune").unwrap().clone();
+    assert_eq!(communes["coverage"]["text"], "1/3,321 (0.03%)", "{country}");
+
+    // A later value supersedes the earlier one; the template is a real workbook.
+    let response = client
+        .post(server.url("/api/v1/reports"))
+        .json(&json!({"unit": "00004", "week": "2025-W38", "values": {"meetings_held": 5}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let template = client.get(server.url("/api/v1/reports/template?unit=00004&week=2025-W38")).send().await.unwrap();
+    assert_eq!(template.status(), reqwest::StatusCode::OK);
+    assert_eq!(&template.bytes().await.unwrap()[..2], b"PK", "an XLSX is a zip");
+    for _ in 0..100 {
+        synthesis = server.get_json("/api/v1/reports/weekly", &[("week", "2025-W38"), ("unit", "00004")]).await;
+        let direct = synthesis["indicators"].as_array().unwrap().iter().find(|i| i["code"] == "meetings_held").unwrap()
+            ["direct"]
+            .clone();
+        if direct == json!(5.0) || direct == json!(5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let meetings =
+        synthesis["indicators"].as_array().unwrap().iter().find(|i| i["code"] == "meetings_held").unwrap().clone();
+    assert!(meetings["value"] == json!(9.0) || meetings["value"] == json!(9), "{synthesis}");
+    let bad = client.get(server.url("/api/v1/reports/weekly?week=38")).send().await.unwrap();
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+}
