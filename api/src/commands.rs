@@ -91,6 +91,22 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     ready.store(true, Ordering::Release);
     info!(%address, data_dir = %options.data_dir.display(), log = stack.log.kind(), "voxpop is serving: open http://{address}/healthz");
+    if options.demo.is_some() {
+        let (log, villages) = (stack.log.clone(), stack.layout.villages());
+        let marker = stack.layout.root.join("demo-reports-seeded");
+        tokio::spawn(async move {
+            if marker.exists() {
+                return;
+            }
+            match seed_demo_reports(log, &villages).await {
+                Ok(values) => {
+                    let _ = std::fs::write(&marker, format!("{values}\n"));
+                    info!(values, "demo weekly reports seeded (synthetic villages and values, Hà Nội)");
+                }
+                Err(err) => warn!(error = %err, "seeding demo reports failed"),
+            }
+        });
+    }
     if let Some(count) = options.demo {
         let intake = stack.intake.clone();
         let queries = stack.queries.clone();
@@ -136,6 +152,44 @@ async fn shutdown_signal() {
 
 /// Submits `count` synthetic petitions through intake (the same path as real ones), with a
 /// progress bar. Idempotent: the external ids repeat with the seed, so a re-run adds nothing.
+/// The demo's weekly reports: a register of synthetic villages for every commune, and the last
+/// two full weeks of synthetic values for the units of Hà Nội (province 01) and every province,
+/// through the log like any submission. Labelled synthetic (`submitted_by`).
+pub async fn seed_demo_reports(log: Arc<dyn voxpop_pipeline::EventLog>, villages_path: &Path) -> anyhow::Result<usize> {
+    use voxpop_queries::synthesis::{OrgTree, synthetic_villages, synthetic_week};
+    use voxpop_schema::reports::{Catalogue, Level, current_week};
+    let units = voxpop_schema::Units::embedded();
+    let villages = synthetic_villages(units, 2025);
+    voxpop_queries::reports::write_villages(villages_path, &villages)?;
+    let tree = OrgTree::new(units, &villages)?;
+    let now = chrono::Utc::now();
+    let mut values = 0;
+    for days_back in [7, 14] {
+        let week = current_week(now - chrono::Duration::days(days_back));
+        let rows = synthetic_week(&tree, Catalogue::default_embedded(), &week, days_back as u64)?;
+        let records: Vec<voxpop_pipeline::Record> = rows
+            .iter()
+            .filter(|row| {
+                matches!(row.level, Level::Central | Level::Province)
+                    || row
+                        .unit_code
+                        .get(..5)
+                        .and_then(|code| units.commune(code))
+                        .is_some_and(|c| c.province_code == "01")
+            })
+            .map(|row| voxpop_pipeline::Record {
+                key: row.unit_code.clone().into_bytes(),
+                payload: serde_json::to_vec(row).expect("serialise"),
+            })
+            .collect();
+        values += records.len();
+        for chunk in records.chunks(10_000) {
+            log.append(voxpop_pipeline::Topic::Reports, chunk.to_vec()).await?;
+        }
+    }
+    Ok(values)
+}
+
 pub async fn seed_demo(intake: Arc<Intake>, count: usize) -> anyhow::Result<usize> {
     let bar = progress_bar(count as u64, "seeding demo petitions");
     let mut generator = DemoGenerator::new(2025);
@@ -348,6 +402,44 @@ pub async fn import(
         "{rows} rows read: {created} petitions imported, {duplicates} already imported before, {} rows rejected",
         rejected.len()
     );
+    Ok(())
+}
+
+/// `voxpop report weekly`: the synthesis of a week for a unit.
+pub async fn report_weekly(
+    data_dir: &Path,
+    week: &str,
+    unit: &str,
+    xlsx: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let layout = DataLayout::new(data_dir);
+    let queries = voxpop_queries::reports::ReportQueries::new(&layout.reports_table());
+    let villages = voxpop_queries::reports::read_villages(&layout.villages())?;
+    let synthesis = queries.weekly(week, unit, &villages).await?;
+    if let Some(path) = xlsx {
+        std::fs::write(path, crate::reports_api::synthesis_xlsx(&synthesis)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&synthesis)?);
+        return Ok(());
+    }
+    println!("Báo cáo tuần {} — {} ({})", synthesis.week, synthesis.name, synthesis.code);
+    for level in &synthesis.coverage {
+        println!("  {:<32} {}", level.label, level.coverage.text);
+    }
+    for indicator in &synthesis.indicators {
+        let value = match &indicator.value {
+            None => "—".to_owned(),
+            Some(value) => serde_json::to_string(value)?.trim_matches('"').to_owned(),
+        };
+        let change = indicator.change.map_or(String::new(), |c| format!(" ({c:+})"));
+        println!("  {:<48} {value}{change}", indicator.label);
+    }
+    if !synthesis.missing.is_empty() {
+        println!("  Chưa báo cáo: {} đơn vị", synthesis.missing.len());
+    }
     Ok(())
 }
 

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(crate::pages::search_page))
         .route("/tong-hop", get(crate::pages::summary_page))
         .route("/kien-nghi/{id}", get(crate::pages::petition_page))
+        .route("/bao-cao", get(crate::reports_api::page))
         .route("/assets/chart.umd.min.js", get(crate::pages::chart_js))
         .route("/healthz", get(healthz))
         .route("/api/v1/petitions", post(submit_petition))

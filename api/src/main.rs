@@ -118,6 +118,11 @@ enum Command {
         #[arg(long, env = "VOXPOP_KAFKA")]
         kafka: Option<String>,
     },
+    /// Weekly reports of units: the synthesis of a week for a unit and everything below it.
+    Report {
+        #[command(subcommand)]
+        report: ReportCommand,
+    },
     /// Runs one read-only SQL query over the lake (DataFusion SQL; tables: petitions, provinces,
     /// communes, communes_pre2025, unit_crosswalk_2025).
     Sql {
@@ -150,6 +155,25 @@ enum Command {
     Topics {
         #[command(subcommand)]
         topics: TopicsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Indicators rolled up, coverage per level ("2,280/3,321 (68.65%)"), units missing, change.
+    Weekly {
+        #[arg(long)]
+        week: String,
+        /// 00 (the whole country), a province, a commune or a village code.
+        #[arg(long, default_value = "00")]
+        unit: String,
+        /// Also write the workbook for leaders here.
+        #[arg(long)]
+        xlsx: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -317,6 +341,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
             Command::Schema { markdown, dataset } => commands::schema(markdown, dataset.as_deref()),
+            Command::Report { report: ReportCommand::Weekly { week, unit, xlsx, json, data_dir } } => {
+                commands::report_weekly(&data_dir, &week, &unit, xlsx.as_deref(), json).await
+            }
             Command::Import { path, mapping, data_dir, kafka } => {
                 commands::import(&data_dir, &path, mapping.as_deref(), kafka).await
             }

@@ -147,3 +147,155 @@ pub async fn weekly(State(state): State<AppState>, Query(params): Query<HashMap<
         Err(err) => Problem::internal(&err).into_response(),
     }
 }
+
+fn value_text(value: &Option<reports::Value>) -> String {
+    match value {
+        None => "—".to_owned(),
+        Some(reports::Value::Bool(true)) => "có".to_owned(),
+        Some(reports::Value::Bool(false)) => "không".to_owned(),
+        Some(reports::Value::Number(n)) if n.fract() == 0.0 => voxpop_queries::summary::thousands(*n as u64),
+        Some(reports::Value::Number(n)) => format!("{n:.2}"),
+        Some(reports::Value::Text(text)) => text.clone(),
+    }
+}
+
+/// The synthesis as an XLSX workbook for leaders: coverage per level, indicators, missing units.
+pub fn synthesis_xlsx(synthesis: &voxpop_queries::synthesis::UnitSynthesis) -> anyhow::Result<Vec<u8>> {
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let sheet = workbook.add_worksheet().set_name("Tổng hợp")?;
+    sheet.write_string_with_format(
+        0,
+        0,
+        format!("Tổng hợp báo cáo tuần {} — {}", synthesis.week, synthesis.name),
+        &bold,
+    )?;
+    sheet.write_string_with_format(2, 0, "Cấp", &bold)?;
+    sheet.write_string_with_format(2, 1, "Đã báo cáo / tổng số", &bold)?;
+    for (i, level) in synthesis.coverage.iter().enumerate() {
+        sheet.write_string(3 + i as u32, 0, &level.label)?;
+        sheet.write_string(3 + i as u32, 1, &level.coverage.text)?;
+    }
+    let start = 5 + synthesis.coverage.len() as u32;
+    for (c, title) in ["Chỉ tiêu", "Đơn vị tính", "Tuần này", "Tuần trước", "Thay đổi"].iter().enumerate()
+    {
+        sheet.write_string_with_format(start, c as u16, *title, &bold)?;
+    }
+    for (i, indicator) in synthesis.indicators.iter().enumerate() {
+        let row = start + 1 + i as u32;
+        sheet.write_string(row, 0, &indicator.label)?;
+        sheet.write_string(row, 1, &indicator.unit)?;
+        sheet.write_string(row, 2, value_text(&indicator.value))?;
+        sheet.write_string(row, 3, value_text(&indicator.previous))?;
+        sheet.write_string(row, 4, indicator.change.map_or(String::new(), |c| format!("{c:+}")))?;
+    }
+    sheet.set_column_width(0, 48)?;
+    let missing = workbook.add_worksheet().set_name("Chưa báo cáo")?;
+    missing.write_string_with_format(0, 0, "Mã", &bold)?;
+    missing.write_string_with_format(0, 1, "Đơn vị", &bold)?;
+    for (i, unit) in synthesis.missing.iter().enumerate() {
+        missing.write_string(1 + i as u32, 0, &unit.code)?;
+        missing.write_string(1 + i as u32, 1, &unit.name)?;
+    }
+    Ok(workbook.save_to_buffer()?)
+}
+
+/// `GET /bao-cao?week=2025-W38[&unit=00]`: the synthesis for leaders, with a chart of coverage
+/// per level; `&format=xlsx` downloads it as a workbook.
+pub async fn page(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+    use std::fmt::Write;
+    use voxpop_index::html_escape as escape;
+    let week = params.get("week").cloned().unwrap_or_else(|| reports::current_week(Utc::now()));
+    let unit = params.get("unit").map_or(SCOPE, String::as_str);
+    let villages = voxpop_queries::reports::read_villages(&state.villages).unwrap_or_default();
+    let synthesis = match state.reports.weekly(&week, unit, &villages).await {
+        Ok(synthesis) => synthesis,
+        Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
+            let body = format!(
+                "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Tham số không hợp lệ — {field}: {}</p></html>",
+                escape(&message)
+            );
+            return (StatusCode::BAD_REQUEST, axum::response::Html(body)).into_response();
+        }
+        Err(err) => return Problem::internal(&err).into_response(),
+    };
+    if params.get("format").map(String::as_str) == Some("xlsx") {
+        return match synthesis_xlsx(&synthesis) {
+            Ok(bytes) => (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
+                    ),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"tong-hop-{}-{unit}.xlsx\"", synthesis.week),
+                    ),
+                ],
+                bytes,
+            )
+                .into_response(),
+            Err(err) => Problem::internal(&err).into_response(),
+        };
+    }
+    let mut html = String::with_capacity(16 * 1024);
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>Báo cáo tuần {week}</title>\
+         <style>body{{font-family:system-ui,Arial,sans-serif;margin:0;background:#f5f6f8;color:#1d2733}}\
+         header{{background:#b3261e;color:#fff;padding:14px 24px}}header h1{{margin:0;font-size:20px}}\
+         section{{background:#fff;border-radius:6px;margin:16px 24px;padding:12px 16px}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #eee;padding:4px 8px;text-align:left}}td.n{{text-align:right}}\
+         @media print{{section{{break-inside:avoid}}}}</style><script src=\"/assets/chart.umd.min.js\"></script></head><body>\
+         <header><h1>Tổng hợp báo cáo tuần {week} — {name}</h1></header>\
+         <section><h2>Tiến độ báo cáo, chuyển đổi số theo cấp</h2><table id=\"coverage\"><tr><th>Cấp</th><th>Đã báo cáo / tổng số</th></tr>",
+        week = escape(&synthesis.week),
+        name = escape(&synthesis.name),
+    );
+    for level in &synthesis.coverage {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
+            escape(&level.label),
+            escape(&level.coverage.text)
+        );
+    }
+    html.push_str("</table><canvas id=\"coverage-chart\" height=\"90\"></canvas></section><section><h2>Chỉ tiêu</h2><table id=\"indicators\"><tr><th>Chỉ tiêu</th><th>Tuần này</th><th>Tuần trước</th><th>Thay đổi</th></tr>");
+    for indicator in &synthesis.indicators {
+        let _ = write!(
+            html,
+            "<tr><td>{} ({})</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&indicator.label),
+            escape(&indicator.unit),
+            escape(&value_text(&indicator.value)),
+            escape(&value_text(&indicator.previous)),
+            indicator.change.map_or(String::new(), |c| format!("{c:+}"))
+        );
+    }
+    let _ = write!(
+        html,
+        "</table></section><section><h2>Đơn vị chưa báo cáo ({})</h2><ul id=\"missing\">",
+        synthesis.missing.len()
+    );
+    for missing in synthesis.missing.iter().take(200) {
+        let _ = write!(html, "<li>{} — {}</li>", escape(&missing.code), escape(&missing.name));
+    }
+    let labels: Vec<&str> = synthesis.coverage.iter().map(|c| c.label.as_str()).collect();
+    let shares: Vec<f64> = synthesis
+        .coverage
+        .iter()
+        .map(|c| if c.coverage.total == 0 { 0.0 } else { 100.0 * c.coverage.count as f64 / c.coverage.total as f64 })
+        .collect();
+    let data = json!({"labels": labels, "shares": shares}).to_string().replace("</", "<\\/");
+    let _ = write!(
+        html,
+        "</ul><p><a href=\"/bao-cao?week={week}&unit={unit}&format=xlsx\">Tải bảng tổng hợp (Excel)</a></p></section>\
+         <script>const d = {data}; Chart.defaults.animation = false;\
+         new Chart(document.getElementById('coverage-chart'), {{type: 'bar', data: {{labels: d.labels, datasets: [{{label: '% đơn vị đã báo cáo', data: d.shares, backgroundColor: '#b3261e'}}]}},\
+         options: {{indexAxis: 'y', scales: {{x: {{min: 0, max: 100}}}}}}}});\
+         document.body.dataset.chartsReady = 'yes';</script></body></html>",
+        week = escape(&synthesis.week),
+        unit = escape(&synthesis.code),
+    );
+    axum::response::Html(html).into_response()
+}

@@ -121,3 +121,52 @@ async fn leaders_summary_page_draws_its_charts_in_a_real_browser() {
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 20_000, "screenshot {} has {size} bytes", shot.display());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_page_shows_coverage_and_indicators_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(data_dir.join("reference")).unwrap();
+    std::fs::write(
+        data_dir.join("reference/villages.csv"),
+        "code,name\n00004-001,Tổ dân phố số 1\n00004-002,Tổ dân phố số 2\n",
+    )
+    .unwrap();
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+    for (unit, meetings) in [("00004", 2), ("00004-001", 3)] {
+        let response = client
+            .post(server.url("/api/v1/reports"))
+            .json(&json!({"unit": unit, "week": "2025-W38", "values": {"meetings_held": meetings}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    }
+    for _ in 0..100 {
+        let synthesis = server.get_json("/api/v1/reports/weekly", &[("week", "2025-W38"), ("unit", "00004")]).await;
+        if synthesis["coverage"][0]["coverage"]["count"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = server.url("/bao-cao?week=2025-W38&unit=00004");
+    let dom = chromium(&["--virtual-time-budget=5000", "--dump-dom", &url]);
+    assert!(dom.contains("Tổng hợp báo cáo tuần 2025-W38"), "{dom}");
+    assert!(dom.contains("1/2 (50.00%)"), "village coverage: {dom}");
+    assert!(dom.contains("00004-002"), "the missing village is listed: {dom}");
+    assert!(dom.contains("data-charts-ready=\"yes\""), "{dom}");
+    let workbook = client.get(format!("{url}&format=xlsx")).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&workbook[..2], b"PK");
+    let output = Command::new(voxpop_tests::server::voxpop_bin())
+        .args(["report", "weekly", "--week", "2025-W38", "--unit", "00004", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains("1/2 (50.00%)"),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
