@@ -146,7 +146,17 @@ impl Sink {
         match format {
             ExportFormat::Parquet => {
                 let file = BufWriter::new(File::create(path).map_err(io)?);
-                let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                // As in the lake: dictionaries and statistics only where they help.
+                let mut builder = WriterProperties::builder().set_compression(Compression::SNAPPY);
+                for column in ["id", "tracking_code", "title", "body", "contact_name", "contact_phone", "contact_email"]
+                {
+                    let path = datafusion::parquet::schema::types::ColumnPath::from(column);
+                    builder = builder.set_column_dictionary_enabled(path.clone(), false).set_column_statistics_enabled(
+                        path,
+                        datafusion::parquet::file::properties::EnabledStatistics::None,
+                    );
+                }
+                let properties = builder.build();
                 let writer = ArrowWriter::try_new(file, spec.schema.clone(), Some(properties))
                     .map_err(|err| QueryError::Export(err.to_string()))?;
                 Ok(Sink::Parquet(writer))
@@ -407,16 +417,37 @@ impl PetitionQueries {
             let mut sink = Sink::create(&path, request.format, resource)?;
             let mut rows = 0u64;
             if resource.name == "petitions" {
-                let mut write = |batch: RecordBatch| -> QueryResult<()> {
-                    let batch = conform(&batch, resource)?;
-                    let batch = if request.personal_data { batch } else { mask_batch(&batch)? };
-                    note_coverage(&batch, &mut coverage);
-                    sink.write(&batch)?;
-                    rows += batch.num_rows() as u64;
-                    progress(rows);
-                    Ok(())
-                };
-                self.petition_batches(request, &mut write).await?;
+                // Reading and decoding (DataFusion's threads) overlap with masking and writing
+                // (this blocking thread): the two halves of an export cost about the same.
+                let (sender, mut receiver) = tokio::sync::mpsc::channel::<RecordBatch>(4);
+                let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let (spec, personal_data, counter) = (resource.clone(), request.personal_data, written.clone());
+                let writer = tokio::task::spawn_blocking(move || -> QueryResult<(Sink, Coverage)> {
+                    let mut coverage: Coverage = (None, None, std::collections::BTreeSet::new());
+                    while let Some(batch) = receiver.blocking_recv() {
+                        let batch = conform(&batch, &spec)?;
+                        let batch = if personal_data { batch } else { mask_batch(&batch)? };
+                        note_coverage(&batch, &mut coverage);
+                        sink.write(&batch)?;
+                        counter.fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok((sink, coverage))
+                });
+                if let Some(mut stream) = self.petition_batches(request).await? {
+                    while let Some(batch) = stream.next().await {
+                        if sender.send(batch?).await.is_err() {
+                            break; // the writer failed: its error is reported below
+                        }
+                        progress(written.load(std::sync::atomic::Ordering::Relaxed));
+                    }
+                }
+                drop(sender);
+                let (finished, petition_coverage) =
+                    writer.await.map_err(|err| QueryError::Export(format!("export writer failed: {err}")))??;
+                sink = finished;
+                coverage = petition_coverage;
+                rows = written.load(std::sync::atomic::Ordering::Relaxed);
+                progress(rows);
             } else if let Some(batch) = resource.reference_batch(units) {
                 sink.write(&batch)?;
                 rows = batch.num_rows() as u64;
@@ -444,9 +475,8 @@ impl PetitionQueries {
     async fn petition_batches(
         &self,
         request: &ExportRequest,
-        each: &mut (dyn FnMut(RecordBatch) -> QueryResult<()> + Send),
-    ) -> QueryResult<()> {
-        let Some(ctx) = self.session().await? else { return Ok(()) };
+    ) -> QueryResult<Option<datafusion::physical_plan::SendableRecordBatchStream>> {
+        let Some(ctx) = self.session().await? else { return Ok(None) };
         let mut frame = match request.since_version {
             None => ctx.table(voxpop_schema::petition::TABLE_NAME).await?,
             Some(since) => {
@@ -478,11 +508,7 @@ impl PetitionQueries {
         if let Some(province) = &request.province {
             frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
         }
-        let mut stream = frame.execute_stream().await?;
-        while let Some(batch) = stream.next().await {
-            each(batch?)?;
-        }
-        Ok(())
+        Ok(Some(frame.execute_stream().await?))
     }
 }
 

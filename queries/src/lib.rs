@@ -91,7 +91,11 @@ impl PetitionQueries {
         }
         let table = cached.as_mut().expect("loaded above");
         table.update_incremental(None).await.map_err(|err| self.delta_error(err))?;
-        let ctx = SessionContext::new();
+        // Plain Utf8 strings, as the record types and the export writers take them: the view
+        // types DataFusion reads by default would be copied back to Utf8 on every batch.
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().execution.parquet.schema_force_view_types = false;
+        let ctx = SessionContext::new_with_config(config);
         table.update_datafusion_session(&ctx.state()).map_err(|err| self.delta_error(err))?;
         let provider =
             table.table_provider().await.map_err(|err| self.delta_error(DeltaTableError::Generic(err.to_string())))?;
