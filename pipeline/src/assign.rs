@@ -131,8 +131,23 @@ impl TopicAssigner {
         scores
     }
 
-    /// Sets `topic` and `topic_confidence` of every petition (unclassified ones get `None`).
+    /// Sets `topic` and `topic_confidence` of every petition (unclassified ones get `None`), on
+    /// all cores for large batches.
     pub fn assign_all(&self, petitions: &mut [Petition]) {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        if threads > 1 && petitions.len() >= 2_000 {
+            let chunk = petitions.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                for part in petitions.chunks_mut(chunk) {
+                    scope.spawn(move || self.assign_sequentially(part));
+                }
+            });
+        } else {
+            self.assign_sequentially(petitions);
+        }
+    }
+
+    fn assign_sequentially(&self, petitions: &mut [Petition]) {
         for petition in petitions {
             let assigned = self.assign(&petition.title, &petition.body);
             petition.topic_confidence = assigned.as_ref().map(|(_, confidence)| *confidence);

@@ -29,7 +29,7 @@ pub struct Taxonomy {
 #[derive(Debug, Clone, Default)]
 struct PhraseIndex {
     phrases: Vec<Vec<String>>,
-    by_first: HashMap<String, Vec<usize>>,
+    by_first: rustc_hash::FxHashMap<String, Vec<usize>>,
     /// (topic index, phrase ids that must all occur) per rule.
     rules: Vec<(usize, Vec<usize>)>,
 }
