@@ -3,10 +3,10 @@
 //! Each query runs in a fresh session that holds only what the caller may read: `petitions` as
 //! a view (limited to the caller's province when scoped, personal data masked unless the role
 //! allows it; the underlying Delta table is registered under no name, so SQL cannot reach
-//! around the view) and the code lists `provinces`, `communes`, `communes_pre2025` and
-//! `unit_crosswalk_2025`. DDL, DML, `COPY` and other statements are refused before planning
-//! finishes, URLs and file paths are not tables, and every query has a row limit and a time
-//! limit.
+//! around the view), `weekly_reports` when units have reported, and the code lists `provinces`,
+//! `communes`, `communes_pre2025` and `unit_crosswalk_2025`. DDL, DML, `COPY` and other
+//! statements are refused before planning finishes, URLs and file paths are not tables, and
+//! every query has a row limit and a time limit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,6 +149,26 @@ impl PetitionQueries {
             .collect();
         let view = frame.select(columns)?;
         ctx.register_table(voxpop_schema::petition::TABLE_NAME, view.into_view())?;
+        // The weekly reports, next to the petitions table in the lake (no personal data).
+        if let Some(lake) = self.path.parent() {
+            let reports = lake.join(voxpop_schema::reports::TABLE_NAME);
+            if reports.join("_delta_log").exists() {
+                let delta = |source: deltalake::DeltaTableError| QueryError::Delta { path: reports.clone(), source };
+                let absolute = std::fs::canonicalize(&reports)
+                    .map_err(|err| delta(deltalake::DeltaTableError::Generic(err.to_string())))?;
+                let url = deltalake::ensure_table_uri(absolute.to_string_lossy()).map_err(delta)?;
+                let table = deltalake::DeltaTable::try_from_url(url).await.map_err(delta)?;
+                if table.version().is_some() {
+                    table.update_datafusion_session(&ctx.state()).map_err(delta)?;
+                    let provider = table
+                        .table_provider()
+                        .await
+                        .map_err(|err| delta(deltalake::DeltaTableError::Generic(err.to_string())))?;
+                    let frame = ctx.read_table(provider)?;
+                    ctx.register_table(voxpop_schema::reports::TABLE_NAME, frame.into_view())?;
+                }
+            }
+        }
         Ok(ctx)
     }
 

@@ -113,3 +113,63 @@ async fn reports_are_validated_written_once_and_synthesised() {
     let bad = client.get(server.url("/api/v1/reports/weekly?week=38")).send().await.unwrap();
     assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_survive_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"), None).await;
+    let communes: Vec<String> = voxpop_schema::Units::embedded().communes().iter().map(|c| c.code.clone()).collect();
+    let mut accepted = std::collections::HashSet::new();
+    let mut next = 0;
+    for _round in 0..3 {
+        let url = server.url("/api/v1/reports");
+        let batch: Vec<String> = communes[next..next + 300].to_vec();
+        next += 300;
+        let sender = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut ok = Vec::new();
+            for unit in batch {
+                let body = json!({"unit": unit, "week": "2025-W38", "values": {"meetings_held": 1}});
+                match client.post(&url).json(&body).send().await {
+                    Ok(response) if response.status() == reqwest::StatusCode::CREATED => ok.push(unit),
+                    _ => {}
+                }
+            }
+            ok
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        server.kill9();
+        accepted.extend(sender.await.unwrap());
+        server.restart().await;
+    }
+    assert!(accepted.len() >= 100, "only {} acknowledged", accepted.len());
+    // Every acknowledged value is in the lake exactly once (unacknowledged ones may be there too).
+    let client = reqwest::Client::new();
+    let mut rows = Value::Null;
+    for _ in 0..100 {
+        let response = client
+            .post(server.url("/api/v1/sql"))
+            .json(&json!({"sql": "SELECT unit_code, count(*) AS n FROM weekly_reports GROUP BY unit_code", "max_rows": 100000}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == reqwest::StatusCode::OK {
+            rows = response.json().await.unwrap();
+            let units: std::collections::HashSet<String> = rows["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| row["unit_code"].as_str().unwrap().to_owned())
+                .collect();
+            if accepted.is_subset(&units) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = rows["rows"].as_array().expect("the reports table is queryable");
+    let present: std::collections::HashSet<String> =
+        counts.iter().map(|row| row["unit_code"].as_str().unwrap().to_owned()).collect();
+    assert!(accepted.is_subset(&present), "acknowledged values missing from the lake");
+    assert!(counts.iter().all(|row| row["n"] == 1), "a value was written twice: {rows}");
+}
