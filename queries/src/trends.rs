@@ -72,6 +72,10 @@ use voxpop_schema::text::{compare_key, fold, nfc};
 /// The stopwords-iso Vietnamese list (MIT; see `queries/data/PROVENANCE.md`).
 const STOP_WORDS: &str = include_str!("../data/stopwords_vi.txt");
 
+/// Words of that list that petitions are about ("nước sạch", "nhà máy", "người dân", "cây xanh"):
+/// general-purpose stop lists drop them, but a new theme is often named with them.
+const KEPT_WORDS: [&str; 4] = ["nhà", "người", "sạch", "cây"];
+
 /// G² at p = 0.001 for one degree of freedom.
 pub const G2_P001: f64 = 10.83;
 
@@ -268,6 +272,7 @@ fn stop_words() -> &'static StopWords {
             split_syllables(&line, &mut spans);
             let syllables: Vec<String> = spans.iter().map(|&(start, end, _)| compare_key(&line[start..end])).collect();
             match syllables.as_slice() {
+                [one] if KEPT_WORDS.iter().any(|kept| compare_key(kept) == *one) => {}
                 [one] => {
                     stop.syllables.insert(one.clone());
                 }
@@ -714,6 +719,16 @@ mod tests {
         assert!((log_likelihood_ratio(10, 100, 10, 1000) - 22.907_803_544_618).abs() < 1e-6);
         assert_eq!(log_likelihood_ratio(10, 100, 100, 1000), 0.0);
         assert_eq!(log_likelihood_ratio(0, 0, 0, 0), 0.0);
+    }
+
+    #[test]
+    fn words_petitions_are_about_are_not_stop_words() {
+        let current: Vec<String> = (0..30).map(|i| format!("Thôn {i} thiếu nước sạch sinh hoạt")).collect();
+        let baseline: Vec<String> = (0..300).map(|i| format!("Đường liên xã số {i} xuống cấp")).collect();
+        let current: Vec<&str> = current.iter().map(String::as_str).collect();
+        let baseline: Vec<&str> = baseline.iter().map(String::as_str).collect();
+        let terms = rising_terms(&current, &baseline, &RisingOptions::default());
+        assert!(terms.iter().any(|t| t.term == "nước sạch"), "{terms:?}");
     }
 
     #[test]
