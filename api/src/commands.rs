@@ -60,6 +60,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         topics: Some(crate::topics_cmd::assigner(options.taxonomy.as_deref(), options.topic_model.as_deref())?),
     };
     let stack = Stack::start(config).await?;
+    let tokens = Arc::new(crate::auth::TokenStore::open(&options.data_dir)?);
+    if tokens.is_empty() {
+        warn!("no API tokens in this data directory: read paths are open (create one with `voxpop token create`)");
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         intake: stack.intake.clone(),
@@ -72,6 +76,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         log: stack.log.clone(),
         reports: Arc::new(voxpop_queries::reports::ReportQueries::new(&stack.layout.reports_table())),
         villages: stack.layout.villages(),
+        tokens: tokens.clone(),
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -82,9 +87,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         let probe =
             std::net::TcpListener::bind(flight).with_context(|| format!("cannot serve Flight SQL on {flight}"))?;
         drop(probe);
-        let queries = stack.queries.clone();
+        let (queries, tokens) = (stack.queries.clone(), tokens.clone());
         tokio::spawn(async move {
-            if let Err(err) = crate::flight::serve(queries, flight).await {
+            if let Err(err) = crate::flight::serve(queries, tokens, flight).await {
                 warn!(error = %err, "Arrow Flight SQL stopped");
             }
         });

@@ -46,9 +46,14 @@ pub struct SqlBody {
 /// `POST /api/v1/sql[?format=json|csv|arrow|parquet]` with `{"sql": "...", "max_rows": .., "timeout_s": ..}`.
 pub async fn run_sql(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
     let body: SqlBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => {
@@ -68,6 +73,9 @@ pub async fn run_sql(
     let mut request = SqlRequest::new(&body.sql);
     request.max_rows = body.max_rows.unwrap_or(sql::DEFAULT_MAX_ROWS);
     request.timeout = body.timeout_s.map_or(sql::DEFAULT_TIMEOUT, Duration::from_secs);
+    request.province = caller.province();
+    request.commune = caller.commune();
+    request.personal_data = caller.personal_data();
     let result = match state.queries.sql(&request).await {
         Ok(result) => result,
         Err(err) => return query_problem(err),
@@ -148,7 +156,11 @@ pub struct ExportBody {
 }
 
 /// `POST /api/v1/exports`: starts an export, answers `202` with the job's URL.
-pub async fn start_export(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn start_export(State(state): State<AppState>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
     let body: ExportBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => {
@@ -180,6 +192,9 @@ pub async fn start_export(State(state): State<AppState>, body: Bytes) -> Respons
     request.from = body.from;
     request.to = body.to;
     request.since_version = body.since_version;
+    request.province = caller.province();
+    request.commune = caller.commune();
+    request.personal_data = caller.personal_data();
     let id = Uuid::now_v7();
     let dir = state.exports.root.join(id.to_string());
     let rows_written = Arc::new(AtomicU64::new(0));

@@ -31,12 +31,13 @@ pub const RESULT_TTL: Duration = Duration::from_secs(300);
 
 pub struct FlightSql {
     queries: Arc<PetitionQueries>,
+    tokens: Arc<crate::auth::TokenStore>,
     results: Mutex<HashMap<String, (Instant, SqlResult)>>,
 }
 
 impl FlightSql {
-    pub fn new(queries: Arc<PetitionQueries>) -> FlightSql {
-        FlightSql { queries, results: Mutex::new(HashMap::new()) }
+    pub fn new(queries: Arc<PetitionQueries>, tokens: Arc<crate::auth::TokenStore>) -> FlightSql {
+        FlightSql { queries, tokens, results: Mutex::new(HashMap::new()) }
     }
 
     fn results(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SqlResult)>> {
@@ -55,8 +56,8 @@ fn status(err: QueryError) -> Status {
 impl FlightSqlService for FlightSql {
     type FlightService = FlightSql;
 
-    /// No authentication yet (roles come with the handling issue): every client gets the
-    /// masked, unscoped view, as on the HTTP endpoint.
+    /// Tokens are checked on each statement (as on the HTTP endpoint), so the handshake has
+    /// nothing to exchange.
     async fn do_handshake(
         &self,
         _request: Request<Streaming<HandshakeRequest>>,
@@ -71,7 +72,19 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let result = self.queries.sql(&SqlRequest::new(&query.query)).await.map_err(status)?;
+        // The caller's token travels as gRPC metadata `authorization: Bearer ...`.
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(value) = request.metadata().get("authorization").and_then(|v| v.to_str().ok())
+            && let Ok(value) = value.parse()
+        {
+            headers.insert(axum::http::header::AUTHORIZATION, value);
+        }
+        let caller = self.tokens.caller(&headers).map_err(|problem| Status::unauthenticated(problem.detail))?;
+        let mut sql = SqlRequest::new(&query.query);
+        sql.province = caller.province();
+        sql.commune = caller.commune();
+        sql.personal_data = caller.personal_data();
+        let result = self.queries.sql(&sql).await.map_err(status)?;
         let handle = Uuid::now_v7().to_string();
         let (rows, bytes) =
             (result.rows as i64, result.batches.iter().map(|b| b.get_array_memory_size() as i64).sum::<i64>());
@@ -120,10 +133,14 @@ impl FlightSqlService for FlightSql {
 }
 
 /// Serves Flight SQL on `address` until the process ends.
-pub async fn serve(queries: Arc<PetitionQueries>, address: SocketAddr) -> anyhow::Result<()> {
+pub async fn serve(
+    queries: Arc<PetitionQueries>,
+    tokens: Arc<crate::auth::TokenStore>,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
     tracing::info!(%address, "Arrow Flight SQL listening");
     tonic::transport::Server::builder()
-        .add_service(FlightServiceServer::new(FlightSql::new(queries)))
+        .add_service(FlightServiceServer::new(FlightSql::new(queries, tokens)))
         .serve(address)
         .await?;
     Ok(())

@@ -41,6 +41,7 @@ pub struct AppState {
     pub reports: Arc<voxpop_queries::reports::ReportQueries>,
     /// The villages register of the data directory.
     pub villages: std::path::PathBuf,
+    pub tokens: Arc<crate::auth::TokenStore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -108,7 +109,15 @@ async fn submit_petition(State(state): State<AppState>, body: Result<Bytes, Byte
     }
 }
 
-async fn get_petition(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn get_petition(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
     let Ok(id) = Uuid::parse_str(&id) else {
         return Problem::bad_parameter("id", format!("`{id}` is not a petition id (UUID)")).into_response();
     };
@@ -120,7 +129,15 @@ async fn get_petition(State(state): State<AppState>, Path(id): Path<String>) -> 
     match state.queries.petition(&id, week.as_deref()).await {
         // No caller is entitled to personal data until roles exist: contact fields and numbers
         // in the text are masked on this public path.
-        Ok(Some(petition)) => Json(voxpop_schema::privacy::mask_petition(&petition)).into_response(),
+        // Another unit's petition is not there for this caller: the same answer as a wrong id.
+        Ok(Some(petition)) if caller.sees(&petition.province_code, &petition.commune_code) => {
+            if caller.personal_data() {
+                Json(petition).into_response()
+            } else {
+                Json(voxpop_schema::privacy::mask_petition(&petition)).into_response()
+            }
+        }
+        Ok(Some(_)) => Problem::not_found(format!("no petition `{id}` in your unit")).into_response(),
         Ok(None) => Problem::not_found(format!(
             "no petition `{id}` in the lake (a petition just accepted appears within seconds)"
         ))
@@ -129,8 +146,41 @@ async fn get_petition(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
 }
 
-async fn search(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
-    let request = match search_request(&params) {
+/// The request narrowed to the caller's scope; 403 when it asks for another unit's petitions.
+pub fn scoped_search(mut request: SearchRequest, caller: &crate::auth::Caller) -> Result<SearchRequest, Problem> {
+    let forbidden = |field: &str| {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "out-of-scope",
+            "Outside your unit",
+            format!("`{field}` is outside unit {}", caller.unit),
+        )
+    };
+    if let Some(province) = caller.province() {
+        if request.province.as_ref().is_some_and(|asked| *asked != province) {
+            return Err(forbidden("province"));
+        }
+        request.province = Some(province);
+    }
+    if let Some(commune) = caller.commune() {
+        if request.commune.as_ref().is_some_and(|asked| *asked != commune) {
+            return Err(forbidden("commune"));
+        }
+        request.commune = Some(commune);
+    }
+    Ok(request)
+}
+
+async fn search(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
+    let request = match search_request(&params).and_then(|request| scoped_search(request, &caller)) {
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
     };
@@ -148,7 +198,36 @@ async fn search(State(state): State<AppState>, Query(params): Query<HashMap<Stri
     }
 }
 
-async fn weekly_summary(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn weekly_summary(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
+    if caller.commune().is_some() {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "out-of-scope",
+            "Summaries are by province",
+            "a commune's staff read their petitions through search, SQL and exports",
+        )
+        .into_response();
+    }
+    if let Some(province) = caller.province() {
+        if params.get("province").is_some_and(|asked| *asked != province) {
+            return Problem::new(
+                StatusCode::FORBIDDEN,
+                "out-of-scope",
+                "Outside your unit",
+                "`province` is outside your unit",
+            )
+            .into_response();
+        }
+        params.insert("province".to_owned(), province);
+    }
     for key in params.keys() {
         if !["week", "province"].contains(&key.as_str()) {
             return Problem::bad_parameter(key, format!("unknown parameter `{key}`, expected week, province"))

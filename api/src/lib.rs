@@ -3,6 +3,7 @@
 //! In: HTTP requests and CLI arguments. Out: HTTP responses (JSON, problem+json), terminal output.
 //! Only wiring and translation live here; every rule lives in the crate whose concept it serves.
 
+pub mod auth;
 pub mod bench;
 pub mod commands;
 pub mod exchange;

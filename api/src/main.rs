@@ -123,6 +123,11 @@ enum Command {
         #[command(subcommand)]
         report: ReportCommand,
     },
+    /// API tokens: who reads what (a unit and everything under it).
+    Token {
+        #[command(subcommand)]
+        token: TokenCommand,
+    },
     /// Runs one read-only SQL query over the lake (DataFusion SQL; tables: petitions, provinces,
     /// communes, communes_pre2025, unit_crosswalk_2025).
     Sql {
@@ -155,6 +160,21 @@ enum Command {
     Topics {
         #[command(subcommand)]
         topics: TopicsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Creates a token for a unit and a role; prints it once (only a salted hash is kept).
+    Create {
+        /// 00 (central), a province code or a 2025 commune code.
+        #[arg(long)]
+        unit: String,
+        /// officer, leader, data_engineer or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -341,6 +361,18 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Reindex { data_dir } => commands::reindex(&data_dir).await,
             Command::Schema { markdown, dataset } => commands::schema(markdown, dataset.as_deref()),
+            Command::Token { token: TokenCommand::Create { unit, role, data_dir } } => {
+                let Some(role) = voxpop_api::auth::Role::parse(&role) else {
+                    anyhow::bail!("unknown role `{role}`: officer, leader, data_engineer or admin");
+                };
+                std::fs::create_dir_all(&data_dir)?;
+                let token = voxpop_api::auth::TokenStore::open(&data_dir)?.create(&unit, role)?;
+                println!("{token}");
+                eprintln!(
+                    "token for unit {unit} created; it is shown only now (a running server reads it at its next start)"
+                );
+                Ok(())
+            }
             Command::Report { report: ReportCommand::Weekly { week, unit, xlsx, json, data_dir } } => {
                 commands::report_weekly(&data_dir, &week, &unit, xlsx.as_deref(), json).await
             }

@@ -30,7 +30,15 @@ mark{background:#ffe08a}.error{color:#b3261e;font-weight:600}
 ";
 
 /// `GET /`: search petitions by theme, province and date.
-pub async fn search_page(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+pub async fn search_page(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
     let units = Units::embedded();
     let value = |key: &str| params.get(key).map(String::as_str).unwrap_or_default();
     let mut html = String::with_capacity(16 * 1024);
@@ -60,7 +68,7 @@ pub async fn search_page(State(state): State<AppState>, Query(params): Query<Has
         escape(value("to"))
     );
     let mut status = StatusCode::OK;
-    match search_request(&params) {
+    match search_request(&params).and_then(|request| crate::http::scoped_search(request, &caller)) {
         Err(problem) => {
             status = StatusCode::BAD_REQUEST;
             let fields: Vec<String> = problem.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
@@ -164,8 +172,13 @@ fn link_with(params: &HashMap<String, String>, key: &str, value: &str) -> String
 /// `GET /kien-nghi/{id}`: one petition as staff read it (personal data masked).
 pub async fn petition_page(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
     let page = |status: StatusCode, title: &str, body: String| {
         let html = format!(
             "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>{title}</title><style>{STYLE}\
@@ -184,7 +197,13 @@ pub async fn petition_page(
     };
     let week = state.index.get(&id).ok().flatten().map(|hit| voxpop_schema::petition::iso_week(hit.received_at));
     let petition = match state.queries.petition(&id, week.as_deref()).await {
-        Ok(Some(petition)) => voxpop_schema::privacy::mask_petition(&petition),
+        Ok(Some(petition)) if caller.sees(&petition.province_code, &petition.commune_code) => {
+            voxpop_schema::privacy::mask_petition(&petition)
+        }
+        Ok(Some(_)) => {
+            let body = "<p class=\"error\">Không tìm thấy kiến nghị này.</p>".to_owned();
+            return page(StatusCode::NOT_FOUND, "Không tìm thấy", body);
+        }
         Ok(None) => {
             return page(
                 StatusCode::NOT_FOUND,
@@ -259,7 +278,23 @@ pub async fn chart_js() -> Response {
 }
 
 /// `GET /tong-hop?week=2025-W38[&province=01]`: the leaders' weekly summary, with charts.
-pub async fn summary_page(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+pub async fn summary_page(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
+    let other_province = caller.province().is_some_and(|p| params.get("province").is_some_and(|asked| *asked != p));
+    if caller.commune().is_some() || other_province {
+        let body = "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Ngoài phạm vi đơn vị của bạn.</p></html>";
+        return (StatusCode::FORBIDDEN, Html(body)).into_response();
+    }
+    if let Some(province) = caller.province() {
+        params.insert("province".to_owned(), province);
+    }
     use voxpop_queries::summary::{IsoWeek, thousands};
     let week = match params.get("week").filter(|w| !w.is_empty()) {
         None => {

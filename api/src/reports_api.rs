@@ -132,8 +132,39 @@ pub async fn template(State(state): State<AppState>, Query(params): Query<HashMa
     }
 }
 
+/// Whether `caller` may read the reports of `unit` (its own unit or one below it).
+fn in_scope(caller: &crate::auth::Caller, unit: &str) -> bool {
+    match caller.unit.len() {
+        5 => unit == caller.unit || unit.starts_with(&format!("{}-", caller.unit)),
+        2 if caller.unit != "00" => {
+            unit == caller.unit
+                || unit
+                    .get(..5)
+                    .and_then(|c| Units::embedded().commune(c))
+                    .is_some_and(|c| c.province_code == caller.unit)
+        }
+        _ => true,
+    }
+}
+
+fn out_of_scope() -> Response {
+    Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside your unit", "`unit` is outside your unit")
+        .into_response()
+}
+
 /// `GET /api/v1/reports/weekly?week=2025-W38[&unit=00]`: the synthesis for one unit.
-pub async fn weekly(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+pub async fn weekly(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
+    if !in_scope(&caller, params.get("unit").map_or(SCOPE, String::as_str)) {
+        return out_of_scope();
+    }
     let Some(week) = params.get("week") else {
         return Problem::bad_parameter("week", "`week` is required, e.g. 2025-W38").into_response();
     };
@@ -202,7 +233,18 @@ pub fn synthesis_xlsx(synthesis: &voxpop_queries::synthesis::UnitSynthesis) -> a
 
 /// `GET /bao-cao?week=2025-W38[&unit=00]`: the synthesis for leaders, with a chart of coverage
 /// per level; `&format=xlsx` downloads it as a workbook.
-pub async fn page(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
+pub async fn page(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
+    if !in_scope(&caller, params.get("unit").map_or(SCOPE, String::as_str)) {
+        return out_of_scope();
+    }
     use std::fmt::Write;
     use voxpop_index::html_escape as escape;
     let week = params.get("week").cloned().unwrap_or_else(|| reports::current_week(Utc::now()));

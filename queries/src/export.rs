@@ -90,6 +90,8 @@ pub struct ExportRequest {
     pub personal_data: bool,
     /// Limits petitions to one province (the caller's scope).
     pub province: Option<String>,
+    /// Limits petitions to one commune (the caller's scope).
+    pub commune: Option<String>,
     pub publisher: String,
     pub license: String,
 }
@@ -104,6 +106,7 @@ impl ExportRequest {
             since_version: None,
             personal_data: false,
             province: None,
+            commune: None,
             publisher: "voxpop".to_owned(),
             license: "CC-BY-4.0".to_owned(),
         }
@@ -507,6 +510,9 @@ impl PetitionQueries {
         }
         if let Some(province) = &request.province {
             frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
+        }
+        if let Some(commune) = &request.commune {
+            frame = frame.filter(col("commune_code").eq(lit(commune.as_str())))?;
         }
         Ok(Some(frame.execute_stream().await?))
     }

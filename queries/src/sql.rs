@@ -43,6 +43,8 @@ pub struct SqlRequest {
     pub personal_data: bool,
     /// Only this province's petitions are visible.
     pub province: Option<String>,
+    /// Only this commune's petitions are visible.
+    pub commune: Option<String>,
 }
 
 impl SqlRequest {
@@ -53,6 +55,7 @@ impl SqlRequest {
             timeout: DEFAULT_TIMEOUT,
             personal_data: false,
             province: None,
+            commune: None,
         }
     }
 }
@@ -122,6 +125,10 @@ impl PetitionQueries {
         };
         let frame = match &request.province {
             Some(province) => frame.filter(col("province_code").eq(lit(province.as_str())))?,
+            None => frame,
+        };
+        let frame = match &request.commune {
+            Some(commune) => frame.filter(col("commune_code").eq(lit(commune.as_str())))?,
             None => frame,
         };
         let (numbers, name, email) = (

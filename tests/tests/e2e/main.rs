@@ -1,5 +1,6 @@
 //! End-to-end tests: real brokers, real files, the real binary.
 
+mod access;
 mod cli;
 mod crash;
 mod exchange;

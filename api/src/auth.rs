@@ -1,0 +1,208 @@
+//! API tokens and the caller's scope: who may read which petitions.
+//!
+//! A token belongs to a unit (`00` central, a province, a commune) and a role. Only a salted
+//! SHA-256 of its secret is stored (`DIR/tokens.json`); the secret is shown once, when created
+//! (`voxpop token create --unit 01 --role officer`). Requests send it as
+//! `Authorization: Bearer vxp_<id>_<secret>`.
+//!
+//! A data directory without any token is in open mode (a single machine, the demo): every
+//! caller reads as central, with personal data masked. Once a token exists, the read paths
+//! (search, petitions by id, summaries, SQL, exports) need one, and every answer is limited to
+//! the caller's unit and everything under it. Intake stays open.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use axum::http::HeaderMap;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use voxpop_schema::Units;
+
+use crate::problem::Problem;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Handles petitions of the unit: sees personal data within scope.
+    Officer,
+    /// Reads the unit's petitions and summaries: sees personal data within scope.
+    Leader,
+    /// Exchanges datasets: personal data masked.
+    DataEngineer,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(value: &str) -> Option<Role> {
+        match value {
+            "officer" => Some(Role::Officer),
+            "leader" => Some(Role::Leader),
+            "data_engineer" => Some(Role::DataEngineer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn personal_data(self) -> bool {
+        !matches!(self, Role::DataEngineer)
+    }
+}
+
+/// Who is asking: their unit's scope and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `00`, a 2-digit province or a 5-digit commune code.
+    pub unit: String,
+    pub role: Role,
+    /// False in open mode (no tokens configured).
+    pub authenticated: bool,
+}
+
+impl Caller {
+    fn open() -> Caller {
+        Caller { unit: "00".to_owned(), role: Role::DataEngineer, authenticated: false }
+    }
+
+    /// The province the caller is limited to, if any.
+    pub fn province(&self) -> Option<String> {
+        match self.unit.len() {
+            2 if self.unit != "00" => Some(self.unit.clone()),
+            5 => Units::embedded().commune(&self.unit).map(|c| c.province_code.clone()),
+            _ => None,
+        }
+    }
+
+    /// The commune the caller is limited to, if any.
+    pub fn commune(&self) -> Option<String> {
+        (self.unit.len() == 5).then(|| self.unit.clone())
+    }
+
+    /// Whether a petition of this province and commune is the caller's to see.
+    pub fn sees(&self, province: &str, commune: &str) -> bool {
+        self.province().is_none_or(|p| p == province) && self.commune().is_none_or(|c| c == commune)
+    }
+
+    pub fn personal_data(&self) -> bool {
+        self.authenticated && self.role.personal_data()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredToken {
+    id: String,
+    unit: String,
+    role: Role,
+    salt: String,
+    sha256: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The tokens of a data directory.
+pub struct TokenStore {
+    path: PathBuf,
+    tokens: RwLock<Vec<StoredToken>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn digest(salt: &str, secret: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(salt.as_bytes());
+    hasher.update(secret.as_bytes());
+    hex(&hasher.finalize())
+}
+
+impl TokenStore {
+    pub fn path_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("tokens.json")
+    }
+
+    pub fn open(data_dir: &Path) -> anyhow::Result<TokenStore> {
+        let path = TokenStore::path_in(data_dir);
+        let tokens = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(TokenStore { path, tokens: RwLock::new(tokens) })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Creates a token and returns its secret form (shown once).
+    pub fn create(&self, unit: &str, role: Role) -> anyhow::Result<String> {
+        let units = Units::embedded();
+        let known = unit == "00" || units.province(unit).is_some() || units.commune(unit).is_some();
+        anyhow::ensure!(known, "unknown unit `{unit}`: 00, a province code or a 2025 commune code");
+        let mut random = [0u8; 32];
+        rand::rng().fill_bytes(&mut random);
+        let (id, secret, salt) = (hex(&random[..6]), hex(&random[6..26]), hex(&random[26..]));
+        let stored = StoredToken {
+            id: id.clone(),
+            unit: unit.to_owned(),
+            role,
+            sha256: digest(&salt, &secret),
+            salt,
+            created_at: chrono::Utc::now(),
+        };
+        let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        tokens.push(stored);
+        std::fs::write(&self.path, serde_json::to_vec_pretty(&*tokens)?)?;
+        Ok(format!("vxp_{id}_{secret}"))
+    }
+
+    /// The caller of a request: open mode without tokens; otherwise the token's unit and role,
+    /// or 401.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        if self.is_empty() {
+            return Ok(Caller::open());
+        }
+        let unauthorized = |detail: &str| {
+            Problem::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", "A valid API token is required", detail)
+        };
+        let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return Err(unauthorized("send `Authorization: Bearer <token>` (voxpop token create)"));
+        };
+        let token = value.strip_prefix("Bearer ").unwrap_or_default().trim();
+        let Some((id, secret)) = token.strip_prefix("vxp_").and_then(|rest| rest.split_once('_')) else {
+            return Err(unauthorized("malformed token"));
+        };
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        match tokens.iter().find(|t| t.id == id) {
+            Some(stored) if stored.sha256 == digest(&stored.salt, secret) => {
+                Ok(Caller { unit: stored.unit.clone(), role: stored.role, authenticated: true })
+            }
+            _ => Err(unauthorized("unknown or revoked token")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stored_hashed_and_scope_follows_the_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        assert_eq!(store.caller(&HeaderMap::new()).unwrap().unit, "00", "open mode without tokens");
+        let secret = store.create("00004", Role::Officer).unwrap();
+        let stored = std::fs::read_to_string(TokenStore::path_in(dir.path())).unwrap();
+        assert!(!stored.contains(secret.rsplit('_').next().unwrap()), "only a hash is stored");
+        let mut headers = HeaderMap::new();
+        assert!(store.caller(&headers).is_err(), "a token is needed once one exists");
+        headers.insert(axum::http::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+        let caller = TokenStore::open(dir.path()).unwrap().caller(&headers).unwrap();
+        assert_eq!((caller.province().as_deref(), caller.commune().as_deref()), (Some("01"), Some("00004")));
+        assert!(caller.sees("01", "00004") && !caller.sees("01", "00976") && !caller.sees("79", "26734"));
+        headers.insert(axum::http::header::AUTHORIZATION, "Bearer vxp_000000000000_nope".parse().unwrap());
+        assert!(store.caller(&headers).is_err());
+        assert!(store.create("99", Role::Officer).is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! Access follows the hierarchy: with tokens configured, every read path answers only within the
+//! caller's unit — search, petitions by id, summaries, SQL, exports — and nothing without a token.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use voxpop_tests::server::{Server, voxpop_bin};
+
+fn token(data_dir: &std::path::Path, unit: &str, role: &str) -> String {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let output = Command::new(voxpop_bin())
+        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_read_path_is_limited_to_the_callers_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let central = token(&data_dir, "00", "data_engineer");
+    let hanoi = token(&data_dir, "01", "leader");
+    let commune = token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+
+    // Intake stays open. Two petitions in each of three communes (two in Hà Nội, one elsewhere).
+    let mut ids: HashMap<&str, Vec<String>> = HashMap::new();
+    for commune_code in ["00004", "00097", "00976"] {
+        for n in 0..2 {
+            let petition = json!({"title": format!("Kiến nghị {commune_code}-{n}"), "body": "Liên hệ 0912345678. Dữ liệu tổng hợp.",
+                "commune_code": commune_code});
+            ids.entry(commune_code).or_default().push(server.submit(&petition).await);
+        }
+    }
+    let all: std::collections::HashSet<String> = ids.values().flatten().cloned().collect();
+    // Wait with the central token (open mode is over: a token is needed to look).
+    for _ in 0..100 {
+        let response = client.get(server.url("/api/v1/search?q=&limit=0")).bearer_auth(&central).send().await.unwrap();
+        let body: Value = response.json().await.unwrap();
+        if body["total"].as_u64() == Some(all.len() as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let get = |path: String, bearer: Option<&str>| {
+        let request = client.get(server.url(&path));
+        let request = match bearer {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let sql = |query: &str, bearer: &str| {
+        let request = client.post(server.url("/api/v1/sql")).bearer_auth(bearer).json(&json!({"sql": query}));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    // No token, or a wrong one: 401 on every read path.
+    for path in ["/api/v1/search?q=", "/api/v1/summaries/weekly", "/?q=dat"] {
+        assert_eq!(get(path.to_owned(), None).await.0, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(get(format!("/api/v1/petitions/{}", ids["00004"][0]), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(get("/api/v1/search?q=".to_owned(), Some("vxp_000000000000_wrong")).await.0, StatusCode::UNAUTHORIZED);
+
+    // Search: each caller sees its unit, whatever it asks for.
+    for (bearer, expected) in [(&central, 6), (&hanoi, 4), (&commune, 2)] {
+        let (status, body) = get("/api/v1/search?q=".to_owned(), Some(bearer)).await;
+        assert_eq!((status, body["total"].as_u64()), (StatusCode::OK, Some(expected)), "{body}");
+    }
+    assert_eq!(get("/api/v1/search?q=&province=08".to_owned(), Some(&hanoi)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(get("/api/v1/search?q=&commune=00097".to_owned(), Some(&commune)).await.0, StatusCode::FORBIDDEN);
+
+    // By id: another unit's petition does not exist for the caller, even with its id.
+    let elsewhere = &ids["00976"][0];
+    assert_eq!(get(format!("/api/v1/petitions/{elsewhere}"), Some(&commune)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(format!("/api/v1/petitions/{elsewhere}"), Some(&hanoi)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(format!("/api/v1/petitions/{}", ids["00097"][0]), Some(&commune)).await.0, StatusCode::NOT_FOUND);
+    let (status, own) = get(format!("/api/v1/petitions/{}", ids["00004"][0]), Some(&commune)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(own["body"].as_str().unwrap().contains("0912345678"), "the commune's officer handles it: {own}");
+    let (status, masked) = get(format!("/api/v1/petitions/{elsewhere}"), Some(&central)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!masked["body"].as_str().unwrap().contains("0912345678"), "data engineers get masked data: {masked}");
+
+    // SQL: the view holds only the caller's rows, however the query is written.
+    for (bearer, expected) in [(&central, 6), (&hanoi, 4), (&commune, 2)] {
+        let result = sql("SELECT count(*) AS n FROM petitions", bearer).await;
+        assert_eq!(result["rows"][0]["n"], expected, "{result}");
+    }
+    let sneaky = sql("SELECT count(*) AS n FROM petitions WHERE commune_code = '00976' OR 1 = 1", &commune).await;
+    assert_eq!(sneaky["rows"][0]["n"], 2, "{sneaky}");
+
+    // Summaries: a province's leader reads that province; a commune has no summary of others.
+    let (status, summary) = get("/api/v1/summaries/weekly".to_owned(), Some(&hanoi)).await;
+    assert_eq!((status, summary["province_code"].as_str()), (StatusCode::OK, Some("01")), "{summary}");
+    assert_eq!(get("/api/v1/summaries/weekly?province=08".to_owned(), Some(&hanoi)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(get("/api/v1/summaries/weekly".to_owned(), Some(&commune)).await.0, StatusCode::FORBIDDEN);
+
+    // Exports: the package holds the caller's rows only.
+    let job: Value = client
+        .post(server.url("/api/v1/exports"))
+        .bearer_auth(&commune)
+        .json(&json!({"dataset": "petitions", "format": "csv"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status_url = job["status_url"].as_str().unwrap().to_owned();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = get(status_url.clone(), Some(&commune)).await.1;
+        if status["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((status["status"].as_str(), status["rows_written"].as_u64()), (Some("done"), Some(2)), "{status}");
+}
