@@ -21,7 +21,7 @@ use voxpop_schema::reports::{self, Catalogue, ReportError, ReportValue};
 use crate::http::AppState;
 use crate::problem::Problem;
 
-/// Everyone is central until roles exist (the handling issue): scope `00`.
+/// The unit a request is about when it names none: the whole country.
 const SCOPE: &str = reports::CENTRAL_CODE;
 
 fn report_problem(errors: &[ReportError]) -> Response {
@@ -52,11 +52,16 @@ async fn append(state: &AppState, rows: &[ReportValue]) -> Result<(), Response> 
 }
 
 /// `POST /api/v1/reports`: `{"unit": "00004", "week": "2025-W38", "values": {"meetings_held": 3}}`.
-pub async fn submit(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn submit(State(state): State<AppState>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    // Units report, not citizens: the sender's token sets what it may report for.
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
     let intake = reports::Intake {
         units: Units::embedded(),
         catalogue: Catalogue::default_embedded(),
-        scope: SCOPE,
+        scope: &caller.unit,
         now: Utc::now(),
         submitted_by: None,
     };
@@ -73,14 +78,19 @@ pub async fn submit(State(state): State<AppState>, body: Bytes) -> Response {
 /// `POST /api/v1/reports/upload?format=xlsx|csv[&partial=true]` with the file as the body.
 pub async fn upload(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let caller = match state.tokens.caller(&headers) {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
     let partial = matches!(params.get("partial").map(String::as_str), Some("true" | "1"));
     let intake = reports::Intake {
         units: Units::embedded(),
         catalogue: Catalogue::default_embedded(),
-        scope: SCOPE,
+        scope: &caller.unit,
         now: Utc::now(),
         submitted_by: None,
     };

@@ -108,6 +108,19 @@ async fn every_read_path_is_limited_to_the_callers_unit() {
     assert_eq!(get("/api/v1/summaries/weekly?province=08".to_owned(), Some(&hanoi)).await.0, StatusCode::FORBIDDEN);
     assert_eq!(get("/api/v1/summaries/weekly".to_owned(), Some(&commune)).await.0, StatusCode::FORBIDDEN);
 
+    // Reports: a unit reports for itself and the units under it, and only with its token.
+    let report = |unit: &str| json!({"unit": unit, "week": "2025-W38", "values": {"meetings_held": 1}});
+    let response = client.post(server.url("/api/v1/reports")).json(&report("00004")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response =
+        client.post(server.url("/api/v1/reports")).bearer_auth(&commune).json(&report("00976")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["code"], "out_of_scope", "{problem}");
+    let response =
+        client.post(server.url("/api/v1/reports")).bearer_auth(&commune).json(&report("00004")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
     // Exports: the package holds the caller's rows only.
     let job: Value = client
         .post(server.url("/api/v1/exports"))
