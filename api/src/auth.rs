@@ -183,6 +183,20 @@ impl TokenStore {
     }
 }
 
+/// Handlers take the caller as an argument; a request without a valid token (once tokens
+/// exist) is answered 401 before the handler runs.
+impl axum::extract::FromRequestParts<crate::http::AppState> for Caller {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &crate::http::AppState,
+    ) -> Result<Caller, Self::Rejection> {
+        use axum::response::IntoResponse;
+        state.tokens.caller(&parts.headers).map_err(IntoResponse::into_response)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,14 +46,10 @@ pub struct SqlBody {
 /// `POST /api/v1/sql[?format=json|csv|arrow|parquet]` with `{"sql": "...", "max_rows": .., "timeout_s": ..}`.
 pub async fn run_sql(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     let body: SqlBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => {
@@ -156,11 +152,7 @@ pub struct ExportBody {
 }
 
 /// `POST /api/v1/exports`: starts an export, answers `202` with the job's URL.
-pub async fn start_export(State(state): State<AppState>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
+pub async fn start_export(State(state): State<AppState>, caller: crate::auth::Caller, body: Bytes) -> Response {
     let body: ExportBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => {

@@ -109,15 +109,7 @@ async fn submit_petition(State(state): State<AppState>, body: Result<Bytes, Byte
     }
 }
 
-async fn get_petition(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
+async fn get_petition(State(state): State<AppState>, caller: crate::auth::Caller, Path(id): Path<String>) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
         return Problem::bad_parameter("id", format!("`{id}` is not a petition id (UUID)")).into_response();
     };
@@ -173,13 +165,9 @@ pub fn scoped_search(mut request: SearchRequest, caller: &crate::auth::Caller) -
 
 async fn search(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     let request = match search_request(&params).and_then(|request| scoped_search(request, &caller)) {
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
@@ -200,13 +188,9 @@ async fn search(
 
 async fn weekly_summary(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     if caller.commune().is_some() {
         return Problem::new(
             StatusCode::FORBIDDEN,

@@ -32,13 +32,9 @@ mark{background:#ffe08a}.error{color:#b3261e;font-weight:600}
 /// `GET /`: search petitions by theme, province and date.
 pub async fn search_page(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     let units = Units::embedded();
     let value = |key: &str| params.get(key).map(String::as_str).unwrap_or_default();
     let mut html = String::with_capacity(16 * 1024);
@@ -172,13 +168,9 @@ fn link_with(params: &HashMap<String, String>, key: &str, value: &str) -> String
 /// `GET /kien-nghi/{id}`: one petition as staff read it (personal data masked).
 pub async fn petition_page(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     let page = |status: StatusCode, title: &str, body: String| {
         let html = format!(
             "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>{title}</title><style>{STYLE}\
@@ -280,13 +272,9 @@ pub async fn chart_js() -> Response {
 /// `GET /tong-hop?week=2025-W38[&province=01]`: the leaders' weekly summary, with charts.
 pub async fn summary_page(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     let other_province = caller.province().is_some_and(|p| params.get("province").is_some_and(|asked| *asked != p));
     if caller.commune().is_some() || other_province {
         let body = "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Ngoài phạm vi đơn vị của bạn.</p></html>";

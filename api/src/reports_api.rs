@@ -52,12 +52,8 @@ async fn append(state: &AppState, rows: &[ReportValue]) -> Result<(), Response> 
 }
 
 /// `POST /api/v1/reports`: `{"unit": "00004", "week": "2025-W38", "values": {"meetings_held": 3}}`.
-pub async fn submit(State(state): State<AppState>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+pub async fn submit(State(state): State<AppState>, caller: crate::auth::Caller, body: Bytes) -> Response {
     // Units report, not citizens: the sender's token sets what it may report for.
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     let intake = reports::Intake {
         units: Units::embedded(),
         catalogue: Catalogue::default_embedded(),
@@ -78,14 +74,10 @@ pub async fn submit(State(state): State<AppState>, headers: axum::http::HeaderMa
 /// `POST /api/v1/reports/upload?format=xlsx|csv[&partial=true]` with the file as the body.
 pub async fn upload(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     let partial = matches!(params.get("partial").map(String::as_str), Some("true" | "1"));
     let intake = reports::Intake {
         units: Units::embedded(),
@@ -165,13 +157,9 @@ fn out_of_scope() -> Response {
 /// `GET /api/v1/reports/weekly?week=2025-W38[&unit=00]`: the synthesis for one unit.
 pub async fn weekly(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     if !in_scope(&caller, params.get("unit").map_or(SCOPE, String::as_str)) {
         return out_of_scope();
     }
@@ -245,13 +233,9 @@ pub fn synthesis_xlsx(synthesis: &voxpop_queries::synthesis::UnitSynthesis) -> a
 /// per level; `&format=xlsx` downloads it as a workbook.
 pub async fn page(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: crate::auth::Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match state.tokens.caller(&headers) {
-        Ok(caller) => caller,
-        Err(problem) => return problem.into_response(),
-    };
     if !in_scope(&caller, params.get("unit").map_or(SCOPE, String::as_str)) {
         return out_of_scope();
     }

@@ -77,6 +77,48 @@ fn writer_properties() -> WriterProperties {
     builder.build()
 }
 
+/// The next offset to read per log partition, as the table's application transactions record
+/// it; partitions the table has never seen are absent. Shared by every table the pipelines write.
+pub(crate) async fn committed_positions(
+    table: &DeltaTable,
+    topic: Topic,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>, DeltaTableError> {
+    let snapshot = table.snapshot()?;
+    let log_store = table.log_store();
+    let mut positions = BTreeMap::new();
+    for &partition in partitions {
+        if let Some(next_offset) = snapshot.transaction_version(log_store.as_ref(), app_id(topic, partition)).await? {
+            positions.insert(partition, next_offset);
+        }
+    }
+    Ok(positions)
+}
+
+/// Commit properties recording `next_positions` (partition -> next offset) of `topic`.
+pub(crate) fn positions_commit(topic: Topic, next_positions: &BTreeMap<i32, i64>) -> CommitProperties {
+    let transactions: Vec<Transaction> = next_positions
+        .iter()
+        .map(|(&partition, &next_offset)| Transaction::new(app_id(topic, partition), next_offset))
+        .collect();
+    CommitProperties::default().with_application_transactions(transactions)
+}
+
+/// A commit with positions and no rows: a batch that was all dead letters still moves the
+/// pipeline on.
+pub(crate) async fn commit_positions_only(
+    table: &mut DeltaTable,
+    properties: CommitProperties,
+) -> Result<(), DeltaTableError> {
+    let snapshot = table.snapshot()?;
+    let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+    CommitBuilder::from(properties)
+        .with_actions(Vec::new())
+        .build(Some(snapshot), table.log_store(), operation)
+        .await?;
+    table.update_incremental(None).await
+}
+
 /// The petitions table, opened for appending.
 pub struct PetitionLake {
     path: PathBuf,
@@ -128,19 +170,7 @@ impl PetitionLake {
     /// The next offset to read per partition, as recorded by the last commits; partitions the
     /// lake has never seen are absent.
     pub async fn committed_positions(&self, topic: Topic, partitions: &[i32]) -> LakeResult<BTreeMap<i32, i64>> {
-        let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
-        let log_store = self.table.log_store();
-        let mut positions = BTreeMap::new();
-        for &partition in partitions {
-            let version = snapshot
-                .transaction_version(log_store.as_ref(), app_id(topic, partition))
-                .await
-                .map_err(|err| self.delta_error(err))?;
-            if let Some(next_offset) = version {
-                positions.insert(partition, next_offset);
-            }
-        }
-        Ok(positions)
+        committed_positions(&self.table, topic, partitions).await.map_err(|err| self.delta_error(err))
     }
 
     /// Appends `petitions` and records `next_positions` (partition -> next offset to read) in the
@@ -152,20 +182,9 @@ impl PetitionLake {
         petitions: &[Petition],
         next_positions: &BTreeMap<i32, i64>,
     ) -> LakeResult<i64> {
-        let transactions: Vec<Transaction> = next_positions
-            .iter()
-            .map(|(&partition, &next_offset)| Transaction::new(app_id(topic, partition), next_offset))
-            .collect();
-        let properties = CommitProperties::default().with_application_transactions(transactions);
+        let properties = positions_commit(topic, next_positions);
         if petitions.is_empty() {
-            let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
-            let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
-            CommitBuilder::from(properties)
-                .with_actions(Vec::new())
-                .build(Some(snapshot), self.table.log_store(), operation)
-                .await
-                .map_err(|err| self.delta_error(err))?;
-            self.table.update_incremental(None).await.map_err(|err| self.delta_error(err))?;
+            commit_positions_only(&mut self.table, properties).await.map_err(|err| self.delta_error(err))?;
             return Ok(self.version());
         }
         let mut sorted: Vec<&Petition> = petitions.iter().collect();

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use deltalake::kernel::StructField;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Transaction, engine::arrow_conversion::TryIntoKernel};
-use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -23,7 +22,7 @@ use voxpop_schema::reports::{self, Catalogue, ReportValue};
 use voxpop_schema::{FieldError, Units};
 
 use crate::PipelineResult;
-use crate::lake::{LakeError, LakeResult, app_id, open_table};
+use crate::lake::{LakeError, LakeResult, commit_positions_only, committed_positions, open_table, positions_commit};
 use crate::log::{Consumed, EventLog, Record, Topic};
 
 /// Path of the `weekly_reports` table under a lake directory.
@@ -75,36 +74,14 @@ impl ReportsLake {
     }
 
     pub async fn committed_positions(&self, partitions: &[i32]) -> LakeResult<BTreeMap<i32, i64>> {
-        let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
-        let mut positions = BTreeMap::new();
-        for &partition in partitions {
-            let version = snapshot
-                .transaction_version(self.table.log_store().as_ref(), app_id(Topic::Reports, partition))
-                .await
-                .map_err(|err| self.delta_error(err))?;
-            if let Some(next) = version {
-                positions.insert(partition, next);
-            }
-        }
-        Ok(positions)
+        committed_positions(&self.table, Topic::Reports, partitions).await.map_err(|err| self.delta_error(err))
     }
 
     /// Appends `rows` and records `next_positions` in the same commit.
     pub async fn append(&mut self, rows: &[ReportValue], next_positions: &BTreeMap<i32, i64>) -> LakeResult<i64> {
-        let transactions: Vec<Transaction> = next_positions
-            .iter()
-            .map(|(&partition, &next)| Transaction::new(app_id(Topic::Reports, partition), next))
-            .collect();
-        let properties = CommitProperties::default().with_application_transactions(transactions);
+        let properties = positions_commit(Topic::Reports, next_positions);
         if rows.is_empty() {
-            let snapshot = self.table.snapshot().map_err(|err| self.delta_error(err))?;
-            let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
-            CommitBuilder::from(properties)
-                .with_actions(Vec::new())
-                .build(Some(snapshot), self.table.log_store(), operation)
-                .await
-                .map_err(|err| self.delta_error(err))?;
-            self.table.update_incremental(None).await.map_err(|err| self.delta_error(err))?;
+            commit_positions_only(&mut self.table, properties).await.map_err(|err| self.delta_error(err))?;
             return Ok(self.version());
         }
         let batch = reports::to_record_batch(rows)?;
