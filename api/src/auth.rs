@@ -58,11 +58,13 @@ pub struct Caller {
     pub role: Role,
     /// False in open mode (no tokens configured).
     pub authenticated: bool,
+    /// The token's public id (who acted, in handling events); `None` in open mode.
+    pub token_id: Option<String>,
 }
 
 impl Caller {
     fn open() -> Caller {
-        Caller { unit: "00".to_owned(), role: Role::DataEngineer, authenticated: false }
+        Caller { unit: "00".to_owned(), role: Role::DataEngineer, authenticated: false, token_id: None }
     }
 
     /// The province the caller is limited to, if any.
@@ -175,9 +177,12 @@ impl TokenStore {
         };
         let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
         match tokens.iter().find(|t| t.id == id) {
-            Some(stored) if stored.sha256 == digest(&stored.salt, secret) => {
-                Ok(Caller { unit: stored.unit.clone(), role: stored.role, authenticated: true })
-            }
+            Some(stored) if stored.sha256 == digest(&stored.salt, secret) => Ok(Caller {
+                unit: stored.unit.clone(),
+                role: stored.role,
+                authenticated: true,
+                token_id: Some(stored.id.clone()),
+            }),
             _ => Err(unauthorized("unknown or revoked token")),
         }
     }

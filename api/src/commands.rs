@@ -33,6 +33,12 @@ pub struct ServeOptions {
     pub topic_model: Option<PathBuf>,
     /// Where to serve Arrow Flight SQL, if anywhere.
     pub flight: Option<SocketAddr>,
+    /// Petitions a minute per client on the public intake (0: no limit).
+    pub intake_per_minute: u32,
+    /// Take the client from `X-Forwarded-For` (behind a reverse proxy).
+    pub trust_forwarded_for: bool,
+    /// Webhook URLs notified of every status change (besides `DIR/webhooks.toml`).
+    pub webhooks: Vec<String>,
 }
 
 /// A progress bar on a terminal; hidden (and replaced by log lines) when output is not one.
@@ -77,7 +83,16 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         reports: Arc::new(voxpop_queries::reports::ReportQueries::new(&stack.layout.reports_table())),
         villages: stack.layout.villages(),
         tokens: tokens.clone(),
+        webhooks: Arc::new(crate::webhooks::DeliveryBoard::new()),
+        desk: stack.desk.clone(),
+        handling_queries: Arc::new(voxpop_queries::handling::HandlingQueries::new(&stack.layout.lake())),
+        intake_limit: Arc::new(crate::ratelimit::IntakeLimit::new(
+            options.intake_per_minute,
+            (options.intake_per_minute / 3).max(5),
+            options.trust_forwarded_for,
+        )),
     };
+    crate::ratelimit::IntakeLimit::spawn_housekeeping(state.intake_limit.clone());
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
@@ -131,7 +146,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             }
         });
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     info!("shutting down");
     stack.stop().await;
     Ok(())

@@ -42,6 +42,12 @@ pub struct AppState {
     /// The villages register of the data directory.
     pub villages: std::path::PathBuf,
     pub tokens: Arc<crate::auth::TokenStore>,
+    /// Decides handling actions and holds current statuses.
+    pub desk: Arc<crate::handling::Desk>,
+    pub handling_queries: Arc<voxpop_queries::handling::HandlingQueries>,
+    /// Limits petitions per client on the public intake.
+    pub intake_limit: Arc<crate::ratelimit::IntakeLimit>,
+    pub webhooks: Arc<crate::webhooks::DeliveryBoard>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +60,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/petitions", post(submit_petition))
         .route("/api/v1/petitions/{id}", get(get_petition))
+        .route("/api/v1/petitions/{id}/actions", post(crate::handling::act))
+        .route("/api/v1/petitions/{id}/history", get(crate::handling::history))
+        .route("/api/v1/inbox", get(crate::handling::inbox))
+        .route("/api/v1/handling/performance", get(crate::handling::performance))
+        .route("/api/v1/track/{code}", get(crate::handling::track))
+        .route("/api/v1/track/{code}/actions", post(crate::handling::track_act))
         .route("/api/v1/search", get(search))
         .route("/api/v1/summaries/weekly", get(weekly_summary))
         .route("/api/v1/sql", post(crate::exchange::run_sql))
@@ -64,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/exports", post(crate::exchange::start_export))
         .route("/api/v1/exports/{id}", get(crate::exchange::export_status))
         .route("/api/v1/exports/{id}/files/{*path}", get(crate::exchange::export_file))
+        .nest("/open311/v2", crate::open311::router())
+        .route("/api/v1/notifications/deliveries", get(crate::webhooks::deliveries))
         .fallback(|| async { Problem::not_found("no such resource") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "")
@@ -86,7 +100,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn submit_petition(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn submit_petition(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    extensions: axum::http::Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(problem) = state.intake_limit.check(&headers, &extensions) {
+        return problem.into_response();
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {

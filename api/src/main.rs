@@ -47,6 +47,17 @@ enum Command {
         /// Also serve Arrow Flight SQL here (e.g. 127.0.0.1:8815) for ADBC/JDBC clients.
         #[arg(long, env = "VOXPOP_FLIGHT")]
         flight: Option<SocketAddr>,
+        /// Petitions a minute one client may send to the public intake (0: no limit); over it
+        /// the answer is 429 with Retry-After.
+        #[arg(long, env = "VOXPOP_INTAKE_PER_MINUTE", default_value_t = 60)]
+        intake_per_minute: u32,
+        /// Take the client's address from X-Forwarded-For (only behind a reverse proxy that
+        /// sets it).
+        #[arg(long, env = "VOXPOP_TRUST_FORWARDED_FOR")]
+        trust_forwarded_for: bool,
+        /// A URL to POST every notification to (repeatable; also `DIR/webhooks.toml`).
+        #[arg(long = "webhook")]
+        webhooks: Vec<String>,
     },
     /// Searches the index of a data directory.
     Search {
@@ -339,6 +350,9 @@ fn main() -> anyhow::Result<()> {
                 taxonomy,
                 topic_model,
                 flight,
+                intake_per_minute,
+                trust_forwarded_for,
+                webhooks,
             } => {
                 let options = commands::ServeOptions {
                     data_dir,
@@ -350,6 +364,9 @@ fn main() -> anyhow::Result<()> {
                     taxonomy,
                     topic_model,
                     flight,
+                    intake_per_minute,
+                    trust_forwarded_for,
+                    webhooks,
                 };
                 commands::serve(options).await
             }

@@ -18,6 +18,12 @@ pub struct Problem {
     /// Every field at fault (`field` is a dotted path; `pointer` the JSON Pointer to it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField>,
+    /// With 409 on a petition: the actions its state allows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
+    /// With 409 on a petition: its state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
     #[serde(skip)]
     pub retry_after_seconds: Option<u64>,
 }
@@ -46,6 +52,8 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            allowed: Vec::new(),
+            state: None,
             retry_after_seconds: None,
         }
     }

@@ -10,7 +10,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 use voxpop_connectors::Intake;
-use voxpop_connectors::intake::receipt_of;
 use voxpop_index::PetitionIndex;
 use voxpop_pipeline::embedded::EmbeddedLog;
 use voxpop_pipeline::kafka::{KafkaConfig, KafkaLog};
@@ -53,6 +52,46 @@ impl DataLayout {
     pub fn index(&self) -> PathBuf {
         self.root.join("index")
     }
+
+    /// The key citizens' secrets are derived with (never leaves the data directory).
+    pub fn citizen_key(&self) -> PathBuf {
+        self.root.join("citizen-secret.key")
+    }
+
+    /// Optional overrides of the handling rules: `calendar.toml`, `deadlines.toml`, `routing.toml`.
+    pub fn handling_config(&self) -> PathBuf {
+        self.root.join("handling")
+    }
+}
+
+/// The handling rules of a data directory: the compiled-in defaults, each replaced by the file of
+/// the same name under `DIR/handling/` when present (holidays decided for a year, local time
+/// limits, routing of topics to the province).
+pub fn load_handling(layout: &DataLayout) -> anyhow::Result<voxpop_schema::workflow::Handling> {
+    use voxpop_schema::calendar::{Calendar, Deadlines};
+    use voxpop_schema::workflow::Routing;
+    let mut handling = voxpop_schema::workflow::Handling::default_embedded();
+    let dir = layout.handling_config();
+    let read = |name: &str| -> anyhow::Result<Option<String>> {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(anyhow::anyhow!("cannot read `{}`: {err}", path.display())),
+        }
+    };
+    if let Some(text) = read("calendar.toml")? {
+        handling.calendar =
+            Calendar::from_toml(&text).map_err(|err| anyhow::anyhow!("handling/calendar.toml: {err}"))?;
+    }
+    if let Some(text) = read("deadlines.toml")? {
+        handling.deadlines =
+            Deadlines::from_toml(&text).map_err(|err| anyhow::anyhow!("handling/deadlines.toml: {err}"))?;
+    }
+    if let Some(text) = read("routing.toml")? {
+        handling.routing = Routing::from_toml(&text).map_err(|err| anyhow::anyhow!("handling/routing.toml: {err}"))?;
+    }
+    Ok(handling)
 }
 
 #[derive(Debug, Clone)]
@@ -76,9 +115,13 @@ pub struct Stack {
     pub queries: Arc<PetitionQueries>,
     pub stats: Arc<PipelineStats>,
     pub reports_stats: Arc<voxpop_pipeline::reports::ReportsStats>,
+    pub handling_stats: Arc<voxpop_pipeline::handling::HandlingStats>,
+    /// Decides handling actions (see [`crate::handling::Desk`]).
+    pub desk: Arc<crate::handling::Desk>,
     shutdown: watch::Sender<bool>,
     pipeline: Option<JoinHandle<()>>,
     reports_pipeline: Option<JoinHandle<voxpop_pipeline::PipelineResult<()>>>,
+    handling_pipeline: Option<JoinHandle<voxpop_pipeline::PipelineResult<()>>>,
 }
 
 impl Stack {
@@ -94,7 +137,11 @@ impl Stack {
         // An index from an older schema is dropped here and rebuilt by `catch_up_index` below.
         let index = Arc::new(PetitionIndex::open_or_recreate(&layout.index())?.0);
         let queries = Arc::new(PetitionQueries::new(&layout.petitions_table()));
-        let intake = Arc::new(Intake::new(log.clone()));
+        let key = voxpop_connectors::intake::load_or_create_secret_key(&layout.citizen_key())
+            .with_context(|| format!("cannot read or create `{}`", layout.citizen_key().display()))?;
+        let intake = Arc::new(Intake::new(log.clone()).with_secret_key(key));
+        let handling = Arc::new(load_handling(&layout)?);
+        let desk = Arc::new(crate::handling::Desk::load(log.clone(), &layout.lake(), handling.clone()).await?);
         let remembered = recover_external_ids(&intake, &queries, log.as_ref(), &lake).await?;
         info!(log = log.kind(), lake_version = lake.version(), remembered, "voxpop core ready to start");
         let mut pipeline = Pipeline::new(log.clone(), lake, Some(index.clone()), config.pipeline.clone());
@@ -104,7 +151,15 @@ impl Stack {
         let stats = pipeline.stats();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let reports_stats = Arc::new(voxpop_pipeline::reports::ReportsStats::default());
-        let (pipeline, reports_pipeline) = if config.run_pipeline {
+        let handling_stats = Arc::new(voxpop_pipeline::handling::HandlingStats::default());
+        let (pipeline, reports_pipeline, handling_pipeline) = if config.run_pipeline {
+            let handling_task = tokio::spawn(voxpop_pipeline::handling::run(
+                log.clone(),
+                layout.lake(),
+                handling.clone(),
+                handling_stats.clone(),
+                shutdown_rx.clone(),
+            ));
             pipeline.catch_up_index().await?;
             let reports = tokio::spawn(voxpop_pipeline::reports::run(
                 log.clone(),
@@ -117,11 +172,25 @@ impl Stack {
                     tracing::error!(error = %err, "pipeline stopped");
                 }
             });
-            (Some(petitions), Some(reports))
+            (Some(petitions), Some(reports), Some(handling_task))
         } else {
-            (None, None)
+            (None, None, None)
         };
-        Ok(Stack { layout, log, intake, index, queries, stats, reports_stats, shutdown, pipeline, reports_pipeline })
+        Ok(Stack {
+            layout,
+            log,
+            intake,
+            index,
+            queries,
+            stats,
+            reports_stats,
+            handling_stats,
+            desk,
+            shutdown,
+            pipeline,
+            reports_pipeline,
+            handling_pipeline,
+        })
     }
 
     /// Stops the pipeline after its current batch.
@@ -132,6 +201,9 @@ impl Stack {
         }
         if let Some(reports) = self.reports_pipeline.take() {
             let _ = reports.await;
+        }
+        if let Some(handling) = self.handling_pipeline.take() {
+            let _ = handling.await;
         }
     }
 }
@@ -145,8 +217,12 @@ async fn recover_external_ids(
     lake: &PetitionLake,
 ) -> anyhow::Result<usize> {
     let mut remembered = intake.remember(queries.known_external_ids().await?.into_iter().map(|known| {
-        let receipt =
-            voxpop_connectors::Receipt { id: known.id, tracking_code: known.tracking_code, status: "received" };
+        let receipt = voxpop_connectors::Receipt {
+            secret: intake.citizen_secret(&known.id),
+            id: known.id,
+            tracking_code: known.tracking_code,
+            status: "received",
+        };
         (known.channel, known.external_id, receipt)
     }));
     let partitions = log.partitions(Topic::Petitions).await?;
@@ -160,7 +236,7 @@ async fn recover_external_ids(
         remembered += intake.remember(records.iter().filter_map(|record| {
             let petition = Petition::from_json_slice(&record.payload).ok()?;
             let external_id = petition.external_id.clone()?;
-            Some((petition.channel, external_id, receipt_of(&petition)))
+            Some((petition.channel, external_id, intake.receipt(&petition)))
         }));
     }
     Ok(remembered)

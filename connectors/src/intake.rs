@@ -17,6 +17,10 @@ pub struct Receipt {
     pub id: Uuid,
     pub tracking_code: String,
     pub status: &'static str,
+    /// What the citizen types with the tracking code to see the answer, rate it or reopen it
+    /// (`GET /api/v1/track/{code}`); present when the intake has a secret key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// The outcome of one submission.
@@ -53,11 +57,74 @@ pub struct Intake {
     log: Arc<dyn EventLog>,
     units: &'static Units,
     seen: Mutex<HashMap<DedupKey, Slot>>,
+    secret_key: Option<[u8; 32]>,
+}
+
+/// Crockford base-32 without the look-alikes, as tracking codes use.
+const SECRET_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Characters of a citizen's secret (50 bits).
+const SECRET_LEN: usize = 10;
+
+/// The secret for petition `id` under `key`: HMAC-SHA-256(key, id) in 10 base-32 characters.
+pub fn citizen_secret(key: &[u8; 32], id: &Uuid) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(id.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    let bits = u64::from_be_bytes(tag[..8].try_into().expect("8 bytes"));
+    (0..SECRET_LEN).map(|i| SECRET_ALPHABET[((bits >> (59 - 5 * i)) & 0x1f) as usize] as char).collect()
+}
+
+/// Compares a typed secret with the expected one in constant time (case and dashes ignored).
+pub fn secrets_match(given: &str, expected: &str) -> bool {
+    let given: Vec<u8> = given.bytes().filter(|b| !matches!(b, b'-' | b' ')).map(|b| b.to_ascii_uppercase()).collect();
+    given.len() == expected.len() && given.iter().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Reads the data directory's secret key, creating it (32 random bytes, hex) on first use.
+pub fn load_or_create_secret_key(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use rand::RngCore;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let text = text.trim();
+        let mut key = [0u8; 32];
+        if text.len() == 64 {
+            for (i, byte) in key.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                    .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))?;
+            }
+            return Ok(key);
+        }
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the secret key is not 64 hex digits"));
+    }
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, hex)?;
+    Ok(key)
 }
 
 impl Intake {
     pub fn new(log: Arc<dyn EventLog>) -> Intake {
-        Intake { log, units: Units::embedded(), seen: Mutex::new(HashMap::new()) }
+        Intake { log, units: Units::embedded(), seen: Mutex::new(HashMap::new()), secret_key: None }
+    }
+
+    /// Gives every receipt a citizen's secret derived with `key`.
+    pub fn with_secret_key(mut self, key: [u8; 32]) -> Intake {
+        self.secret_key = Some(key);
+        self
+    }
+
+    /// The citizen's secret of petition `id`, when this intake has a key.
+    pub fn citizen_secret(&self, id: &Uuid) -> Option<String> {
+        self.secret_key.as_ref().map(|key| citizen_secret(key, id))
+    }
+
+    /// The receipt of an accepted petition, with the citizen's secret.
+    pub fn receipt(&self, petition: &Petition) -> Receipt {
+        Receipt { secret: self.citizen_secret(&petition.id), ..receipt_of(petition) }
     }
 
     /// Remembers petitions accepted before this process started (from the lake and the part of
@@ -142,7 +209,7 @@ impl Intake {
             _ => Utc::now(),
         };
         let petition = submission.accept(received_at);
-        let receipt = receipt_of(&petition);
+        let receipt = self.receipt(&petition);
         let record = Record { key: petition.id.to_string().into_bytes(), payload: petition.to_json_bytes() };
         self.log.append(Topic::Petitions, vec![record]).await.map_err(|err| match err {
             LogError::Unavailable(reason) | LogError::Fatal(reason) => IntakeError::Unavailable(reason),
@@ -153,7 +220,7 @@ impl Intake {
 
 /// The receipt of an accepted petition.
 pub fn receipt_of(petition: &Petition) -> Receipt {
-    Receipt { id: petition.id, tracking_code: petition.tracking_code.clone(), status: "received" }
+    Receipt { id: petition.id, tracking_code: petition.tracking_code.clone(), status: "received", secret: None }
 }
 
 #[cfg(test)]

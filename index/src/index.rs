@@ -352,6 +352,20 @@ impl PetitionIndex {
         let doc: TantivyDocument = searcher.doc(*address)?;
         self.fields.stored(&doc).map(Some)
     }
+
+    /// The petition with this tracking code (as [`voxpop_schema::petition::tracking_code`]
+    /// writes it), if the index has it.
+    pub fn get_by_tracking_code(&self, code: &str) -> IndexResult<Option<IndexedPetition>> {
+        let searcher = self.reader.searcher();
+        let term = tantivy::Term::from_field_text(self.fields.tracking_code, code);
+        let query = TermQuery::new(term, IndexRecordOption::Basic);
+        let found = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        let Some((_, address)) = found.first() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(*address)?;
+        self.fields.stored(&doc).map(Some)
+    }
 }
 
 fn rollback(writer: &mut IndexWriter<TantivyDocument>) {

@@ -38,6 +38,9 @@ pub struct PetitionFields {
     pub topic: Field,
     /// `/{topic}`: counted for per-topic hit counts.
     pub topic_facet: Field,
+    /// What the citizen types to follow the petition (normalised form): how the citizen's
+    /// status page finds it.
+    pub tracking_code: Field,
 }
 
 fn text_view(tokenizer: &str, record: IndexRecordOption) -> TextOptions {
@@ -71,6 +74,7 @@ impl PetitionFields {
         let language = builder.add_text_field("language", STRING | STORED);
         let topic = builder.add_text_field("topic", STRING | STORED | FAST);
         let topic_facet = builder.add_facet_field("topic_facet", INDEXED);
+        let tracking_code = builder.add_text_field("tracking_code", STRING);
         PetitionFields {
             schema: builder.build(),
             id,
@@ -85,6 +89,7 @@ impl PetitionFields {
             language,
             topic,
             topic_facet,
+            tracking_code,
         }
     }
 
@@ -98,6 +103,7 @@ impl PetitionFields {
         doc.add_text(self.body_exact, &petition.body);
         doc.add_text(self.province_code, &petition.province_code);
         doc.add_text(self.commune_code, &petition.commune_code);
+        doc.add_text(self.tracking_code, &petition.tracking_code);
         if !petition.province_code.is_empty() {
             doc.add_facet(self.province, Facet::from_path([petition.province_code.as_str()]));
         }

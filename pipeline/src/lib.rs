@@ -11,6 +11,7 @@
 pub mod assign;
 pub mod embedded;
 pub mod enrich;
+pub mod handling;
 pub mod kafka;
 pub mod lake;
 pub mod log;

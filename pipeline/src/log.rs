@@ -22,10 +22,18 @@ pub enum Topic {
     /// Values of weekly reports, one JSON [`voxpop_schema::reports::ReportValue`] per record,
     /// keyed by unit code.
     Reports,
+    /// Handling events (a state change of a petition, a rating), one JSON
+    /// [`voxpop_schema::workflow::Event`] per record, keyed by petition id so that the events of
+    /// one petition keep their order.
+    Events,
+    /// One JSON [`voxpop_schema::workflow::Notification`] per applied state change, for SMS,
+    /// Zalo and e-mail gateways and the webhook dispatcher; keyed by petition id.
+    Notifications,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 3] = [Topic::Petitions, Topic::DeadLetter, Topic::Reports];
+    pub const ALL: [Topic; 5] =
+        [Topic::Petitions, Topic::DeadLetter, Topic::Reports, Topic::Events, Topic::Notifications];
 
     /// The topic's name on Kafka and the queue's name in the embedded log.
     pub fn name(self) -> &'static str {
@@ -33,6 +41,8 @@ impl Topic {
             Topic::Petitions => "voxpop.petitions",
             Topic::DeadLetter => "voxpop.dead-letter",
             Topic::Reports => "voxpop.reports",
+            Topic::Events => "voxpop.events",
+            Topic::Notifications => "voxpop.notifications",
         }
     }
 }

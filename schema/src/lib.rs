@@ -7,6 +7,7 @@
 //! Guarantees: text is NFC; validation reports every problem with its field; a petition that
 //! passes [`Petition::validate`] names a commune in force and its province.
 
+pub mod calendar;
 pub mod datasets;
 pub mod error;
 pub mod petition;
@@ -15,6 +16,7 @@ pub mod reports;
 pub mod text;
 pub mod topics;
 pub mod units;
+pub mod workflow;
 
 pub use error::{FieldError, SchemaError, SchemaResult};
 pub use petition::{Channel, Contact, Petition, SCHEMA_VERSION, Submission};

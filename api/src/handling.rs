@@ -1,0 +1,698 @@
+//! Handling petitions over HTTP: staff act on petitions of their unit, citizens follow theirs by
+//! tracking code and secret, leaders read on-time, satisfaction and reopen rates.
+//!
+//! The [`Desk`] keeps the current status of every petition that has events (loaded from
+//! `petition_status` and the part of `voxpop.events` the lake has not taken yet) and serialises
+//! actions: an action is checked against the state machine, appended to the log (durable before
+//! the answer), and only then shown as the petition's status. The pipeline re-applies the same
+//! rules when it folds the log into the lake. One API node decides for a data directory (with
+//! Kafka, route handling requests to one node; intake and reads scale out).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+use voxpop_pipeline::handling::HandlingLake;
+use voxpop_pipeline::{EventLog, Record, Topic};
+use voxpop_schema::Units;
+use voxpop_schema::workflow::{
+    self, ActionRequest, Actor, Event, Handling, PetitionRef, Rejected, State as Stage, Status,
+};
+
+use crate::auth::{Caller, Role};
+use crate::http::AppState;
+use crate::problem::Problem;
+
+/// The API's book of statuses and the one place actions are decided.
+pub struct Desk {
+    pub handling: Arc<Handling>,
+    log: Arc<dyn EventLog>,
+    book: RwLock<HashMap<Uuid, Status>>,
+    deciding: tokio::sync::Mutex<()>,
+}
+
+impl Desk {
+    /// Loads the statuses the lake has and replays the events it has not taken yet.
+    pub async fn load(
+        log: Arc<dyn EventLog>,
+        lake_dir: &std::path::Path,
+        handling: Arc<Handling>,
+    ) -> anyhow::Result<Desk> {
+        let lake = HandlingLake::open_or_create(lake_dir).await?;
+        let mut book = lake.statuses().await?;
+        let partitions = log.partitions(Topic::Events).await?;
+        let start = lake.committed_positions(&partitions).await?;
+        let mut reader = log.reader(Topic::Events, &start).await?;
+        let rules = handling.rules();
+        let mut replayed = 0;
+        loop {
+            let records = reader.poll(10_000, Duration::from_millis(200)).await?;
+            if records.is_empty() {
+                break;
+            }
+            for record in records {
+                let Ok(event) = serde_json::from_slice::<Event>(&record.payload) else { continue };
+                let current = book
+                    .remove(&event.petition_id)
+                    .unwrap_or_else(|| Status::initial(event.petition_id, &event.petition, &rules));
+                let next = current.apply(&event, &rules).unwrap_or(current);
+                book.insert(event.petition_id, next);
+                replayed += 1;
+            }
+        }
+        tracing::info!(statuses = book.len(), replayed, "handling desk ready");
+        Ok(Desk { handling, log, book: RwLock::new(book), deciding: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The status of a petition with events, if any.
+    pub fn status(&self, id: &Uuid) -> Option<Status> {
+        self.book.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Every status the book holds that `filter` keeps.
+    pub fn statuses(&self, mut filter: impl FnMut(&Status) -> bool) -> Vec<Status> {
+        self.book.read().unwrap_or_else(|p| p.into_inner()).values().filter(|s| filter(s)).cloned().collect()
+    }
+
+    /// The status of a petition: from the book, or the initial one of a petition nobody acted on.
+    pub fn status_or_initial(&self, id: Uuid, petition: &PetitionRef) -> Status {
+        self.status(&id).unwrap_or_else(|| Status::initial(id, petition, &self.handling.rules()))
+    }
+
+    /// Decides `request` and makes it durable on the log; the new status on success.
+    pub async fn act(
+        &self,
+        id: Uuid,
+        petition: &PetitionRef,
+        request: &ActionRequest,
+        actor: &Actor,
+    ) -> Result<(Event, Status), ActError> {
+        let _one_at_a_time = self.deciding.lock().await;
+        let rules = self.handling.rules();
+        let current = self.status_or_initial(id, petition);
+        let event = current.decide(request, actor, Utc::now(), &rules).map_err(ActError::Rejected)?;
+        let next = current.apply(&event, &rules).map_err(ActError::Rejected)?;
+        let record = Record {
+            key: id.to_string().into_bytes(),
+            payload: serde_json::to_vec(&event).map_err(|err| ActError::Unavailable(err.to_string()))?,
+        };
+        self.log.append(Topic::Events, vec![record]).await.map_err(|err| ActError::Unavailable(err.to_string()))?;
+        self.book.write().unwrap_or_else(|p| p.into_inner()).insert(id, next.clone());
+        Ok((event, next))
+    }
+}
+
+#[derive(Debug)]
+pub enum ActError {
+    Rejected(Rejected),
+    Unavailable(String),
+}
+
+impl ActError {
+    fn into_problem(self) -> Problem {
+        match self {
+            ActError::Rejected(Rejected::Transition { action, state, allowed }) => {
+                let mut problem = Problem::new(
+                    StatusCode::CONFLICT,
+                    "invalid-transition",
+                    "Not allowed in the petition's state",
+                    format!("`{action}` is not allowed when the petition is {}", state.as_str()),
+                );
+                problem.allowed = allowed.iter().map(|a| a.as_str().to_owned()).collect();
+                problem.state = Some(state.as_str().to_owned());
+                problem
+            }
+            ActError::Rejected(Rejected::Invalid { field, message }) => {
+                Problem::invalid(&[voxpop_schema::FieldError::new(field, "invalid", message)])
+            }
+            ActError::Rejected(Rejected::Forbidden(message)) => {
+                Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside your authority", message)
+            }
+            ActError::Unavailable(reason) => Problem::unavailable(format!("the action was not recorded: {reason}"), 5),
+        }
+    }
+}
+
+/// Whether a staff caller may see a petition: it lies in the caller's unit, or the caller's
+/// unit handles it now (after a transfer or an escalation).
+pub fn visible(caller: &Caller, petition: &PetitionRef, status: Option<&Status>) -> bool {
+    caller.sees(&petition.province_code, &petition.commune_code)
+        || status.is_some_and(|s| workflow::covers(Units::embedded(), &caller.unit, &s.unit))
+}
+
+/// Finds a petition's reference by id (index first, then the lake).
+async fn petition_ref(state: &AppState, id: &Uuid) -> Result<Option<PetitionRef>, Problem> {
+    if let Some(status) = state.desk.status(id) {
+        return Ok(Some(status.petition_ref()));
+    }
+    let week = match state.index.get(id) {
+        Ok(found) => found.map(|hit| voxpop_schema::petition::iso_week(hit.received_at)),
+        Err(err) => return Err(Problem::internal(&err)),
+    };
+    match state.queries.petition(id, week.as_deref()).await {
+        Ok(Some(p)) => Ok(Some(PetitionRef {
+            tracking_code: p.tracking_code,
+            received_at: p.received_at,
+            province_code: p.province_code,
+            commune_code: p.commune_code,
+            topic: p.topic,
+            title: p.title,
+        })),
+        Ok(None) => Ok(None),
+        Err(err) => Err(Problem::internal(&err)),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(raw).map_err(|_| Problem::bad_parameter("id", format!("`{raw}` is not a petition id (UUID)")))
+}
+
+fn not_found(id: &Uuid) -> Problem {
+    Problem::not_found(format!("no petition `{id}` in your unit (a petition just accepted appears within seconds)"))
+}
+
+fn staff_actor(caller: &Caller, token: Option<String>) -> Result<Actor, Problem> {
+    if !matches!(caller.role, Role::Officer | Role::Leader | Role::Admin) || !caller.authenticated {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "role",
+            "Handling needs an officer, leader or administrator token",
+            format!("role `{:?}` cannot act on petitions", caller.role).to_lowercase(),
+        ));
+    }
+    let role = match caller.role {
+        Role::Officer => "officer",
+        Role::Leader => "leader",
+        _ => "admin",
+    };
+    Ok(Actor { id: token.unwrap_or_else(|| "token".to_owned()), role: role.to_owned(), unit: caller.unit.clone() })
+}
+
+/// `POST /api/v1/petitions/{id}/actions`: accept, decline, assign, start, answer, close,
+/// transfer, escalate, extend. 409 with the allowed actions when the state does not allow it.
+pub async fn act(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "request-body",
+                "The action could not be read",
+                rejection.body_text(),
+            )
+            .into_response();
+        }
+    };
+    let actor = match staff_actor(&caller, caller.token_id.clone()) {
+        Ok(actor) => actor,
+        Err(problem) => return problem.into_response(),
+    };
+    let petition = match petition_ref(&state, &id).await {
+        Ok(Some(petition)) if visible(&caller, &petition, state.desk.status(&id).as_ref()) => petition,
+        Ok(_) => return not_found(&id).into_response(),
+        Err(problem) => return problem.into_response(),
+    };
+    match state.desk.act(id, &petition, &request, &actor).await {
+        Ok((event, status)) => Json(json!({ "event": event, "status": view(&status, &state.desk) })).into_response(),
+        Err(err) => err.into_problem().into_response(),
+    }
+}
+
+/// A status as the API shows it: with labels, the allowed next actions and lateness.
+pub fn view(status: &Status, desk: &Desk) -> serde_json::Value {
+    let now = Utc::now();
+    let units = Units::embedded();
+    json!({
+        "petition_id": status.petition_id,
+        "tracking_code": status.tracking_code,
+        "title": status.title,
+        "received_at": status.received_at,
+        "province_code": status.province_code,
+        "commune_code": status.commune_code,
+        "topic": status.topic,
+        "state": status.state.as_str(),
+        "state_label": status.state.label_vi(),
+        "unit": status.unit,
+        "unit_name": unit_name(units, &status.unit),
+        "due_at": status.due_at,
+        "overdue": status.overdue(now),
+        "working_days_left": status.due_at.map(|due| working_days_left(desk, due, now)),
+        "extension_days": status.extension_days,
+        "answer": status.answer,
+        "answered_at": status.answered_at,
+        "answered_on_time": status.answered_on_time,
+        "rating": status.rating,
+        "reopen_count": status.reopen_count,
+        "updated_at": status.updated_at,
+        "allowed": status.state.allowed().iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+fn working_days_left(desk: &Desk, due: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let vn = chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7");
+    let (today, due_day) = (now.with_timezone(&vn).date_naive(), due.with_timezone(&vn).date_naive());
+    if due_day >= today {
+        desk.handling.calendar.working_days_between(today, due_day)
+    } else {
+        -desk.handling.calendar.working_days_between(due_day, today)
+    }
+}
+
+/// The Vietnamese name of a unit's Front committee.
+pub fn unit_name(units: &Units, unit: &str) -> String {
+    if unit == workflow::CENTRAL {
+        return "Ủy ban Trung ương MTTQ Việt Nam".to_owned();
+    }
+    if let Some((commune, village)) = unit.split_once('-') {
+        let name = units.commune(commune).map(|c| c.name.clone()).unwrap_or_default();
+        return format!("Ban công tác Mặt trận thôn/tổ dân phố {village}, {name}");
+    }
+    if let Some(province) = units.province(unit) {
+        return format!("Ủy ban MTTQ Việt Nam {}", province.name);
+    }
+    match units.commune(unit) {
+        Some(commune) => format!("Ủy ban MTTQ Việt Nam {}", commune.name),
+        None => unit.to_owned(),
+    }
+}
+
+/// `GET /api/v1/petitions/{id}/history`: the status and every event, for staff in scope.
+pub async fn history(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(problem) => return problem.into_response(),
+    };
+    let petition = match petition_ref(&state, &id).await {
+        Ok(Some(petition)) if visible(&caller, &petition, state.desk.status(&id).as_ref()) => petition,
+        Ok(_) => return not_found(&id).into_response(),
+        Err(problem) => return problem.into_response(),
+    };
+    let status = state.desk.status_or_initial(id, &petition);
+    let events = match state.handling_queries.history(&id).await {
+        Ok(events) => events,
+        Err(err) => return Problem::internal(&err).into_response(),
+    };
+    // Events the lake has not taken yet are in the book's status already; the timeline shows
+    // what the lake holds and says so.
+    Json(json!({
+        "status": view(&status, &state.desk),
+        "events": events,
+        "events_in_lake": events.len(),
+        "events_total": status.events,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InboxParams {
+    /// Defaults to the caller's unit.
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub overdue: Option<bool>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The petitions a unit must act on, overdue first then by deadline.
+pub async fn inbox_items(
+    state: &AppState,
+    caller: &Caller,
+    params: &InboxParams,
+) -> Result<(String, Vec<Status>), Problem> {
+    let units = Units::embedded();
+    let unit = params.unit.clone().unwrap_or_else(|| caller.unit.clone());
+    if !workflow::covers(units, &caller.unit, &unit) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "out-of-scope",
+            "Outside your unit",
+            format!("unit {unit} is outside unit {}", caller.unit),
+        ));
+    }
+    let wanted = match params.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => {
+            Some(Stage::parse(raw).ok_or_else(|| Problem::bad_parameter("state", format!("unknown state `{raw}`")))?)
+        }
+    };
+    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    let now = Utc::now();
+    let keep = |s: &Status| {
+        workflow::covers(units, &unit, &s.unit)
+            && wanted.is_none_or(|w| s.state == w)
+            && (wanted.is_some() || s.state.is_open())
+            && (!params.overdue.unwrap_or(false) || s.overdue(now))
+    };
+    let mut items = state.desk.statuses(keep);
+    if wanted.is_none_or(|w| w == Stage::Received) {
+        let (province, commune) = match unit.len() {
+            2 if unit != workflow::CENTRAL => (Some(unit.clone()), None),
+            5 => (None, Some(unit.clone())),
+            _ => (None, None),
+        };
+        let unhandled = state
+            .handling_queries
+            .unhandled(&state.queries, province.as_deref(), commune.as_deref(), None, limit + 200)
+            .await
+            .map_err(|err| Problem::internal(&err))?;
+        for found in unhandled {
+            if state.desk.status(&found.id).is_some() {
+                continue;
+            }
+            let status = Status::initial(found.id, &found.petition, &state.desk.handling.rules());
+            if keep(&status) {
+                items.push(status);
+            }
+        }
+    }
+    items.sort_by_key(|s| (!s.overdue(now), s.due_at.unwrap_or(DateTime::<Utc>::MAX_UTC), s.received_at));
+    items.truncate(limit);
+    Ok((unit, items))
+}
+
+/// `GET /api/v1/inbox?unit=&state=&overdue=&limit=`.
+pub async fn inbox(State(state): State<AppState>, caller: Caller, Query(params): Query<InboxParams>) -> Response {
+    match inbox_items(&state, &caller, &params).await {
+        Ok((unit, items)) => {
+            let views: Vec<_> = items.iter().map(|s| view(s, &state.desk)).collect();
+            Json(json!({ "unit": unit, "unit_name": unit_name(Units::embedded(), &unit), "items": views }))
+                .into_response()
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Counts of one unit (with everything under it).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Performance {
+    pub unit: String,
+    pub unit_name: String,
+    /// Petitions this unit (or a unit under it) handles now or handled.
+    pub petitions: u64,
+    pub open: u64,
+    pub overdue: u64,
+    pub answered: u64,
+    pub answered_on_time: u64,
+    /// answered_on_time / answered.
+    pub on_time_rate: Option<f64>,
+    pub rated: u64,
+    pub rating_sum: u64,
+    pub mean_rating: Option<f64>,
+    /// Ratings of 4 or 5 over ratings.
+    pub satisfied_rate: Option<f64>,
+    pub reopened: u64,
+    /// Petitions reopened at least once over petitions answered.
+    pub reopen_rate: Option<f64>,
+}
+
+impl Performance {
+    fn finish(&mut self, satisfied: u64) {
+        let rate = |num: u64, den: u64| (den > 0).then(|| (num as f64 / den as f64 * 10_000.0).round() / 10_000.0);
+        self.on_time_rate = rate(self.answered_on_time, self.answered);
+        self.mean_rating =
+            (self.rated > 0).then(|| (self.rating_sum as f64 / self.rated as f64 * 100.0).round() / 100.0);
+        self.satisfied_rate = rate(satisfied, self.rated);
+        self.reopen_rate = rate(self.reopened, self.answered);
+    }
+}
+
+/// The date before which a petition received and never acted on is past its acceptance limit.
+fn acceptance_cutoff(handling: &Handling, now: DateTime<Utc>) -> DateTime<Utc> {
+    // The latest receipt time whose deadline has passed: step back a day at a time (the limit
+    // is a few weeks at most).
+    let mut at = now;
+    for _ in 0..120 {
+        match handling.deadlines.due(&handling.calendar, "acceptance", at, 0) {
+            Some(due) if due < now => return at,
+            _ => at -= chrono::Duration::days(1),
+        }
+    }
+    at
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PerformanceParams {
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+/// `GET /api/v1/handling/performance?unit=`: the unit and each unit one level below it:
+/// on-time rate, overdue, satisfaction and reopen rates, rolled up the hierarchy.
+pub async fn performance(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<PerformanceParams>,
+) -> Response {
+    match performance_rows(&state, &caller, params.unit.as_deref()).await {
+        Ok((total, children)) => Json(json!({ "unit": total, "children": children })).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// The roll-up behind [`performance`] and the inbox page.
+pub async fn performance_rows(
+    state: &AppState,
+    caller: &Caller,
+    unit: Option<&str>,
+) -> Result<(Performance, Vec<Performance>), Problem> {
+    let units = Units::embedded();
+    let unit = unit.unwrap_or(&caller.unit).to_owned();
+    if !workflow::covers(units, &caller.unit, &unit) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "out-of-scope",
+            "Outside your unit",
+            format!("unit {unit} is outside unit {}", caller.unit),
+        ));
+    }
+    let now = Utc::now();
+    // The unit directly under `unit` that `of` lies in (or `unit` itself).
+    let child_of = |of: &str| -> Option<String> {
+        let mut current = of.to_owned();
+        loop {
+            let parent = workflow::parent_unit(units, &current)?;
+            if parent == unit {
+                return Some(current);
+            }
+            current = parent;
+        }
+    };
+    let mut rows: BTreeMap<String, (Performance, u64)> = BTreeMap::new();
+    let mut total = (Performance::default(), 0u64);
+    let mut add = |key: Option<String>, f: &dyn Fn(&mut Performance, &mut u64)| {
+        f(&mut total.0, &mut total.1);
+        if let Some(key) = key {
+            let entry = rows.entry(key).or_default();
+            f(&mut entry.0, &mut entry.1);
+        }
+    };
+    for status in state.desk.statuses(|s| workflow::covers(units, &unit, &s.unit)) {
+        let key = if status.unit == unit { None } else { child_of(&status.unit) };
+        add(key, &|p, satisfied| {
+            p.petitions += 1;
+            p.open += u64::from(status.state.is_open());
+            p.overdue += u64::from(status.overdue(now));
+            if status.answered_at.is_some() {
+                p.answered += 1;
+                p.answered_on_time += u64::from(status.answered_on_time == Some(true));
+            }
+            if let Some(rating) = status.rating {
+                p.rated += 1;
+                p.rating_sum += u64::from(rating);
+                *satisfied += u64::from(rating >= 4);
+            }
+            p.reopened += u64::from(status.reopen_count > 0);
+        });
+    }
+    let cutoff = acceptance_cutoff(&state.desk.handling, now);
+    let counts =
+        state.handling_queries.unhandled_counts(&state.queries, cutoff).await.map_err(|err| Problem::internal(&err))?;
+    let rules = state.desk.handling.rules();
+    for count in counts {
+        let reference = PetitionRef {
+            tracking_code: String::new(),
+            received_at: now,
+            province_code: count.province_code.clone(),
+            commune_code: count.commune_code.clone(),
+            topic: count.topic.clone(),
+            title: String::new(),
+        };
+        let handler = rules.routing.route(&reference);
+        if !workflow::covers(units, &unit, &handler) {
+            continue;
+        }
+        let key = if handler == unit { None } else { child_of(&handler) };
+        add(key, &|p, _| {
+            p.petitions += count.open;
+            p.open += count.open;
+            p.overdue += count.overdue;
+        });
+    }
+    let finish = |(mut p, satisfied): (Performance, u64), code: &str| {
+        p.unit = code.to_owned();
+        p.unit_name = unit_name(units, code);
+        p.finish(satisfied);
+        p
+    };
+    let total = finish(total, &unit);
+    let children = rows.into_iter().map(|(code, row)| finish(row, &code)).collect();
+    Ok((total, children))
+}
+
+/// The secret a citizen proves a tracking code with: sent as `X-Tracking-Secret` or `secret`.
+fn citizen_secret(headers: &HeaderMap, query: &HashMap<String, String>, body: Option<&str>) -> Option<String> {
+    headers
+        .get("x-tracking-secret")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.get("secret").cloned())
+        .or_else(|| body.map(str::to_owned))
+        .map(|s| s.trim().to_uppercase())
+}
+
+/// The petition behind a tracking code when the secret matches; the same 404 otherwise, so
+/// codes cannot be probed.
+async fn tracked(state: &AppState, code: &str, secret: Option<&str>) -> Result<(Uuid, PetitionRef), Problem> {
+    let unknown = || Problem::not_found("no petition with this tracking code and secret");
+    let code = voxpop_schema::petition::normalise_tracking_code(code).ok_or_else(unknown)?;
+    let found = state.index.get_by_tracking_code(&code).map_err(|err| Problem::internal(&err))?.ok_or_else(unknown)?;
+    let expected = state.intake.citizen_secret(&found.id);
+    match (secret, expected) {
+        (Some(given), Some(expected)) if voxpop_connectors::intake::secrets_match(given, &expected) => {}
+        _ => return Err(unknown()),
+    }
+    let petition = petition_ref(state, &found.id).await?.ok_or_else(unknown)?;
+    Ok((found.id, petition))
+}
+
+/// What a citizen sees of their petition: its state, the answer, the public timeline. Never
+/// other people's data, never the officers' identities.
+fn citizen_view(state: &AppState, status: &Status, events: &[Event]) -> serde_json::Value {
+    let timeline: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "at": e.at,
+                "action": e.action.as_str(),
+                "action_label": e.action.label_vi(),
+                "state": e.to_state.as_str(),
+                "state_label": e.to_state.label_vi(),
+                "unit_name": unit_name(Units::embedded(), &e.unit),
+                "note": matches!(e.action, workflow::Action::Decline | workflow::Action::Transfer | workflow::Action::Escalate | workflow::Action::Extend).then(|| e.note.clone()).flatten(),
+            })
+        })
+        .collect();
+    json!({
+        "tracking_code": status.tracking_code,
+        "title": status.title,
+        "received_at": status.received_at,
+        "state": status.state.as_str(),
+        "state_label": status.state.label_vi(),
+        "unit_name": unit_name(Units::embedded(), &status.unit),
+        "due_at": status.due_at,
+        "answer": status.answer,
+        "answered_at": status.answered_at,
+        "rating": status.rating,
+        "can_rate": workflow::Action::Rate.from_states().contains(&status.state),
+        "can_reopen": workflow::Action::Reopen.from_states().contains(&status.state),
+        "timeline": timeline,
+        "allowed": status.state.allowed().iter().filter(|a| a.taker() == workflow::Taker::Citizen).map(|a| a.as_str()).collect::<Vec<_>>(),
+        "_links": { "self": format!("/api/v1/track/{}", status.tracking_code) },
+        "lake_events": events.len(),
+        "desk_events": status.events,
+        "data_dir_mode": if state.tokens.is_empty() { "open" } else { "tokens" },
+    })
+}
+
+/// `GET /api/v1/track/{code}` with `X-Tracking-Secret`.
+pub async fn track(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let secret = citizen_secret(&headers, &query, None);
+    let (id, petition) = match tracked(&state, &code, secret.as_deref()).await {
+        Ok(found) => found,
+        Err(problem) => return problem.into_response(),
+    };
+    let status = state.desk.status_or_initial(id, &petition);
+    let events = state.handling_queries.history(&id).await.unwrap_or_default();
+    Json(citizen_view(&state, &status, &events)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CitizenAction {
+    #[serde(default)]
+    pub secret: Option<String>,
+    pub action: String,
+    #[serde(default)]
+    pub rating: Option<u8>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/track/{code}/actions`: the citizen rates the answer (1-5) or reopens.
+pub async fn track_act(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<CitizenAction>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "request-body",
+                "The action could not be read",
+                rejection.body_text(),
+            )
+            .into_response();
+        }
+    };
+    let secret = citizen_secret(&headers, &HashMap::new(), body.secret.as_deref());
+    let (id, petition) = match tracked(&state, &code, secret.as_deref()).await {
+        Ok(found) => found,
+        Err(problem) => return problem.into_response(),
+    };
+    if !matches!(body.action.as_str(), "rate" | "reopen") {
+        return Problem::invalid(&[voxpop_schema::FieldError::new(
+            "action",
+            "invalid",
+            "a citizen may `rate` or `reopen`",
+        )])
+        .into_response();
+    }
+    let request = ActionRequest { action: body.action, note: body.note, rating: body.rating, ..Default::default() };
+    let actor = Actor { id: "citizen".to_owned(), role: "citizen".to_owned(), unit: String::new() };
+    match state.desk.act(id, &petition, &request, &actor).await {
+        Ok((_, status)) => Json(citizen_view(&state, &status, &[])).into_response(),
+        Err(err) => err.into_problem().into_response(),
+    }
+}
+
+/// The current status of many petitions (for search results and Open311).
+pub fn status_of(state: &AppState, id: &Uuid, petition: &PetitionRef) -> Status {
+    state.desk.status_or_initial(*id, petition)
+}

@@ -1,0 +1,1319 @@
+//! Open311 GeoReport v2 (<http://wiki.open311.org/GeoReport_v2>) under `/open311/v2`: the
+//! topics of the taxonomy as services, petitions as service requests.
+//!
+//! In: GeoReport requests, every resource as `NAME.json` or `NAME.xml`. Out: GeoReport
+//! documents in the format asked for, errors as GeoReport error lists
+//! (`[{"code":400,"description":"..."}]`, `<errors><error>...`) with the matching HTTP status.
+//!
+//! - `GET discovery`, `GET services`, `GET services/{code}`: the taxonomy (one attribute,
+//!   `commune_code`, names the commune; see [`service_definition`]).
+//! - `GET requests` (filters `service_request_id`, `service_code`, `start_date`, `end_date`,
+//!   `status`, and `page_size` up to 1000; the last 90 days by default), `GET requests/{id}`:
+//!   reads are public in GeoReport, so they go without a token even where the API needs one,
+//!   and give only what a public reader may see: the text with phone and ID numbers masked,
+//!   coordinates rounded to about 100 m, never a contact field.
+//! - `POST requests` (form-encoded, like any GeoReport client sends it): a petition through
+//!   intake on the `open311` channel. `api_key` identifies the client and must not be empty; it
+//!   grants nothing that the open intake (`POST /api/v1/petitions`) does not. The petition's
+//!   commune is `attribute[commune_code]` (2025 or pre-2025 code) or else the commune whose
+//!   centre is nearest to `lat`/`long`.
+//! - `GET tokens/{token}`: the token is the petition's tracking code.
+//!
+//! The service a client picks is advice: the pipeline files every petition under the topic its
+//! rules find in the text. The title of a petition sent here begins with the service's name,
+//! which the rules of that topic usually recognise, so the request is normally listed under the
+//! service it was sent to.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+use voxpop_connectors::{Accepted, IntakeError};
+use voxpop_index::{IndexedPetition, SearchRequest};
+use voxpop_schema::petition::{PARTITION_COLUMN, TABLE_NAME, iso_week, normalise_tracking_code};
+use voxpop_schema::{FieldError, Petition, Taxonomy, Units};
+
+use crate::http::AppState;
+
+/// The specification this interface follows (discovery's `specification`).
+pub const SPECIFICATION: &str = "http://wiki.open311.org/GeoReport_v2";
+/// When this interface last changed (discovery's `changeset`).
+pub const CHANGESET: &str = "2025-10-01T00:00:00+07:00";
+/// Most requests one `GET requests` returns.
+pub const MAX_REQUESTS: usize = 1000;
+/// The window of `GET requests` without dates: the last 90 days.
+pub const DEFAULT_WINDOW_DAYS: i64 = 90;
+/// Farthest a point may lie from the centre of the commune it is filed under, in km.
+pub const MAX_NEAREST_KM: f64 = 100.0;
+/// Characters of the description that make the title of a petition sent here.
+const TITLE_EXCERPT_CHARS: usize = 80;
+/// Hits per index page while listing requests.
+const PAGE: usize = voxpop_index::MAX_LIMIT;
+/// Ids per lake query while listing requests.
+const LAKE_CHUNK: usize = 500;
+/// Tokens issued by this process, answered before the lake has their petition.
+const REMEMBERED_TOKENS: usize = 10_000;
+/// Decimals of published coordinates (3: about 110 m).
+const COORDINATE_DECIMALS: i32 = 3;
+/// The `group` of every service.
+const SERVICE_GROUP: &str = "Kiến nghị, phản ánh";
+
+/// Where a petition stands in its handling, as GeoReport reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestStatus {
+    /// GeoReport's `open` (true) or `closed`.
+    pub open: bool,
+    /// The voxpop handling state: received, accepted, declined, assigned, in_progress,
+    /// answered, closed or reopened.
+    pub state: String,
+    /// What the handling unit says about the state.
+    pub status_notes: Option<String>,
+    /// The unit handling the petition, by its Vietnamese name.
+    pub agency_responsible: String,
+    /// When the handling unit expects to answer.
+    pub expected_datetime: Option<DateTime<Utc>>,
+    /// The last change of state.
+    pub updated_datetime: Option<DateTime<Utc>>,
+}
+
+/// Whether a voxpop handling state is GeoReport's `open` (`Some(true)`) or `closed`
+/// (`Some(false)`); `None` for a state voxpop does not know.
+pub fn is_open_state(state: &str) -> Option<bool> {
+    match state {
+        "received" | "accepted" | "assigned" | "in_progress" | "reopened" => Some(true),
+        "declined" | "answered" | "closed" => Some(false),
+        _ => None,
+    }
+}
+
+/// The handling state of one petition. Until the handling workflow exists every petition is
+/// `received` by the Front committee of its commune.
+pub async fn request_status(
+    state: &AppState,
+    petition_id: &Uuid,
+    commune_code: &str,
+    province_code: &str,
+) -> RequestStatus {
+    let _ = (state, petition_id, province_code);
+    RequestStatus {
+        open: true,
+        state: "received".to_owned(),
+        status_notes: None,
+        agency_responsible: front_committee(commune_code),
+        expected_datetime: None,
+        updated_datetime: None,
+    }
+}
+
+/// "Ủy ban MTTQ Việt Nam phường Ba Đình": the Fatherland Front committee of a commune.
+pub fn front_committee(commune_code: &str) -> String {
+    match Units::embedded().commune(commune_code) {
+        Some(commune) => {
+            // "Phường Ba Đình" -> "phường Ba Đình": the kind is a common noun inside a name.
+            let name = match commune.name.strip_prefix(&commune.kind) {
+                Some(rest) => format!("{}{rest}", commune.kind.to_lowercase()),
+                None => commune.name.clone(),
+            };
+            format!("Ủy ban MTTQ Việt Nam {name}")
+        }
+        None => format!("Ủy ban MTTQ Việt Nam (đơn vị {commune_code})"),
+    }
+}
+
+/// The routes, to be nested under `/open311/v2`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/{file}", get(get_root).post(post_root))
+        .route("/services/{file}", get(get_service))
+        .route("/requests/{file}", get(get_request))
+        .route("/tokens/{file}", get(get_token))
+        .fallback(|| async { Open311Error::not_found("no such Open311 resource").into_response_as(Format::Json) })
+        .method_not_allowed_fallback(|| async {
+            Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource")
+                .into_response_as(Format::Json)
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents: one tree, written as JSON or XML.
+
+/// The two formats of GeoReport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json; charset=utf-8",
+            Format::Xml => "text/xml; charset=utf-8",
+        }
+    }
+}
+
+/// `services.json` -> (`services`, JSON); an unknown or missing extension is a 404.
+fn split_format(file: &str) -> Result<(&str, Format), Open311Error> {
+    let Some((stem, extension)) = file.rsplit_once('.') else {
+        return Err(Open311Error::not_found(format!("`{file}`: add the format, `{file}.json` or `{file}.xml`")));
+    };
+    match extension.to_ascii_lowercase().as_str() {
+        "json" => Ok((stem, Format::Json)),
+        "xml" => Ok((stem, Format::Xml)),
+        _ => Err(Open311Error::not_found(format!("unknown format `.{extension}`: json or xml"))),
+    }
+}
+
+/// A GeoReport document: objects keep their field order (in JSON and in XML), lists name their
+/// items for XML.
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    List { item: &'static str, items: Vec<Node> },
+    Object(Vec<(&'static str, Node)>),
+}
+
+impl Node {
+    fn text(value: impl Into<String>) -> Node {
+        Node::Text(value.into())
+    }
+
+    fn optional_text(value: Option<impl Into<String>>) -> Node {
+        value.map_or(Node::Null, Node::text)
+    }
+
+    fn optional_float(value: Option<f64>) -> Node {
+        value.map_or(Node::Null, Node::Float)
+    }
+}
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Null => serializer.serialize_none(),
+            Node::Bool(value) => serializer.serialize_bool(*value),
+            Node::Int(value) => serializer.serialize_i64(*value),
+            Node::Float(value) if value.is_finite() => serializer.serialize_f64(*value),
+            Node::Float(_) => serializer.serialize_none(),
+            Node::Text(value) => serializer.serialize_str(value),
+            Node::List { items, .. } => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Node::Object(fields) => {
+                let mut map = serializer.serialize_map(Some(fields.len()))?;
+                for (name, value) in fields {
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// Escapes text for XML content, dropping characters XML 1.0 cannot carry at all (control
+/// characters other than tab and line breaks).
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(ch),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn write_xml(out: &mut String, name: &str, node: &Node) {
+    match node {
+        Node::Null => {
+            let _ = write!(out, "<{name}/>");
+        }
+        Node::Bool(value) => {
+            let _ = write!(out, "<{name}>{value}</{name}>");
+        }
+        Node::Int(value) => {
+            let _ = write!(out, "<{name}>{value}</{name}>");
+        }
+        Node::Float(value) if value.is_finite() => {
+            let _ = write!(out, "<{name}>{value}</{name}>");
+        }
+        Node::Float(_) => {
+            let _ = write!(out, "<{name}/>");
+        }
+        Node::Text(value) => {
+            let _ = write!(out, "<{name}>{}</{name}>", xml_escape(value));
+        }
+        Node::List { item, items } => {
+            let _ = write!(out, "<{name}>");
+            for child in items {
+                write_xml(out, item, child);
+            }
+            let _ = write!(out, "</{name}>");
+        }
+        Node::Object(fields) => {
+            let _ = write!(out, "<{name}>");
+            for (field, child) in fields {
+                write_xml(out, field, child);
+            }
+            let _ = write!(out, "</{name}>");
+        }
+    }
+}
+
+/// The document as XML with `root` as its root element.
+fn to_xml(root: &str, node: &Node) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    write_xml(&mut out, root, node);
+    out.push('\n');
+    out
+}
+
+fn respond(format: Format, status: StatusCode, root: &str, node: &Node) -> Response {
+    let body = match format {
+        Format::Json => serde_json::to_vec(node).unwrap_or_else(|_| b"null".to_vec()),
+        Format::Xml => to_xml(root, node).into_bytes(),
+    };
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// A GeoReport error list and its HTTP status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Open311Error {
+    /// The HTTP status, also each error's `code`.
+    pub status: StatusCode,
+    /// One description per problem.
+    pub descriptions: Vec<String>,
+    /// Seconds to wait before trying again (with 503).
+    pub retry_after: Option<u64>,
+}
+
+impl Open311Error {
+    /// One problem.
+    pub fn new(status: StatusCode, description: impl Into<String>) -> Open311Error {
+        Open311Error { status, descriptions: vec![description.into()], retry_after: None }
+    }
+
+    fn bad_request(description: impl Into<String>) -> Open311Error {
+        Open311Error::new(StatusCode::BAD_REQUEST, description)
+    }
+
+    fn not_found(description: impl Into<String>) -> Open311Error {
+        Open311Error::new(StatusCode::NOT_FOUND, description)
+    }
+
+    /// 500 for our own faults; the cause is logged, not shown.
+    fn internal(error: &dyn std::fmt::Display) -> Open311Error {
+        tracing::error!(error = %error, "open311: internal error");
+        Open311Error::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+
+    /// The error list in `format`.
+    pub fn into_response_as(self, format: Format) -> Response {
+        let code = i64::from(self.status.as_u16());
+        let items = self
+            .descriptions
+            .iter()
+            .map(|description| Node::Object(vec![("code", Node::Int(code)), ("description", Node::text(description))]))
+            .collect();
+        let mut response = respond(format, self.status, "errors", &Node::List { item: "error", items });
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The Open311 parameter a field of a submission came from.
+fn parameter_of(field: &str) -> &str {
+    match field {
+        "title" | "body" => "description",
+        "commune_code" => "attribute[commune_code]",
+        "commune_code_version" => "attribute[commune_code_version]",
+        "lon" => "long",
+        "contact.phone" => "phone",
+        "contact.email" => "email",
+        "contact.name" => "first_name/last_name",
+        other => other,
+    }
+}
+
+fn invalid(errors: &[FieldError]) -> Open311Error {
+    Open311Error {
+        status: StatusCode::BAD_REQUEST,
+        descriptions: errors
+            .iter()
+            .map(|error| {
+                let parameter = parameter_of(&error.field);
+                // The message names the submission's field; the parameter is what the client sent.
+                if parameter.is_empty() { error.message.clone() } else { format!("{parameter}: {}", error.message) }
+            })
+            .collect(),
+        retry_after: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters.
+
+/// Decodes `application/x-www-form-urlencoded` text (also a query string) into its pairs, in
+/// order; `+` is a space, bad `%` escapes stay as written, bad UTF-8 becomes U+FFFD.
+pub fn decode_form(raw: &str) -> Vec<(String, String)> {
+    fn decode(part: &str) -> String {
+        let bytes = part.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |b: u8| (b as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(high), Some(low)) => {
+                            out.push((high * 16 + low) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                other => out.push(other),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => (decode(name), decode(value)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
+/// The parameters of a request, in order.
+#[derive(Debug, Default)]
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn from_raw(parts: &[Option<&str>]) -> Params {
+        Params(parts.iter().flatten().flat_map(|raw| decode_form(raw)).collect())
+    }
+
+    /// The first non-empty value of `name`, trimmed.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().filter(|(key, _)| key == name).map(|(_, value)| value.trim()).find(|value| !value.is_empty())
+    }
+
+    /// Every value of `name`, comma lists split, empty items dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key == name)
+            .flat_map(|(_, value)| value.split(','))
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn vietnam_offset() -> FixedOffset {
+    FixedOffset::east_opt(7 * 3600).unwrap_or_else(|| Utc.fix())
+}
+
+/// A W3C date-time in Vietnam's time (`2025-09-15T08:30:00+07:00`).
+pub fn w3c(at: DateTime<Utc>) -> String {
+    at.with_timezone(&vietnam_offset()).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// A W3C date-time (`2025-09-15T08:30:00Z`, `...+07:00`) or a day (`2025-09-15`, in Vietnam's
+/// time: its first moment, or its last with `end_of_day`).
+fn parse_w3c(name: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, Open311Error> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        let time = if end_of_day { day.and_hms_micro_opt(23, 59, 59, 999_999) } else { day.and_hms_opt(0, 0, 0) };
+        if let Some(local) = time.and_then(|t| vietnam_offset().from_local_datetime(&t).single()) {
+            return Ok(local.with_timezone(&Utc));
+        }
+    }
+    Err(Open311Error::bad_request(format!(
+        "{name}: `{raw}` is not a W3C date-time such as 2025-09-15T08:30:00+07:00 or 2025-09-15T01:30:00Z"
+    )))
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .filter(|proto| matches!(*proto, "http" | "https"))
+        .unwrap_or("http");
+    format!("{scheme}://{host}/open311/v2")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers.
+
+async fn get_root(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (stem, format) = match split_format(&file) {
+        Ok(split) => split,
+        Err(error) => return error.into_response_as(Format::Json),
+    };
+    let params = Params::from_raw(&[query.as_deref()]);
+    match stem {
+        "discovery" => respond(format, StatusCode::OK, "discovery", &discovery(&headers)),
+        "services" => respond(format, StatusCode::OK, "services", &services()),
+        "requests" => match list_requests(&state, &params).await {
+            Ok(items) => respond(format, StatusCode::OK, "service_requests", &Node::List { item: "request", items }),
+            Err(error) => error.into_response_as(format),
+        },
+        other => Open311Error::not_found(format!("no resource `{other}`")).into_response_as(format),
+    }
+}
+
+async fn post_root(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    Path(file): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (stem, format) = match split_format(&file) {
+        Ok(split) => split,
+        Err(error) => return error.into_response_as(Format::Json),
+    };
+    match stem {
+        "requests" => {}
+        "discovery" | "services" => {
+            return Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, format!("`{stem}` is read with GET"))
+                .into_response_as(format);
+        }
+        other => return Open311Error::not_found(format!("no resource `{other}`")).into_response_as(format),
+    }
+    // The same per-client limit as the public intake.
+    if let Err(problem) = state.intake_limit.check(&headers, &extensions) {
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+        let mut error = Open311Error::new(status, problem.detail);
+        error.retry_after = problem.retry_after_seconds;
+        return error.into_response_as(format);
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let description = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the request body is larger than {} bytes", crate::http::MAX_REQUEST_BYTES)
+            } else {
+                rejection.body_text()
+            };
+            return Open311Error::new(status, description).into_response_as(format);
+        }
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    if !content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Open311Error::bad_request(format!(
+            "send the request as application/x-www-form-urlencoded, not `{content_type}` (media: send media_url)"
+        ))
+        .into_response_as(format);
+    }
+    let text = String::from_utf8_lossy(&body);
+    // Some clients send api_key and jurisdiction_id in the query string, the rest in the body.
+    let params = Params::from_raw(&[query.as_deref(), Some(&text)]);
+    match create_request(&state, &params).await {
+        Ok(node) => respond(format, StatusCode::OK, "service_requests", &node),
+        Err(error) => error.into_response_as(format),
+    }
+}
+
+async fn get_service(Path(file): Path<String>) -> Response {
+    let (code, format) = match split_format(&file) {
+        Ok(split) => split,
+        Err(error) => return error.into_response_as(Format::Json),
+    };
+    match service_definition(code) {
+        Some(node) => respond(format, StatusCode::OK, "service_definition", &node),
+        None => Open311Error::not_found(format!("service_code `{code}` not found")).into_response_as(format),
+    }
+}
+
+async fn get_request(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    let (id, format) = match split_format(&file) {
+        Ok(split) => split,
+        Err(error) => return error.into_response_as(Format::Json),
+    };
+    let Ok(id) = Uuid::parse_str(id) else {
+        return Open311Error::not_found(format!("service_request_id `{id}` not found")).into_response_as(format);
+    };
+    match one_request(&state, &id).await {
+        Ok(Some(node)) => {
+            respond(format, StatusCode::OK, "service_requests", &Node::List { item: "request", items: vec![node] })
+        }
+        Ok(None) => Open311Error::not_found(format!(
+            "service_request_id `{id}` not found (a request just sent appears within seconds)"
+        ))
+        .into_response_as(format),
+        Err(error) => error.into_response_as(format),
+    }
+}
+
+async fn get_token(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    let (token, format) = match split_format(&file) {
+        Ok(split) => split,
+        Err(error) => return error.into_response_as(Format::Json),
+    };
+    let Some(code) = normalise_tracking_code(token) else {
+        return Open311Error::not_found(format!("token `{token}` not found")).into_response_as(format);
+    };
+    let found = match remembered_token(&code) {
+        Some(id) => Ok(Some(id)),
+        None => id_of_tracking_code(&state, &code).await,
+    };
+    match found {
+        Ok(Some(id)) => {
+            let node =
+                Node::Object(vec![("service_request_id", Node::text(id.to_string())), ("token", Node::text(code))]);
+            respond(format, StatusCode::OK, "service_requests", &Node::List { item: "request", items: vec![node] })
+        }
+        Ok(None) => Open311Error::not_found(format!("token `{token}` not found")).into_response_as(format),
+        Err(error) => error.into_response_as(format),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Discovery and services.
+
+fn discovery(headers: &HeaderMap) -> Node {
+    let formats = Node::List { item: "format", items: vec![Node::text("text/xml"), Node::text("application/json")] };
+    let endpoint = Node::Object(vec![
+        ("specification", Node::text(SPECIFICATION)),
+        ("url", Node::text(base_url(headers))),
+        ("changeset", Node::text(CHANGESET)),
+        ("type", Node::text("production")),
+        ("formats", formats),
+    ]);
+    Node::Object(vec![
+        ("changeset", Node::text(CHANGESET)),
+        ("contact", Node::text("Mặt trận Tổ quốc Việt Nam: kiến nghị, phản ánh của Nhân dân (voxpop)")),
+        ("key_service", Node::text("api_key: any non-empty identifier of the sending application; reads need no key")),
+        ("endpoints", Node::List { item: "endpoint", items: vec![endpoint] }),
+    ])
+}
+
+fn services() -> Node {
+    let items = Taxonomy::default_embedded()
+        .topics()
+        .iter()
+        .map(|topic| {
+            let mut keywords: Vec<&str> = Vec::new();
+            for phrase in topic.rules.iter().flat_map(|rule| &rule.phrases) {
+                if !keywords.contains(&phrase.as_str()) {
+                    keywords.push(phrase);
+                }
+            }
+            Node::Object(vec![
+                ("service_code", Node::text(&topic.code)),
+                ("service_name", Node::text(&topic.vi)),
+                ("description", Node::text(&topic.en)),
+                ("metadata", Node::Bool(true)),
+                ("type", Node::text("realtime")),
+                ("keywords", Node::text(keywords.join(", "))),
+                ("group", Node::text(SERVICE_GROUP)),
+            ])
+        })
+        .collect();
+    Node::List { item: "service", items }
+}
+
+/// The definition of a service: its attributes name the commune of the petition.
+fn service_definition(code: &str) -> Option<Node> {
+    let topic = Taxonomy::default_embedded().topic(code)?;
+    let commune = Node::Object(vec![
+        ("variable", Node::Bool(true)),
+        ("code", Node::text("commune_code")),
+        ("datatype", Node::text("string")),
+        // Not required: without it the commune is the one nearest to lat/long.
+        ("required", Node::Bool(false)),
+        (
+            "datatype_description",
+            Node::text("Mã xã, phường, đặc khu: 5 chữ số (mã từ 1/7/2025 hoặc mã cũ), ví dụ 00004"),
+        ),
+        ("order", Node::Int(1)),
+        (
+            "description",
+            Node::text(
+                "Xã, phường, đặc khu nơi kiến nghị (commune code, 5 digits); \
+                 nếu không có, lấy xã gần vị trí lat/long nhất",
+            ),
+        ),
+    ]);
+    let version_values = Node::List {
+        item: "value",
+        items: vec![
+            Node::Object(vec![("key", Node::text("2025")), ("name", Node::text("Mã từ 1/7/2025"))]),
+            Node::Object(vec![("key", Node::text("pre2025")), ("name", Node::text("Mã trước 1/7/2025"))]),
+        ],
+    };
+    let version = Node::Object(vec![
+        ("variable", Node::Bool(true)),
+        ("code", Node::text("commune_code_version")),
+        ("datatype", Node::text("singlevaluelist")),
+        ("required", Node::Bool(false)),
+        ("datatype_description", Node::text("2025 hoặc pre2025; nếu không có, mã đang dùng được ưu tiên")),
+        ("order", Node::Int(2)),
+        ("description", Node::text("Danh mục của commune_code (which code list commune_code is from)")),
+        ("values", version_values),
+    ]);
+    Some(Node::Object(vec![
+        ("service_code", Node::text(&topic.code)),
+        ("attributes", Node::List { item: "attribute", items: vec![commune, version] }),
+    ]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests: reading.
+
+/// What a service request shows of a petition.
+#[derive(Debug, Clone)]
+struct RequestView {
+    id: Uuid,
+    body: String,
+    province_code: String,
+    commune_code: String,
+    received_at: DateTime<Utc>,
+    topic: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+}
+
+impl RequestView {
+    /// The public view of a petition: numbers in the text masked, no contact.
+    fn of_petition(petition: &Petition) -> RequestView {
+        let masked = voxpop_schema::privacy::mask_petition(petition);
+        RequestView {
+            id: masked.id,
+            body: masked.body,
+            province_code: masked.province_code,
+            commune_code: masked.commune_code,
+            received_at: masked.received_at,
+            topic: masked.topic,
+            lat: masked.lat,
+            lon: masked.lon,
+        }
+    }
+
+    /// From the index alone (no coordinates there).
+    fn of_indexed(indexed: &IndexedPetition) -> RequestView {
+        RequestView {
+            id: indexed.id,
+            body: voxpop_schema::privacy::mask_numbers(&indexed.body),
+            province_code: indexed.province_code.clone(),
+            commune_code: indexed.commune_code.clone(),
+            received_at: indexed.received_at,
+            topic: indexed.topic.clone(),
+            lat: None,
+            lon: None,
+        }
+    }
+}
+
+fn round_coordinate(value: Option<f64>) -> Option<f64> {
+    let scale = 10f64.powi(COORDINATE_DECIMALS);
+    value.filter(|v| v.is_finite()).map(|v| (v * scale).round() / scale)
+}
+
+fn request_node(view: &RequestView, status: &RequestStatus) -> Node {
+    let units = Units::embedded();
+    let topic = view.topic.as_deref().and_then(|code| Taxonomy::default_embedded().topic(code));
+    let commune = units.commune(&view.commune_code).map(|c| c.name.as_str());
+    let province = units.province(&view.province_code).map(|p| p.name.as_str());
+    let address = match (commune, province) {
+        (Some(commune), Some(province)) => format!("{commune}, {province}"),
+        _ => view.commune_code.clone(),
+    };
+    Node::Object(vec![
+        ("service_request_id", Node::text(view.id.to_string())),
+        ("status", Node::text(if status.open { "open" } else { "closed" })),
+        ("status_notes", Node::optional_text(status.status_notes.clone())),
+        ("service_name", Node::optional_text(topic.map(|t| t.vi.clone()))),
+        ("service_code", Node::optional_text(topic.map(|t| t.code.clone()))),
+        ("description", Node::text(&view.body)),
+        ("agency_responsible", Node::text(&status.agency_responsible)),
+        ("service_notice", Node::Null),
+        ("requested_datetime", Node::text(w3c(view.received_at))),
+        ("updated_datetime", Node::text(w3c(status.updated_datetime.unwrap_or(view.received_at)))),
+        ("expected_datetime", Node::optional_text(status.expected_datetime.map(w3c))),
+        ("address", Node::text(address)),
+        ("address_id", Node::Null),
+        ("zipcode", Node::Null),
+        ("lat", Node::optional_float(round_coordinate(view.lat))),
+        ("long", Node::optional_float(round_coordinate(view.lon))),
+        ("media_url", Node::Null),
+        (
+            "extended_attributes",
+            Node::Object(vec![
+                ("commune_code", Node::text(&view.commune_code)),
+                ("province_code", Node::text(&view.province_code)),
+                ("handling_state", Node::text(&status.state)),
+            ]),
+        ),
+    ])
+}
+
+/// One petition as a service request; `None` when the lake does not have it (yet).
+async fn one_request(state: &AppState, id: &Uuid) -> Result<Option<Node>, Open311Error> {
+    // The index knows the partition (week) of the petition, which narrows the lake scan.
+    let week = match state.index.get(id) {
+        Ok(found) => found.map(|hit| iso_week(hit.received_at)),
+        Err(err) => return Err(Open311Error::internal(&err)),
+    };
+    let petition = match state.queries.petition(id, week.as_deref()).await {
+        Ok(Some(petition)) => petition,
+        Ok(None) => return Ok(None),
+        Err(err) => return Err(Open311Error::internal(&err)),
+    };
+    let view = RequestView::of_petition(&petition);
+    let status = request_status(state, &view.id, &view.commune_code, &view.province_code).await;
+    Ok(Some(request_node(&view, &status)))
+}
+
+/// `GET requests`: by ids, or by service, dates and status, newest first.
+async fn list_requests(state: &AppState, params: &Params) -> Result<Vec<Node>, Open311Error> {
+    let ids = params.list("service_request_id");
+    if !ids.is_empty() {
+        // GeoReport: ids override every other filter.
+        if ids.len() > MAX_REQUESTS {
+            return Err(Open311Error::bad_request(format!("service_request_id: at most {MAX_REQUESTS} ids at once")));
+        }
+        let mut nodes = Vec::new();
+        let mut seen = HashSet::new();
+        for raw in &ids {
+            // An id that is no petition id is not found, like an unknown one.
+            if let Ok(id) = Uuid::parse_str(raw)
+                && seen.insert(id)
+                && let Some(node) = one_request(state, &id).await?
+            {
+                nodes.push(node);
+            }
+        }
+        return Ok(nodes);
+    }
+    let taxonomy = Taxonomy::default_embedded();
+    let codes = params.list("service_code");
+    let unknown: Vec<&String> = codes.iter().filter(|code| taxonomy.topic(code).is_none()).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = taxonomy.topics().iter().map(|t| t.code.as_str()).collect();
+        return Err(Open311Error::bad_request(format!(
+            "service_code: unknown `{}`, expected one of {}",
+            unknown.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("`, `"),
+            known.join(", ")
+        )));
+    }
+    let start = params.get("start_date").map(|raw| parse_w3c("start_date", raw, false)).transpose()?;
+    let end = params.get("end_date").map(|raw| parse_w3c("end_date", raw, true)).transpose()?;
+    let window = Duration::days(DEFAULT_WINDOW_DAYS);
+    let (from, to) = match (start, end) {
+        (None, None) => (Utc::now() - window, None),
+        (Some(start), end) => (start, end),
+        (None, Some(end)) => (end - window, Some(end)),
+    };
+    if let Some(to) = to
+        && to < from
+    {
+        return Err(Open311Error::bad_request("end_date: is before start_date"));
+    }
+    let mut want_open = false;
+    let mut want_closed = false;
+    let statuses = params.list("status");
+    for status in &statuses {
+        match status.as_str() {
+            "open" => want_open = true,
+            "closed" => want_closed = true,
+            other => return Err(Open311Error::bad_request(format!("status: `{other}` is neither open nor closed"))),
+        }
+    }
+    if statuses.is_empty() {
+        (want_open, want_closed) = (true, true);
+    }
+    let limit = match params.get("page_size") {
+        None => MAX_REQUESTS,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(size) if (1..=MAX_REQUESTS).contains(&size) => size,
+            _ => {
+                return Err(Open311Error::bad_request(format!(
+                    "page_size: `{raw}` is not a number from 1 to {MAX_REQUESTS}"
+                )));
+            }
+        },
+    };
+    let topics: Vec<Option<String>> =
+        if codes.is_empty() { vec![None] } else { dedup(codes).into_iter().map(Some).collect() };
+    // `to` of the index is exclusive, end_date inclusive.
+    let to = to.map(|to| to + Duration::microseconds(1));
+    let mut selected: Vec<(IndexedHit, RequestStatus)> = Vec::new();
+    for topic in topics {
+        let base = SearchRequest { topic, from: Some(from), to, limit: PAGE, ..SearchRequest::default() };
+        let mut taken = 0;
+        let mut offset = 0;
+        'pages: loop {
+            let request = SearchRequest { offset, ..base.clone() };
+            let index = state.index.clone();
+            let results = match tokio::task::spawn_blocking(move || index.search(&request)).await {
+                Ok(Ok(results)) => results,
+                Ok(Err(err)) => return Err(Open311Error::internal(&err)),
+                Err(err) => return Err(Open311Error::internal(&err)),
+            };
+            let count = results.hits.len();
+            for hit in results.hits {
+                let status = request_status(state, &hit.id, &hit.commune_code, &hit.province_code).await;
+                if (status.open && want_open) || (!status.open && want_closed) {
+                    selected.push((IndexedHit { id: hit.id, received_at: hit.received_at }, status));
+                    taken += 1;
+                    if taken >= limit {
+                        break 'pages;
+                    }
+                }
+            }
+            offset += PAGE;
+            if count < PAGE || offset > voxpop_index::MAX_OFFSET {
+                break;
+            }
+        }
+    }
+    // Several services: merged newest first.
+    selected.sort_by(|a, b| b.0.received_at.cmp(&a.0.received_at).then_with(|| b.0.id.cmp(&a.0.id)));
+    selected.dedup_by_key(|(hit, _)| hit.id);
+    selected.truncate(limit);
+    let hits: Vec<&IndexedHit> = selected.iter().map(|(hit, _)| hit).collect();
+    let mut petitions = petitions_by_id(state, &hits).await?;
+    let mut nodes = Vec::with_capacity(selected.len());
+    for (hit, status) in &selected {
+        let view = match petitions.remove(&hit.id) {
+            Some(petition) => RequestView::of_petition(&petition),
+            // Indexed but not read back from the lake: what the index keeps.
+            None => match state.index.get(&hit.id) {
+                Ok(Some(indexed)) => RequestView::of_indexed(&indexed),
+                Ok(None) => continue,
+                Err(err) => return Err(Open311Error::internal(&err)),
+            },
+        };
+        nodes.push(request_node(&view, status));
+    }
+    Ok(nodes)
+}
+
+/// What the listing keeps of a search hit.
+#[derive(Debug, Clone)]
+struct IndexedHit {
+    id: Uuid,
+    received_at: DateTime<Utc>,
+}
+
+fn dedup(values: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    values.into_iter().filter(|value| seen.insert(value.clone())).collect()
+}
+
+/// The petitions of these hits from the lake, in one query per chunk (the weeks of the hits
+/// narrow the scan to their partitions).
+async fn petitions_by_id(state: &AppState, hits: &[&IndexedHit]) -> Result<HashMap<Uuid, Petition>, Open311Error> {
+    let mut found = HashMap::new();
+    if hits.is_empty() {
+        return Ok(found);
+    }
+    let ctx = match state.queries.session().await {
+        Ok(Some(ctx)) => ctx,
+        Ok(None) => return Ok(found),
+        Err(err) => return Err(Open311Error::internal(&err)),
+    };
+    for chunk in hits.chunks(LAKE_CHUNK) {
+        // Only our own UUIDs and ISO weeks go into the statement: nothing a caller typed.
+        let weeks: Vec<String> = dedup(chunk.iter().map(|hit| iso_week(hit.received_at)).collect());
+        let in_list =
+            |values: &mut dyn Iterator<Item = String>| values.map(|v| format!("'{v}'")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT * FROM {TABLE_NAME} WHERE {PARTITION_COLUMN} IN ({}) AND id IN ({})",
+            in_list(&mut weeks.into_iter()),
+            in_list(&mut chunk.iter().map(|hit| hit.id.to_string())),
+        );
+        let frame = ctx.sql(&sql).await.map_err(|err| Open311Error::internal(&err))?;
+        let batches = frame.collect().await.map_err(|err| Open311Error::internal(&err))?;
+        for batch in &batches {
+            let petitions =
+                voxpop_schema::petition::from_record_batch(batch).map_err(|err| Open311Error::internal(&err))?;
+            for petition in petitions {
+                found.insert(petition.id, petition);
+            }
+        }
+    }
+    Ok(found)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens.
+
+struct TokenMemory {
+    ids: HashMap<String, Uuid>,
+    order: VecDeque<String>,
+}
+
+fn token_memory() -> &'static Mutex<TokenMemory> {
+    static MEMORY: OnceLock<Mutex<TokenMemory>> = OnceLock::new();
+    MEMORY.get_or_init(|| Mutex::new(TokenMemory { ids: HashMap::new(), order: VecDeque::new() }))
+}
+
+fn remember_token(token: &str, id: Uuid) {
+    let mut memory = token_memory().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if memory.ids.insert(token.to_owned(), id).is_none() {
+        memory.order.push_back(token.to_owned());
+    }
+    while memory.order.len() > REMEMBERED_TOKENS {
+        if let Some(oldest) = memory.order.pop_front() {
+            memory.ids.remove(&oldest);
+        }
+    }
+}
+
+fn remembered_token(token: &str) -> Option<Uuid> {
+    token_memory().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).ids.get(token).copied()
+}
+
+/// The petition with this tracking code (already normalised: only Crockford characters and
+/// dashes, safe to quote).
+async fn id_of_tracking_code(state: &AppState, code: &str) -> Result<Option<Uuid>, Open311Error> {
+    let ctx = match state.queries.session().await {
+        Ok(Some(ctx)) => ctx,
+        Ok(None) => return Ok(None),
+        Err(err) => return Err(Open311Error::internal(&err)),
+    };
+    let sql = format!("SELECT id FROM {TABLE_NAME} WHERE tracking_code = '{code}' LIMIT 1");
+    let frame = ctx.sql(&sql).await.map_err(|err| Open311Error::internal(&err))?;
+    let batches = frame.collect().await.map_err(|err| Open311Error::internal(&err))?;
+    for batch in &batches {
+        let ids = voxpop_queries::string_column(batch, "id").map_err(|err| Open311Error::internal(&err))?;
+        if let Some(id) = ids.into_iter().flatten().find_map(|id| Uuid::parse_str(&id).ok()) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests: creating.
+
+/// Great-circle distance in km.
+fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+}
+
+/// The 2025 commune whose centre is nearest to the point, and how far that centre is (km).
+pub fn nearest_commune(lat: f64, lon: f64) -> Option<(&'static voxpop_schema::Commune, f64)> {
+    Units::embedded()
+        .communes()
+        .iter()
+        .filter_map(|commune| Some((commune, distance_km(lat, lon, commune.lat?, commune.lon?))))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+fn parse_coordinate(params: &Params, name: &str) -> Result<Option<f64>, Open311Error> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(raw) => match raw.parse::<f64>() {
+            Ok(value) if value.is_finite() => Ok(Some(value)),
+            _ => Err(Open311Error::bad_request(format!("{name}: `{raw}` is not a number"))),
+        },
+    }
+}
+
+/// The title of a petition sent here: the service's name, then the start of the description.
+fn title_of(service_name: &str, description: &str) -> String {
+    let flat: String = description.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= TITLE_EXCERPT_CHARS {
+        return format!("{service_name}: {flat}");
+    }
+    let cut: String = flat.chars().take(TITLE_EXCERPT_CHARS).collect();
+    // At a word boundary where there is one.
+    let excerpt = match cut.rfind(' ') {
+        Some(space) if space > 0 => &cut[..space],
+        _ => cut.as_str(),
+    };
+    format!("{service_name}: {excerpt}…")
+}
+
+/// `POST requests`: the petition through intake; the answer names its id and token.
+async fn create_request(state: &AppState, params: &Params) -> Result<Node, Open311Error> {
+    if params.get("api_key").is_none() {
+        return Err(Open311Error::new(
+            StatusCode::FORBIDDEN,
+            "api_key: required (any non-empty identifier of the sending application)",
+        ));
+    }
+    let mut problems = Vec::new();
+    let topic = match params.get("service_code") {
+        None => {
+            problems.push("service_code: required".to_owned());
+            None
+        }
+        Some(code) => match Taxonomy::default_embedded().topic(code) {
+            Some(topic) => Some(topic),
+            None => {
+                problems.push(format!("service_code: `{code}` not found (GET services.json lists them)"));
+                None
+            }
+        },
+    };
+    let description = params.get("description");
+    if description.is_none() {
+        problems.push("description: required".to_owned());
+    }
+    let (lat, lon) = match (parse_coordinate(params, "lat"), parse_coordinate(params, "long")) {
+        (Ok(lat), Ok(lon)) => (lat, lon),
+        (lat, lon) => {
+            for error in [lat.err(), lon.err()].into_iter().flatten() {
+                problems.extend(error.descriptions);
+            }
+            (None, None)
+        }
+    };
+    let mut commune_code = params.get("attribute[commune_code]").map(str::to_owned);
+    if commune_code.is_none() {
+        match (lat, lon) {
+            (Some(lat), Some(lon)) => match nearest_commune(lat, lon) {
+                Some((commune, km)) if km <= MAX_NEAREST_KM => commune_code = Some(commune.code.clone()),
+                _ => problems.push(format!(
+                    "attribute[commune_code]: required, no commune lies within {MAX_NEAREST_KM} km of lat/long"
+                )),
+            },
+            (Some(_), None) => problems.push("long: required with lat".to_owned()),
+            (None, Some(_)) => problems.push("lat: required with long".to_owned()),
+            // Unless lat or long was there but unreadable (already reported).
+            (None, None) if params.get("lat").is_none() && params.get("long").is_none() => problems.push(
+                "attribute[commune_code]: required unless lat and long are given (the nearest commune is taken)"
+                    .to_owned(),
+            ),
+            (None, None) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Open311Error { status: StatusCode::BAD_REQUEST, descriptions: problems, retry_after: None });
+    }
+    let (Some(topic), Some(description), Some(commune_code)) = (topic, description, commune_code) else {
+        return Err(Open311Error::bad_request("service_code, description and a commune are required"));
+    };
+    let mut body = description.to_owned();
+    if let Some(address) = params.get("address_string") {
+        body.push_str(&format!("\n\nĐịa chỉ: {address}"));
+    }
+    if let Some(media) = params.get("media_url") {
+        body.push_str(&format!("\n\nẢnh, tệp đính kèm: {media}"));
+    }
+    let name = [params.get("last_name"), params.get("first_name")].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let mut contact = serde_json::Map::new();
+    if !name.is_empty() {
+        contact.insert("name".to_owned(), name.into());
+    }
+    if let Some(phone) = params.get("phone") {
+        contact.insert("phone".to_owned(), phone.into());
+    }
+    if let Some(email) = params.get("email") {
+        contact.insert("email".to_owned(), email.into());
+    }
+    let mut submission = serde_json::Map::new();
+    submission.insert("title".to_owned(), title_of(&topic.vi, description).into());
+    submission.insert("body".to_owned(), body.into());
+    let version = params.get("attribute[commune_code_version]");
+    // The commune in force that intake files the petition under (an old code resolved).
+    let code_version = match version {
+        Some("2025") => Some(voxpop_schema::CodeVersion::V2025),
+        Some("pre2025") => Some(voxpop_schema::CodeVersion::Pre2025),
+        _ => None,
+    };
+    let agency_commune = Units::embedded()
+        .resolve_commune(&commune_code, code_version)
+        .map_or_else(|_| commune_code.clone(), |resolved| resolved.commune.code.clone());
+    submission.insert("commune_code".to_owned(), commune_code.into());
+    if let Some(version) = version {
+        submission.insert("commune_code_version".to_owned(), version.into());
+    }
+    submission.insert("channel".to_owned(), "open311".into());
+    if let (Some(lat), Some(lon)) = (lat, lon) {
+        submission.insert("lat".to_owned(), lat.into());
+        submission.insert("lon".to_owned(), lon.into());
+    }
+    if !contact.is_empty() {
+        submission.insert("contact".to_owned(), contact.into());
+    }
+    let bytes =
+        serde_json::to_vec(&serde_json::Value::Object(submission)).map_err(|err| Open311Error::internal(&err))?;
+    let receipt = match state.intake.submit_json(&bytes).await {
+        Ok(Accepted::Created(receipt)) | Ok(Accepted::Duplicate(receipt)) => receipt,
+        Err(IntakeError::Invalid(errors)) => return Err(invalid(&errors)),
+        Err(IntakeError::Unavailable(reason)) => {
+            let mut error =
+                Open311Error::new(StatusCode::SERVICE_UNAVAILABLE, format!("the request was not accepted: {reason}"));
+            error.retry_after = Some(5);
+            return Err(error);
+        }
+    };
+    remember_token(&receipt.tracking_code, receipt.id);
+    let agency = front_committee(&agency_commune);
+    let notice = format!("Đã tiếp nhận kiến nghị. Mã tra cứu: {}. Đơn vị xem xét: {agency}.", receipt.tracking_code);
+    Ok(Node::List {
+        item: "request",
+        items: vec![Node::Object(vec![
+            ("service_request_id", Node::text(receipt.id.to_string())),
+            ("token", Node::text(&receipt.tracking_code)),
+            ("service_notice", Node::text(notice)),
+            ("account_id", Node::Null),
+        ])],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open311_forms_decode_like_browsers_send_them() {
+        let pairs =
+            decode_form("a=1&attribute%5Bcommune_code%5D=00004&d=%C4%90%C6%B0%E1%BB%9Dng+h%E1%BB%8Fng&e&=x&p=%zz%4");
+        assert_eq!(
+            pairs,
+            vec![
+                ("a".into(), "1".into()),
+                ("attribute[commune_code]".into(), "00004".into()),
+                ("d".into(), "Đường hỏng".into()),
+                ("e".into(), String::new()),
+                (String::new(), "x".into()),
+                ("p".into(), "%zz%4".into()),
+            ]
+        );
+        let params = Params::from_raw(&[Some("service_code=land,%20health&service_code=&service_code=education")]);
+        assert_eq!(params.list("service_code"), vec!["land", "health", "education"]);
+        assert_eq!(params.get("service_code"), Some("land, health"));
+    }
+
+    #[test]
+    fn open311_xml_is_escaped_and_keeps_order() {
+        let node = Node::List {
+            item: "error",
+            items: vec![Node::Object(vec![
+                ("code", Node::Int(400)),
+                ("description", Node::text("a <b> & \"c\" 'd'\u{1}")),
+                ("lat", Node::Null),
+            ])],
+        };
+        assert_eq!(
+            to_xml("errors", &node),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<errors><error><code>400</code>\
+             <description>a &lt;b&gt; &amp; &quot;c&quot; &apos;d&apos;</description><lat/></error></errors>\n"
+        );
+        let json =
+            serde_json::to_string(&Node::Object(vec![("z", Node::Int(1)), ("a", Node::Float(f64::NAN))])).unwrap();
+        assert_eq!(json, r#"{"z":1,"a":null}"#);
+    }
+
+    #[test]
+    fn open311_formats_and_dates() {
+        assert_eq!(split_format("services.json").unwrap(), ("services", Format::Json));
+        assert_eq!(split_format("requests.XML").unwrap(), ("requests", Format::Xml));
+        assert_eq!(split_format("services.csv").unwrap_err().status, StatusCode::NOT_FOUND);
+        assert_eq!(split_format("services").unwrap_err().status, StatusCode::NOT_FOUND);
+        let at = parse_w3c("start_date", "2025-09-15T01:30:00Z", false).unwrap();
+        assert_eq!(w3c(at), "2025-09-15T08:30:00+07:00");
+        let day = parse_w3c("start_date", "2025-09-15", false).unwrap();
+        assert_eq!(w3c(day), "2025-09-15T00:00:00+07:00");
+        assert!(parse_w3c("end_date", "15/09/2025", true).is_err());
+    }
+
+    #[test]
+    fn open311_status_mapping_and_agency() {
+        for state in ["received", "accepted", "assigned", "in_progress", "reopened"] {
+            assert_eq!(is_open_state(state), Some(true), "{state}");
+        }
+        for state in ["declined", "answered", "closed"] {
+            assert_eq!(is_open_state(state), Some(false), "{state}");
+        }
+        assert_eq!(is_open_state("lost"), None);
+        assert_eq!(front_committee("00004"), "Ủy ban MTTQ Việt Nam phường Ba Đình");
+        assert_eq!(front_committee("21529"), "Ủy ban MTTQ Việt Nam xã Ba Vì");
+    }
+
+    #[test]
+    fn open311_nearest_commune_of_a_point() {
+        // The centre of Phường Ba Đình (21.0386, 105.838) and a point 300 m from it.
+        let (commune, km) = nearest_commune(21.0386, 105.838).unwrap();
+        assert_eq!((commune.code.as_str(), km < 0.01), ("00004", true));
+        assert_eq!(nearest_commune(21.0400, 105.8395).unwrap().0.code, "00004");
+        let (_, far) = nearest_commune(0.0, 0.0).unwrap();
+        assert!(far > MAX_NEAREST_KM);
+    }
+
+    #[test]
+    fn open311_titles_start_with_the_service() {
+        assert_eq!(title_of("Giáo dục", "Trường  thiếu\nphòng học"), "Giáo dục: Trường thiếu phòng học");
+        let long = "ổ gà ".repeat(40);
+        let title = title_of("Đường sá và hạ tầng", &long);
+        assert!(title.starts_with("Đường sá và hạ tầng: ổ gà") && title.ends_with("gà…"), "{title}");
+        assert!(title.chars().count() <= "Đường sá và hạ tầng: ".chars().count() + TITLE_EXCERPT_CHARS + 1);
+        // Every service's name leads the rules to its own topic.
+        let taxonomy = Taxonomy::default_embedded();
+        let missed: Vec<&str> = taxonomy
+            .topics()
+            .iter()
+            .filter(|topic| !taxonomy.matching(&topic.vi).iter().any(|t| t.code == topic.code))
+            .map(|topic| topic.code.as_str())
+            .collect();
+        assert!(missed.is_empty(), "{missed:?}");
+    }
+
+    #[test]
+    fn open311_service_definitions() {
+        let Some(Node::Object(fields)) = service_definition("land") else { panic!("land is a service") };
+        assert_eq!(fields[0], ("service_code", Node::text("land")));
+        assert!(service_definition("nope").is_none());
+        let Node::List { items, .. } = services() else { panic!("a list") };
+        assert_eq!(items.len(), Taxonomy::default_embedded().topics().len());
+    }
+}

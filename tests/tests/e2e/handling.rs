@@ -1,0 +1,243 @@
+//! Handling a petition end to end: staff act within their authority, invalid transitions are 409
+//! with the allowed actions, the citizen follows, rates and reopens with the tracking code and
+//! secret, the lake's `petition_events` and `petition_status` follow the log (read back with
+//! pyarrow), the inbox puts overdue petitions first, the roll-up counts on-time, satisfaction and
+//! reopen rates, and a restart after SIGKILL keeps every status.
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use voxpop_tests::server::{Server, voxpop_bin};
+
+fn token(data_dir: &std::path::Path, unit: &str, role: &str) -> String {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let output = Command::new(voxpop_bin())
+        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Rows of a Delta table, read by pyarrow from the files the table's log lists.
+fn delta_rows(table: &std::path::Path) -> Vec<Value> {
+    let script = format!(
+        "import json, sys, os\nsys.path.insert(0, {py:?})\nimport read_delta\nimport pyarrow.parquet as pq\n\
+         files, _ = read_delta.active_files({table:?})\nrows = []\n\
+         for path in files:\n    rows += pq.read_table(os.path.join({table:?}, path)).to_pylist()\n\
+         print(json.dumps(rows, default=str))\n",
+        py = concat!(env!("CARGO_MANIFEST_DIR"), "/py"),
+        table = table.to_str().unwrap(),
+    );
+    let python = "/root/.cache/voxpop-venv/bin/python";
+    let output = Command::new(python).args(["-c", &script]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+struct Api<'a> {
+    server: &'a Server,
+    client: reqwest::Client,
+}
+
+impl Api<'_> {
+    async fn act(&self, id: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.server.url(&format!("/api/v1/petitions/{id}/actions")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut request = self.client.get(self.server.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn submit(&self, petition: Value) -> Value {
+        let response = self.client.post(self.server.url("/api/v1/petitions")).json(&petition).send().await.unwrap();
+        assert!(response.status().is_success());
+        response.json().await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handling_follows_the_state_machine_and_the_citizen_closes_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let commune = token(&data_dir, "00004", "officer");
+    let neighbour = token(&data_dir, "00097", "officer");
+    let province = token(&data_dir, "01", "officer");
+    let leader = token(&data_dir, "01", "leader");
+    let engineer = token(&data_dir, "00", "data_engineer");
+    let mut server = Server::start(&data_dir, None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+
+    let receipt = api
+        .submit(json!({"title": "Bãi rác tự phát", "body": "Bãi rác tự phát gây mùi hôi cạnh trường học.",
+            "commune_code": "00004"}))
+        .await;
+    let (id, code, secret) = (
+        receipt["id"].as_str().unwrap().to_owned(),
+        receipt["tracking_code"].as_str().unwrap().to_owned(),
+        receipt["secret"].as_str().expect("the receipt carries the citizen's secret").to_owned(),
+    );
+    // An imported petition received long ago: past its acceptance deadline.
+    let old = api
+        .submit(json!({"title": "Đường hỏng", "body": "Đường liên thôn hỏng nặng từ lâu.", "commune_code": "00004",
+            "channel": "import", "external_id": "legacy-1", "submitted_at": "2026-01-05T02:00:00Z"}))
+        .await;
+    let old_id = old["id"].as_str().unwrap().to_owned();
+    server.wait_written(2, Duration::from_secs(30)).await;
+
+    // Outside the unit: 404 as for a wrong id; a data engineer may not act at all.
+    let accept = json!({"action": "accept"});
+    assert_eq!(api.act(&id, &neighbour, accept.clone()).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api.act(&id, &engineer, accept.clone()).await.0, StatusCode::FORBIDDEN);
+    // Answering a petition not accepted yet: 409 with what is allowed.
+    let (status, problem) = api.act(&id, &commune, json!({"action": "answer", "answer": "x"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["allowed"], json!(["accept", "decline", "transfer", "escalate"]));
+    assert_eq!(problem["state"], "received");
+    // A bad request names its field.
+    let (status, problem) = api.act(&id, &commune, json!({"action": "decline"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["errors"][0]["field"], "note", "{problem}");
+
+    for step in [json!({"action": "accept"}), json!({"action": "start"})] {
+        let (status, body) = api.act(&id, &commune, step).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) =
+        api.act(&id, &commune, json!({"action": "answer", "answer": "Đã thu gom và rào chắn bãi rác."})).await;
+    assert_eq!((status, body["status"]["state"].as_str()), (StatusCode::OK, Some("answered")), "{body}");
+    assert_eq!(body["status"]["answered_on_time"], true);
+
+    // The citizen: nothing without the right secret; with it, the answer; then a rating and a reopen.
+    let track = format!("/api/v1/track/{code}");
+    assert_eq!(api.get(&track, None, &[("x-tracking-secret", "0000000000")]).await.0, StatusCode::NOT_FOUND);
+    let (status, view) = api.get(&track, None, &[("x-tracking-secret", &secret)]).await;
+    assert_eq!((status, view["state"].as_str()), (StatusCode::OK, Some("answered")), "{view}");
+    assert_eq!(view["answer"], "Đã thu gom và rào chắn bãi rác.");
+    assert!(view.get("contact").is_none() && !view.to_string().contains(&commune[..10]));
+    let citizen = |body: Value| {
+        let request = api.client.post(server.url(&format!("{track}/actions"))).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        citizen(json!({"secret": secret, "action": "rate", "rating": 9})).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(citizen(json!({"secret": secret, "action": "rate", "rating": 2})).await.0, StatusCode::OK);
+    let (status, view) = citizen(json!({"secret": secret, "action": "reopen", "note": "Rác vẫn còn"})).await;
+    assert_eq!((status, view["state"].as_str()), (StatusCode::OK, Some("reopened")), "{view}");
+    // Staff cannot rate in the citizen's place.
+    assert_eq!(api.act(&id, &commune, json!({"action": "rate", "rating": 5})).await.0, StatusCode::FORBIDDEN);
+
+    // Escalated to the province: the commune can no longer act; the province can.
+    let (status, body) = api.act(&id, &commune, json!({"action": "escalate", "note": "Vượt thẩm quyền cấp xã"})).await;
+    assert_eq!((status, body["status"]["unit"].as_str()), (StatusCode::OK, Some("01")), "{body}");
+    assert_eq!(api.act(&id, &commune, accept.clone()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(api.act(&id, &province, accept.clone()).await.0, StatusCode::OK);
+
+    // The inbox: the commune's overdue imported petition first; the escalated one is the province's.
+    let (status, inbox) = api.get("/api/v1/inbox", Some(&commune), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    let items = inbox["items"].as_array().unwrap();
+    assert_eq!(items[0]["petition_id"], old_id.as_str(), "{inbox}");
+    assert_eq!(items[0]["overdue"], true);
+    assert!(items.iter().all(|item| item["petition_id"] != id.as_str()));
+    let (_, inbox) = api.get("/api/v1/inbox?unit=01", Some(&province), &[]).await;
+    assert!(inbox["items"].as_array().unwrap().iter().any(|item| item["petition_id"] == id.as_str()), "{inbox}");
+    assert_eq!(api.get("/api/v1/inbox?unit=01", Some(&commune), &[]).await.0, StatusCode::FORBIDDEN);
+
+    // The roll-up for Hà Nội: one answer, on time; rated 2 (not satisfied); reopened; one overdue.
+    let (status, perf) = api.get("/api/v1/handling/performance?unit=01", Some(&leader), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{perf}");
+    let unit = &perf["unit"];
+    assert_eq!((unit["answered"].as_u64(), unit["on_time_rate"].as_f64()), (Some(1), Some(1.0)), "{perf}");
+    assert_eq!((unit["mean_rating"].as_f64(), unit["satisfied_rate"].as_f64()), (Some(2.0), Some(0.0)));
+    assert_eq!((unit["reopen_rate"].as_f64(), unit["overdue"].as_u64()), (Some(1.0), Some(1)), "{perf}");
+    let child = perf["children"].as_array().unwrap().iter().find(|c| c["unit"] == "00004").expect("commune row");
+    assert_eq!(child["overdue"].as_u64(), Some(1));
+
+    // The lake follows the log: 7 events, and the status row says accepted at the province.
+    let history = loop {
+        let (_, history) = api.get(&format!("/api/v1/petitions/{id}/history"), Some(&province), &[]).await;
+        if history["events"].as_array().is_some_and(|events| events.len() == 7) {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let actions: Vec<&str> =
+        history["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["accept", "start", "answer", "rate", "reopen", "escalate", "accept"]);
+    assert_eq!(history["events"][5]["actor"]["unit"], "00004");
+    let lake = data_dir.join("lake");
+    let status_rows = loop {
+        let rows = delta_rows(&lake.join("petition_status"));
+        if rows.iter().any(|row| row["petition_id"] == id.as_str() && row["state"] == "accepted") {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let row = status_rows.iter().find(|row| row["petition_id"] == id.as_str()).unwrap();
+    assert_eq!((row["unit"].as_str(), row["reopen_count"].as_i64()), (Some("01"), Some(1)));
+    assert_eq!(delta_rows(&lake.join("petition_events")).len(), 7);
+
+    // SIGKILL and restart: the statuses are rebuilt from the lake and the log.
+    server.kill9();
+    server.restart().await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+    let (status, body) = api.act(&id, &province, json!({"action": "answer", "answer": "Tỉnh đã chỉ đạo xử lý."})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "accepted, not started: {body}");
+    let (status, body) = api.act(&id, &province, json!({"action": "start"})).await;
+    assert_eq!((status, body["status"]["state"].as_str()), (StatusCode::OK, Some("in_progress")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_public_intake_answers_429_with_retry_after_past_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), None, &["--intake-per-minute", "6"]).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for n in 0..8 {
+        let response = client
+            .post(server.url("/api/v1/petitions"))
+            .json(&json!({"title": format!("Kiến nghị {n}"), "body": "Nội dung.", "commune_code": "00004"}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        statuses.push(status.as_u16());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(problem["status"], 429);
+        }
+    }
+    assert_eq!(&statuses[..5], &[201; 5], "a burst of 5 passes: {statuses:?}");
+    assert!(statuses[5..].contains(&429), "{statuses:?}");
+    let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=10).contains(&seconds), "{seconds}");
+}
