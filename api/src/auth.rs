@@ -168,10 +168,15 @@ impl TokenStore {
         let unauthorized = |detail: &str| {
             Problem::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", "A valid API token is required", detail)
         };
-        let Some(value) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let bearer = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|value| value.strip_prefix("Bearer ").unwrap_or_default().trim().to_owned());
+        // Web pages send the token in the cookie the sign-in page set.
+        let Some(token) = bearer.or_else(|| cookie(headers, SESSION_COOKIE)) else {
             return Err(unauthorized("send `Authorization: Bearer <token>` (voxpop token create)"));
         };
-        let token = value.strip_prefix("Bearer ").unwrap_or_default().trim();
+        let token = token.as_str();
         let Some((id, secret)) = token.strip_prefix("vxp_").and_then(|rest| rest.split_once('_')) else {
             return Err(unauthorized("malformed token"));
         };
@@ -185,6 +190,39 @@ impl TokenStore {
             }),
             _ => Err(unauthorized("unknown or revoked token")),
         }
+    }
+}
+
+/// The cookie the sign-in page sets (HttpOnly, SameSite=Strict).
+pub const SESSION_COOKIE: &str = "voxpop_token";
+
+/// The value of cookie `name`, if the request has it.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+/// The caller of a web page: like [`Caller`], but a request without a valid token gets the
+/// sign-in page (401) instead of a JSON problem.
+pub struct PageCaller(pub Caller);
+
+impl axum::extract::FromRequestParts<crate::http::AppState> for PageCaller {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &crate::http::AppState,
+    ) -> Result<PageCaller, Self::Rejection> {
+        let next = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        state.tokens.caller(&parts.headers).map(PageCaller).map_err(|problem| {
+            crate::staff_pages::sign_in_page(axum::http::StatusCode::UNAUTHORIZED, &next, Some(&problem.detail))
+        })
     }
 }
 

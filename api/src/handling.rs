@@ -37,7 +37,12 @@ pub struct Desk {
     log: Arc<dyn EventLog>,
     book: RwLock<HashMap<Uuid, Status>>,
     deciding: tokio::sync::Mutex<()>,
+    /// The latest events decided here, so a timeline shows them before the lake has them.
+    recent: std::sync::Mutex<std::collections::VecDeque<Event>>,
 }
+
+/// Events kept for read-your-writes timelines (the lake takes them within a second or two).
+const RECENT_EVENTS: usize = 10_000;
 
 impl Desk {
     /// Loads the statuses the lake has and replays the events it has not taken yet.
@@ -69,7 +74,13 @@ impl Desk {
             }
         }
         tracing::info!(statuses = book.len(), replayed, "handling desk ready");
-        Ok(Desk { handling, log, book: RwLock::new(book), deciding: tokio::sync::Mutex::new(()) })
+        Ok(Desk {
+            handling,
+            log,
+            book: RwLock::new(book),
+            deciding: tokio::sync::Mutex::new(()),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        })
     }
 
     /// The status of a petition with events, if any.
@@ -106,7 +117,21 @@ impl Desk {
         };
         self.log.append(Topic::Events, vec![record]).await.map_err(|err| ActError::Unavailable(err.to_string()))?;
         self.book.write().unwrap_or_else(|p| p.into_inner()).insert(id, next.clone());
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(event.clone());
         Ok((event, next))
+    }
+
+    /// The timeline of a petition: the lake's events and those decided here that the lake has
+    /// not taken yet.
+    pub fn complete_history(&self, id: &Uuid, mut from_lake: Vec<Event>) -> Vec<Event> {
+        let known: std::collections::HashSet<Uuid> = from_lake.iter().map(|e| e.event_id).collect();
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        from_lake.extend(recent.iter().filter(|e| e.petition_id == *id && !known.contains(&e.event_id)).cloned());
+        from_lake
     }
 }
 
@@ -220,19 +245,25 @@ pub async fn act(
             .into_response();
         }
     };
-    let actor = match staff_actor(&caller, caller.token_id.clone()) {
-        Ok(actor) => actor,
-        Err(problem) => return problem.into_response(),
-    };
-    let petition = match petition_ref(&state, &id).await {
-        Ok(Some(petition)) if visible(&caller, &petition, state.desk.status(&id).as_ref()) => petition,
-        Ok(_) => return not_found(&id).into_response(),
-        Err(problem) => return problem.into_response(),
-    };
-    match state.desk.act(id, &petition, &request, &actor).await {
+    match act_as(&state, &caller, id, &request).await {
         Ok((event, status)) => Json(json!({ "event": event, "status": view(&status, &state.desk) })).into_response(),
-        Err(err) => err.into_problem().into_response(),
+        Err(problem) => problem.into_response(),
     }
+}
+
+/// A staff caller's action on petition `id` (the API and the inbox page share it).
+pub async fn act_as(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    request: &ActionRequest,
+) -> Result<(Event, Status), Problem> {
+    let actor = staff_actor(caller, caller.token_id.clone())?;
+    let petition = match petition_ref(state, &id).await? {
+        Some(petition) if visible(caller, &petition, state.desk.status(&id).as_ref()) => petition,
+        _ => return Err(not_found(&id)),
+    };
+    state.desk.act(id, &petition, request, &actor).await.map_err(ActError::into_problem)
 }
 
 /// A status as the API shows it: with labels, the allowed next actions and lateness.
@@ -305,8 +336,8 @@ pub async fn history(State(state): State<AppState>, caller: Caller, Path(id): Pa
         Err(problem) => return problem.into_response(),
     };
     let status = state.desk.status_or_initial(id, &petition);
-    let events = match state.handling_queries.history(&id).await {
-        Ok(events) => events,
+    let (in_lake, events) = match state.handling_queries.history(&id).await {
+        Ok(events) => (events.len(), state.desk.complete_history(&id, events)),
         Err(err) => return Problem::internal(&err).into_response(),
     };
     // Events the lake has not taken yet are in the book's status already; the timeline shows
@@ -314,7 +345,7 @@ pub async fn history(State(state): State<AppState>, caller: Caller, Path(id): Pa
     Json(json!({
         "status": view(&status, &state.desk),
         "events": events,
-        "events_in_lake": events.len(),
+        "events_in_lake": in_lake,
         "events_total": status.events,
     }))
     .into_response()
@@ -587,7 +618,7 @@ async fn tracked(state: &AppState, code: &str, secret: Option<&str>) -> Result<(
 
 /// What a citizen sees of their petition: its state, the answer, the public timeline. Never
 /// other people's data, never the officers' identities.
-fn citizen_view(state: &AppState, status: &Status, events: &[Event]) -> serde_json::Value {
+fn citizen_view(status: &Status, events: &[Event]) -> serde_json::Value {
     let timeline: Vec<_> = events
         .iter()
         .map(|e| {
@@ -617,10 +648,6 @@ fn citizen_view(state: &AppState, status: &Status, events: &[Event]) -> serde_js
         "can_reopen": workflow::Action::Reopen.from_states().contains(&status.state),
         "timeline": timeline,
         "allowed": status.state.allowed().iter().filter(|a| a.taker() == workflow::Taker::Citizen).map(|a| a.as_str()).collect::<Vec<_>>(),
-        "_links": { "self": format!("/api/v1/track/{}", status.tracking_code) },
-        "lake_events": events.len(),
-        "desk_events": status.events,
-        "data_dir_mode": if state.tokens.is_empty() { "open" } else { "tokens" },
     })
 }
 
@@ -637,8 +664,8 @@ pub async fn track(
         Err(problem) => return problem.into_response(),
     };
     let status = state.desk.status_or_initial(id, &petition);
-    let events = state.handling_queries.history(&id).await.unwrap_or_default();
-    Json(citizen_view(&state, &status, &events)).into_response()
+    let events = state.desk.complete_history(&id, state.handling_queries.history(&id).await.unwrap_or_default());
+    Json(citizen_view(&status, &events)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -687,7 +714,7 @@ pub async fn track_act(
     let request = ActionRequest { action: body.action, note: body.note, rating: body.rating, ..Default::default() };
     let actor = Actor { id: "citizen".to_owned(), role: "citizen".to_owned(), unit: String::new() };
     match state.desk.act(id, &petition, &request, &actor).await {
-        Ok((_, status)) => Json(citizen_view(&state, &status, &[])).into_response(),
+        Ok((_, status)) => Json(citizen_view(&status, &[])).into_response(),
         Err(err) => err.into_problem().into_response(),
     }
 }

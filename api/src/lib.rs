@@ -16,5 +16,6 @@ pub mod problem;
 pub mod ratelimit;
 pub mod reports_api;
 pub mod stack;
+pub mod staff_pages;
 pub mod topics_cmd;
 pub mod webhooks;

@@ -14,7 +14,7 @@ use crate::http::{AppState, search_request};
 
 use voxpop_index::html_escape as escape;
 
-const STYLE: &str = "
+pub(crate) const STYLE: &str = "
 body{font-family:system-ui,'Segoe UI',Roboto,Arial,sans-serif;margin:0;color:#1d2733;background:#f5f6f8}
 header{background:#b3261e;color:#fff;padding:14px 24px}header h1{margin:0;font-size:20px}
 main{display:flex;gap:24px;padding:20px 24px;max-width:1200px}
@@ -32,7 +32,7 @@ mark{background:#ffe08a}.error{color:#b3261e;font-weight:600}
 /// `GET /`: search petitions by theme, province and date.
 pub async fn search_page(
     State(state): State<AppState>,
-    caller: crate::auth::Caller,
+    crate::auth::PageCaller(caller): crate::auth::PageCaller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let units = Units::embedded();
@@ -168,7 +168,7 @@ fn link_with(params: &HashMap<String, String>, key: &str, value: &str) -> String
 /// `GET /kien-nghi/{id}`: one petition as staff read it (personal data masked).
 pub async fn petition_page(
     State(state): State<AppState>,
-    caller: crate::auth::Caller,
+    crate::auth::PageCaller(caller): crate::auth::PageCaller,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
     let page = |status: StatusCode, title: &str, body: String| {
@@ -272,7 +272,7 @@ pub async fn chart_js() -> Response {
 /// `GET /tong-hop?week=2025-W38[&province=01]`: the leaders' weekly summary, with charts.
 pub async fn summary_page(
     State(state): State<AppState>,
-    caller: crate::auth::Caller,
+    crate::auth::PageCaller(caller): crate::auth::PageCaller,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Response {
     let other_province = caller.province().is_some_and(|p| params.get("province").is_some_and(|asked| *asked != p));

@@ -233,7 +233,7 @@ pub fn synthesis_xlsx(synthesis: &voxpop_queries::synthesis::UnitSynthesis) -> a
 /// per level; `&format=xlsx` downloads it as a workbook.
 pub async fn page(
     State(state): State<AppState>,
-    caller: crate::auth::Caller,
+    crate::auth::PageCaller(caller): crate::auth::PageCaller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     if !in_scope(&caller, params.get("unit").map_or(SCOPE, String::as_str)) {

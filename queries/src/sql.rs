@@ -4,7 +4,8 @@
 //! a view (limited to the caller's province when scoped, personal data masked unless the role
 //! allows it; the underlying Delta table is registered under no name, so SQL cannot reach
 //! around the view), `weekly_reports` when units have reported, and the code lists `provinces`,
-//! `communes`, `communes_pre2025` and `unit_crosswalk_2025`. DDL, DML, `COPY` and other
+//! `communes`, `communes_pre2025` and `unit_crosswalk_2025`, and the handling tables
+//! `petition_events` and `petition_status` (scoped and masked like the petitions). DDL, DML, `COPY` and other
 //! statements are refused before planning finishes, URLs and file paths are not tables, and
 //! every query has a row limit and a time limit.
 
@@ -99,6 +100,28 @@ fn mask_email(email: &str) -> String {
     mask_contact(&Contact { name: None, phone: None, email: Some(email.to_owned()) }).email.unwrap_or_default()
 }
 
+/// A Delta table of the lake read in `ctx`, if it exists.
+async fn lake_frame(
+    ctx: &SessionContext,
+    path: &std::path::Path,
+) -> QueryResult<Option<datafusion::dataframe::DataFrame>> {
+    if !path.join("_delta_log").exists() {
+        return Ok(None);
+    }
+    let delta = |source: deltalake::DeltaTableError| QueryError::Delta { path: path.to_owned(), source };
+    let absolute =
+        std::fs::canonicalize(path).map_err(|err| delta(deltalake::DeltaTableError::Generic(err.to_string())))?;
+    let url = deltalake::ensure_table_uri(absolute.to_string_lossy()).map_err(delta)?;
+    let table = deltalake::DeltaTable::try_from_url(url).await.map_err(delta)?;
+    if table.version().is_none() {
+        return Ok(None);
+    }
+    table.update_datafusion_session(&ctx.state()).map_err(delta)?;
+    let provider =
+        table.table_provider().await.map_err(|err| delta(deltalake::DeltaTableError::Generic(err.to_string())))?;
+    Ok(Some(ctx.read_table(provider)?))
+}
+
 impl PetitionQueries {
     /// The session a query runs in: the caller's view of the lake and the code lists.
     async fn sql_session(&self, request: &SqlRequest) -> QueryResult<SessionContext> {
@@ -156,25 +179,40 @@ impl PetitionQueries {
             .collect();
         let view = frame.select(columns)?;
         ctx.register_table(voxpop_schema::petition::TABLE_NAME, view.into_view())?;
+        let Some(lake) = self.path.parent() else {
+            return Ok(ctx);
+        };
         // The weekly reports, next to the petitions table in the lake (no personal data).
-        if let Some(lake) = self.path.parent() {
-            let reports = lake.join(voxpop_schema::reports::TABLE_NAME);
-            if reports.join("_delta_log").exists() {
-                let delta = |source: deltalake::DeltaTableError| QueryError::Delta { path: reports.clone(), source };
-                let absolute = std::fs::canonicalize(&reports)
-                    .map_err(|err| delta(deltalake::DeltaTableError::Generic(err.to_string())))?;
-                let url = deltalake::ensure_table_uri(absolute.to_string_lossy()).map_err(delta)?;
-                let table = deltalake::DeltaTable::try_from_url(url).await.map_err(delta)?;
-                if table.version().is_some() {
-                    table.update_datafusion_session(&ctx.state()).map_err(delta)?;
-                    let provider = table
-                        .table_provider()
-                        .await
-                        .map_err(|err| delta(deltalake::DeltaTableError::Generic(err.to_string())))?;
-                    let frame = ctx.read_table(provider)?;
-                    ctx.register_table(voxpop_schema::reports::TABLE_NAME, frame.into_view())?;
-                }
+        if let Some(frame) = lake_frame(&ctx, &lake.join(voxpop_schema::reports::TABLE_NAME)).await? {
+            ctx.register_table(voxpop_schema::reports::TABLE_NAME, frame.into_view())?;
+        }
+        // Handling events and statuses, limited like the petitions they are about; the free
+        // text (titles, notes, answers) masked like the petitions' text.
+        for (name, texts) in [
+            (voxpop_schema::workflow::EVENTS_TABLE, &["title", "note", "answer"][..]),
+            (voxpop_schema::workflow::STATUS_TABLE, &["title", "answer"][..]),
+        ] {
+            let Some(mut frame) = lake_frame(&ctx, &lake.join(name)).await? else {
+                continue;
+            };
+            if let Some(province) = &request.province {
+                frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
             }
+            if let Some(commune) = &request.commune {
+                frame = frame.filter(col("commune_code").eq(lit(commune.as_str())))?;
+            }
+            let fields: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let columns: Vec<Expr> = fields
+                .iter()
+                .map(|field| {
+                    if !request.personal_data && texts.contains(&field.as_str()) {
+                        numbers.call(vec![col(field.as_str())]).alias(field.as_str())
+                    } else {
+                        col(field.as_str())
+                    }
+                })
+                .collect();
+            ctx.register_table(name, frame.select(columns)?.into_view())?;
         }
         Ok(ctx)
     }

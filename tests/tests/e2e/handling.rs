@@ -195,7 +195,8 @@ async fn handling_follows_the_state_machine_and_the_citizen_closes_the_loop() {
     let lake = data_dir.join("lake");
     let status_rows = loop {
         let rows = delta_rows(&lake.join("petition_status"));
-        if rows.iter().any(|row| row["petition_id"] == id.as_str() && row["state"] == "accepted") {
+        if rows.iter().any(|row| row["petition_id"] == id.as_str() && row["state"] == "accepted" && row["unit"] == "01")
+        {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -203,6 +204,20 @@ async fn handling_follows_the_state_machine_and_the_citizen_closes_the_loop() {
     let row = status_rows.iter().find(|row| row["petition_id"] == id.as_str()).unwrap();
     assert_eq!((row["unit"].as_str(), row["reopen_count"].as_i64()), (Some("01"), Some(1)));
     assert_eq!(delta_rows(&lake.join("petition_events")).len(), 7);
+
+    // SQL sees the handling tables within scope only, answers masked for a data engineer.
+    let sql = |query: &str, bearer: &str| {
+        let request = api.client.post(server.url("/api/v1/sql")).bearer_auth(bearer).json(&json!({"sql": query}));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let count = "SELECT count(*) AS n FROM petition_events";
+    assert_eq!(sql(count, &leader).await["rows"][0]["n"], 7);
+    assert_eq!(sql(count, &neighbour).await["rows"][0]["n"], 0);
+    let status = sql("SELECT state, unit FROM petition_status", &engineer).await;
+    assert!(
+        status["rows"].as_array().unwrap().iter().any(|r| r["state"] == "accepted" && r["unit"] == "01"),
+        "{status}"
+    );
 
     // SIGKILL and restart: the statuses are rebuilt from the lake and the log.
     server.kill9();

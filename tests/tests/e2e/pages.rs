@@ -170,3 +170,77 @@ async fn reports_page_shows_coverage_and_indicators_in_a_real_browser() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_sign_in_and_handle_petitions_from_the_inbox_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let output = Command::new(voxpop_tests::server::voxpop_bin())
+        .args(["token", "create", "--unit", "00004", "--role", "officer", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let server = Server::start(&data_dir, None).await;
+    let first = server
+        .submit(
+            &json!({"title": "Bãi rác tự phát", "body": "Bãi rác cạnh trường học gây mùi.", "commune_code": "00004"}),
+        )
+        .await;
+    let second = server
+        .submit(
+            &json!({"title": "Cống thoát nước", "body": "Cống tắc ở tổ dân phố giáp ranh.", "commune_code": "00004"}),
+        )
+        .await;
+    // Received long ago (an imported record): overdue, so first in the inbox.
+    let late = server
+        .submit(&json!({"title": "Đường hỏng", "body": "Đường liên thôn hỏng.", "commune_code": "00004",
+            "channel": "import", "external_id": "old-1", "submitted_at": "2026-01-05T02:00:00Z"}))
+        .await;
+    server.wait_written(3, Duration::from_secs(30)).await;
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/staff_pages.py");
+    let output = Command::new("/root/.cache/voxpop-venv/bin/python")
+        .args([script, &server.url(""), &token, &first, &second])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["unauthenticated_status"], 401, "{report}");
+    assert!(report["inbox_url"].as_str().unwrap().ends_with("/xu-ly"), "{report}");
+    assert!(report["inbox_unit"].as_str().unwrap().contains("Ủy ban MTTQ Việt Nam"), "{report}");
+    assert_eq!(report["inbox_first_row"], late.as_str(), "overdue first: {report}");
+    assert_eq!(report["overdue_rows"], json!([late]), "{report}");
+    assert!(report["inbox_counts"].as_str().unwrap().starts_with("3 kiến nghị"), "{report}");
+    assert_eq!(report["chart_drawn"], true, "{report}");
+    assert_eq!(report["opened_state"], "received");
+    assert_eq!(
+        [&report["after_accept"], &report["after_assign"], &report["after_answer"]],
+        [&json!("accepted"), &json!("assigned"), &json!("answered")],
+        "{report}"
+    );
+    assert!(report["handler_after_assign"].as_str().unwrap().contains("thôn/tổ dân phố 001"), "{report}");
+    assert_eq!(report["answer"], "Đã thu gom rác và lắp biển cấm đổ rác.");
+    assert_eq!(report["after_transfer"], "received");
+    assert!(report["handler_after_transfer"].as_str().unwrap().contains("Ủy ban MTTQ Việt Nam"), "{report}");
+    // The API agrees: the first petition answered by the commune's officer, on time.
+    let client = reqwest::Client::new();
+    let history: serde_json::Value = client
+        .get(server.url(&format!("/api/v1/petitions/{first}/history")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["status"]["state"], "answered", "{history}");
+    assert_eq!(history["status"]["answered_on_time"], true);
+}
