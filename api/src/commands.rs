@@ -71,6 +71,16 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         warn!("no API tokens in this data directory: read paths are open (create one with `voxpop token create`)");
     }
     let ready = Arc::new(AtomicBool::new(false));
+    // Webhooks: every notification POSTed to each configured URL, at least once, visible at
+    // /api/v1/notifications/deliveries. The sender lives until the server stops.
+    let webhook_config = crate::webhooks::WebhookConfig::load(&options.data_dir, &options.webhooks)?;
+    let (webhook_stop, webhook_stop_rx) = tokio::sync::watch::channel(false);
+    let (webhook_board, webhook_workers) = if webhook_config.urls.is_empty() {
+        (Arc::new(crate::webhooks::DeliveryBoard::new()), Vec::new())
+    } else {
+        info!(urls = webhook_config.urls.len(), "notifying webhooks");
+        crate::webhooks::Dispatcher::start(stack.log.clone(), &options.data_dir, webhook_config, webhook_stop_rx)
+    };
     let state = AppState {
         intake: stack.intake.clone(),
         index: stack.index.clone(),
@@ -83,7 +93,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         reports: Arc::new(voxpop_queries::reports::ReportQueries::new(&stack.layout.reports_table())),
         villages: stack.layout.villages(),
         tokens: tokens.clone(),
-        webhooks: Arc::new(crate::webhooks::DeliveryBoard::new()),
+        webhooks: webhook_board.clone(),
         desk: stack.desk.clone(),
         handling_queries: Arc::new(voxpop_queries::handling::HandlingQueries::new(&stack.layout.lake())),
         intake_limit: Arc::new(crate::ratelimit::IntakeLimit::new(
@@ -150,6 +160,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     info!("shutting down");
+    let _ = webhook_stop.send(true);
+    for worker in webhook_workers {
+        let _ = worker.await;
+    }
     stack.stop().await;
     Ok(())
 }

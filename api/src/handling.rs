@@ -306,6 +306,16 @@ fn working_days_left(desk: &Desk, due: DateTime<Utc>, now: DateTime<Utc>) -> i64
     }
 }
 
+/// "Thành phố Hà Nội" -> "thành phố Hà Nội": the kind is a common noun inside a longer name.
+fn lower_kind(name: &str) -> String {
+    for kind in ["Thành phố", "Tỉnh"] {
+        if let Some(rest) = name.strip_prefix(kind) {
+            return format!("{}{rest}", kind.to_lowercase());
+        }
+    }
+    name.to_owned()
+}
+
 /// The Vietnamese name of a unit's Front committee.
 pub fn unit_name(units: &Units, unit: &str) -> String {
     if unit == workflow::CENTRAL {
@@ -316,10 +326,10 @@ pub fn unit_name(units: &Units, unit: &str) -> String {
         return format!("Ban công tác Mặt trận thôn/tổ dân phố {village}, {name}");
     }
     if let Some(province) = units.province(unit) {
-        return format!("Ủy ban MTTQ Việt Nam {}", province.name);
+        return format!("Ủy ban MTTQ Việt Nam {}", lower_kind(&province.name));
     }
     match units.commune(unit) {
-        Some(commune) => format!("Ủy ban MTTQ Việt Nam {}", commune.name),
+        Some(commune) => crate::open311::front_committee(&commune.code),
         None => unit.to_owned(),
     }
 }

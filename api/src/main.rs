@@ -187,6 +187,17 @@ enum TokenCommand {
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
+    /// Lists the tokens (id, unit, role, created; never the secrets).
+    List {
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Revokes a token by its id (`vxp_<id>_...`); a running server refuses it at once.
+    Revoke {
+        id: String,
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -385,9 +396,26 @@ fn main() -> anyhow::Result<()> {
                 std::fs::create_dir_all(&data_dir)?;
                 let token = voxpop_api::auth::TokenStore::open(&data_dir)?.create(&unit, role)?;
                 println!("{token}");
-                eprintln!(
-                    "token for unit {unit} created; it is shown only now (a running server reads it at its next start)"
-                );
+                eprintln!("token for unit {unit} created; it is shown only now");
+                Ok(())
+            }
+            Command::Token { token: TokenCommand::List { data_dir } } => {
+                for token in voxpop_api::auth::TokenStore::open(&data_dir)?.list() {
+                    let role = serde_json::to_value(token.role)?;
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        token.id,
+                        token.unit,
+                        role.as_str().unwrap_or_default(),
+                        token.created_at.to_rfc3339()
+                    );
+                }
+                Ok(())
+            }
+            Command::Token { token: TokenCommand::Revoke { id, data_dir } } => {
+                let id = id.strip_prefix("vxp_").map_or(id.as_str(), |rest| rest.split('_').next().unwrap_or(rest));
+                anyhow::ensure!(voxpop_api::auth::TokenStore::open(&data_dir)?.revoke(id)?, "no token `{id}`");
+                eprintln!("token {id} revoked");
                 Ok(())
             }
             Command::Report { report: ReportCommand::Weekly { week, unit, xlsx, json, data_dir } } => {

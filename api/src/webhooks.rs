@@ -280,10 +280,14 @@ impl DeliveryBoard {
     }
 
     /// Records the latest state of a delivery: replaces the entry of the same record when it is
-    /// the newest (a retry), appends otherwise.
-    fn record(&self, delivery: Delivery) {
+    /// the newest (a retry), appends otherwise. `cursor`, when given, is the worker's position
+    /// after this delivery (shown together with its outcome).
+    fn record(&self, delivery: Delivery, cursor: Option<&BTreeMap<i32, i64>>) {
         let url = delivery.url.clone();
         self.with_url(&url, |board| {
+            if let Some(cursor) = cursor {
+                board.cursor = cursor.clone();
+            }
             match delivery.state {
                 DeliveryState::Delivered => board.delivered += 1,
                 DeliveryState::Failed => board.failed += 1,
@@ -302,10 +306,6 @@ impl DeliveryBoard {
                 board.recent.pop_front();
             }
         });
-    }
-
-    fn set_cursor(&self, url: &str, cursor: &BTreeMap<i32, i64>) {
-        self.with_url(url, |board| board.cursor = cursor.clone());
     }
 
     /// Everything the board knows, newest deliveries first.
@@ -678,7 +678,6 @@ impl Worker {
                         Outcome::Failed => failed += 1,
                         Outcome::Stopped => break 'reader,
                     }
-                    self.advance(record.position);
                     if self.last_save.elapsed() >= SAVE_EVERY {
                         self.save().await;
                     }
@@ -699,10 +698,17 @@ impl Worker {
         }
     }
 
-    fn advance(&mut self, position: Position) {
+    /// Moves past a notification delivered or given up on, and shows it on the board (cursor
+    /// and outcome together).
+    fn finish(&mut self, position: Position, delivery: Delivery) {
+        match delivery.state {
+            DeliveryState::Delivered => self.progress.delivered += 1,
+            DeliveryState::Failed => self.progress.failed += 1,
+            DeliveryState::Retrying => {}
+        }
         self.progress.next.insert(position.partition, position.offset + 1);
         self.dirty = true;
-        self.board.set_cursor(&self.url, &self.progress.next);
+        self.board.record(delivery, Some(&self.progress.next));
     }
 
     /// Persists the cursor when it moved; a failure is logged (the cursor stays in memory, and
@@ -746,8 +752,7 @@ impl Worker {
             let err = match result {
                 Ok(status) => {
                     delivery.last_status = Some(status);
-                    self.progress.delivered += 1;
-                    self.board.record(delivery);
+                    self.finish(record.position, delivery);
                     debug!(url = %self.url, notification_id = %id, attempt, "webhook delivered");
                     return Outcome::Delivered;
                 }
@@ -757,8 +762,7 @@ impl Worker {
             delivery.last_error = Some(err.to_string());
             if attempt >= max_attempts {
                 delivery.state = DeliveryState::Failed;
-                self.progress.failed += 1;
-                self.board.record(delivery);
+                self.finish(record.position, delivery);
                 warn!(url = %self.url, notification_id = %id, attempts = attempt, error = %err,
                     "webhook delivery given up");
                 return Outcome::Failed;
@@ -767,7 +771,7 @@ impl Worker {
             delivery.state = DeliveryState::Retrying;
             delivery.next_retry_at =
                 Some(Utc::now() + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::zero()));
-            self.board.record(delivery);
+            self.board.record(delivery, None);
             debug!(url = %self.url, notification_id = %id, attempt, error = %err,
                 retry_in_ms = delay.as_millis() as u64, "webhook attempt failed");
             // What was confirmed before this one is not held back by a long wait.
@@ -1012,8 +1016,8 @@ mod tests {
         let (failing, failing_receiver) = receiver(u32::MAX).await;
         let (healthy, healthy_receiver) = receiver(0).await;
         let (tx, rx) = watch::channel(false);
-        // At least 3 × (75 + 150) ms before the failing URL is through.
-        let config = config(vec![failing.clone(), healthy.clone()], 3, 150, 300);
+        // At least 3 × (150 + 300) ms before the failing URL is through.
+        let config = config(vec![failing.clone(), healthy.clone()], 3, 300, 600);
         let (board, handles) = Dispatcher::start(setup.log.clone(), &setup.data, config, rx);
         wait_until("the healthy URL", || status(&board, &healthy).delivered == 3).await;
         assert!(status(&board, &failing).failed < 3, "the healthy URL did not wait for the failing one");
@@ -1052,11 +1056,11 @@ mod tests {
         assert_eq!(saved["webhooks"][&url]["next"]["0"], 2, "{saved}");
         assert_eq!(saved["webhooks"][&url]["delivered"], 2, "{saved}");
 
-        let second = append(&setup.log, 2, 2).await;
         let (tx, rx) = watch::channel(false);
         let (board, handles) =
             Dispatcher::start(setup.log.clone(), &setup.data, config(vec![url.clone()], 3, 10, 50), rx);
         assert_eq!(status(&board, &url).cursor, BTreeMap::from([(0, 2)]), "resumes from the saved cursor");
+        let second = append(&setup.log, 2, 2).await;
         wait_until("4 deliveries in all", || status(&board, &url).delivered == 4).await;
         // Give a wrongful re-send a moment to show up.
         tokio::time::sleep(Duration::from_millis(200)).await;

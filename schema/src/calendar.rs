@@ -12,13 +12,15 @@
 //! # The lunar calendar
 //!
 //! The Vietnamese lunar calendar is the Chinese lunisolar calendar computed for the meridian of
-//! UTC+7 (Vietnam has used UTC+7 for it since 1968; before that year the calendar in use was
-//! computed for UTC+8, so dates before 1968 may differ by a day or a month from what was printed
-//! then, e.g. Tết 1968 in the South). A month starts on the day (in UTC+7) of a new moon; month
-//! 11 is the month containing the winter solstice; a year with 13 months between two months 11
-//! has a leap month (tháng nhuận): the first month after month 11 that contains no major solar
-//! term (trung khí, a multiple of 30° of the Sun's longitude), and it repeats the number of the
-//! month before it.
+//! UTC+7 instead of UTC+8, so the two sometimes differ by a day (Tết 2007 and 2030) or a month
+//! (Tết 1985). North Vietnam adopted UTC+7 for it in 1967 and the whole country after 1975; this
+//! module applies UTC+7 to every year, so dates of the South before 1976 may differ from what
+//! was printed there (Tết 1968: 29 January in the North, 30 January in the South).
+//!
+//! A month starts on the day (in UTC+7) of a new moon; month 11 is the month containing the
+//! winter solstice; a year with 13 months between two months 11 has a leap month (tháng nhuận):
+//! the first month after month 11 that contains no major solar term (trung khí, a multiple of
+//! 30° of the Sun's longitude), and it repeats the number of the month before it.
 //!
 //! New moons and the Sun's longitude are computed with the series of Jean Meeus: the new-moon
 //! series of *Astronomical Formulae for Calculators* (4th ed., 1988, ch. 32, also in
@@ -204,11 +206,20 @@ fn leap_month_offset(a11: i64) -> i64 {
 pub fn solar_to_lunar(date: NaiveDate) -> LunarDate {
     let day_number = jdn(date);
     let year = i64::from(date.year());
-    let k = ((day_number as f64 - NEW_MOON_EPOCH) / SYNODIC_MONTH).floor() as i64;
-    let mut month_start = new_moon_day(k + 1);
-    if month_start > day_number {
-        month_start = new_moon_day(k);
+    // The mean lunation gives the month within one; the true new moon can fall on the other side
+    // of `date` (e.g. 2054-05-07, 2062-04-09), so step to the last new moon on or before it. The
+    // steps are bounded: far outside the verified range the series is too rough to rely on.
+    let mut k = ((day_number as f64 - NEW_MOON_EPOCH) / SYNODIC_MONTH).floor() as i64;
+    for _ in 0..4 {
+        if new_moon_day(k) > day_number {
+            k -= 1;
+        } else if new_moon_day(k + 1) <= day_number {
+            k += 1;
+        } else {
+            break;
+        }
     }
+    let month_start = new_moon_day(k);
     let mut a11 = lunar_month_11(year);
     let mut b11 = a11;
     let mut lunar_year;
@@ -374,8 +385,8 @@ type YearTable = BTreeMap<NaiveDate, Entry>;
 ///
 /// Compensatory rule (Bộ luật Lao động 2019, Điều 111 khoản 3): each day of a `[[holiday]]` that
 /// falls on a weekly rest day gives one day off on the next day that is neither a rest day, nor a
-/// day off, nor already a compensatory day, in date order. Decided days (`[[year]]`) are taken as
-/// they are and give no compensatory days.
+/// day off, nor a decided working day, nor already a compensatory day, in date order. Decided
+/// days (`[[year]]`) are taken as they are and give no compensatory days.
 #[derive(Debug)]
 pub struct Calendar {
     weekend: [bool; 7],
@@ -1050,7 +1061,6 @@ mod tests {
             (2025, date(2025, 1, 29)),
             (2026, date(2026, 2, 17)),
             (2027, date(2027, 2, 6)),
-            (2030, date(2030, 2, 3)),
         ] {
             assert_eq!(lunar_to_solar(year, 1, 1, false), Some(tet), "Tết {year}");
             assert_eq!(solar_to_lunar(tet), lunar(year, 1, 1, false));
@@ -1062,6 +1072,9 @@ mod tests {
     fn tet_follows_utc_plus_7_not_china() {
         // The new moon of 17 Feb 2007 was at 16:14 UTC: the 17th in Vietnam, the 18th in China.
         assert_eq!(lunar_to_solar(2007, 1, 1, false), Some(date(2007, 2, 17)));
+        // Same in 2030: new moon on 2 Feb at 16:07 UTC, Tết on 2/2/2030 in Vietnam, 3/2 in China.
+        assert_eq!(lunar_to_solar(2030, 1, 1, false), Some(date(2030, 2, 2)));
+        assert_eq!(solar_to_lunar(date(2030, 2, 3)), lunar(2030, 1, 2, false));
         // 1985: Vietnam's month 11 and leap month differ from China's; Tết came a month earlier.
         assert_eq!(lunar_to_solar(1985, 1, 1, false), Some(date(1985, 1, 21)));
         // 1968: the North (UTC+7) celebrated on 29 January, the South (UTC+8) on the 30th.
@@ -1082,6 +1095,8 @@ mod tests {
         assert_eq!(leap_month(2025), Some(6));
         assert_eq!(leap_month(2024), None);
         assert_eq!(leap_month(2026), None);
+        assert_eq!(leap_month(2020), Some(4));
+        assert_eq!(leap_month(2033), Some(11));
         // Tháng 2 nhuận Quý Mão and tháng 6 nhuận Ất Tỵ.
         assert_eq!(lunar_to_solar(2023, 2, 1, true), Some(date(2023, 3, 22)));
         assert_eq!(lunar_to_solar(2023, 3, 1, false), Some(date(2023, 4, 20)));
@@ -1095,11 +1110,15 @@ mod tests {
 
     #[test]
     fn lunar_dates_that_do_not_exist() {
-        // Neither Giáp Thìn nor Ất Tỵ had a 30 Tết: month 12 of lunar 2023 and 2024 has 29 days.
-        assert_eq!(solar_to_lunar(date(2024, 2, 9)), lunar(2023, 12, 29, false));
+        // Tết Ất Tỵ had no 30 Tết (month 12 of lunar 2024 has 29 days); Tết Giáp Thìn had one.
         assert_eq!(solar_to_lunar(date(2025, 1, 28)), lunar(2024, 12, 29, false));
-        assert_eq!(lunar_to_solar(2023, 12, 30, false), None);
-        assert_eq!(lunar_month_days(2023, 12, false), Some(29));
+        assert_eq!(lunar_to_solar(2024, 12, 30, false), None);
+        assert_eq!(lunar_month_days(2024, 12, false), Some(29));
+        assert_eq!(solar_to_lunar(date(2024, 2, 9)), lunar(2023, 12, 30, false));
+        assert_eq!(lunar_month_days(2023, 12, false), Some(30));
+        // The mean lunation alone puts these days in the wrong month (day 0 of the next one).
+        assert_eq!(solar_to_lunar(date(2054, 5, 7)), lunar(2054, 3, 30, false));
+        assert_eq!(solar_to_lunar(date(2062, 4, 9)), lunar(2062, 2, 30, false));
         assert_eq!(lunar_to_solar(2025, 13, 1, false), None);
         assert_eq!(lunar_to_solar(2025, 0, 1, false), None);
         assert_eq!(lunar_to_solar(2025, 1, 31, false), None);
@@ -1120,6 +1139,7 @@ mod tests {
         let mut month_length = 1;
         for day in first.iter_days().skip(1).take_while(|day| *day <= last) {
             let current = solar_to_lunar(day);
+            assert_eq!(current.to_solar(), Some(day), "{current}");
             if current.day == 1 {
                 assert!(month_length == 29 || month_length == 30, "{previous} ends a month of {month_length} days");
                 month_length = 1;

@@ -5,6 +5,7 @@
 //! reopen rates, and a restart after SIGKILL keeps every status.
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -86,7 +87,23 @@ async fn handling_follows_the_state_machine_and_the_citizen_closes_the_loop() {
     let province = token(&data_dir, "01", "officer");
     let leader = token(&data_dir, "01", "leader");
     let engineer = token(&data_dir, "00", "data_engineer");
-    let mut server = Server::start(&data_dir, None).await;
+    // A webhook receiver: every notification POSTed to it is kept.
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut server = Server::start_with(&data_dir, None, &["--webhook", &hook]).await;
     let api = Api { server: &server, client: reqwest::Client::new() };
 
     let receipt = api
@@ -205,6 +222,25 @@ async fn handling_follows_the_state_machine_and_the_citizen_closes_the_loop() {
     assert_eq!((row["unit"].as_str(), row["reopen_count"].as_i64()), (Some("01"), Some(1)));
     assert_eq!(delta_rows(&lake.join("petition_events")).len(), 7);
 
+    // Each event was notified to the webhook (at least once: deduplicated by id).
+    let event_ids: std::collections::HashSet<String> =
+        history["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+    let notified = loop {
+        let ids: std::collections::HashSet<String> =
+            received.lock().unwrap().iter().filter_map(|n| n["notification_id"].as_str().map(str::to_owned)).collect();
+        if ids.len() >= event_ids.len() {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(notified, event_ids);
+    let last = received.lock().unwrap().iter().find(|n| n["event"] == "escalate").cloned().unwrap();
+    assert_eq!((last["state"].as_str(), last["unit"].as_str()), (Some("received"), Some("01")), "{last}");
+    assert!(last["message_vi"].as_str().unwrap().contains(&code), "{last}");
+    let (status, board) = api.get("/api/v1/notifications/deliveries", Some(&engineer), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{board}");
+    assert_eq!(board["webhooks"][0]["delivered"].as_u64(), Some(7), "{board}");
+
     // SQL sees the handling tables within scope only, answers masked for a data engineer.
     let sql = |query: &str, bearer: &str| {
         let request = api.client.post(server.url("/api/v1/sql")).bearer_auth(bearer).json(&json!({"sql": query}));
@@ -218,6 +254,14 @@ async fn handling_follows_the_state_machine_and_the_citizen_closes_the_loop() {
         status["rows"].as_array().unwrap().iter().any(|r| r["state"] == "accepted" && r["unit"] == "01"),
         "{status}"
     );
+
+    // Open311 shows the handling state: open, with the province's committee and the deadline.
+    let (status, request) = api.get(&format!("/open311/v2/requests/{id}.json"), None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{request}");
+    let request = &request[0];
+    assert_eq!(request["status"], "open", "{request}");
+    assert_eq!(request["agency_responsible"], "Ủy ban MTTQ Việt Nam thành phố Hà Nội", "{request}");
+    assert!(request["expected_datetime"].is_string() && request["status_notes"] == "Đã thụ lý", "{request}");
 
     // SIGKILL and restart: the statuses are rebuilt from the lake and the log.
     server.kill9();
