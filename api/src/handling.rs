@@ -135,6 +135,12 @@ impl Desk {
     }
 }
 
+impl voxpop_index::StateSource for Desk {
+    fn state_of(&self, id: &Uuid) -> Option<&'static str> {
+        self.book.read().unwrap_or_else(|p| p.into_inner()).get(id).map(|status| status.state.as_str())
+    }
+}
+
 #[derive(Debug)]
 pub enum ActError {
     Rejected(Rejected),

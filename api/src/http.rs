@@ -269,7 +269,8 @@ async fn weekly_summary(
 /// Reads the search parameters, naming every bad one.
 pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, Problem> {
     let mut errors = Vec::new();
-    const KNOWN: [&str; 9] = ["q", "province", "commune", "topic", "from", "to", "limit", "offset", "proximity"];
+    const KNOWN: [&str; 10] =
+        ["q", "province", "commune", "topic", "state", "from", "to", "limit", "offset", "proximity"];
     for key in params.keys() {
         if !KNOWN.contains(&key.as_str()) {
             errors.push(voxpop_schema::FieldError::new(
@@ -331,6 +332,17 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
             format!("unknown topic `{topic}`, expected one of {}", known.join(", ")),
         ));
     }
+    let state = params.get("state").filter(|s| !s.is_empty()).cloned();
+    if let Some(state) = &state
+        && voxpop_schema::workflow::State::parse(state).is_none()
+    {
+        let known: Vec<&str> = voxpop_schema::workflow::State::ALL.iter().map(|s| s.as_str()).collect();
+        errors.push(voxpop_schema::FieldError::new(
+            "state",
+            "unknown_state",
+            format!("unknown state `{state}`, expected one of {}", known.join(", ")),
+        ));
+    }
     let proximity = match params.get("proximity").map(String::as_str) {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
@@ -348,6 +360,7 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
         province: params.get("province").filter(|p| !p.is_empty()).cloned(),
         commune: params.get("commune").filter(|c| !c.is_empty()).cloned(),
         topic,
+        state,
         from,
         to,
         limit,

@@ -142,6 +142,8 @@ impl Stack {
         let intake = Arc::new(Intake::new(log.clone()).with_secret_key(key));
         let handling = Arc::new(load_handling(&layout)?);
         let desk = Arc::new(crate::handling::Desk::load(log.clone(), &layout.lake(), handling.clone()).await?);
+        // Documents (re)built from now on carry the petition's handling state.
+        index.set_state_source(desk.clone());
         let remembered = recover_external_ids(&intake, &queries, log.as_ref(), &lake).await?;
         info!(log = log.kind(), lake_version = lake.version(), remembered, "voxpop core ready to start");
         let mut pipeline = Pipeline::new(log.clone(), lake, Some(index.clone()), config.pipeline.clone());
@@ -157,6 +159,7 @@ impl Stack {
                 log.clone(),
                 layout.lake(),
                 handling.clone(),
+                Some(index.clone()),
                 handling_stats.clone(),
                 shutdown_rx.clone(),
             ));

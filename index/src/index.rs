@@ -98,6 +98,13 @@ pub struct PetitionIndex {
     /// The last committed lake version, kept here so that `checkpoint` never touches the disk
     /// on the writer's side.
     committed_version: Mutex<Option<i64>>,
+    /// Where documents take their handling state from (the handling desk); `received` without.
+    states: std::sync::RwLock<Option<std::sync::Arc<dyn StateSource>>>,
+}
+
+/// Says which handling state a petition is in, for the documents the index (re)builds.
+pub trait StateSource: Send + Sync {
+    fn state_of(&self, id: &Uuid) -> Option<&'static str>;
 }
 
 fn open_directory(dir: &Path) -> IndexResult<MmapDirectory> {
@@ -198,7 +205,41 @@ impl PetitionIndex {
             query_parser,
             writer: writer.map(Mutex::new),
             committed_version: Mutex::new(committed_version),
+            states: std::sync::RwLock::new(None),
         })
+    }
+
+    /// Documents built from now on take their handling state from `source`.
+    pub fn set_state_source(&self, source: std::sync::Arc<dyn StateSource>) {
+        *self.states.write().unwrap_or_else(|p| p.into_inner()) = Some(source);
+    }
+
+    fn document(&self, petition: &Petition) -> TantivyDocument {
+        let states = self.states.read().unwrap_or_else(|p| p.into_inner());
+        let state =
+            states.as_ref().and_then(|source| source.state_of(&petition.id)).unwrap_or(crate::schema::DEFAULT_STATE);
+        self.fields.document(petition, state)
+    }
+
+    /// Re-indexes petitions whose handling state changed, keeping the recorded lake version
+    /// (the petitions' text is unchanged; only the state moves).
+    pub fn update_states(&self, petitions: &[(Petition, &str)]) -> IndexResult<()> {
+        if petitions.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.lock_writer()?;
+        let outcome = (|| {
+            for (petition, state) in petitions {
+                writer.delete_term(self.id_term(&petition.id));
+                writer.add_document(self.fields.document(petition, state))?;
+            }
+            let version = self.checkpoint().unwrap_or(-1);
+            self.commit_locked(&mut writer, version)
+        })();
+        if outcome.is_err() {
+            rollback(&mut writer);
+        }
+        outcome
     }
 
     /// The directory the index lives in.
@@ -263,7 +304,7 @@ impl PetitionIndex {
         }
         let outcome = (|| {
             for petition in petitions {
-                writer.add_document(self.fields.document(petition))?;
+                writer.add_document(self.document(petition))?;
             }
             self.commit_locked(&mut writer, lake_version)
         })();
@@ -283,7 +324,7 @@ impl PetitionIndex {
             // Delete then add, per petition: tantivy orders the two by opstamp, so a petition
             // twice in one batch keeps only its last version.
             writer.delete_term(self.id_term(&petition.id));
-            writer.add_document(self.fields.document(petition))?;
+            writer.add_document(self.document(petition))?;
         }
         self.commit_locked(writer, lake_version)
     }
@@ -320,7 +361,7 @@ impl PetitionIndex {
     pub fn add_bulk(&self, petitions: &[Petition]) -> IndexResult<()> {
         let writer = self.lock_writer()?;
         for petition in petitions {
-            writer.add_document(self.fields.document(petition))?;
+            writer.add_document(self.document(petition))?;
         }
         Ok(())
     }

@@ -41,6 +41,9 @@ pub struct PetitionFields {
     /// What the citizen types to follow the petition (normalised form): how the citizen's
     /// status page finds it.
     pub tracking_code: Field,
+    /// The handling state (`received`, `accepted`, ... see `voxpop_schema::workflow::State`):
+    /// the index follows the handling pipeline, so searches can filter by it.
+    pub state: Field,
 }
 
 fn text_view(tokenizer: &str, record: IndexRecordOption) -> TextOptions {
@@ -75,6 +78,7 @@ impl PetitionFields {
         let topic = builder.add_text_field("topic", STRING | STORED | FAST);
         let topic_facet = builder.add_facet_field("topic_facet", INDEXED);
         let tracking_code = builder.add_text_field("tracking_code", STRING);
+        let state = builder.add_text_field("state", STRING | STORED | FAST);
         PetitionFields {
             schema: builder.build(),
             id,
@@ -90,12 +94,14 @@ impl PetitionFields {
             topic,
             topic_facet,
             tracking_code,
+            state,
         }
     }
 
-    /// The tantivy document for one petition.
-    pub fn document(&self, petition: &Petition) -> TantivyDocument {
+    /// The tantivy document for one petition in handling `state`.
+    pub fn document(&self, petition: &Petition, state: &str) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
+        doc.add_text(self.state, state);
         doc.add_text(self.id, petition.id.to_string());
         doc.add_text(self.title, &petition.title);
         doc.add_text(self.title_exact, &petition.title);
@@ -142,6 +148,7 @@ impl PetitionFields {
             received_at,
             language: doc.get_first(self.language).and_then(|value| value.as_str().map(str::to_owned)),
             topic: doc.get_first(self.topic).and_then(|value| value.as_str().map(str::to_owned)),
+            state: doc.get_first(self.state).and_then(|value| value.as_str()).unwrap_or(DEFAULT_STATE).to_owned(),
         })
     }
 }
@@ -163,7 +170,12 @@ pub struct IndexedPetition {
     pub received_at: DateTime<Utc>,
     pub language: Option<String>,
     pub topic: Option<String>,
+    /// The handling state when the index last heard of it.
+    pub state: String,
 }
+
+/// The state of a petition nobody has acted on.
+pub const DEFAULT_STATE: &str = "received";
 
 pub(crate) fn to_tantivy_date(at: DateTime<Utc>) -> tantivy::DateTime {
     tantivy::DateTime::from_timestamp_micros(at.timestamp_micros())

@@ -57,6 +57,8 @@ pub struct SearchRequest {
     pub commune: Option<String>,
     /// Topic code of the taxonomy, e.g. `land`.
     pub topic: Option<String>,
+    /// Handling state, e.g. `answered`.
+    pub state: Option<String>,
     /// Received at or after this instant.
     pub from: Option<DateTime<Utc>>,
     /// Received strictly before this instant.
@@ -79,6 +81,7 @@ impl Default for SearchRequest {
             province: None,
             commune: None,
             topic: None,
+            state: None,
             from: None,
             to: None,
             limit: DEFAULT_LIMIT,
@@ -109,6 +112,8 @@ pub struct Hit {
     pub received_at: DateTime<Utc>,
     pub language: Option<String>,
     pub topic: Option<String>,
+    /// The handling state (`received`, `accepted`, ...).
+    pub state: String,
     /// BM25 relevance; 0 when the query is empty (results are then newest first).
     pub score: f32,
 }
@@ -243,6 +248,9 @@ impl PetitionIndex {
         if let Some(topic) = &request.topic {
             clauses.push(term_filter(self.fields.topic, topic));
         }
+        if let Some(state) = &request.state {
+            clauses.push(term_filter(self.fields.state, state));
+        }
         if request.from.is_some() || request.to.is_some() {
             let field = self.fields.received_at;
             let lower = request
@@ -313,6 +321,7 @@ impl PetitionIndex {
                 received_at: stored.received_at,
                 language: stored.language,
                 topic: stored.topic,
+                state: stored.state,
                 score,
             });
         }

@@ -275,17 +275,37 @@ fn dead_letter(record: &Consumed, reason: String) -> Record {
     Record { key: record.key.clone(), payload: serde_json::to_vec(&letter).expect("dead letters serialise") }
 }
 
+/// Re-indexes `moved` petitions with their new state.
+async fn follow_in_index(
+    index: &voxpop_index::PetitionIndex,
+    lake_dir: &Path,
+    moved: &[&Status],
+) -> PipelineResult<()> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = moved.iter().map(|s| s.petition_id).collect();
+    let weeks: Vec<String> = moved.iter().map(|s| voxpop_schema::petition::iso_week(s.received_at)).collect();
+    let petitions = crate::lake::read_petitions(&crate::lake::petitions_table_path(lake_dir), &ids, &weeks).await?;
+    let states: HashMap<Uuid, &'static str> = moved.iter().map(|s| (s.petition_id, s.state.as_str())).collect();
+    let pairs: Vec<(voxpop_schema::Petition, &str)> =
+        petitions.into_iter().filter_map(|p| states.get(&p.id).map(|state| (p, *state))).collect();
+    index.update_states(&pairs)?;
+    Ok(())
+}
+
 /// Runs until `shutdown`; errors restart the loop from what the lake recorded.
 pub async fn run(
     log: Arc<dyn EventLog>,
     lake_dir: PathBuf,
     handling: Arc<Handling>,
+    index: Option<Arc<voxpop_index::PetitionIndex>>,
     stats: Arc<HandlingStats>,
     mut shutdown: watch::Receiver<bool>,
 ) -> PipelineResult<()> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match run_once(log.clone(), &lake_dir, &handling, &stats, &mut shutdown).await {
+        match run_once(log.clone(), &lake_dir, &handling, index.as_deref(), &stats, &mut shutdown).await {
             Ok(()) => return Ok(()),
             Err(err) => {
                 error!(error = %err, "handling pipeline failed; restarting from the lake's positions");
@@ -303,6 +323,7 @@ async fn run_once(
     log: Arc<dyn EventLog>,
     lake_dir: &Path,
     handling: &Handling,
+    index: Option<&voxpop_index::PetitionIndex>,
     stats: &HandlingStats,
     shutdown: &mut watch::Receiver<bool>,
 ) -> PipelineResult<()> {
@@ -371,6 +392,15 @@ async fn run_once(
         let version = lake.append_events(&applied, &next_positions).await?;
         let rows: Vec<Status> = changed.values().cloned().collect();
         lake.merge_status(&rows, version).await?;
+        if let Some(index) = index {
+            // The index follows: petitions whose state moved are re-indexed with it. A failure
+            // here leaves a stale state in search results until the next change or rebuild.
+            let moved: Vec<&Status> =
+                rows.iter().filter(|s| statuses.get(&s.petition_id).is_none_or(|old| old.state != s.state)).collect();
+            if let Err(err) = follow_in_index(index, lake_dir, &moved).await {
+                warn!(error = %err, petitions = moved.len(), "could not update handling states in the index");
+            }
+        }
         statuses.extend(changed);
         stats.applied.fetch_add(applied.len() as u64, Ordering::Relaxed);
         stats.notified.fetch_add(notifications.len() as u64, Ordering::Relaxed);

@@ -119,6 +119,34 @@ pub(crate) async fn commit_positions_only(
     table.update_incremental(None).await
 }
 
+/// The petitions with these ids, read from the table at `path`; `weeks` (their partitions)
+/// narrow the scan to a few files. Petitions not in the table are absent from the answer.
+pub async fn read_petitions(path: &Path, ids: &[uuid::Uuid], weeks: &[String]) -> LakeResult<Vec<Petition>> {
+    use deltalake::datafusion::prelude::{col, lit};
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let delta = |source| LakeError::Delta { path: path.to_owned(), source };
+    let table = open_table(path).await.map_err(delta)?;
+    if table.version().is_none() {
+        return Ok(Vec::new());
+    }
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).map_err(delta)?;
+    let provider = table.table_provider().await.map_err(|err| delta(DeltaTableError::Generic(err.to_string())))?;
+    let mut weeks: Vec<_> = weeks.iter().map(|w| lit(w.as_str())).collect();
+    weeks.dedup();
+    let frame = ctx
+        .read_table(provider)?
+        .filter(col(PARTITION_COLUMN).in_list(weeks, false))?
+        .filter(col("id").in_list(ids.iter().map(|id| lit(id.to_string())).collect(), false))?;
+    let mut petitions = Vec::new();
+    for batch in frame.collect().await? {
+        petitions.extend(petition::from_record_batch(&batch)?);
+    }
+    Ok(petitions)
+}
+
 /// The petitions table, opened for appending.
 pub struct PetitionLake {
     path: PathBuf,

@@ -255,6 +255,23 @@ async fn handling_follows_the_state_machine_and_the_citizen_closes_the_loop() {
         "{status}"
     );
 
+    // The index follows: searching by state finds the petition where it stands now.
+    let found = loop {
+        let (_, found) = api.get("/api/v1/search?q=&state=accepted", Some(&leader), &[]).await;
+        if found["total"] == 1 {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (found["hits"][0]["id"].as_str(), found["hits"][0]["state"].as_str()),
+        (Some(id.as_str()), Some("accepted"))
+    );
+    let (_, received) = api.get("/api/v1/search?q=&state=received", Some(&leader), &[]).await;
+    assert_eq!(received["hits"][0]["id"], old_id.as_str(), "{received}");
+    let (status, problem) = api.get("/api/v1/search?q=&state=lost", Some(&leader), &[]).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("state")));
+
     // Open311 shows the handling state: open, with the province's committee and the deadline.
     let (status, request) = api.get(&format!("/open311/v2/requests/{id}.json"), None, &[]).await;
     assert_eq!(status, StatusCode::OK, "{request}");
