@@ -122,6 +122,8 @@ struct Job {
     report: Option<ExportReport>,
     error: Option<String>,
     dir: PathBuf,
+    /// Who started it: only the same token (or anyone in open mode) reads its status and files.
+    owner: Option<String>,
 }
 
 /// The export jobs of this process; their files live under `<data>/exports/<id>/`.
@@ -199,6 +201,7 @@ pub async fn start_export(State(state): State<AppState>, caller: crate::auth::Ca
             report: None,
             error: None,
             dir: dir.clone(),
+            owner: caller.token_id.clone(),
         },
     );
     let exports = state.exports.clone();
@@ -231,12 +234,17 @@ pub async fn start_export(State(state): State<AppState>, caller: crate::auth::Ca
 }
 
 /// `GET /api/v1/exports/{id}`: progress, then the download links.
-pub async fn export_status(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn export_status(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    Path(id): Path<String>,
+) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
         return Problem::bad_parameter("id", format!("`{id}` is not an export id")).into_response();
     };
     let jobs = state.exports.lock();
-    let Some(job) = jobs.get(&id) else {
+    // Another caller's job is not there for this one: the same answer as an unknown id.
+    let Some(job) = jobs.get(&id).filter(|job| job.owner == caller.token_id) else {
         return Problem::not_found(format!("no export `{id}` (jobs are kept until the server restarts)"))
             .into_response();
     };
@@ -262,13 +270,19 @@ pub async fn export_status(State(state): State<AppState>, Path(id): Path<String>
 }
 
 /// `GET /api/v1/exports/{id}/files/{*path}`: one file of a finished export.
-pub async fn export_file(State(state): State<AppState>, Path((id, path)): Path<(String, String)>) -> Response {
+pub async fn export_file(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    Path((id, path)): Path<(String, String)>,
+) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
         return Problem::bad_parameter("id", format!("`{id}` is not an export id")).into_response();
     };
     let (dir, allowed) = {
         let jobs = state.exports.lock();
-        let Some(job) = jobs.get(&id) else { return Problem::not_found(format!("no export `{id}`")).into_response() };
+        let Some(job) = jobs.get(&id).filter(|job| job.owner == caller.token_id) else {
+            return Problem::not_found(format!("no export `{id}`")).into_response();
+        };
         let Some(report) = &job.report else {
             return Problem::new(
                 StatusCode::CONFLICT,

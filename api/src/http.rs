@@ -217,30 +217,24 @@ async fn weekly_summary(
     caller: crate::auth::Caller,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Response {
-    if caller.commune().is_some() {
-        return Problem::new(
-            StatusCode::FORBIDDEN,
-            "out-of-scope",
-            "Summaries are by province",
-            "a commune's staff read their petitions through search, SQL and exports",
-        )
-        .into_response();
-    }
-    if let Some(province) = caller.province() {
-        if params.get("province").is_some_and(|asked| *asked != province) {
-            return Problem::new(
-                StatusCode::FORBIDDEN,
-                "out-of-scope",
-                "Outside your unit",
-                "`province` is outside your unit",
-            )
-            .into_response();
+    // A commune's staff read their commune's summary; a province's, their province's.
+    for (key, mine) in [("province", caller.province()), ("commune", caller.commune())] {
+        if let Some(mine) = mine {
+            if params.get(key).is_some_and(|asked| *asked != mine) {
+                return Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "out-of-scope",
+                    "Outside your unit",
+                    format!("`{key}` is outside your unit"),
+                )
+                .into_response();
+            }
+            params.insert(key.to_owned(), mine);
         }
-        params.insert("province".to_owned(), province);
     }
     for key in params.keys() {
-        if !["week", "province"].contains(&key.as_str()) {
-            return Problem::bad_parameter(key, format!("unknown parameter `{key}`, expected week, province"))
+        if !["week", "province", "commune"].contains(&key.as_str()) {
+            return Problem::bad_parameter(key, format!("unknown parameter `{key}`, expected week, province, commune"))
                 .into_response();
         }
     }
@@ -257,7 +251,8 @@ async fn weekly_summary(
             }
         },
     };
-    match state.queries.weekly_summary(week, params.get("province").map(String::as_str)).await {
+    let (province, commune) = (params.get("province").map(String::as_str), params.get("commune").map(String::as_str));
+    match state.queries.weekly_summary_in(week, province, commune).await {
         Ok(summary) => Json(summary).into_response(),
         Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
             Problem::bad_parameter(field, message).into_response()

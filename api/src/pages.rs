@@ -275,13 +275,14 @@ pub async fn summary_page(
     crate::auth::PageCaller(caller): crate::auth::PageCaller,
     Query(mut params): Query<HashMap<String, String>>,
 ) -> Response {
-    let other_province = caller.province().is_some_and(|p| params.get("province").is_some_and(|asked| *asked != p));
-    if caller.commune().is_some() || other_province {
-        let body = "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Ngoài phạm vi đơn vị của bạn.</p></html>";
-        return (StatusCode::FORBIDDEN, Html(body)).into_response();
-    }
-    if let Some(province) = caller.province() {
-        params.insert("province".to_owned(), province);
+    for (key, mine) in [("province", caller.province()), ("commune", caller.commune())] {
+        if let Some(mine) = mine {
+            if params.get(key).is_some_and(|asked| !asked.is_empty() && *asked != mine) {
+                let body = "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Ngoài phạm vi đơn vị của bạn.</p></html>";
+                return (StatusCode::FORBIDDEN, Html(body)).into_response();
+            }
+            params.insert(key.to_owned(), mine);
+        }
     }
     use voxpop_queries::summary::{IsoWeek, thousands};
     let week = match params.get("week").filter(|w| !w.is_empty()) {
@@ -301,7 +302,8 @@ pub async fn summary_page(
         },
     };
     let province = params.get("province").filter(|p| !p.is_empty()).map(String::as_str);
-    let summary = match state.queries.weekly_summary(week, province).await {
+    let commune = params.get("commune").filter(|c| !c.is_empty()).map(String::as_str);
+    let summary = match state.queries.weekly_summary_in(week, province, commune).await {
         Ok(summary) => summary,
         Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
             let body = format!(

@@ -104,6 +104,9 @@ pub struct WeeklySummary {
     pub previous_week: String,
     /// The province the summary is limited to, if any.
     pub province_code: Option<String>,
+    /// The commune the summary is limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commune_code: Option<String>,
     pub total: u64,
     pub previous_total: u64,
     /// Change against the previous week in percent; `None` when that week had none.
@@ -249,6 +252,17 @@ impl PetitionQueries {
 
     /// The summary of `week`, for the whole country or one province.
     pub async fn weekly_summary(&self, week: IsoWeek, province: Option<&str>) -> QueryResult<WeeklySummary> {
+        self.weekly_summary_in(week, province, None).await
+    }
+
+    /// The summary of `week` for the whole country, one province or one commune (its
+    /// province is implied).
+    pub async fn weekly_summary_in(
+        &self,
+        week: IsoWeek,
+        province: Option<&str>,
+        commune: Option<&str>,
+    ) -> QueryResult<WeeklySummary> {
         let units = Units::embedded();
         if let Some(code) = province
             && units.province(code).is_none()
@@ -258,6 +272,28 @@ impl PetitionQueries {
                 message: format!("unknown province code `{code}`"),
             });
         }
+        let commune_province = match commune {
+            None => None,
+            Some(code) => match units.commune(code) {
+                Some(found) => Some(found.province_code.as_str()),
+                None => {
+                    return Err(QueryError::BadRequest {
+                        field: "commune",
+                        message: format!("unknown 2025 commune code `{code}`"),
+                    });
+                }
+            },
+        };
+        if let (Some(asked), Some(actual)) = (province, commune_province)
+            && asked != actual
+        {
+            return Err(QueryError::BadRequest {
+                field: "commune",
+                message: format!("commune {} is not in province {asked}", commune.unwrap_or_default()),
+            });
+        }
+        let province = province.or(commune_province);
+        let place = Place { province, commune };
         let previous = week.previous();
         let ctx = self.session().await?;
         let (this_label, previous_label) = (week.label(), previous.label());
@@ -275,10 +311,10 @@ impl PetitionQueries {
             grouped_counts(
                 ctx.as_ref(),
                 &two_weeks,
-                province,
+                place,
                 &[PARTITION_COLUMN, "province_code", "commune_code", "language", "channel"]
             ),
-            grouped_counts(ctx.as_ref(), &labels, province, &[PARTITION_COLUMN, "topic", "province_code"]),
+            grouped_counts(ctx.as_ref(), &labels, place, &[PARTITION_COLUMN, "topic", "province_code"]),
         )?;
         // Keys of `detail`: [week, province, commune, language, channel].
         let count_by = |week: &str, column: usize| -> Vec<(String, u64)> {
@@ -319,16 +355,21 @@ impl PetitionQueries {
             shares.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
             shares
         };
-        let communes_in_scope =
-            units.communes().iter().filter(|c| province.is_none_or(|code| code == c.province_code)).count();
+        let communes_in_scope = units
+            .communes()
+            .iter()
+            .filter(|c| {
+                province.is_none_or(|code| code == c.province_code) && commune.is_none_or(|code| code == c.code)
+            })
+            .count();
         let (by_topic, topic_matrix) = topic_section(&labels, &cells, &by_province, total);
         let spikes = spike_rows(&labels, &cells, &by_topic, units);
         let baseline_weeks = &labels[labels.len().saturating_sub(1 + SpikeOptions::default().window)..labels.len() - 1];
         let baseline_total: u64 =
             cells.iter().filter(|(key, _)| baseline_weeks.contains(&key[0])).map(|(_, n)| *n).sum();
         let (current_docs, baseline_docs) = tokio::try_join!(
-            sample_texts(self, ctx.as_ref(), std::slice::from_ref(&this_label), province, total, CAMPAIGN_SAMPLE),
-            sample_texts(self, ctx.as_ref(), baseline_weeks, province, baseline_total, RISING_SAMPLE),
+            sample_texts(self, ctx.as_ref(), std::slice::from_ref(&this_label), place, total, CAMPAIGN_SAMPLE),
+            sample_texts(self, ctx.as_ref(), baseline_weeks, place, baseline_total, RISING_SAMPLE),
         )?;
         // Rising terms and campaigns are CPU work on the texts: one thread each.
         let current_docs = std::sync::Arc::new(current_docs);
@@ -355,6 +396,7 @@ impl PetitionQueries {
             week: week.label(),
             previous_week: previous.label(),
             province_code: province.map(str::to_owned),
+            commune_code: commune.map(str::to_owned),
             total,
             previous_total,
             change_percent: (previous_total > 0)
@@ -503,7 +545,7 @@ async fn sample_texts(
     queries: &PetitionQueries,
     ctx: Option<&SessionContext>,
     weeks: &[String],
-    province: Option<&str>,
+    place: Place<'_>,
     rows: u64,
     budget: u64,
 ) -> QueryResult<Vec<CampaignDoc>> {
@@ -522,9 +564,7 @@ async fn sample_texts(
             .await?
             .filter(col(PARTITION_COLUMN).in_list(weeks.iter().map(|w| lit(w.as_str())).collect(), false))?
     };
-    if let Some(code) = province {
-        frame = frame.filter(col("province_code").eq(lit(code)))?;
-    }
+    frame = place.filter(frame)?;
     let batches = frame
         .select_columns(&[
             "id",
@@ -567,10 +607,29 @@ async fn sample_texts(
 /// Petitions per combination of `columns` over the partitions `weeks`, optionally in one
 /// province; a null value (e.g. no topic) reads as [`UNCLASSIFIED`]. A column the table does not
 /// have yet (a table written before topics existed) reads as null.
+/// The part of the country a summary covers.
+#[derive(Debug, Clone, Copy)]
+struct Place<'a> {
+    province: Option<&'a str>,
+    commune: Option<&'a str>,
+}
+
+impl Place<'_> {
+    fn filter(self, mut frame: datafusion::dataframe::DataFrame) -> QueryResult<datafusion::dataframe::DataFrame> {
+        if let Some(code) = self.province {
+            frame = frame.filter(col("province_code").eq(lit(code)))?;
+        }
+        if let Some(code) = self.commune {
+            frame = frame.filter(col("commune_code").eq(lit(code)))?;
+        }
+        Ok(frame)
+    }
+}
+
 async fn grouped_counts(
     ctx: Option<&SessionContext>,
     weeks: &[String],
-    province: Option<&str>,
+    place: Place<'_>,
     columns: &[&str],
 ) -> QueryResult<Vec<(Vec<String>, u64)>> {
     let Some(ctx) = ctx else { return Ok(Vec::new()) };
@@ -578,9 +637,7 @@ async fn grouped_counts(
         .table(petition::TABLE_NAME)
         .await?
         .filter(col(PARTITION_COLUMN).in_list(weeks.iter().map(|w| lit(w.as_str())).collect(), false))?;
-    if let Some(code) = province {
-        frame = frame.filter(col("province_code").eq(lit(code)))?;
-    }
+    frame = place.filter(frame)?;
     let has = |name: &str| frame.schema().fields().iter().any(|field| field.name() == name);
     let keys: Vec<datafusion::prelude::Expr> = columns
         .iter()

@@ -20,6 +20,11 @@ fn token(data_dir: &std::path::Path, unit: &str, role: &str) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
+/// A token created while the server runs (the server reads new tokens at once).
+fn token_of(server: &Server, unit: &str, role: &str) -> String {
+    token(&server.data_dir, unit, role)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_read_path_is_limited_to_the_callers_unit() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,6 +99,51 @@ async fn every_read_path_is_limited_to_the_callers_unit() {
     assert_eq!(status, StatusCode::OK);
     assert!(!masked["body"].as_str().unwrap().contains("0912345678"), "data engineers get masked data: {masked}");
 
+    // The handling paths, every caller x every petition: the history and the actions answer
+    // only within scope (404 elsewhere, the same as a wrong id); the inbox and the roll-up
+    // refuse other units.
+    let officer_97 = token_of(&server, "00097", "officer");
+    for (bearer, visible) in [
+        (&central, vec!["00004", "00097", "00976"]),
+        (&hanoi, vec!["00004", "00097"]),
+        (&commune, vec!["00004"]),
+        (&officer_97, vec!["00097"]),
+    ] {
+        for (commune_code, petitions) in &ids {
+            for id in petitions {
+                let expected = if visible.contains(commune_code) { StatusCode::OK } else { StatusCode::NOT_FOUND };
+                let (status, body) = get(format!("/api/v1/petitions/{id}/history"), Some(bearer)).await;
+                assert_eq!(status, expected, "history of {commune_code} {body}");
+            }
+        }
+    }
+    let act = |id: &str, bearer: &str| {
+        let request = client
+            .post(server.url(&format!("/api/v1/petitions/{id}/actions")))
+            .bearer_auth(bearer)
+            .json(&json!({"action": "accept"}));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(act(&ids["00976"][0], &commune).await, StatusCode::NOT_FOUND, "a guessed id from another province");
+    assert_eq!(act(&ids["00097"][0], &commune).await, StatusCode::NOT_FOUND, "a neighbouring commune");
+    assert_eq!(act(&ids["00004"][0], &central).await, StatusCode::FORBIDDEN, "data engineers do not handle");
+    assert_eq!(act(&ids["00004"][1], &commune).await, StatusCode::OK);
+    for path in ["/api/v1/inbox?unit=00097", "/api/v1/inbox?unit=01", "/api/v1/handling/performance?unit=79"] {
+        assert_eq!(get(path.to_owned(), Some(&commune)).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (status, inbox) = get("/api/v1/inbox".to_owned(), Some(&commune)).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<&str> =
+        inbox["items"].as_array().unwrap().iter().map(|i| i["petition_id"].as_str().unwrap()).collect();
+    assert_eq!(listed.len(), 2, "{inbox}");
+    assert!(listed.iter().all(|id| ids["00004"].iter().any(|own| own == id)), "{inbox}");
+    for table in ["petition_events", "petition_status"] {
+        let result =
+            sql(&format!("SELECT count(*) AS n FROM {table} WHERE commune_code <> '00004' OR 1 = 1"), &officer_97)
+                .await;
+        assert_eq!(result["rows"][0]["n"], 0, "{table}: {result}");
+    }
+
     // SQL: the view holds only the caller's rows, however the query is written.
     for (bearer, expected) in [(&central, 6), (&hanoi, 4), (&commune, 2)] {
         let result = sql("SELECT count(*) AS n FROM petitions", bearer).await;
@@ -106,7 +156,10 @@ async fn every_read_path_is_limited_to_the_callers_unit() {
     let (status, summary) = get("/api/v1/summaries/weekly".to_owned(), Some(&hanoi)).await;
     assert_eq!((status, summary["province_code"].as_str()), (StatusCode::OK, Some("01")), "{summary}");
     assert_eq!(get("/api/v1/summaries/weekly?province=08".to_owned(), Some(&hanoi)).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(get("/api/v1/summaries/weekly".to_owned(), Some(&commune)).await.0, StatusCode::FORBIDDEN);
+    let (status, summary) = get("/api/v1/summaries/weekly".to_owned(), Some(&commune)).await;
+    assert_eq!((status, summary["commune_code"].as_str()), (StatusCode::OK, Some("00004")), "{summary}");
+    assert_eq!(summary["total"], 2, "only the commune's petitions: {summary}");
+    assert_eq!(get("/api/v1/summaries/weekly?commune=00976".to_owned(), Some(&commune)).await.0, StatusCode::FORBIDDEN);
 
     // Reports: a unit reports for itself and the units under it, and only with its token.
     let report = |unit: &str| json!({"unit": unit, "week": "2025-W38", "values": {"meetings_held": 1}});
@@ -142,4 +195,9 @@ async fn every_read_path_is_limited_to_the_callers_unit() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!((status["status"].as_str(), status["rows_written"].as_u64()), (Some("done"), Some(2)), "{status}");
+    // Another caller, even above the owner, cannot read the job or its files.
+    assert_eq!(get(status_url.clone(), Some(&hanoi)).await.0, StatusCode::NOT_FOUND);
+    let file = status["datapackage_url"].as_str().unwrap().to_owned();
+    assert_eq!(get(file.clone(), Some(&central)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(file, Some(&commune)).await.0, StatusCode::OK);
 }
