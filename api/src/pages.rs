@@ -56,6 +56,13 @@ pub async fn search_page(
         let selected = if value("topic") == topic.code { " selected" } else { "" };
         let _ = write!(html, "<option value=\"{}\"{selected}>{}</option>", topic.code, escape(&topic.vi));
     }
+    html.push_str(
+        "</select><select name=\"state\" aria-label=\"Trạng thái xử lý\"><option value=\"\">Mọi trạng thái</option>",
+    );
+    for stage in voxpop_schema::workflow::State::ALL {
+        let selected = if value("state") == stage.as_str() { " selected" } else { "" };
+        let _ = write!(html, "<option value=\"{}\"{selected}>{}</option>", stage.as_str(), stage.label_vi());
+    }
     let _ = write!(
         html,
         "</select><label>Từ ngày <input type=\"date\" name=\"from\" value=\"{}\"></label>\
@@ -101,7 +108,7 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
         let commune = units.commune(&hit.commune_code).map_or(hit.commune_code.as_str(), |c| c.name.as_str());
         let _ = write!(
             html,
-            "<article class=\"hit\"><a href=\"/kien-nghi/{}\">{}</a><div class=\"meta\">{} · {} · {}{}</div><div>{}</div></article>",
+            "<article class=\"hit\"><a href=\"/kien-nghi/{}\">{}</a><div class=\"meta\">{} · {} · {}{} · <span class=\"state\">{}</span></div><div>{}</div></article>",
             hit.id,
             escape(&mask_numbers(&hit.title)),
             hit.received_at.format("%d/%m/%Y"),
@@ -111,6 +118,7 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
                 .as_deref()
                 .and_then(|code| voxpop_schema::Taxonomy::default_embedded().topic(code))
                 .map_or(String::new(), |t| format!(" · {}", escape(&t.vi))),
+            voxpop_schema::workflow::State::parse(&hit.state).map_or(hit.state.as_str(), |s| s.label_vi()),
             // The index escapes the snippet's text and adds only <mark> tags.
             mask_numbers(&hit.snippet)
         );

@@ -30,8 +30,8 @@ pub struct Taxonomy {
 struct PhraseIndex {
     phrases: Vec<Vec<String>>,
     by_first: rustc_hash::FxHashMap<String, Vec<usize>>,
-    /// (topic index, phrase ids that must all occur) per rule.
-    rules: Vec<(usize, Vec<usize>)>,
+    /// (topic index, the rule's phrases as global ids, its expression over them) per rule.
+    rules: Vec<(usize, Vec<usize>, Expr)>,
 }
 
 impl PhraseIndex {
@@ -52,7 +52,7 @@ impl PhraseIndex {
                         })
                     })
                     .collect();
-                index.rules.push((topic_index, phrase_ids));
+                index.rules.push((topic_index, phrase_ids, rule.expr.clone()));
             }
         }
         index
@@ -76,8 +76,8 @@ impl PhraseIndex {
             }
         }
         let mut hits = vec![0; topics];
-        for (topic, phrase_ids) in &self.rules {
-            if phrase_ids.iter().all(|&id| found[id]) {
+        for (topic, phrase_ids, expr) in &self.rules {
+            if expr.eval(&|local| found[phrase_ids[local]]) {
                 hits[*topic] += 1;
             }
         }
@@ -98,13 +98,188 @@ pub struct Topic {
     pub rules: Vec<Rule>,
 }
 
-/// A conjunction of phrases: the rule matches a text containing every one of them.
+/// One rule: a query in the index's query language, matched on a text's folded syllables.
+///
+/// The syntax is the search box's: `"quoted phrases"`, bare words (each must occur), `AND`
+/// (implied between terms), `OR`, `NOT` or a leading `-` to exclude, and parentheses; e.g.
+/// `"bồi thường" AND (đất OR "giải phóng mặt bằng") -"bảo hiểm"`. As in the index, matching
+/// ignores diacritics and case and works on whole syllables. The older form, a list of
+/// phrases that must all occur (`["bồi thường", "đất"]`), reads as `"bồi thường" "đất"`.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// The phrases as written in the configuration.
+    /// The rule as written.
+    pub query: String,
+    /// The phrases the rule looks for (outside exclusions): keywords of the topic.
     pub phrases: Vec<String>,
-    /// Each phrase as folded, lower-cased syllables, ready to compare.
+    /// Every phrase of the expression as folded, lower-cased syllables, ready to compare.
     folded: Vec<Vec<String>>,
+    /// The boolean structure over `folded` (by position).
+    expr: Expr,
+}
+
+/// A rule's boolean structure; `Phrase(i)` is the rule's `i`-th folded phrase.
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Phrase(usize),
+    All(Vec<Expr>),
+    Any(Vec<Expr>),
+    Not(Box<Expr>),
+}
+
+impl Expr {
+    fn eval(&self, found: &dyn Fn(usize) -> bool) -> bool {
+        match self {
+            Expr::Phrase(i) => found(*i),
+            Expr::All(parts) => parts.iter().all(|part| part.eval(found)),
+            Expr::Any(parts) => parts.iter().any(|part| part.eval(found)),
+            Expr::Not(inner) => !inner.eval(found),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Open,
+    Close,
+    And,
+    Or,
+    Not,
+    /// A quoted phrase or a bare word.
+    Text(String),
+}
+
+fn tokenize(query: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = query.chars().peekable();
+    while let Some(&ch) = chars.peek() {
+        match ch {
+            c if c.is_whitespace() => {
+                chars.next();
+            }
+            '(' => {
+                chars.next();
+                tokens.push(Token::Open);
+            }
+            ')' => {
+                chars.next();
+                tokens.push(Token::Close);
+            }
+            '-' => {
+                chars.next();
+                tokens.push(Token::Not);
+            }
+            '+' => {
+                chars.next();
+            }
+            '"' => {
+                chars.next();
+                let mut phrase = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some(c) => phrase.push(c),
+                        None => return Err(format!("unclosed quote in `{query}`")),
+                    }
+                }
+                tokens.push(Token::Text(phrase));
+            }
+            _ => {
+                let mut word = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() || matches!(c, '(' | ')' | '"') {
+                        break;
+                    }
+                    word.push(c);
+                    chars.next();
+                }
+                if word.contains(':') {
+                    return Err(format!("`{word}`: fields (title:, body:) are not used in topic rules"));
+                }
+                tokens.push(match word.as_str() {
+                    "AND" | "&&" => Token::And,
+                    "OR" | "||" => Token::Or,
+                    "NOT" => Token::Not,
+                    _ => Token::Text(word),
+                });
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// Recursive descent over the tokens: OR binds loosest, then AND (also implied), then NOT.
+struct Parser<'a> {
+    tokens: &'a [Token],
+    at: usize,
+    folded: Vec<Vec<String>>,
+    phrases: Vec<String>,
+}
+
+impl Parser<'_> {
+    fn or(&mut self) -> Result<Expr, String> {
+        let mut parts = vec![self.and()?];
+        while self.tokens.get(self.at) == Some(&Token::Or) {
+            self.at += 1;
+            parts.push(self.and()?);
+        }
+        Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Expr::Any(parts) })
+    }
+
+    fn and(&mut self) -> Result<Expr, String> {
+        let mut parts = vec![self.unary(false)?];
+        loop {
+            match self.tokens.get(self.at) {
+                None | Some(Token::Or) | Some(Token::Close) => break,
+                Some(Token::And) => self.at += 1,
+                _ => {}
+            }
+            parts.push(self.unary(false)?);
+        }
+        Ok(if parts.len() == 1 { parts.pop().expect("one part") } else { Expr::All(parts) })
+    }
+
+    fn unary(&mut self, negated: bool) -> Result<Expr, String> {
+        match self.tokens.get(self.at) {
+            Some(Token::Not) => {
+                self.at += 1;
+                Ok(Expr::Not(Box::new(self.unary(!negated)?)))
+            }
+            Some(Token::Open) => {
+                self.at += 1;
+                let inner = self.or()?;
+                if self.tokens.get(self.at) != Some(&Token::Close) {
+                    return Err("missing `)`".to_owned());
+                }
+                self.at += 1;
+                Ok(inner)
+            }
+            Some(Token::Text(text)) => {
+                self.at += 1;
+                let syllables = folded_syllables(text);
+                if syllables.is_empty() {
+                    return Err(format!("`{text}` has no words"));
+                }
+                if !negated {
+                    self.phrases.push(text.trim().to_owned());
+                }
+                self.folded.push(syllables);
+                Ok(Expr::Phrase(self.folded.len() - 1))
+            }
+            Some(other) => Err(format!("unexpected `{}`", token_text(other))),
+            None => Err("the rule ends where a word or phrase was expected".to_owned()),
+        }
+    }
+}
+
+fn token_text(token: &Token) -> &str {
+    match token {
+        Token::Open => "(",
+        Token::Close => ")",
+        Token::And => "AND",
+        Token::Or => "OR",
+        Token::Not => "NOT",
+        Token::Text(text) => text,
+    }
 }
 
 /// The file format: `[[topic]]` tables.
@@ -122,7 +297,15 @@ struct TopicEntry {
     vi: String,
     en: String,
     #[serde(default)]
-    rules: Vec<Vec<String>>,
+    rules: Vec<RuleEntry>,
+}
+
+/// A rule in the file: a query string, or (the older form) a list of phrases that must all occur.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RuleEntry {
+    Query(String),
+    Phrases(Vec<String>),
 }
 
 impl Taxonomy {
@@ -160,8 +343,12 @@ impl Taxonomy {
             let rules = entry
                 .rules
                 .into_iter()
-                .map(|phrases| {
-                    Rule::new(phrases).map_err(|reason| SchemaError::Taxonomy(format!("topic `{code}`: {reason}")))
+                .map(|entry| {
+                    let parsed = match entry {
+                        RuleEntry::Query(query) => Rule::parse(&query),
+                        RuleEntry::Phrases(phrases) => Rule::new(phrases),
+                    };
+                    parsed.map_err(|reason| SchemaError::Taxonomy(format!("topic `{code}`: {reason}")))
                 })
                 .collect::<SchemaResult<Vec<_>>>()?;
             topics.push(Topic { code, vi: entry.vi, en: entry.en, rules });
@@ -203,6 +390,7 @@ impl Topic {
 }
 
 impl Rule {
+    /// A rule from a list of phrases that must all occur.
     fn new(phrases: Vec<String>) -> Result<Rule, String> {
         if phrases.is_empty() {
             return Err("empty rule".to_owned());
@@ -211,16 +399,39 @@ impl Rule {
         if let Some(index) = folded.iter().position(Vec::is_empty) {
             return Err(format!("rule phrase `{}` has no words", phrases[index]));
         }
-        Ok(Rule { phrases, folded })
+        let query = phrases.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(" ");
+        let expr = Expr::All((0..folded.len()).map(Expr::Phrase).collect());
+        Ok(Rule { query, phrases, folded, expr })
     }
 
-    /// True when every phrase occurs in `text`.
+    /// A rule from a query in the index's query language (see [`Rule`]).
+    pub fn parse(query: &str) -> Result<Rule, String> {
+        let tokens = tokenize(query)?;
+        if tokens.is_empty() {
+            return Err("empty rule".to_owned());
+        }
+        let mut parser = Parser { tokens: &tokens, at: 0, folded: Vec::new(), phrases: Vec::new() };
+        let expr = parser.or().map_err(|reason| format!("rule `{query}`: {reason}"))?;
+        if parser.at < tokens.len() {
+            return Err(format!("rule `{query}`: unexpected `{}`", token_text(&tokens[parser.at])));
+        }
+        // A rule that an empty text satisfies (only exclusions) would file everything.
+        if expr.eval(&|_| false) {
+            return Err(format!("rule `{query}` must require at least one word or phrase"));
+        }
+        Ok(Rule { query: query.to_owned(), phrases: parser.phrases, folded: parser.folded, expr })
+    }
+
+    /// True when the rule matches `text`.
     pub fn matches(&self, text: &str) -> bool {
         self.matches_syllables(&folded_syllables(text))
     }
 
     fn matches_syllables(&self, syllables: &[String]) -> bool {
-        self.folded.iter().all(|phrase| syllables.windows(phrase.len()).any(|window| window == phrase.as_slice()))
+        self.expr.eval(&|i| {
+            let phrase = &self.folded[i];
+            syllables.windows(phrase.len()).any(|window| window == phrase.as_slice())
+        })
     }
 }
 
@@ -302,6 +513,29 @@ mod tests {
             taxonomy.matching("Rác thải bốc mùi hôi gần trường học").iter().map(|t| t.code.as_str()).collect();
         assert_eq!(codes, ["environment", "education"]);
         assert!(taxonomy.matching("").is_empty());
+    }
+
+    #[test]
+    fn rules_are_queries_in_the_index_language() {
+        let rule = Rule::parse(r#""bồi thường" AND (đất OR "giải phóng mặt bằng") -"bảo hiểm""#).unwrap();
+        assert!(rule.matches("Chưa được BOI THUONG khi thu hồi đất"));
+        assert!(rule.matches("bồi thường giải phóng mặt bằng chậm"));
+        assert!(!rule.matches("bồi thường bảo hiểm xe máy trên đất"), "excluded phrase");
+        assert!(!rule.matches("bồi thường thiệt hại"), "needs one of the alternatives");
+        assert_eq!(rule.phrases, ["bồi thường", "đất", "giải phóng mặt bằng"]);
+        // Implied AND, NOT keyword, nested groups.
+        let rule = Rule::parse("trường NOT (đường OR chợ) học").unwrap();
+        assert!(rule.matches("trường học xuống cấp") && !rule.matches("trường học gần chợ"));
+        for bad in ["", "-rác", "NOT (a OR b)", "(rác", "rác)", "\"rác", "title:rác", "rác OR"] {
+            assert!(Rule::parse(bad).is_err(), "{bad:?}");
+        }
+        // Both forms in one file, and the phrase index agrees with rule-by-rule matching.
+        let file = "[[topic]]\ncode = \"a\"\nvi = \"A\"\nen = \"A\"\nrules = [\"rác -\\\"rác thải\\\"\", [\"mùi\", \"hôi\"]]\n";
+        let taxonomy = Taxonomy::from_toml_str(file).unwrap();
+        for (text, hits) in [("rác ven đường", 1), ("rác thải", 0), ("mùi hôi và rác", 2), ("mùi", 0)] {
+            assert_eq!(taxonomy.rule_hits(&folded_syllables(text))[0], hits, "{text}");
+            assert_eq!(taxonomy.topics()[0].matches(text), hits > 0, "{text}");
+        }
     }
 
     #[test]
