@@ -106,10 +106,24 @@ impl Desk {
         request: &ActionRequest,
         actor: &Actor,
     ) -> Result<(Event, Status), ActError> {
+        self.act_at(id, petition, request, actor, Utc::now()).await
+    }
+
+    /// [`Desk::act`] as if taken at `at`: the same rules, the same log, the event and the status
+    /// dated `at` (the demo's synthetic histories place past actions with it). `at` should not
+    /// be earlier than the petition's last event.
+    pub async fn act_at(
+        &self,
+        id: Uuid,
+        petition: &PetitionRef,
+        request: &ActionRequest,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<(Event, Status), ActError> {
         let _one_at_a_time = self.deciding.lock().await;
         let rules = self.handling.rules();
         let current = self.status_or_initial(id, petition);
-        let event = current.decide(request, actor, Utc::now(), &rules).map_err(ActError::Rejected)?;
+        let event = current.decide(request, actor, at, &rules).map_err(ActError::Rejected)?;
         let next = current.apply(&event, &rules).map_err(ActError::Rejected)?;
         let record = Record {
             key: id.to_string().into_bytes(),
@@ -572,8 +586,17 @@ pub async fn performance_rows(
         });
     }
     let cutoff = acceptance_cutoff(&state.desk.handling, now);
-    let counts =
-        state.handling_queries.unhandled_counts(&state.queries, cutoff).await.map_err(|err| Problem::internal(&err))?;
+    // Petitions nobody acted on are still in the commune they name (or its province, by routing).
+    let (province, commune) = match unit.len() {
+        2 if unit != workflow::CENTRAL => (Some(unit.clone()), None),
+        _ if unit == workflow::CENTRAL => (None, None),
+        _ => (None, Some(unit.split('-').next().unwrap_or_default().to_owned())),
+    };
+    let counts = state
+        .handling_queries
+        .unhandled_counts(&state.queries, cutoff, province.as_deref(), commune.as_deref())
+        .await
+        .map_err(|err| Problem::internal(&err))?;
     let rules = state.desk.handling.rules();
     for count in counts {
         let reference = PetitionRef {

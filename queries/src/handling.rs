@@ -168,16 +168,28 @@ impl HandlingQueries {
         &self,
         petitions: &PetitionQueries,
         overdue_before: DateTime<Utc>,
+        province: Option<&str>,
+        commune: Option<&str>,
     ) -> QueryResult<Vec<UnhandledCount>> {
         let Some(ctx) = petitions.session().await? else {
             return Ok(Vec::new());
         };
         let handled = register(&ctx, workflow::STATUS_TABLE, &self.status_path).await?;
-        let anti = if handled { "WHERE id NOT IN (SELECT petition_id FROM petition_status)" } else { "" };
+        let mut conditions = Vec::new();
+        if handled {
+            conditions.push("id NOT IN (SELECT petition_id FROM petition_status)".to_owned());
+        }
+        // Codes are digits (checked against the code lists by the callers): safe to inline.
+        for (column, code) in [("province_code", province), ("commune_code", commune)] {
+            if let Some(code) = code.filter(|c| c.bytes().all(|b| b.is_ascii_digit())) {
+                conditions.push(format!("{column} = '{code}'"));
+            }
+        }
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
             "SELECT province_code, commune_code, topic, count(*) AS open, \
              sum(CASE WHEN received_at < to_timestamp_micros({}) THEN 1 ELSE 0 END) AS overdue \
-             FROM petitions {anti} GROUP BY province_code, commune_code, topic",
+             FROM petitions {filter} GROUP BY province_code, commune_code, topic",
             overdue_before.timestamp_micros()
         );
         let batches = ctx.sql(&sql).await?.collect().await?;
