@@ -93,22 +93,24 @@ enum Command {
     Export {
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
-        /// petitions, provinces, communes, communes_pre2025 or unit_crosswalk_2025.
+        /// petitions, petition_events, petition_status, weekly_reports, provinces, communes,
+        /// communes_pre2025 or unit_crosswalk_2025.
         #[arg(long)]
         dataset: String,
         /// parquet, csv (UTF-8 with a BOM, for Excel) or xlsx.
         #[arg(long, default_value = "parquet")]
         format: String,
-        /// First day (YYYY-MM-DD, UTC) of petitions received.
+        /// First day (YYYY-MM-DD, UTC) of the rows: petitions received, events taken, statuses
+        /// updated, report values submitted.
         #[arg(long, conflicts_with = "since_version")]
         from: Option<chrono::NaiveDate>,
-        /// Last day (YYYY-MM-DD, UTC) of petitions received.
+        /// Last day (YYYY-MM-DD, UTC) of the rows, as `--from`.
         #[arg(long, conflicts_with = "since_version")]
         to: Option<chrono::NaiveDate>,
         /// Only rows added or changed after this lake version (Delta change data feed).
         #[arg(long)]
         since_version: Option<i64>,
-        /// Only petitions of this province.
+        /// Only rows of this province (the petition's place; for weekly reports, its units).
         #[arg(long)]
         province: Option<String>,
         /// Keep contact fields and numbers in the text in clear (for roles allowed to see them).
@@ -119,11 +121,15 @@ enum Command {
     },
     /// Imports petitions from a Data Package directory, or from one CSV/XLSX/Parquet file with
     /// `--mapping` (TOML: `[columns]` title = "SourceColumn", ...). Rejected rows are listed with
-    /// their line and field; importing the same rows again adds nothing.
+    /// their line and field; importing the same rows again adds nothing. With `--villages`, PATH
+    /// is a villages register (CSV `code,name`) added to the registers instead.
     Import {
         path: PathBuf,
         #[arg(long)]
         mapping: Option<PathBuf>,
+        /// PATH is a villages register (`code,name`, optionally `commune_code`, `removed`).
+        #[arg(long, conflicts_with = "mapping")]
+        villages: bool,
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
         #[arg(long, env = "VOXPOP_KAFKA")]
@@ -421,7 +427,10 @@ fn main() -> anyhow::Result<()> {
             Command::Report { report: ReportCommand::Weekly { week, unit, xlsx, json, data_dir } } => {
                 commands::report_weekly(&data_dir, &week, &unit, xlsx.as_deref(), json).await
             }
-            Command::Import { path, mapping, data_dir, kafka } => {
+            Command::Import { path, villages: true, data_dir, kafka, .. } => {
+                voxpop_api::registers_api::import_villages(&data_dir, &path, kafka).await
+            }
+            Command::Import { path, mapping, data_dir, kafka, .. } => {
                 commands::import(&data_dir, &path, mapping.as_deref(), kafka).await
             }
             Command::Sql { query, data_dir, format, max_rows, personal_data } => {

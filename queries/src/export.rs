@@ -6,9 +6,20 @@
 //! needs (a DCAT-style description: title, publisher, temporal and spatial coverage, licence)
 //! and what voxpop knows of the export: the lake versions it covers and the masking applied.
 //!
-//! A petitions package also carries the code lists its foreign keys point to (provinces and
-//! communes), so a validator checks every code. `since_version` exports exactly the rows added or
-//! changed after that lake version, read from the Delta change data feed.
+//! The lake's tables are exported from their Delta tables: `petitions`, the handling tables
+//! `petition_events` and `petition_status` (next to `petitions` under the lake directory) and
+//! `weekly_reports`; the code lists from the reference data compiled in. A package of petitions or
+//! of handling rows also carries the code lists its foreign keys point to (provinces and
+//! communes), so a validator checks every code; a foreign key to a dataset the package does not
+//! carry (the handling rows' `petition_id` → `petitions.id`) is listed in the resource's
+//! `foreign_keys_outside_package` instead of its Table Schema, since a validator could not check
+//! it. `since_version` exports exactly the rows added or changed after that version of the
+//! dataset's table, read from the Delta change data feed.
+//!
+//! Scope and masking follow the SQL views: the petitions and the handling rows are limited to the
+//! caller's province or commune (the petition's place), weekly reports to the units under it;
+//! without personal data the contact fields are shortened and phone and ID numbers in the free
+//! text ([`masked_text_columns`]) masked.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -25,6 +36,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{col, lit};
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -79,18 +91,20 @@ pub struct ExportRequest {
     /// A dataset of [`datasets::datasets`].
     pub dataset: String,
     pub format: ExportFormat,
-    /// Petitions received on or after this day (UTC).
+    /// Rows on or after this day (UTC) of the dataset's [`time_column`]: petitions received,
+    /// events taken, statuses last updated, report values submitted.
     pub from: Option<NaiveDate>,
-    /// Petitions received on or before this day (UTC).
+    /// Rows on or before this day (UTC) of the dataset's [`time_column`].
     pub to: Option<NaiveDate>,
-    /// Only the rows added or changed after this lake version.
+    /// Only the rows added or changed after this version of the dataset's Delta table.
     pub since_version: Option<i64>,
     /// Personal data in clear (contact fields, numbers in the text); only for roles allowed to
     /// see it. Masked otherwise.
     pub personal_data: bool,
-    /// Limits petitions to one province (the caller's scope).
+    /// Limits the rows to one province (the caller's scope): petitions and handling rows by the
+    /// petition's place, weekly reports to the province's units.
     pub province: Option<String>,
-    /// Limits petitions to one commune (the caller's scope).
+    /// Limits the rows to one commune (the caller's scope), as `province`.
     pub commune: Option<String>,
     pub publisher: String,
     pub license: String,
@@ -151,8 +165,19 @@ impl Sink {
                 let file = BufWriter::new(File::create(path).map_err(io)?);
                 // As in the lake: dictionaries and statistics only where they help.
                 let mut builder = WriterProperties::builder().set_compression(Compression::SNAPPY);
-                for column in ["id", "tracking_code", "title", "body", "contact_name", "contact_phone", "contact_email"]
-                {
+                for column in [
+                    "id",
+                    "event_id",
+                    "petition_id",
+                    "tracking_code",
+                    "title",
+                    "body",
+                    "note",
+                    "answer",
+                    "contact_name",
+                    "contact_phone",
+                    "contact_email",
+                ] {
                     let path = datafusion::parquet::schema::types::ColumnPath::from(column);
                     builder = builder.set_column_dictionary_enabled(path.clone(), false).set_column_statistics_enabled(
                         path,
@@ -211,7 +236,7 @@ impl Sink {
                 for (c, array) in batch.columns().iter().enumerate() {
                     let numbers = matches!(
                         array.data_type(),
-                        DataType::Float64 | DataType::Float32 | DataType::Int32 | DataType::UInt32
+                        DataType::Float64 | DataType::Float32 | DataType::Int32 | DataType::Int64 | DataType::UInt32
                     );
                     for (r, cell) in text_cells(array).into_iter().enumerate() {
                         let row = (*written + r + 1) as u32;
@@ -301,9 +326,37 @@ fn text_cells(array: &ArrayRef) -> Vec<Option<String>> {
     }
 }
 
+/// The free-text columns of `dataset` whose phone and ID numbers are masked for readers without
+/// access to personal data (as in the SQL views).
+pub fn masked_text_columns(dataset: &str) -> &'static [&'static str] {
+    match dataset {
+        "petitions" => &["title", "body"],
+        "petition_events" => &["title", "note", "answer"],
+        "petition_status" => &["title", "answer"],
+        _ => &[],
+    }
+}
+
+/// The column of `dataset` that `from`/`to` select on, if any.
+pub fn time_column(dataset: &str) -> Option<&'static str> {
+    match dataset {
+        "petitions" => Some("received_at"),
+        "petition_events" => Some("at"),
+        "petition_status" => Some("updated_at"),
+        "weekly_reports" => Some("submitted_at"),
+        _ => None,
+    }
+}
+
 /// The petitions as a reader without access to personal data sees them: contact fields
 /// shortened, phone and ID numbers in the text masked (see [`voxpop_schema::privacy`]).
 pub fn mask_batch(batch: &RecordBatch) -> QueryResult<RecordBatch> {
+    mask_texts(batch, masked_text_columns("petitions"))
+}
+
+/// `batch` with the numbers in the `texts` columns masked and, where it has them, the contact
+/// fields shortened.
+pub fn mask_texts(batch: &RecordBatch, texts: &[&str]) -> QueryResult<RecordBatch> {
     let schema = batch.schema();
     let strings = |name: &str| -> Option<StringArray> {
         let array = batch.column_by_name(name)?;
@@ -313,14 +366,21 @@ pub fn mask_batch(batch: &RecordBatch) -> QueryResult<RecordBatch> {
     let value = |array: &Option<StringArray>, i: usize| {
         array.as_ref().and_then(|a| (!a.is_null(i)).then(|| a.value(i).to_owned()))
     };
-    let masked_contacts: Vec<Contact> = (0..batch.num_rows())
-        .map(|i| mask_contact(&Contact { name: value(&names, i), phone: value(&phones, i), email: value(&emails, i) }))
-        .collect();
+    let has_contact = names.is_some() || phones.is_some() || emails.is_some();
+    let masked_contacts: Vec<Contact> = if has_contact {
+        (0..batch.num_rows())
+            .map(|i| {
+                mask_contact(&Contact { name: value(&names, i), phone: value(&phones, i), email: value(&emails, i) })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (field, array) in schema.fields().iter().zip(batch.columns()) {
         let column: ArrayRef = match field.name().as_str() {
-            "title" | "body" => {
-                let text = strings(field.name()).expect("string column");
+            name if texts.contains(&name) => {
+                let text = strings(name).expect("string column");
                 Arc::new(text.iter().map(|v| v.map(mask_numbers)).collect::<StringArray>())
             }
             "contact_name" => Arc::new(masked_contacts.iter().map(|c| c.name.clone()).collect::<StringArray>()),
@@ -372,7 +432,51 @@ fn sha256_of(path: &Path) -> QueryResult<(u64, String)> {
     Ok((bytes, hex))
 }
 
+/// Opens the Delta table at `path`; `None` until the pipeline has created it.
+async fn open_table(path: &Path) -> QueryResult<Option<DeltaTable>> {
+    if !path.join("_delta_log").exists() {
+        return Ok(None);
+    }
+    let delta = |source| QueryError::Delta { path: path.to_owned(), source };
+    let absolute = std::fs::canonicalize(path).map_err(|err| delta(DeltaTableError::Generic(err.to_string())))?;
+    let url = deltalake::ensure_table_uri(absolute.to_string_lossy()).map_err(delta)?;
+    let table = DeltaTable::try_from_url(url).await.map_err(delta)?;
+    Ok(table.version().is_some().then_some(table))
+}
+
+/// Keeps the weekly report rows of units under `scope` (a province or a commune).
+fn within_scope(batch: &RecordBatch, scope: &str) -> QueryResult<RecordBatch> {
+    let Some(units) = batch.column_by_name("unit_code") else {
+        return Ok(batch.clone());
+    };
+    let keep: BooleanArray = text_cells(units)
+        .into_iter()
+        .map(|unit| Some(unit.is_some_and(|unit| voxpop_schema::workflow::covers(Units::embedded(), scope, &unit))))
+        .collect();
+    Ok(datafusion::arrow::compute::filter_record_batch(batch, &keep)
+        .map_err(datafusion::error::DataFusionError::from)?)
+}
+
 impl PetitionQueries {
+    /// Where the Delta table of a lake dataset lives: `petitions` itself, the others next to it.
+    fn dataset_path(&self, name: &str) -> PathBuf {
+        if name == voxpop_schema::petition::TABLE_NAME {
+            return self.path.clone();
+        }
+        self.path.parent().map_or_else(|| PathBuf::from(name), |lake| lake.join(name))
+    }
+
+    /// The Delta table of a lake dataset at its latest version, `None` while it does not exist.
+    async fn dataset_table(&self, spec: &DatasetSpec) -> QueryResult<Option<DeltaTable>> {
+        if spec.name == voxpop_schema::petition::TABLE_NAME {
+            if self.session().await?.is_none() {
+                return Ok(None);
+            }
+            return Ok(self.table.lock().await.clone());
+        }
+        open_table(&self.dataset_path(spec.name)).await
+    }
+
     /// Writes the package of `request` into `out_dir` (created if needed; existing files of the
     /// same names are replaced). `progress` receives the rows written so far.
     pub async fn export(
@@ -397,46 +501,72 @@ impl PetitionQueries {
         let data_dir = out_dir.join("data");
         std::fs::create_dir_all(&data_dir)
             .map_err(|err| QueryError::Export(format!("{}: {err}", data_dir.display())))?;
-        let version = self.version().await?;
+        // The version of the dataset's own table (a code list reports the petitions' version).
+        let table = if spec.in_lake() { self.dataset_table(&spec).await? } else { None };
+        let version = match (&table, spec.in_lake()) {
+            (Some(table), _) => table.version().map_or(-1, |v| v as i64),
+            (None, true) => -1,
+            (None, false) => self.version().await?,
+        };
         if let Some(since) = request.since_version
             && since > version.max(0)
         {
             return Err(QueryError::BadRequest {
                 field: "since_version",
-                message: format!("the lake is at version {version}; `since_version` must be at most that"),
+                message: format!(
+                    "the `{}` table is at version {version}; `since_version` must be at most that",
+                    spec.name
+                ),
             });
         }
         let mut files = Vec::new();
         let mut coverage = (None::<DateTime<Utc>>, None::<DateTime<Utc>>, std::collections::BTreeSet::new());
         let units = Units::embedded();
         let mut resources = vec![spec.clone()];
-        if spec.name == "petitions" {
-            // The code lists the petitions' foreign keys point to travel with them.
-            resources.extend(["provinces", "communes"].iter().filter_map(|name| datasets::dataset(name)));
+        // The code lists the foreign keys point to travel with the rows.
+        for fk in &spec.foreign_keys {
+            if let Some(target) = datasets::dataset(fk.resource)
+                && !target.in_lake()
+                && !resources.iter().any(|r| r.name == target.name)
+            {
+                resources.push(target);
+            }
         }
         for resource in &resources {
             let relative = format!("data/{}.{}", resource.name, request.format.extension());
             let path = out_dir.join(&relative);
             let mut sink = Sink::create(&path, request.format, resource)?;
             let mut rows = 0u64;
-            if resource.name == "petitions" {
+            if resource.in_lake() {
                 // Reading and decoding (DataFusion's threads) overlap with masking and writing
                 // (this blocking thread): the two halves of an export cost about the same.
                 let (sender, mut receiver) = tokio::sync::mpsc::channel::<RecordBatch>(4);
                 let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let (spec, personal_data, counter) = (resource.clone(), request.personal_data, written.clone());
+                let texts = if request.personal_data { &[][..] } else { masked_text_columns(resource.name) };
+                // Weekly reports carry a unit code, not a place: scoped here, row by row.
+                let scope = (resource.name == voxpop_schema::reports::TABLE_NAME)
+                    .then(|| request.commune.clone().or_else(|| request.province.clone()))
+                    .flatten();
+                let time = time_column(resource.name);
+                let (spec, counter) = (resource.clone(), written.clone());
                 let writer = tokio::task::spawn_blocking(move || -> QueryResult<(Sink, Coverage)> {
                     let mut coverage: Coverage = (None, None, std::collections::BTreeSet::new());
                     while let Some(batch) = receiver.blocking_recv() {
-                        let batch = conform(&batch, &spec)?;
-                        let batch = if personal_data { batch } else { mask_batch(&batch)? };
-                        note_coverage(&batch, &mut coverage);
+                        let mut batch = conform(&batch, &spec)?;
+                        if let Some(scope) = &scope {
+                            batch = within_scope(&batch, scope)?;
+                        }
+                        if !texts.is_empty() {
+                            batch = mask_texts(&batch, texts)?;
+                        }
+                        note_coverage(&batch, time, &mut coverage);
                         sink.write(&batch)?;
                         counter.fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok((sink, coverage))
                 });
-                if let Some(mut stream) = self.petition_batches(request).await? {
+                if let Some(table) = &table {
+                    let mut stream = self.lake_batches(request, resource, table).await?;
                     while let Some(batch) = stream.next().await {
                         if sender.send(batch?).await.is_err() {
                             break; // the writer failed: its error is reported below
@@ -445,10 +575,10 @@ impl PetitionQueries {
                     }
                 }
                 drop(sender);
-                let (finished, petition_coverage) =
+                let (finished, rows_coverage) =
                     writer.await.map_err(|err| QueryError::Export(format!("export writer failed: {err}")))??;
                 sink = finished;
-                coverage = petition_coverage;
+                coverage = rows_coverage;
                 rows = written.load(std::sync::atomic::Ordering::Relaxed);
                 progress(rows);
             } else if let Some(batch) = resource.reference_batch(units) {
@@ -474,58 +604,75 @@ impl PetitionQueries {
         Ok(report)
     }
 
-    /// Streams the petitions the request selects, batch by batch.
-    async fn petition_batches(
+    /// Streams the rows of a lake dataset the request selects, batch by batch.
+    async fn lake_batches(
         &self,
         request: &ExportRequest,
-    ) -> QueryResult<Option<datafusion::physical_plan::SendableRecordBatchStream>> {
-        let Some(ctx) = self.session().await? else { return Ok(None) };
+        spec: &DatasetSpec,
+        table: &DeltaTable,
+    ) -> QueryResult<datafusion::physical_plan::SendableRecordBatchStream> {
+        let path = self.dataset_path(spec.name);
+        let delta = |source| QueryError::Delta { path: path.clone(), source };
+        // Plain Utf8 strings, as the export writers take them (see `PetitionQueries::session`).
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().execution.parquet.schema_force_view_types = false;
+        let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+        table.update_datafusion_session(&ctx.state()).map_err(delta)?;
         let mut frame = match request.since_version {
-            None => ctx.table(voxpop_schema::petition::TABLE_NAME).await?,
+            None => {
+                let provider =
+                    table.table_provider().await.map_err(|err| delta(DeltaTableError::Generic(err.to_string())))?;
+                ctx.read_table(provider)?
+            }
             Some(since) => {
-                let table = self.table.lock().await.clone().expect("the session loaded the table");
                 let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(
-                    table.scan_cdf().with_starting_version((since + 1) as u64),
+                    table.clone().scan_cdf().with_starting_version((since + 1) as u64),
                 )
-                .map_err(|err| self.delta_error(err))?;
+                .map_err(delta)?;
                 // Rows added or changed after `since`: inserts and update post-images.
                 ctx.read_table(Arc::new(provider))?
                     .filter(col("_change_type").in_list(vec![lit("insert"), lit("update_postimage")], false))?
             }
         };
         let day_start = |day: NaiveDate| day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        if let Some(from) = request.from {
-            frame =
-                frame.filter(col("received_at").gt_eq(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
-                    Some(day_start(from).timestamp_micros()),
-                    Some("UTC".into()),
-                ))))?;
+        let instant = |at: DateTime<Utc>| {
+            lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(Some(at.timestamp_micros()), Some("UTC".into())))
+        };
+        if let Some(time) = time_column(spec.name) {
+            if let Some(from) = request.from {
+                frame = frame.filter(col(time).gt_eq(instant(day_start(from))))?;
+            }
+            if let Some(to) = request.to {
+                frame = frame.filter(col(time).lt(instant(day_start(to) + chrono::Duration::days(1))))?;
+            }
         }
-        if let Some(to) = request.to {
-            let end = day_start(to) + chrono::Duration::days(1);
-            frame = frame.filter(col("received_at").lt(lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
-                Some(end.timestamp_micros()),
-                Some("UTC".into()),
-            ))))?;
-        }
-        if let Some(province) = &request.province {
+        // Petitions and handling rows are scoped by the petition's place.
+        let has = |name: &str| spec.schema.field_with_name(name).is_ok();
+        if let Some(province) = &request.province
+            && has("province_code")
+        {
             frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
         }
-        if let Some(commune) = &request.commune {
+        if let Some(commune) = &request.commune
+            && has("commune_code")
+        {
             frame = frame.filter(col("commune_code").eq(lit(commune.as_str())))?;
         }
-        Ok(Some(frame.execute_stream().await?))
+        Ok(frame.execute_stream().await?)
     }
 }
 
 type Coverage = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, std::collections::BTreeSet<String>);
 
-fn note_coverage(batch: &RecordBatch, coverage: &mut Coverage) {
-    if let Some(received) = batch.column_by_name("received_at")
-        && let Some(received) = received.as_any().downcast_ref::<TimestampMicrosecondArray>()
+fn note_coverage(batch: &RecordBatch, time: Option<&str>, coverage: &mut Coverage) {
+    if let Some(times) = time.and_then(|name| batch.column_by_name(name))
+        && let Some(times) = times.as_any().downcast_ref::<TimestampMicrosecondArray>()
     {
-        for i in 0..received.len() {
-            if let Some(at) = DateTime::<Utc>::from_timestamp_micros(received.value(i)) {
+        for i in 0..times.len() {
+            if times.is_null(i) {
+                continue;
+            }
+            if let Some(at) = DateTime::<Utc>::from_timestamp_micros(times.value(i)) {
                 coverage.0 = Some(coverage.0.map_or(at, |first: DateTime<Utc>| first.min(at)));
                 coverage.1 = Some(coverage.1.map_or(at, |last: DateTime<Utc>| last.max(at)));
             }
@@ -544,6 +691,22 @@ fn data_package(request: &ExportRequest, specs: &[DatasetSpec], report: &ExportR
         .iter()
         .zip(&report.files)
         .map(|(spec, file)| {
+            // A foreign key is checkable only against a resource of the package; the others are
+            // stated beside the Table Schema.
+            let mut schema = spec.table_schema();
+            let mut outside = Vec::new();
+            if let Some(keys) = schema.get_mut("foreignKeys").and_then(Value::as_array_mut) {
+                keys.retain(|fk| {
+                    let inside = specs.iter().any(|s| fk["reference"]["resource"] == s.name);
+                    if !inside {
+                        outside.push(fk.clone());
+                    }
+                    inside
+                });
+                if keys.is_empty() {
+                    schema.as_object_mut().expect("a table schema is an object").remove("foreignKeys");
+                }
+            }
             let mut resource = json!({
                 "name": spec.name,
                 "path": file.path,
@@ -556,8 +719,11 @@ fn data_package(request: &ExportRequest, specs: &[DatasetSpec], report: &ExportR
                 "title": spec.title_vi,
                 "description": spec.description_vi,
                 "title_en": spec.title_en,
-                "schema": spec.table_schema(),
+                "schema": schema,
             });
+            if !outside.is_empty() {
+                resource["foreign_keys_outside_package"] = json!(outside);
+            }
             if request.format == ExportFormat::Csv {
                 // The file starts with a byte-order mark for Excel; `utf-8-sig` tells readers.
                 resource["encoding"] = json!("utf-8-sig");
@@ -570,7 +736,11 @@ fn data_package(request: &ExportRequest, specs: &[DatasetSpec], report: &ExportR
     let masking = if request.personal_data {
         json!({"contact": "none", "numbers_in_text": "none"})
     } else {
-        json!({"contact": "masked (initials, last 3 digits, first letter of e-mail)", "numbers_in_text": "masked (runs of 8+ digits keep their last 3)"})
+        json!({
+            "contact": "masked (initials, last 3 digits, first letter of e-mail)",
+            "numbers_in_text": "masked (runs of 8+ digits keep their last 3)",
+            "text_columns": masked_text_columns(main.name),
+        })
     };
     let created = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let temporal = json!({"start": start.map(|t| t.to_rfc3339()), "end": end.map(|t| t.to_rfc3339())});
@@ -593,6 +763,8 @@ fn data_package(request: &ExportRequest, specs: &[DatasetSpec], report: &ExportR
             "from": request.from.map(|d| d.to_string()),
             "to": request.to.map(|d| d.to_string()),
             "province": request.province,
+            "commune": request.commune,
+            "time_column": time_column(main.name),
             "masking": masking,
         },
         "dcat": {

@@ -7,6 +7,10 @@
 //! `docs/SCHEMA.md` ([`reference_markdown`]); a test fails when a column has no description, so
 //! the documentation cannot drift from the tables.
 //!
+//! The lake's tables (`petitions`, the handling tables `petition_events` and `petition_status`,
+//! `weekly_reports`) are described with the very Arrow schemas the pipeline writes them with, so
+//! an export's Table Schema is the table's schema.
+//!
 //! Administrative units form a versioned code list: every row carries `valid_from` and
 //! `valid_to`. The 2025 units are valid from 2025-07-01 (the reform); pre-2025 communes until
 //! 2025-06-30, and stay resolvable through `unit_crosswalk_2025`.
@@ -19,7 +23,9 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use crate::petition::{self, Channel, MAX_BODY_CHARS, MAX_TITLE_CHARS};
+use crate::reports::{self, Level, Source};
 use crate::units::Units;
+use crate::workflow::{self, Action, State};
 
 /// Date the 2025 administrative units took effect.
 pub const REFORM_DATE: (i32, u32, u32) = (2025, 7, 1);
@@ -94,6 +100,10 @@ fn column(
 
 const PROVINCE_CODE: &str = "^[0-9]{2}$";
 const COMMUNE_CODE: &str = "^[0-9]{5}$";
+/// A unit of the Front: `00` (central), a province, a 2025 commune or a village (`ccccc-nnn`).
+const UNIT_CODE: &str = "^[0-9]{2}([0-9]{3}(-[0-9]{3})?)?$";
+const TRACKING_CODE: &str = "^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$";
+const TOPIC_CODE: &str = "^[a-z][a-z0-9_]*$";
 
 fn validity_columns() -> Vec<ColumnDoc> {
     vec![
@@ -124,8 +134,22 @@ fn date_fields() -> Vec<Field> {
 
 /// Every dataset, in the order packages list them.
 pub fn datasets() -> Vec<DatasetSpec> {
-    vec![petitions(), provinces(), communes(), communes_pre2025(), crosswalk()]
+    vec![
+        petitions(),
+        petition_events(),
+        petition_status(),
+        weekly_reports(),
+        provinces(),
+        communes(),
+        communes_pre2025(),
+        crosswalk(),
+    ]
 }
+
+/// The datasets that are Delta tables under the lake directory (the others are code lists
+/// compiled into the binary, see [`DatasetSpec::reference_batch`]).
+pub const LAKE_DATASETS: [&str; 4] =
+    [petition::TABLE_NAME, workflow::EVENTS_TABLE, workflow::STATUS_TABLE, reports::TABLE_NAME];
 
 /// The dataset called `name`.
 pub fn dataset(name: &str) -> Option<DatasetSpec> {
@@ -151,7 +175,7 @@ fn petitions() -> DatasetSpec {
             "Mã người dân dùng để theo dõi kiến nghị.",
             "Code the citizen types to follow the petition.",
             None,
-            pattern("^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$", true),
+            pattern(TRACKING_CODE, true),
         ),
         column(
             "received_at",
@@ -313,7 +337,7 @@ fn petitions() -> DatasetSpec {
             "Mã chủ đề theo bảng phân loại (topics.toml); trống nếu chưa phân loại.",
             "Topic code of the taxonomy (topics.toml); empty when unclassified.",
             None,
-            pattern("^[a-z][a-z0-9_]*$", false),
+            pattern(TOPIC_CODE, false),
         ),
         column(
             "topic_confidence",
@@ -338,6 +362,485 @@ fn petitions() -> DatasetSpec {
             ForeignKey { fields: vec!["province_code"], resource: "provinces", reference_fields: vec!["code"] },
             ForeignKey { fields: vec!["commune_code"], resource: "communes", reference_fields: vec!["code"] },
         ],
+    }
+}
+
+/// Columns the handling tables copy from the petition they are about.
+fn petition_copy_columns() -> Vec<ColumnDoc> {
+    vec![
+        column(
+            "tracking_code",
+            "Mã tra cứu",
+            "Tracking code",
+            "Mã tra cứu của kiến nghị (chép từ bảng petitions).",
+            "The petition's tracking code (copied from petitions).",
+            None,
+            pattern(TRACKING_CODE, true),
+        ),
+        column(
+            "received_at",
+            "Thời điểm tiếp nhận",
+            "Received at",
+            "Thời điểm hệ thống tiếp nhận kiến nghị (UTC); thời hạn thụ lý tính từ ngày này.",
+            "When the system received the petition (UTC); the acceptance time limit counts from that day.",
+            None,
+            required(),
+        ),
+        column(
+            "province_code",
+            "Mã tỉnh",
+            "Province code",
+            "Tỉnh, thành phố nơi xảy ra sự việc (danh mục 2025), như trong petitions.",
+            "Province of the place concerned (2025 list), as in petitions.",
+            None,
+            pattern(PROVINCE_CODE, true),
+        ),
+        column(
+            "commune_code",
+            "Mã xã",
+            "Commune code",
+            "Xã, phường, đặc khu nơi xảy ra sự việc (danh mục 2025), như trong petitions.",
+            "Commune of the place concerned (2025 list), as in petitions.",
+            None,
+            pattern(COMMUNE_CODE, true),
+        ),
+        column(
+            "topic",
+            "Chủ đề",
+            "Topic",
+            "Mã chủ đề của kiến nghị; quy tắc phân cấp theo chủ đề quyết định đơn vị tiếp nhận ban đầu.",
+            "The petition's topic code; the routing rules by topic decide which unit first handles it.",
+            None,
+            pattern(TOPIC_CODE, false),
+        ),
+        column(
+            "title",
+            "Tiêu đề",
+            "Title",
+            "Tiêu đề kiến nghị; số điện thoại, số định danh được che khi vai trò không được phép.",
+            "Petition title; phone and ID numbers masked where the role does not allow them.",
+            None,
+            Constraints { required: true, max_length: Some(MAX_TITLE_CHARS), ..Constraints::default() },
+        ),
+    ]
+}
+
+fn state_enum() -> Vec<String> {
+    State::ALL.iter().map(|s| s.as_str().to_owned()).collect()
+}
+
+fn petition_id_column(unique: bool) -> ColumnDoc {
+    column(
+        "petition_id",
+        "Mã kiến nghị",
+        "Petition id",
+        "Mã định danh (UUID) của kiến nghị trong bảng petitions.",
+        "Identifier (UUID) of the petition in petitions.",
+        Some("uuid"),
+        Constraints { required: true, unique, ..Constraints::default() },
+    )
+}
+
+fn handling_foreign_keys() -> Vec<ForeignKey> {
+    vec![
+        ForeignKey { fields: vec!["petition_id"], resource: "petitions", reference_fields: vec!["id"] },
+        ForeignKey { fields: vec!["province_code"], resource: "provinces", reference_fields: vec!["code"] },
+        ForeignKey { fields: vec!["commune_code"], resource: "communes", reference_fields: vec!["code"] },
+    ]
+}
+
+fn petition_events() -> DatasetSpec {
+    let actions = Action::ALL.iter().map(|a| a.as_str().to_owned()).collect();
+    let roles = ["officer", "leader", "admin", "citizen", "system"].iter().map(|r| (*r).to_owned()).collect();
+    let mut columns = vec![
+        column(
+            "event_id",
+            "Mã sự kiện",
+            "Event id",
+            "UUID phiên bản 7 của sự kiện; thông báo và webhook dùng làm mã chống trùng.",
+            "UUID version 7 of the event; notifications and webhooks deduplicate on it.",
+            Some("uuid"),
+            Constraints { required: true, unique: true, ..Constraints::default() },
+        ),
+        petition_id_column(false),
+        column(
+            "at",
+            "Thời điểm",
+            "At",
+            "Thời điểm thực hiện thao tác (UTC).",
+            "When the action was taken (UTC).",
+            None,
+            required(),
+        ),
+        column(
+            "action",
+            "Thao tác",
+            "Action",
+            "Thao tác xử lý: thụ lý, không thụ lý, giao, bắt đầu xử lý, trả lời, kết thúc, mở lại, chuyển, chuyển cấp trên, gia hạn, đánh giá.",
+            "The handling action: accept, decline, assign, start, answer, close, reopen, transfer, escalate, extend, rate.",
+            None,
+            Constraints { required: true, enumeration: Some(actions), ..Constraints::default() },
+        ),
+        column(
+            "actor_id",
+            "Người thực hiện",
+            "Actor id",
+            "Mã token của cán bộ, hoặc citizen (người dân, bằng mã tra cứu và mã bí mật), hoặc system.",
+            "The staff member's token id, or citizen (the petitioner, by tracking code and secret), or system.",
+            None,
+            required(),
+        ),
+        column(
+            "actor_role",
+            "Vai trò",
+            "Actor role",
+            "Vai trò của người thực hiện.",
+            "Role of the actor.",
+            None,
+            Constraints { required: true, enumeration: Some(roles), ..Constraints::default() },
+        ),
+        column(
+            "actor_unit",
+            "Đơn vị người thực hiện",
+            "Actor unit",
+            "Đơn vị của cán bộ (00, mã tỉnh hoặc mã xã); trống khi người dân thực hiện.",
+            "The staff member's unit (00, a province or a commune); empty for the citizen.",
+            None,
+            pattern(UNIT_CODE, false),
+        ),
+        column(
+            "from_state",
+            "Trạng thái trước",
+            "From state",
+            "Trạng thái của kiến nghị trước thao tác.",
+            "The petition's state before the action.",
+            None,
+            Constraints { required: true, enumeration: Some(state_enum()), ..Constraints::default() },
+        ),
+        column(
+            "to_state",
+            "Trạng thái sau",
+            "To state",
+            "Trạng thái của kiến nghị sau thao tác.",
+            "The petition's state after the action.",
+            None,
+            Constraints { required: true, enumeration: Some(state_enum()), ..Constraints::default() },
+        ),
+        column(
+            "unit",
+            "Đơn vị xử lý",
+            "Handling unit",
+            "Đơn vị xử lý kiến nghị sau thao tác: 00, tỉnh, xã hoặc thôn, tổ dân phố (ccccc-nnn).",
+            "The unit handling the petition after the action: 00, a province, a commune or a village (ccccc-nnn).",
+            None,
+            pattern(UNIT_CODE, true),
+        ),
+        column(
+            "note",
+            "Ghi chú, lý do",
+            "Note",
+            "Lý do (không thụ lý, chuyển, chuyển cấp trên, gia hạn, mở lại) hoặc ghi chú; số điện thoại, số định danh được che khi vai trò không được phép.",
+            "The reason (decline, transfer, escalate, extend, reopen) or a note; phone and ID numbers masked where the role does not allow them.",
+            None,
+            Constraints::default(),
+        ),
+        column(
+            "answer",
+            "Nội dung trả lời",
+            "Answer",
+            "Nội dung trả lời người dân (thao tác trả lời); số điện thoại, số định danh được che khi vai trò không được phép.",
+            "The answer to the citizen (answer action); phone and ID numbers masked where the role does not allow them.",
+            None,
+            Constraints::default(),
+        ),
+        column(
+            "days",
+            "Số ngày gia hạn",
+            "Days",
+            "Số ngày làm việc được gia hạn (thao tác gia hạn).",
+            "Working days added (extend action).",
+            None,
+            Constraints { minimum: Some(1.0), ..Constraints::default() },
+        ),
+        column(
+            "rating",
+            "Đánh giá",
+            "Rating",
+            "Mức hài lòng người dân chấm, từ 1 đến 5 (thao tác đánh giá).",
+            "The citizen's satisfaction, 1 to 5 (rate action).",
+            None,
+            Constraints { minimum: Some(1.0), maximum: Some(5.0), ..Constraints::default() },
+        ),
+        column(
+            "log_partition",
+            "Phân vùng nhật ký",
+            "Log partition",
+            "Phân vùng của voxpop.events mà sự kiện được đọc từ đó.",
+            "Partition of voxpop.events the event was read from.",
+            None,
+            Constraints { required: true, minimum: Some(0.0), ..Constraints::default() },
+        ),
+        column(
+            "log_offset",
+            "Vị trí nhật ký",
+            "Log offset",
+            "Vị trí của sự kiện trong phân vùng; thứ tự các sự kiện của một kiến nghị.",
+            "Offset of the event in its partition; orders the events of one petition.",
+            None,
+            Constraints { required: true, minimum: Some(0.0), ..Constraints::default() },
+        ),
+    ];
+    columns.extend(petition_copy_columns());
+    DatasetSpec {
+        name: workflow::EVENTS_TABLE,
+        title_vi: "Quá trình xử lý kiến nghị",
+        title_en: "Petition handling events",
+        description_vi: "Mỗi dòng một thao tác xử lý kiến nghị (thụ lý, giao, trả lời, đánh giá...), chỉ ghi thêm, không sửa.",
+        description_en: "One row per handling action on a petition (accept, assign, answer, rate...); append-only.",
+        schema: workflow::rows::events_schema(),
+        columns,
+        primary_key: vec!["event_id"],
+        foreign_keys: handling_foreign_keys(),
+    }
+}
+
+fn petition_status() -> DatasetSpec {
+    let optional_time = |name, title_vi, title_en, description_vi, description_en| {
+        column(name, title_vi, title_en, description_vi, description_en, None, Constraints::default())
+    };
+    let mut columns = vec![
+        petition_id_column(true),
+        column(
+            "state",
+            "Trạng thái",
+            "State",
+            "Trạng thái hiện tại: received (mới tiếp nhận), accepted (đã thụ lý), declined (không thụ lý), assigned (đã giao), in_progress (đang xử lý), answered (đã trả lời), closed (đã kết thúc), reopened (mở lại).",
+            "Current state: received, accepted, declined, assigned, in_progress, answered, closed, reopened.",
+            None,
+            Constraints { required: true, enumeration: Some(state_enum()), ..Constraints::default() },
+        ),
+        column(
+            "unit",
+            "Đơn vị xử lý",
+            "Handling unit",
+            "Đơn vị phải xử lý lúc này: 00, tỉnh, xã hoặc thôn, tổ dân phố (ccccc-nnn).",
+            "The unit that must act now: 00, a province, a commune or a village (ccccc-nnn).",
+            None,
+            pattern(UNIT_CODE, true),
+        ),
+        column(
+            "stage_started_at",
+            "Bắt đầu giai đoạn",
+            "Stage started at",
+            "Thời điểm bắt đầu giai đoạn hiện tại (tiếp nhận, thụ lý, mở lại, chuyển); ngày này không tính vào thời hạn.",
+            "When the current stage began (receipt, acceptance, reopening, transfer); that day does not count towards the limit.",
+            None,
+            required(),
+        ),
+        optional_time(
+            "due_at",
+            "Hạn xử lý",
+            "Due at",
+            "Hết thời hạn của giai đoạn hiện tại (23:59:59 giờ Việt Nam của ngày làm việc cuối cùng, lưu theo UTC); trống khi không còn giai đoạn nào chạy.",
+            "End of the current stage's time limit (23:59:59 Vietnam time of its last working day, stored in UTC); empty when no stage runs.",
+        ),
+        column(
+            "extension_days",
+            "Số ngày đã gia hạn",
+            "Extension days",
+            "Tổng số ngày làm việc đã gia hạn cho giai đoạn trả lời.",
+            "Working days added to the answer stage in all.",
+            None,
+            Constraints { required: true, minimum: Some(0.0), ..Constraints::default() },
+        ),
+        column(
+            "answer",
+            "Nội dung trả lời",
+            "Answer",
+            "Nội dung trả lời gần nhất; số điện thoại, số định danh được che khi vai trò không được phép.",
+            "The latest answer; phone and ID numbers masked where the role does not allow them.",
+            None,
+            Constraints::default(),
+        ),
+        optional_time(
+            "answered_at",
+            "Thời điểm trả lời",
+            "Answered at",
+            "Thời điểm trả lời gần nhất (UTC).",
+            "When the latest answer was given (UTC).",
+        ),
+        column(
+            "answered_on_time",
+            "Trả lời đúng hạn",
+            "Answered on time",
+            "Lần trả lời gần nhất có trong thời hạn (kể cả gia hạn) hay không.",
+            "Whether the latest answer came within its time limit (extensions included).",
+            None,
+            Constraints::default(),
+        ),
+        optional_time(
+            "closed_at",
+            "Thời điểm kết thúc",
+            "Closed at",
+            "Thời điểm kết thúc hoặc không thụ lý (UTC); trống khi được mở lại.",
+            "When it was closed or declined (UTC); empty after a reopening.",
+        ),
+        column(
+            "rating",
+            "Đánh giá",
+            "Rating",
+            "Mức hài lòng gần nhất người dân chấm, từ 1 đến 5.",
+            "The citizen's latest satisfaction rating, 1 to 5.",
+            None,
+            Constraints { minimum: Some(1.0), maximum: Some(5.0), ..Constraints::default() },
+        ),
+        column(
+            "reopen_count",
+            "Số lần mở lại",
+            "Reopen count",
+            "Số lần người dân mở lại kiến nghị sau khi được trả lời.",
+            "How many times the citizen reopened the petition after an answer.",
+            None,
+            Constraints { required: true, minimum: Some(0.0), ..Constraints::default() },
+        ),
+        column(
+            "updated_at",
+            "Cập nhật lúc",
+            "Updated at",
+            "Thời điểm của thao tác gần nhất (UTC).",
+            "When the latest action was taken (UTC).",
+            None,
+            required(),
+        ),
+        column(
+            "events",
+            "Số thao tác",
+            "Events",
+            "Số sự kiện xử lý đã áp dụng cho kiến nghị.",
+            "Number of handling events applied to the petition.",
+            None,
+            Constraints { required: true, minimum: Some(1.0), ..Constraints::default() },
+        ),
+    ];
+    columns.extend(petition_copy_columns());
+    DatasetSpec {
+        name: workflow::STATUS_TABLE,
+        title_vi: "Tình trạng xử lý kiến nghị",
+        title_en: "Petition handling status",
+        description_vi: "Mỗi dòng một kiến nghị đã có thao tác xử lý: trạng thái hiện tại, đơn vị xử lý, hạn, kết quả; suy ra từ petition_events.",
+        description_en: "One row per petition that has handling events: current state, handling unit, deadline, outcome; derived from petition_events.",
+        schema: workflow::rows::status_schema(),
+        columns,
+        primary_key: vec!["petition_id"],
+        foreign_keys: handling_foreign_keys(),
+    }
+}
+
+fn weekly_reports() -> DatasetSpec {
+    let levels = Level::ALL.iter().map(|l| l.as_str().to_owned()).collect();
+    let sources = Source::ALL.iter().map(|s| s.as_str().to_owned()).collect();
+    let columns = vec![
+        column(
+            reports::PARTITION_COLUMN,
+            "Tuần báo cáo",
+            "Week",
+            "Tuần ISO được báo cáo, ví dụ 2025-W38.",
+            "ISO week reported on, e.g. 2025-W38.",
+            None,
+            pattern("^[0-9]{4}-W[0-9]{2}$", true),
+        ),
+        column(
+            "unit_code",
+            "Mã đơn vị",
+            "Unit code",
+            "Đơn vị báo cáo: 00 (Trung ương), mã tỉnh, mã xã 2025 hoặc thôn, tổ dân phố (ccccc-nnn).",
+            "Reporting unit: 00 (central), a province, a 2025 commune or a village (ccccc-nnn).",
+            None,
+            pattern(UNIT_CODE, true),
+        ),
+        column(
+            "level",
+            "Cấp",
+            "Level",
+            "Cấp của đơn vị báo cáo.",
+            "Level of the reporting unit.",
+            None,
+            Constraints { required: true, enumeration: Some(levels), ..Constraints::default() },
+        ),
+        column(
+            "indicator",
+            "Chỉ tiêu",
+            "Indicator",
+            "Mã chỉ tiêu trong danh mục (indicators.toml).",
+            "Indicator code of the catalogue (indicators.toml).",
+            None,
+            pattern(TOPIC_CODE, true),
+        ),
+        column(
+            "value_number",
+            "Giá trị số",
+            "Number value",
+            "Giá trị của chỉ tiêu dạng số (số lượng, số tiền, tỷ lệ); trống với chỉ tiêu loại khác.",
+            "The value of a numeric indicator (count, amount, percentage); empty for other kinds.",
+            None,
+            Constraints::default(),
+        ),
+        column(
+            "value_bool",
+            "Giá trị có/không",
+            "Yes/no value",
+            "Giá trị của chỉ tiêu có/không; trống với chỉ tiêu loại khác.",
+            "The value of a yes/no indicator; empty for other kinds.",
+            None,
+            Constraints::default(),
+        ),
+        column(
+            "value_text",
+            "Giá trị văn bản",
+            "Text value",
+            "Giá trị của chỉ tiêu dạng văn bản; trống với chỉ tiêu loại khác.",
+            "The value of a text indicator; empty for other kinds.",
+            None,
+            Constraints { max_length: Some(reports::MAX_TEXT_CHARS), ..Constraints::default() },
+        ),
+        column(
+            "submitted_at",
+            "Thời điểm gửi",
+            "Submitted at",
+            "Thời điểm hệ thống nhận giá trị (UTC); với cùng đơn vị, tuần và chỉ tiêu, giá trị gửi sau cùng là giá trị hiện hành.",
+            "When the value was received (UTC); for one unit, week and indicator the latest one is current.",
+            None,
+            required(),
+        ),
+        column(
+            "submitted_by",
+            "Người gửi",
+            "Submitted by",
+            "Mã token đã gửi giá trị, nếu biết.",
+            "The token that sent the value, when known.",
+            None,
+            Constraints::default(),
+        ),
+        column(
+            "source",
+            "Nguồn",
+            "Source",
+            "Cách gửi: api (biểu mẫu, ứng dụng), xlsx hoặc csv (tải tệp lên).",
+            "How it was sent: api (form, app), xlsx or csv (file upload).",
+            None,
+            Constraints { required: true, enumeration: Some(sources), ..Constraints::default() },
+        ),
+    ];
+    DatasetSpec {
+        name: reports::TABLE_NAME,
+        title_vi: "Báo cáo tuần của các đơn vị",
+        title_en: "Weekly reports of units",
+        description_vi: "Mỗi dòng một chỉ tiêu của một đơn vị trong một tuần; giá trị sửa là dòng mới, lịch sử được giữ.",
+        description_en: "One row per indicator of one unit for one week; a correction is a new row, history kept.",
+        schema: reports::arrow_schema(),
+        columns,
+        primary_key: vec![reports::PARTITION_COLUMN, "unit_code", "indicator", "submitted_at"],
+        foreign_keys: Vec::new(),
     }
 }
 
@@ -623,6 +1126,7 @@ fn frictionless_type(data_type: &DataType) -> &'static str {
 }
 
 impl DatasetSpec {
+    /// The description of column `name`.
     pub fn column(&self, name: &str) -> Option<&ColumnDoc> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -690,7 +1194,12 @@ impl DatasetSpec {
         schema
     }
 
-    /// The rows of a reference dataset (everything but `petitions`, which lives in the lake).
+    /// Whether the dataset is a Delta table under the lake directory ([`LAKE_DATASETS`]).
+    pub fn in_lake(&self) -> bool {
+        LAKE_DATASETS.contains(&self.name)
+    }
+
+    /// The rows of a reference dataset (a code list); `None` for the tables of the lake.
     pub fn reference_batch(&self, units: &Units) -> Option<RecordBatch> {
         let reform = NaiveDate::from_ymd_opt(REFORM_DATE.0, REFORM_DATE.1, REFORM_DATE.2).expect("valid date");
         let day = |date: NaiveDate| (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32;
@@ -864,7 +1373,53 @@ mod tests {
         assert_eq!(rows("communes"), 3321);
         assert!(rows("communes_pre2025") > 10_000);
         assert!(rows("unit_crosswalk_2025") >= 10_000);
-        assert!(dataset("petitions").unwrap().reference_batch(units).is_none());
+        for name in LAKE_DATASETS {
+            assert!(dataset(name).unwrap().in_lake());
+            assert!(dataset(name).unwrap().reference_batch(units).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn handling_datasets_are_the_lake_tables_with_states_actions_and_keys() {
+        let names_and_types = |schema: &SchemaRef| -> Vec<(String, DataType)> {
+            schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+        };
+        let events = dataset("petition_events").unwrap();
+        assert_eq!(names_and_types(&events.schema), names_and_types(&workflow::rows::events_schema()));
+        let status = dataset("petition_status").unwrap();
+        assert_eq!(names_and_types(&status.schema), names_and_types(&workflow::rows::status_schema()));
+        let reports_spec = dataset("weekly_reports").unwrap();
+        assert_eq!(names_and_types(&reports_spec.schema), names_and_types(&reports::arrow_schema()));
+
+        let events_schema = events.table_schema();
+        assert_eq!(events_schema["primaryKey"], json!(["event_id"]));
+        let field = |schema: &Value, name: &str| -> Value {
+            schema["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).cloned().unwrap()
+        };
+        let actions: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(field(&events_schema, "action")["constraints"]["enum"], json!(actions));
+        let states: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+        for name in ["from_state", "to_state"] {
+            assert_eq!(field(&events_schema, name)["constraints"]["enum"], json!(states));
+        }
+        assert_eq!(field(&events_schema, "at")["type"], "datetime");
+        assert_eq!(field(&events_schema, "days")["type"], "integer");
+        let status_schema = status.table_schema();
+        assert_eq!(status_schema["primaryKey"], json!(["petition_id"]));
+        assert_eq!(field(&status_schema, "state")["constraints"]["enum"], json!(states));
+        assert_eq!(field(&status_schema, "answered_on_time")["type"], "boolean");
+        for schema in [&events_schema, &status_schema] {
+            let references: Vec<(&str, &str)> = schema["foreignKeys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|fk| (fk["fields"][0].as_str().unwrap(), fk["reference"]["resource"].as_str().unwrap()))
+                .collect();
+            assert_eq!(
+                references,
+                [("petition_id", "petitions"), ("province_code", "provinces"), ("commune_code", "communes")]
+            );
+        }
     }
 
     #[test]

@@ -338,13 +338,14 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// The default: petitions about corruption and misconduct go to the province's Front, not to
+    /// The default: petitions about corruption and misconduct (`corruption`) go to the province's
+    /// Front, not to
     /// the commune whose officials they may concern.
     pub fn default_rules() -> Routing {
-        Routing { topic_level: HashMap::from([("tham_nhung".to_owned(), "province".to_owned())]) }
+        Routing { topic_level: HashMap::from([("corruption".to_owned(), "province".to_owned())]) }
     }
 
-    /// Parses `[topic_level]` tables: `tham_nhung = "province"`.
+    /// Parses `[topic_level]` tables: `corruption = "province"`.
     pub fn from_toml(text: &str) -> Result<Routing, String> {
         let routing: Routing = toml::from_str(text).map_err(|err| err.to_string())?;
         for (topic, level) in &routing.topic_level {
@@ -795,7 +796,7 @@ mod tests {
             (Calendar::default_embedded().clone(), Deadlines::default_embedded().clone(), Routing::default_rules());
         let rules = Rules { units: Units::embedded(), calendar: &calendar, deadlines: &deadlines, routing: &routing };
         let mut reference = petition();
-        reference.topic = Some("tham_nhung".to_owned());
+        reference.topic = Some("corruption".to_owned());
         let status = Status::initial(Uuid::now_v7(), &reference, &rules);
         assert_eq!(status.unit, "01");
         let now = status.received_at;

@@ -334,3 +334,133 @@ async fn adbc_clients_read_sql_results_over_arrow_flight() {
     let refused = flight_query(port, "DROP TABLE petitions");
     assert!(refused["error"].as_str().unwrap_or_default().contains("read-only"), "{refused}");
 }
+
+fn token(data_dir: &Path, unit: &str, role: &str) -> String {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let output = Command::new(voxpop_bin())
+        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run voxpop token create");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+async fn act(server: &Server, token: &str, id: &str, action: Value) {
+    let response = reqwest::Client::new()
+        .post(server.url(&format!("/api/v1/petitions/{id}/actions")))
+        .bearer_auth(token)
+        .json(&action)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::OK, "{action}: {body}");
+}
+
+/// Waits until the lake's `petition_events` holds `count` events of the petitions `ids`.
+async fn wait_for_events(data_dir: &Path, ids: &[String], count: usize) {
+    let queries = voxpop_queries::handling::HandlingQueries::new(&data_dir.join("lake"));
+    let started = std::time::Instant::now();
+    loop {
+        let mut found = 0;
+        for id in ids {
+            found += queries.history(&id.parse().unwrap()).await.unwrap().len();
+        }
+        if found >= count {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{found} of {count} events in the lake");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handling_events_and_statuses_export_as_valid_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let central = token(&data_dir, "00", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let mut ids = Vec::new();
+    for (n, commune) in ["00004", "00976", "21529"].into_iter().enumerate() {
+        let petition = json!({
+            "title": format!("Kiến nghị số {n} về nước sạch"),
+            "body": "Khu dân cư thiếu nước sạch nhiều tuần. Dữ liệu tổng hợp.",
+            "commune_code": commune,
+        });
+        ids.push(server.submit(&petition).await);
+    }
+    server.wait_for_ids(&ids.iter().cloned().collect(), Duration::from_secs(30)).await;
+    // Hà Nội's petition is answered (a phone number in the answer), Tuyên Quang's declined (one
+    // in the reason), Quảng Ngãi's accepted: 5 events.
+    for action in [
+        json!({"action": "accept"}),
+        json!({"action": "start"}),
+        json!({"action": "answer", "answer": "Đã lắp đường ống; liên hệ tổ trưởng 0912345678."}),
+    ] {
+        act(&server, &central, &ids[0], action).await;
+    }
+    act(&server, &central, &ids[1], json!({"action": "decline", "note": "Trùng với đơn của số 0987654321"})).await;
+    act(&server, &central, &ids[2], json!({"action": "accept"})).await;
+    wait_for_events(&data_dir, &ids, 5).await;
+
+    // CSV: a valid package whose code lists let the validator check every province and commune.
+    let csv = dir.path().join("events-csv");
+    let (ok, output) = export(&data_dir, &csv, &["--dataset", "petition_events", "--format", "csv"]);
+    assert!(ok, "{output}");
+    let report = check(&csv);
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["resources"]["petition_events"]["declared_rows"], 5, "{report}");
+    assert_eq!(report["resources"]["communes"]["declared_rows"], 3321);
+    let text = std::fs::read_to_string(csv.join("data/petition_events.csv")).unwrap();
+    assert!(text.contains("Đã lắp đường ống") && text.contains("decline"), "{text}");
+    for secret in ["0912345678", "0987654321"] {
+        assert!(!text.contains(secret), "{secret} leaked into a masked export");
+    }
+    let package = descriptor(&csv);
+    let events = &package["resources"][0];
+    assert_eq!(events["schema"]["primaryKey"], json!(["event_id"]));
+    assert_eq!(events["foreign_keys_outside_package"][0]["reference"]["resource"], "petitions", "{events}");
+    assert_eq!(package["voxpop"]["time_column"], "at");
+    assert!(package["voxpop"]["masking"]["text_columns"].as_array().unwrap().contains(&json!("note")));
+    let version = package["voxpop"]["lake_version_to"].as_i64().unwrap();
+    assert!(version >= 1, "{package}");
+
+    // Scoped to Hà Nội: its petition's 3 events only. In clear with personal data.
+    let scoped = dir.path().join("events-01");
+    let (ok, output) = export(
+        &data_dir,
+        &scoped,
+        &["--dataset", "petition_events", "--format", "csv", "--province", "01", "--personal-data"],
+    );
+    assert!(ok, "{output}");
+    let report = check(&scoped);
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["resources"]["petition_events"]["declared_rows"], 3, "{report}");
+    let text = std::fs::read_to_string(scoped.join("data/petition_events.csv")).unwrap();
+    assert!(text.contains("0912345678") && !text.contains("decline"), "{text}");
+
+    // Statuses: one row per petition acted on, read back by pyarrow and DuckDB.
+    let status = dir.path().join("status");
+    let (ok, output) = export(&data_dir, &status, &["--dataset", "petition_status", "--format", "parquet"]);
+    assert!(ok, "{output}");
+    let report = check(&status);
+    let rows = &report["resources"]["petition_status"];
+    assert_eq!((rows["pyarrow_rows"].as_u64(), rows["duckdb_rows"].as_u64()), (Some(3), Some(3)), "{report}");
+
+    // Incremental: only the event taken after the first export's version.
+    act(&server, &central, &ids[0], json!({"action": "close"})).await;
+    wait_for_events(&data_dir, &ids, 6).await;
+    let since = dir.path().join("events-since");
+    let (ok, output) = export(
+        &data_dir,
+        &since,
+        &["--dataset", "petition_events", "--format", "csv", "--since-version", &version.to_string()],
+    );
+    assert!(ok, "{output}");
+    let report = check(&since);
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["resources"]["petition_events"]["declared_rows"], 1, "{report}");
+    assert!(std::fs::read_to_string(since.join("data/petition_events.csv")).unwrap().contains(",close,"));
+}
