@@ -92,6 +92,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         log: stack.log.clone(),
         reports: Arc::new(voxpop_queries::reports::ReportQueries::new(&stack.layout.reports_table())),
         villages: stack.layout.villages(),
+        registers: Arc::new(voxpop_queries::registers::RegisterQueries::new(
+            &stack.layout.lake(),
+            &stack.layout.villages(),
+        )),
         tokens: tokens.clone(),
         webhooks: webhook_board.clone(),
         desk: stack.desk.clone(),
@@ -136,6 +140,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 Err(err) => warn!(error = %err, "seeding demo reports failed"),
             }
         });
+        // Synthetic handling for a sample of the demo petitions, once they are in the lake.
+        let (desk, queries, root) = (stack.desk.clone(), stack.queries.clone(), stack.layout.root.clone());
+        tokio::spawn(crate::demo_handling::seed_once(desk, queries, root));
     }
     if let Some(count) = options.demo {
         let intake = stack.intake.clone();
@@ -553,12 +560,26 @@ pub fn schema(markdown: bool, dataset: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Handling states read from the lake, for a rebuild with the server stopped.
+struct LakeStates(std::collections::HashMap<uuid::Uuid, &'static str>);
+
+impl voxpop_index::StateSource for LakeStates {
+    fn state_of(&self, id: &uuid::Uuid) -> Option<&'static str> {
+        self.0.get(id).copied()
+    }
+}
+
 pub async fn reindex(data_dir: &Path) -> anyhow::Result<()> {
     let layout = DataLayout::new(data_dir);
     let lake = PetitionLake::open_or_create(&layout.petitions_table()).await?;
     let version = lake.version();
     let total = lake.count().await?;
     let index = Arc::new(PetitionIndex::open_or_recreate(&layout.index())?.0);
+    // Documents carry their handling state, as the lake's `petition_status` has it.
+    let statuses = voxpop_pipeline::handling::HandlingLake::open_or_create(&layout.lake()).await?.statuses().await?;
+    let states: std::collections::HashMap<uuid::Uuid, &'static str> =
+        statuses.into_iter().map(|(id, status)| (id, status.state.as_str())).collect();
+    index.set_state_source(Arc::new(LakeStates(states)));
     index.clear()?;
     let bar = progress_bar(total as u64, "reindexing");
     lake.scan_all(|petitions| {

@@ -51,7 +51,10 @@ impl Desk {
         lake_dir: &std::path::Path,
         handling: Arc<Handling>,
     ) -> anyhow::Result<Desk> {
-        let lake = HandlingLake::open_or_create(lake_dir).await?;
+        let mut lake = HandlingLake::open_or_create(lake_dir).await?;
+        // The status table may lag the events after a crash between their commits: it is
+        // rebuilt from the events first (before the pipeline starts), so the book is current.
+        lake.ensure_status_current(&handling).await?;
         let mut book = lake.statuses().await?;
         let partitions = log.partitions(Topic::Events).await?;
         let start = lake.committed_positions(&partitions).await?;

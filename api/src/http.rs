@@ -41,6 +41,8 @@ pub struct AppState {
     pub reports: Arc<voxpop_queries::reports::ReportQueries>,
     /// The villages register of the data directory.
     pub villages: std::path::PathBuf,
+    /// The registers of officers and members and the merged villages register.
+    pub registers: Arc<voxpop_queries::registers::RegisterQueries>,
     pub tokens: Arc<crate::auth::TokenStore>,
     /// Decides handling actions and holds current statuses.
     pub desk: Arc<crate::handling::Desk>,
@@ -77,6 +79,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/reports/upload", post(crate::reports_api::upload))
         .route("/api/v1/reports/template", get(crate::reports_api::template))
         .route("/api/v1/reports/weekly", get(crate::reports_api::weekly))
+        .route("/api/v1/registers", get(crate::registers_api::list).post(crate::registers_api::submit))
+        .route("/api/v1/registers/upload", post(crate::registers_api::upload))
+        .route("/api/v1/registers/summary", get(crate::registers_api::summary))
+        .route("/api/v1/registers/template", get(crate::registers_api::template))
+        .route("/api/v1/villages", get(crate::registers_api::list_villages).post(crate::registers_api::create_villages))
         .route("/api/v1/exports", post(crate::exchange::start_export))
         .route("/api/v1/exports/{id}", get(crate::exchange::export_status))
         .route("/api/v1/exports/{id}/files/{*path}", get(crate::exchange::export_file))

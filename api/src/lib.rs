@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod bench;
 pub mod commands;
+pub mod demo_handling;
 pub mod exchange;
 pub mod flight;
 pub mod handling;
@@ -14,6 +15,7 @@ pub mod open311;
 pub mod pages;
 pub mod problem;
 pub mod ratelimit;
+pub mod registers_api;
 pub mod reports_api;
 pub mod stack;
 pub mod staff_pages;

@@ -114,7 +114,12 @@ pub async fn upload(
 /// and the units below it.
 pub async fn template(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
     let unit = params.get("unit").map_or(SCOPE, String::as_str);
-    let villages = voxpop_queries::reports::read_villages(&state.villages).unwrap_or_default();
+    // The CSV register with the villages created through the API or an import.
+    let register = voxpop_queries::reports::read_villages(&state.villages).unwrap_or_default();
+    let villages = match state.reports.villages(&register).await {
+        Ok(villages) => villages,
+        Err(err) => return Problem::internal(&err).into_response(),
+    };
     match reports::template_xlsx(
         Catalogue::default_embedded(),
         Units::embedded(),
@@ -323,12 +328,29 @@ pub async fn page(
         .map(|c| if c.coverage.total == 0 { 0.0 } else { 100.0 * c.coverage.count as f64 / c.coverage.total as f64 })
         .collect();
     let data = json!({"labels": labels, "shares": shares}).to_string().replace("</", "<\\/");
+    // The registers of officers and members over the days of the week shown.
+    let period = voxpop_queries::summary::IsoWeek::parse(&synthesis.week)
+        .map(voxpop_queries::registers::Period::week)
+        .unwrap_or_else(|| voxpop_queries::registers::Period::week_of(Utc::now()));
+    let (registers_html, registers_script) = match state.registers.summary(&synthesis.code, period).await {
+        Ok(summary) => crate::registers_api::page_section(&summary),
+        Err(err) => {
+            tracing::warn!(error = %err, unit = %synthesis.code, "registers summary unavailable for the reports page");
+            (
+                "<section id=\"registers\"><h2>Danh sách cán bộ, hội viên</h2><p class=\"error\">Chưa đọc được danh sách.</p></section>"
+                    .to_owned(),
+                String::new(),
+            )
+        }
+    };
     let _ = write!(
         html,
         "</ul><p><a href=\"/bao-cao?week={week}&unit={unit}&format=xlsx\">Tải bảng tổng hợp (Excel)</a></p></section>\
+         {registers_html}\
          <script>const d = {data}; Chart.defaults.animation = false;\
          new Chart(document.getElementById('coverage-chart'), {{type: 'bar', data: {{labels: d.labels, datasets: [{{label: '% đơn vị đã báo cáo', data: d.shares, backgroundColor: '#b3261e'}}]}},\
          options: {{indexAxis: 'y', scales: {{x: {{min: 0, max: 100}}}}}}}});\
+         {registers_script}\
          document.body.dataset.chartsReady = 'yes';</script></body></html>",
         week = escape(&synthesis.week),
         unit = escape(&synthesis.code),

@@ -44,7 +44,14 @@ impl DataLayout {
         voxpop_pipeline::reports::reports_table_path(&self.lake())
     }
 
-    /// Villages and residential groups (`code,name`), created by an import or the demo.
+    /// The registers of officers and members and the villages created through the API or
+    /// `voxpop import --villages`.
+    pub fn registers_table(&self) -> PathBuf {
+        voxpop_pipeline::registers::registers_table_path(&self.lake())
+    }
+
+    /// Villages and residential groups (`code,name`) written by the demo or placed by an
+    /// operator; the lake's village entries come on top (see `voxpop_queries::registers`).
     pub fn villages(&self) -> PathBuf {
         self.root.join("reference").join("villages.csv")
     }
@@ -115,12 +122,14 @@ pub struct Stack {
     pub queries: Arc<PetitionQueries>,
     pub stats: Arc<PipelineStats>,
     pub reports_stats: Arc<voxpop_pipeline::reports::ReportsStats>,
+    pub registers_stats: Arc<voxpop_pipeline::registers::RegistersStats>,
     pub handling_stats: Arc<voxpop_pipeline::handling::HandlingStats>,
     /// Decides handling actions (see [`crate::handling::Desk`]).
     pub desk: Arc<crate::handling::Desk>,
     shutdown: watch::Sender<bool>,
     pipeline: Option<JoinHandle<()>>,
     reports_pipeline: Option<JoinHandle<voxpop_pipeline::PipelineResult<()>>>,
+    registers_pipeline: Option<JoinHandle<voxpop_pipeline::PipelineResult<()>>>,
     handling_pipeline: Option<JoinHandle<voxpop_pipeline::PipelineResult<()>>>,
 }
 
@@ -153,8 +162,9 @@ impl Stack {
         let stats = pipeline.stats();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let reports_stats = Arc::new(voxpop_pipeline::reports::ReportsStats::default());
+        let registers_stats = Arc::new(voxpop_pipeline::registers::RegistersStats::default());
         let handling_stats = Arc::new(voxpop_pipeline::handling::HandlingStats::default());
-        let (pipeline, reports_pipeline, handling_pipeline) = if config.run_pipeline {
+        let (pipeline, reports_pipeline, registers_pipeline, handling_pipeline) = if config.run_pipeline {
             let handling_task = tokio::spawn(voxpop_pipeline::handling::run(
                 log.clone(),
                 layout.lake(),
@@ -170,14 +180,20 @@ impl Stack {
                 reports_stats.clone(),
                 shutdown_rx.clone(),
             ));
+            let registers = tokio::spawn(voxpop_pipeline::registers::run(
+                log.clone(),
+                layout.registers_table(),
+                registers_stats.clone(),
+                shutdown_rx.clone(),
+            ));
             let petitions = tokio::spawn(async move {
                 if let Err(err) = pipeline.run(shutdown_rx).await {
                     tracing::error!(error = %err, "pipeline stopped");
                 }
             });
-            (Some(petitions), Some(reports), Some(handling_task))
+            (Some(petitions), Some(reports), Some(registers), Some(handling_task))
         } else {
-            (None, None, None)
+            (None, None, None, None)
         };
         Ok(Stack {
             layout,
@@ -187,11 +203,13 @@ impl Stack {
             queries,
             stats,
             reports_stats,
+            registers_stats,
             handling_stats,
             desk,
             shutdown,
             pipeline,
             reports_pipeline,
+            registers_pipeline,
             handling_pipeline,
         })
     }
@@ -204,6 +222,9 @@ impl Stack {
         }
         if let Some(reports) = self.reports_pipeline.take() {
             let _ = reports.await;
+        }
+        if let Some(registers) = self.registers_pipeline.take() {
+            let _ = registers.await;
         }
         if let Some(handling) = self.handling_pipeline.take() {
             let _ = handling.await;

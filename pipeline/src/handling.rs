@@ -217,6 +217,16 @@ impl HandlingLake {
         Ok(())
     }
 
+    /// Makes `petition_status` reflect every event of `petition_events` (rebuilding it when a
+    /// crash came between the two commits); true when it had to.
+    pub async fn ensure_status_current(&mut self, handling: &Handling) -> PipelineResult<bool> {
+        if self.events_version() > 0 && self.status_marker().await? != Some(self.events_version()) {
+            self.rebuild_status(handling).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Rebuilds `petition_status` from every event (after a crash between the two commits, or
     /// after the time limits changed).
     pub async fn rebuild_status(&mut self, handling: &Handling) -> PipelineResult<usize> {
@@ -328,9 +338,7 @@ async fn run_once(
     shutdown: &mut watch::Receiver<bool>,
 ) -> PipelineResult<()> {
     let mut lake = HandlingLake::open_or_create(lake_dir).await?;
-    if lake.status_marker().await? != Some(lake.events_version()) && lake.events_version() > 0 {
-        lake.rebuild_status(handling).await?;
-    }
+    lake.ensure_status_current(handling).await?;
     let mut statuses = lake.statuses().await?;
     stats.events_version.store(lake.events_version(), Ordering::Relaxed);
     let partitions = log.partitions(Topic::Events).await?;
@@ -413,4 +421,48 @@ async fn run_once(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxpop_schema::workflow::{ActionRequest, Actor, PetitionRef, State};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn handling_status_is_rebuilt_when_a_crash_came_between_the_two_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let handling = Handling::default_embedded();
+        let rules = handling.rules();
+        let petition = PetitionRef {
+            tracking_code: "K7M2-9QXD-4HTR".to_owned(),
+            received_at: chrono::Utc::now() - chrono::Duration::hours(3),
+            province_code: "01".to_owned(),
+            commune_code: "00004".to_owned(),
+            topic: None,
+            title: "Bãi rác".to_owned(),
+        };
+        let id = Uuid::now_v7();
+        let officer = Actor { id: "t".to_owned(), role: "officer".to_owned(), unit: "00004".to_owned() };
+        let mut status = Status::initial(id, &petition, &rules);
+        let mut events = Vec::new();
+        for action in ["accept", "start"] {
+            let request = ActionRequest { action: action.to_owned(), ..Default::default() };
+            let event = status.decide(&request, &officer, chrono::Utc::now(), &rules).unwrap();
+            status = status.apply(&event, &rules).unwrap();
+            events.push(LoggedEvent { event, partition: 0, offset: events.len() as i64 });
+        }
+        let mut lake = HandlingLake::open_or_create(dir.path()).await.unwrap();
+        // The first event reached both tables; the second only the events table (a crash).
+        let version = lake.append_events(&events[..1], &BTreeMap::from([(0, 1)])).await.unwrap();
+        let first = Status::initial(id, &petition, &rules).apply(&events[0].event, &rules).unwrap();
+        lake.merge_status(std::slice::from_ref(&first), version).await.unwrap();
+        lake.append_events(&events[1..], &BTreeMap::from([(0, 2)])).await.unwrap();
+        assert_eq!(lake.statuses().await.unwrap()[&id].state, State::Accepted, "stale before");
+
+        let mut reopened = HandlingLake::open_or_create(dir.path()).await.unwrap();
+        assert!(reopened.ensure_status_current(&handling).await.unwrap());
+        assert_eq!(reopened.statuses().await.unwrap()[&id].state, State::InProgress);
+        assert!(!reopened.ensure_status_current(&handling).await.unwrap(), "current now: nothing to do");
+        assert_eq!(reopened.committed_positions(&[0]).await.unwrap(), BTreeMap::from([(0, 2)]));
+    }
 }

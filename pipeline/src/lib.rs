@@ -15,6 +15,7 @@ pub mod handling;
 pub mod kafka;
 pub mod lake;
 pub mod log;
+pub mod registers;
 pub mod reports;
 pub mod runner;
 pub mod topics;

@@ -29,11 +29,15 @@ pub enum Topic {
     /// One JSON [`voxpop_schema::workflow::Notification`] per applied state change, for SMS,
     /// Zalo and e-mail gateways and the webhook dispatcher; keyed by petition id.
     Notifications,
+    /// Entries of the registers of officers and members and of the villages register, one JSON
+    /// [`voxpop_schema::registers::RegisterRecord`] per record, keyed by the unit code (the
+    /// person's unit, the village's code) so that the entries of one unit keep their order.
+    Registers,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 5] =
-        [Topic::Petitions, Topic::DeadLetter, Topic::Reports, Topic::Events, Topic::Notifications];
+    pub const ALL: [Topic; 6] =
+        [Topic::Petitions, Topic::DeadLetter, Topic::Reports, Topic::Events, Topic::Notifications, Topic::Registers];
 
     /// The topic's name on Kafka and the queue's name in the embedded log.
     pub fn name(self) -> &'static str {
@@ -43,6 +47,7 @@ impl Topic {
             Topic::Reports => "voxpop.reports",
             Topic::Events => "voxpop.events",
             Topic::Notifications => "voxpop.notifications",
+            Topic::Registers => "voxpop.registers",
         }
     }
 }

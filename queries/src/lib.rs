@@ -21,6 +21,7 @@ use voxpop_schema::{Channel, Petition};
 pub mod campaigns;
 pub mod export;
 pub mod handling;
+pub mod registers;
 pub mod reports;
 pub mod sql;
 pub mod summary;

@@ -50,8 +50,20 @@ impl ReportQueries {
         Ok(values)
     }
 
+    /// The villages register the synthesis builds its tree from: `register` (the CSV register of
+    /// the data directory) with the villages created through the API or an import on top, read
+    /// from the `register_entries` table next to `weekly_reports` (see
+    /// [`crate::registers::merged_villages`]).
+    pub async fn villages(&self, register: &[Village]) -> QueryResult<Vec<Village>> {
+        match self.path.parent() {
+            Some(lake) => crate::registers::merged_villages(lake, register).await,
+            None => Ok(register.to_vec()),
+        }
+    }
+
     /// The synthesis of `week` for `unit` (`00` for the whole country): each indicator rolled
-    /// up, coverage per level, missing units, change since the week before.
+    /// up, coverage per level, missing units, change since the week before. `villages` is the CSV
+    /// register; the villages of the lake are merged in ([`ReportQueries::villages`]).
     pub async fn weekly(&self, week: &str, unit: &str, villages: &[Village]) -> QueryResult<UnitSynthesis> {
         let Some(parsed) = IsoWeek::parse(week) else {
             return Err(QueryError::BadRequest {
@@ -63,7 +75,8 @@ impl ReportQueries {
         let all = self.values(&[this.clone(), previous.clone()]).await?;
         let (current, before): (Vec<ReportValue>, Vec<ReportValue>) = all.into_iter().partition(|v| v.week == this);
         let (current, before) = (reports::latest_values(current), reports::latest_values(before));
-        let tree = OrgTree::new(Units::embedded(), villages)?;
+        let villages = self.villages(villages).await?;
+        let tree = OrgTree::new(Units::embedded(), &villages)?;
         let synthesis = synthesise(&tree, Catalogue::default_embedded(), &this, &current, Some(&before))?;
         synthesis.unit(unit).ok_or_else(|| QueryError::BadRequest {
             field: "unit",

@@ -12,6 +12,7 @@ pub mod datasets;
 pub mod error;
 pub mod petition;
 pub mod privacy;
+pub mod registers;
 pub mod reports;
 pub mod text;
 pub mod topics;

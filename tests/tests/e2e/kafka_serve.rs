@@ -58,3 +58,82 @@ async fn kafka_path_is_exactly_once_across_restarts_and_503_without_a_broker() {
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(response.headers()["content-type"], "application/problem+json");
 }
+
+/// An officer's token for `unit`, created in `data_dir` before the server starts.
+fn officer_token(data_dir: &std::path::Path, unit: &str) -> String {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let output = std::process::Command::new(voxpop_tests::server::voxpop_bin())
+        .args(["token", "create", "--unit", unit, "--role", "officer", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_carries_handling_events_to_the_lake_across_a_restart() {
+    let broker = Tansu::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let officer = officer_token(&data_dir, "00004");
+    let mut server = Server::start(&data_dir, Some(&broker.brokers())).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let response = client.post(server.url("/api/v1/petitions")).json(&petition(1)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let receipt: Value = response.json().await.unwrap();
+    let id = receipt["id"].as_str().unwrap().to_owned();
+    server.wait_for_ids(&HashSet::from([id.clone()]), Duration::from_secs(60)).await;
+
+    let steps = [
+        json!({"action": "accept"}),
+        json!({"action": "start"}),
+        json!({"action": "answer", "answer": "Đã thu gom rác và khử mùi (dữ liệu tổng hợp)."}),
+    ];
+    for step in steps {
+        let response = client
+            .post(server.url(&format!("/api/v1/petitions/{id}/actions")))
+            .bearer_auth(&officer)
+            .json(&step)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{step}: {body}");
+    }
+    let history = |server: &Server| {
+        let request = client.get(server.url(&format!("/api/v1/petitions/{id}/history"))).bearer_auth(&officer);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // Through Kafka into the lake: the timeline counts the lake's events apart from the desk's.
+    let started = Instant::now();
+    loop {
+        let body = history(&server).await;
+        if body["events_in_lake"] == 3 {
+            assert_eq!(body["events"].as_array().map(Vec::len), Some(3), "{body}");
+            assert_eq!(body["status"]["state"], "answered", "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "events not in the lake: {body}\n{}", server.output());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // SIGKILL and start again: the desk reloads the status from the lake and the topic.
+    server.restart().await;
+    let body = history(&server).await;
+    let actions: Vec<&str> = body["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["accept", "start", "answer"], "{body}");
+    assert_eq!(body["events_in_lake"], 3, "{body}");
+    assert_eq!(body["status"]["state"], "answered", "{body}");
+    assert_eq!(body["status"]["answered_on_time"], true, "{body}");
+    // The desk still decides from that status: answering again is a 409.
+    let response = client
+        .post(server.url(&format!("/api/v1/petitions/{id}/actions")))
+        .bearer_auth(&officer)
+        .json(&json!({"action": "answer", "answer": "Lần nữa"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+}

@@ -3,6 +3,7 @@
 mod access;
 mod cli;
 mod crash;
+mod demo;
 mod exchange;
 mod handling;
 mod intake;
@@ -12,5 +13,6 @@ mod open311;
 mod pages;
 mod pipeline;
 mod readers;
+mod registers;
 mod reports;
 mod summary;

@@ -156,6 +156,11 @@ async fn reports_page_shows_coverage_and_indicators_in_a_real_browser() {
     assert!(dom.contains("1/2 (50.00%)"), "village coverage: {dom}");
     assert!(dom.contains("00004-002"), "the missing village is listed: {dom}");
     assert!(dom.contains("data-charts-ready=\"yes\""), "{dom}");
+    assert!(
+        dom.contains("Danh sách cán bộ, hội viên")
+            && dom.contains("0/2 (0.00%) thôn, tổ dân phố đã cập nhật danh sách cán bộ trong kỳ"),
+        "the registers section: {dom}"
+    );
     let workbook = client.get(format!("{url}&format=xlsx")).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(&workbook[..2], b"PK");
     let output = Command::new(voxpop_tests::server::voxpop_bin())

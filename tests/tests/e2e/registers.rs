@@ -1,0 +1,287 @@
+//! Registers of officers and members and the villages register, against the real binary:
+//! villages imported and created over the API reach the weekly synthesis; people sent as JSON
+//! and as a CSV upload land in the `register_entries` Delta table exactly once; a later entry
+//! supersedes; counts and coverage per level; scope and masking follow the caller's token.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use voxpop_tests::server::{Server, voxpop_bin};
+
+fn token(data_dir: &std::path::Path, unit: &str, role: &str) -> String {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let output = Command::new(voxpop_bin())
+        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Reads a Delta table with read_delta.py's `active_files` and pyarrow, each file's partition
+/// values (`kind`) put back into its rows.
+const READ_ROWS: &str = r#"
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import read_delta
+import pyarrow.parquet as pq
+table = sys.argv[2]
+files, _ = read_delta.active_files(table)
+rows = []
+for path, partition in files.items():
+    for row in pq.read_table(os.path.join(table, path)).to_pylist():
+        row.update(partition)
+        rows.append(row)
+print(json.dumps(rows, default=str))
+"#;
+
+/// Rows of a Delta table, read by a reader that shares no code with voxpop.
+fn delta_rows(table: &std::path::Path) -> Vec<Value> {
+    let output = Command::new("/root/.cache/voxpop-venv/bin/python")
+        .args(["-c", READ_ROWS, concat!(env!("CARGO_MANIFEST_DIR"), "/py")])
+        .arg(table)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+struct Api<'a> {
+    server: &'a Server,
+    client: reqwest::Client,
+}
+
+impl Api<'_> {
+    async fn post(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self.client.post(self.server.url(path)).bearer_auth(token).json(body).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn upload(&self, path: &str, token: &str, body: &str) -> (StatusCode, Value) {
+        let response =
+            self.client.post(self.server.url(path)).bearer_auth(token).body(body.to_owned()).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self.client.get(self.server.url(path)).bearer_auth(token).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs `path` until `done` holds (the pipeline writes within a second or two).
+    async fn until(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.get(path, token).await;
+            if status == StatusCode::OK && done(&body) {
+                return body;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{path} never got there: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}
+
+fn names(page: &Value) -> Vec<(String, String)> {
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["person_id"].as_str().unwrap().to_owned(), e["full_name"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn level<'v>(summary: &'v Value, name: &str) -> &'v Value {
+    summary["levels"].as_array().unwrap().iter().find(|l| l["level"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registers_and_villages_flow_from_the_api_to_the_lake_and_the_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let hanoi = token(&data_dir, "01", "leader");
+    let commune = token(&data_dir, "00004", "officer");
+    let other_commune = token(&data_dir, "00097", "officer");
+    let engineer = token(&data_dir, "00", "data_engineer");
+
+    // A villages register imported from a file (the server is not running: the log is free).
+    let file = dir.path().join("thon.csv");
+    std::fs::write(&file, "code,name\n00004-001,Tổ dân phố số 1\n").unwrap();
+    let output = Command::new(voxpop_bin())
+        .args(["import", "--villages"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("1 villages imported"),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let server = Server::start(&data_dir, None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+
+    // The commune creates two more villages: numbered after the imported one.
+    let (status, created) = api
+        .post("/api/v1/villages", &commune, &json!([{"name": "Tổ dân phố số 2"}, {"name": "Tổ dân phố số 3"}]))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let codes: Vec<&str> =
+        created["villages"].as_array().unwrap().iter().map(|v| v["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["00004-002", "00004-003"]);
+    // Not another commune's villages, and not as a data engineer.
+    let (status, problem) =
+        api.post("/api/v1/villages", &other_commune, &json!([{"code": "00004-009", "name": "Thôn lạ"}])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "out_of_scope");
+    let (status, _) = api.post("/api/v1/villages", &engineer, &json!([{"code": "00004-009", "name": "X"}])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The weekly synthesis of the commune counts the three villages (none reported yet).
+    let synthesis = api
+        .until("/api/v1/reports/weekly?week=2025-W38&unit=00004", &hanoi, |s| {
+            s["coverage"][0]["coverage"]["total"] == 3
+        })
+        .await;
+    assert_eq!(synthesis["coverage"][0]["coverage"]["text"], "0/3 (0.00%)", "{synthesis}");
+    let missing: Vec<&str> =
+        synthesis["missing"].as_array().unwrap().iter().map(|m| m["code"].as_str().unwrap()).collect();
+    assert_eq!(missing, ["00004-001", "00004-002", "00004-003"]);
+    api.until("/api/v1/villages?unit=00004", &commune, |v| v["total"] == 3).await;
+
+    // Officers and a member as JSON.
+    let people = json!([
+        {"register": "officer", "person_id": "BD-001", "unit": "00004", "full_name": "Nguyễn Văn An",
+         "role": "Chủ tịch", "gender": "Nam", "birth_year": 1975, "phone": "0912345678", "term_start": "2024-10-01"},
+        {"register": "officer", "person_id": "BD-002", "unit": "00004-002", "full_name": "Lê Thị Bình",
+         "role": "Trưởng ban công tác Mặt trận", "term_start": "2024-10-01"},
+        {"register": "member", "person_id": "HV-001", "unit": "00004-001", "full_name": "Trần Văn Cường",
+         "role": "Hội viên", "term_start": "2025-01-01"}
+    ]);
+    let (status, accepted) = api.post("/api/v1/registers", &commune, &people).await;
+    assert_eq!(status, StatusCode::CREATED, "{accepted}");
+    let mut entry_ids: Vec<String> =
+        accepted["entry_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+
+    // A CSV upload of the officer list with one bad row: nothing is taken, the cell is named.
+    let sheet = |end: &str| {
+        format!(
+            "person_id,unit,full_name,role,term_start,term_end\n\
+             BD-003,00004,Phạm Văn Dũng,Phó Chủ tịch,01/10/2024,\n\
+             BD-004,00004-003,Hoàng Thị Em,Ủy viên,01/10/2024,{end}\n"
+        )
+    };
+    let (status, problem) =
+        api.upload("/api/v1/registers/upload?format=csv&register=officer", &commune, &sheet("01/01/2020")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let error = &problem["errors"][0];
+    assert_eq!(
+        (error["row"].as_u64(), error["column"].as_str(), error["field"].as_str()),
+        (Some(3), Some("F"), Some("term_end"))
+    );
+    assert_eq!(error["code"], "term_end_before_start");
+    let (status, outcome) =
+        api.upload("/api/v1/registers/upload?format=csv&register=officer", &commune, &sheet("")).await;
+    assert_eq!((status, outcome["accepted_entries"].as_u64()), (StatusCode::CREATED, Some(2)), "{outcome}");
+
+    // Another commune's officer can neither write nor read the commune's register.
+    let stranger = json!([{"register": "officer", "person_id": "X-1", "unit": "00004", "full_name": "Người lạ",
+        "role": "Ủy viên", "term_start": "2024-10-01"}]);
+    let (status, problem) = api.post("/api/v1/registers", &other_commune, &stranger).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    let (status, _) = api.get("/api/v1/registers?unit=00004", &other_commune).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.get("/api/v1/registers/summary?unit=00004", &other_commune).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The commune's officer reads names; the list holds the five people once the pipeline ran.
+    let page = api.until("/api/v1/registers?unit=00004", &commune, |p| p["total"] == 5).await;
+    assert_eq!(page["masked"], false);
+    assert!(names(&page).contains(&("BD-001".to_owned(), "Nguyễn Văn An".to_owned())), "{page}");
+    let (_, own) = api.get("/api/v1/registers", &other_commune).await;
+    assert_eq!((own["unit"].as_str(), own["total"].as_u64()), (Some("00097"), Some(0)), "{own}");
+    // A data engineer sees the register masked.
+    let (status, masked) = api.get("/api/v1/registers?unit=00004&register=officer", &engineer).await;
+    assert_eq!(status, StatusCode::OK, "{masked}");
+    assert_eq!(masked["masked"], true);
+    let chair = masked["entries"].as_array().unwrap().iter().find(|e| e["person_id"] == "BD-001").unwrap();
+    assert_eq!(
+        (chair["full_name"].as_str(), chair["phone"].as_str()),
+        (Some("N. V. A."), Some("*******678")),
+        "{chair}"
+    );
+    assert!(chair["birth_year"].is_null());
+
+    // A later entry supersedes the earlier one; the history stays in the lake.
+    let (status, later) = api
+        .post(
+            "/api/v1/registers",
+            &commune,
+            &json!([{"register": "officer", "person_id": "BD-001", "unit": "00004", "full_name": "Nguyễn Văn An",
+                "role": "Phó Chủ tịch", "term_start": "2024-10-01"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{later}");
+    entry_ids.push(later["entry_ids"][0].as_str().unwrap().to_owned());
+    let page = api
+        .until("/api/v1/registers?unit=00004&register=officer", &commune, |p| {
+            p["entries"].as_array().unwrap().iter().any(|e| e["person_id"] == "BD-001" && e["role"] == "Phó Chủ tịch")
+        })
+        .await;
+    assert_eq!(page["total"], 4, "BD-001 is listed once: {page}");
+
+    // In the lake, read by a reader that shares no code with voxpop: every entry exactly once.
+    let rows = delta_rows(&data_dir.join("lake/register_entries"));
+    let mut per_entry: HashMap<&str, usize> = HashMap::new();
+    for row in &rows {
+        *per_entry.entry(row["entry_id"].as_str().unwrap()).or_default() += 1;
+    }
+    assert!(per_entry.values().all(|&n| n == 1), "an entry was written twice: {rows:?}");
+    let people_rows: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "person").collect();
+    let village_rows: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "village").collect();
+    assert_eq!((people_rows.len(), village_rows.len()), (6, 3), "{rows:?}");
+    assert!(entry_ids.iter().all(|id| per_entry.contains_key(id.as_str())), "{entry_ids:?}");
+    let chair_rows: Vec<&str> =
+        people_rows.iter().filter(|r| r["person_id"] == "BD-001").map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(chair_rows.len(), 2, "both entries about BD-001 are kept: {chair_rows:?}");
+
+    // Counts and coverage per level, this week (the entries were just received).
+    let hanoi_communes = voxpop_schema::Units::embedded().communes().iter().filter(|c| c.province_code == "01").count();
+    let (status, summary) = api.get("/api/v1/registers/summary?unit=01", &hanoi).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!((summary["total"]["officers"].as_u64(), summary["total"]["members"].as_u64()), (Some(4), Some(1)));
+    let communes = level(&summary, "commune");
+    assert_eq!(
+        communes["officer_lists_updated"]["text"],
+        format!("1/{hanoi_communes} ({:.2}%)", 100.0 / hanoi_communes as f64),
+        "{summary}"
+    );
+    assert_eq!(
+        (communes["counts"]["officers"].as_u64(), communes["units"].as_u64()),
+        (Some(2), Some(hanoi_communes as u64))
+    );
+    let villages = level(&summary, "village");
+    assert_eq!(villages["officer_lists_updated"]["text"], "2/3 (66.67%)");
+    assert_eq!(villages["member_lists_updated"]["text"], "1/3 (33.33%)");
+    let child = summary["children"].as_array().unwrap().iter().find(|c| c["code"] == "00004").unwrap();
+    assert_eq!((child["counts"]["officers"].as_u64(), child["officer_list_updated"].as_bool()), (Some(4), Some(true)));
+    // Over a week long past: the same people (their terms ran then), no list updated.
+    let (_, before) = api.get("/api/v1/registers/summary?unit=00004&week=2025-W38", &commune).await;
+    assert_eq!(before["total"]["officers"], 4, "{before}");
+    assert_eq!(level(&before, "village")["officer_lists_updated"]["text"], "0/3 (0.00%)", "{before}");
+    let (status, country) = api.get("/api/v1/registers/summary?unit=00", &engineer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(level(&country, "commune")["officer_lists_updated"]["text"], "1/3,321 (0.03%)", "{country}");
+    let (status, _) = api.get("/api/v1/registers/summary?unit=00&from=2025-09-30&to=2025-09-01", &engineer).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
