@@ -413,6 +413,14 @@ pub async fn summary(count: usize, dir: &std::path::Path, venv: &std::path::Path
     datafusion_times.remove(0);
     datafusion_times.sort_by(f64::total_cmp);
     println!("aggregate in DataFusion (Delta table): median {:.3} s, {groups} groups", datafusion_times[1]);
+    for (threads, dictionary) in [(2, false), (1, false), (2, true), (1, true)] {
+        let (median, groups) =
+            voxpop_queries::summary::bench_aggregate_over_files(&path, &labels, threads, dictionary).await?;
+        println!(
+            "aggregate in DataFusion (the same Parquet files, {threads} thread(s), strings read {}): median {median:.3} s, {groups} groups",
+            if dictionary { "as dictionaries" } else { "as Utf8" }
+        );
+    }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench_duckdb.py");
     let output = std::process::Command::new(venv.join("bin/python")).arg(script).arg(&path).arg(&in_list).output();
     match output {

@@ -54,6 +54,8 @@ pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
 }
 
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    // First of all: nothing may read the code lists before the data directory's are installed.
+    voxpop_connectors::code_lists::install_newest(&options.data_dir)?;
     let config = StackConfig {
         data_dir: options.data_dir.clone(),
         kafka: options.kafka.clone(),

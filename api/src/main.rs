@@ -122,7 +122,9 @@ enum Command {
     /// Imports petitions from a Data Package directory, or from one CSV/XLSX/Parquet file with
     /// `--mapping` (TOML: `[columns]` title = "SourceColumn", ...). Rejected rows are listed with
     /// their line and field; importing the same rows again adds nothing. With `--villages`, PATH
-    /// is a villages register (CSV `code,name`) added to the registers instead.
+    /// is a villages register (CSV `code,name`) added to the registers instead. With
+    /// `--code-lists`, PATH is an update of the administrative code lists, stored as a new version
+    /// under DIR/reference/units/ when every row passes (nothing otherwise).
     Import {
         path: PathBuf,
         #[arg(long)]
@@ -130,6 +132,17 @@ enum Command {
         /// PATH is a villages register (`code,name`, optionally `commune_code`, `removed`).
         #[arg(long, conflicts_with = "mapping")]
         villages: bool,
+        /// PATH updates the code lists: a Data Package with resources `provinces`, `communes`,
+        /// `communes_pre2025`, `unit_crosswalk_2025` (any subset; each replaces its whole list), or
+        /// one CSV/XLSX/Parquet file of one list (see --dataset). Retire a unit with a `valid_to`;
+        /// codes are never deleted. Commands use the newest version from then on (restart a
+        /// running server).
+        #[arg(long, conflicts_with_all = ["mapping", "villages"])]
+        code_lists: bool,
+        /// With --code-lists and a single file: which list it holds (by default its file name,
+        /// e.g. communes.csv).
+        #[arg(long, requires = "code_lists")]
+        dataset: Option<String>,
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
         #[arg(long, env = "VOXPOP_KAFKA")]
@@ -344,6 +357,29 @@ enum BenchCommand {
     },
 }
 
+impl Command {
+    /// The data directory whose code lists the command uses (all but `serve`, which installs
+    /// them itself, and the commands without a data directory).
+    fn code_list_data_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Search { data_dir, .. }
+            | Command::Summary { data_dir, .. }
+            | Command::Reindex { data_dir }
+            | Command::Export { data_dir, .. }
+            | Command::Import { data_dir, .. }
+            | Command::Sql { data_dir, .. }
+            | Command::Report { report: ReportCommand::Weekly { data_dir, .. } }
+            | Command::Topics { topics: TopicsCommand::Reclassify { data_dir, .. } } => Some(data_dir),
+            Command::Token { token } => match token {
+                TokenCommand::Create { data_dir, .. }
+                | TokenCommand::List { data_dir }
+                | TokenCommand::Revoke { data_dir, .. } => Some(data_dir),
+            },
+            _ => None,
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -353,6 +389,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The newest version of the code lists in the data directory, before anything reads them
+    // (`serve` installs its own at its start).
+    if let Some(data_dir) = cli.command.code_list_data_dir() {
+        voxpop_connectors::code_lists::install_newest(data_dir)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
@@ -426,6 +467,13 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Report { report: ReportCommand::Weekly { week, unit, xlsx, json, data_dir } } => {
                 commands::report_weekly(&data_dir, &week, &unit, xlsx.as_deref(), json).await
+            }
+            Command::Import { path, code_lists: true, dataset, data_dir, .. } => {
+                let outcome =
+                    voxpop_connectors::code_lists::import(&data_dir, &path, dataset.as_deref(), chrono::Utc::now())?;
+                print!("{outcome}");
+                anyhow::ensure!(outcome.accepted(), "the update of the code lists is rejected; nothing was stored");
+                Ok(())
             }
             Command::Import { path, villages: true, data_dir, kafka, .. } => {
                 voxpop_api::registers_api::import_villages(&data_dir, &path, kafka).await

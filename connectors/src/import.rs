@@ -129,7 +129,10 @@ pub fn tables_of(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
             .map(|p| path.join(p))
             .collect();
         if tables.is_empty() {
-            return Err(read_error(&descriptor, "the package has no `petitions` resource"));
+            return Err(read_error(
+                &descriptor,
+                "the package has no `petitions` resource (an update of the code lists? add `--code-lists`)",
+            ));
         }
         return Ok(tables);
     }
@@ -147,8 +150,14 @@ pub fn package_is_masked(path: &Path) -> bool {
 
 /// Reads a CSV (UTF-8, with or without BOM), XLSX (first sheet) or Parquet file.
 pub fn read_table(path: &Path) -> Result<Vec<SourceRow>, ImportError> {
+    read_table_with_columns(path).map(|(_, rows)| rows)
+}
+
+/// [`read_table`], with the table's column names in order (a Parquet row leaves its null cells
+/// out; the columns say which columns the file has).
+pub fn read_table_with_columns(path: &Path) -> Result<(Vec<String>, Vec<SourceRow>), ImportError> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let rows = match extension.as_str() {
+    let (columns, rows) = match extension.as_str() {
         "csv" => read_csv(path)?,
         "xlsx" => read_xlsx(path)?,
         "parquet" => read_parquet(path)?,
@@ -159,10 +168,10 @@ pub fn read_table(path: &Path) -> Result<Vec<SourceRow>, ImportError> {
     if rows.len() > MAX_ROWS {
         return Err(read_error(path, format!("{} rows; at most {MAX_ROWS} per import", rows.len())));
     }
-    Ok(rows)
+    Ok((columns, rows))
 }
 
-fn read_csv(path: &Path) -> Result<Vec<SourceRow>, ImportError> {
+fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<SourceRow>), ImportError> {
     let mut bytes = Vec::new();
     std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|err| read_error(path, err))?;
     let text = std::str::from_utf8(&bytes).map_err(|err| read_error(path, format!("not UTF-8: {err}")))?;
@@ -176,39 +185,40 @@ fn read_csv(path: &Path) -> Result<Vec<SourceRow>, ImportError> {
         let cells = headers.iter().cloned().zip(record.iter().map(str::to_owned)).collect();
         rows.push(SourceRow { line: i + 2, cells });
     }
-    Ok(rows)
+    Ok((headers, rows))
 }
 
-fn read_xlsx(path: &Path) -> Result<Vec<SourceRow>, ImportError> {
+fn read_xlsx(path: &Path) -> Result<(Vec<String>, Vec<SourceRow>), ImportError> {
     use calamine::{Data, Reader, Xlsx, open_workbook};
     let mut workbook: Xlsx<_> = open_workbook(path).map_err(|err: calamine::XlsxError| read_error(path, err))?;
     let sheet = workbook.sheet_names().first().cloned().ok_or_else(|| read_error(path, "the workbook has no sheet"))?;
     let range = workbook.worksheet_range(&sheet).map_err(|err| read_error(path, err))?;
     let mut lines = range.rows();
-    let Some(header) = lines.next() else { return Ok(Vec::new()) };
+    let Some(header) = lines.next() else { return Ok((Vec::new(), Vec::new())) };
     let text = |cell: &Data| match cell {
         Data::Empty => String::new(),
         Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
         other => other.to_string(),
     };
     let headers: Vec<String> = header.iter().map(|c| text(c).trim().to_owned()).collect();
-    Ok(lines
+    let rows = lines
         .enumerate()
         .map(|(i, cells)| SourceRow {
             line: i + 2,
             cells: headers.iter().cloned().zip(cells.iter().map(text)).collect(),
         })
-        .collect())
+        .collect();
+    Ok((headers, rows))
 }
 
-fn read_parquet(path: &Path) -> Result<Vec<SourceRow>, ImportError> {
+fn read_parquet(path: &Path) -> Result<(Vec<String>, Vec<SourceRow>), ImportError> {
     use deltalake::arrow::array::Array;
     use deltalake::arrow::datatypes::{DataType, TimeUnit};
     use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = std::fs::File::open(path).map_err(|err| read_error(path, err))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|builder| builder.build())
-        .map_err(|err| read_error(path, err))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|err| read_error(path, err))?;
+    let headers: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let reader = builder.build().map_err(|err| read_error(path, err))?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|err| read_error(path, err))?;
@@ -246,7 +256,7 @@ fn read_parquet(path: &Path) -> Result<Vec<SourceRow>, ImportError> {
             rows.push(SourceRow { line: rows.len() + 1, cells });
         }
     }
-    Ok(rows)
+    Ok((headers, rows))
 }
 
 /// Spreadsheet dates without a zone are Vietnamese local time; a bare date is its midnight.

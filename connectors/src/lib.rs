@@ -6,6 +6,7 @@
 //! submission is acknowledged only once the log says it is durable; a repeated
 //! `(channel, external_id)` returns the first petition's receipt instead of a duplicate.
 
+pub mod code_lists;
 pub mod demo;
 pub mod import;
 pub mod intake;

@@ -8,6 +8,8 @@
 //! those weeks ([`crate::trends::rising_terms`]); and the largest campaigns — many citizens,
 //! one matter ([`crate::campaigns`]) — each counted once, with a masked excerpt.
 
+use std::sync::Arc;
+
 use chrono::{Datelike, NaiveDate, Weekday};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
@@ -687,4 +689,54 @@ mod tests {
         assert_eq!(thousands(1_234_567), "1,234,567");
         assert_eq!(thousands(999), "999");
     }
+}
+
+/// For the benchmark: the summary's 12-week aggregate run by DataFusion over the table's Parquet
+/// files directly (a listing table with the week as a hive partition, as DuckDB reads them),
+/// with `target_partitions` threads and, when `dictionary`, the two grouped string columns read
+/// as dictionaries (as Parquet stores them). Returns the median of 3 runs after a warm-up, and
+/// the number of groups.
+pub async fn bench_aggregate_over_files(
+    table: &std::path::Path,
+    weeks: &[String],
+    target_partitions: usize,
+    dictionary: bool,
+) -> QueryResult<(f64, usize)> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(target_partitions.max(1));
+    config.options_mut().execution.parquet.schema_force_view_types = false;
+    let ctx = SessionContext::new_with_config(config);
+    let url = ListingTableUrl::parse(format!("{}/", table.display()))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![(PARTITION_COLUMN.to_owned(), DataType::Utf8)]);
+    let text = |name: &str| {
+        let data_type = if dictionary {
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+        } else {
+            DataType::Utf8
+        };
+        Field::new(name, data_type, true)
+    };
+    let schema = Arc::new(Schema::new(vec![text("topic"), text("province_code")]));
+    let listing = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    ctx.register_table("files", Arc::new(ListingTable::try_new(listing)?))?;
+    let in_list = weeks.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT {PARTITION_COLUMN}, topic, province_code, count(*) AS n FROM files \
+         WHERE {PARTITION_COLUMN} IN ({in_list}) GROUP BY {PARTITION_COLUMN}, topic, province_code"
+    );
+    let mut times = Vec::new();
+    let mut groups = 0;
+    for _ in 0..4 {
+        let started = std::time::Instant::now();
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        times.push(started.elapsed().as_secs_f64());
+        groups = batches.iter().map(|b| b.num_rows()).sum();
+    }
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    Ok((times[1], groups))
 }

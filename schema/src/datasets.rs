@@ -1201,14 +1201,14 @@ impl DatasetSpec {
 
     /// The rows of a reference dataset (a code list); `None` for the tables of the lake.
     pub fn reference_batch(&self, units: &Units) -> Option<RecordBatch> {
-        let reform = NaiveDate::from_ymd_opt(REFORM_DATE.0, REFORM_DATE.1, REFORM_DATE.2).expect("valid date");
         let day = |date: NaiveDate| (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32;
         let strings = |values: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(values)) };
         let floats = |values: Vec<Option<f64>>| -> ArrayRef { Arc::new(Float64Array::from(values)) };
-        let validity = |n: usize, from: Option<NaiveDate>, to: Option<NaiveDate>| -> Vec<ArrayRef> {
-            vec![Arc::new(Date32Array::from(vec![from.map(day); n])), Arc::new(Date32Array::from(vec![to.map(day); n]))]
+        // Each row's own validity (a unit retired by an update of the lists has its `valid_to`).
+        let validity = |rows: Vec<(Option<NaiveDate>, Option<NaiveDate>)>| -> Vec<ArrayRef> {
+            let (from, to): (Vec<_>, Vec<_>) = rows.into_iter().map(|(f, t)| (f.map(day), t.map(day))).unzip();
+            vec![Arc::new(Date32Array::from(from)), Arc::new(Date32Array::from(to))]
         };
-        let before_reform = reform.pred_opt();
         let columns: Vec<ArrayRef> = match self.name {
             "provinces" => {
                 let p = units.provinces();
@@ -1217,7 +1217,7 @@ impl DatasetSpec {
                     strings(p.iter().map(|p| p.name.as_str()).collect()),
                     Arc::new(UInt32Array::from(p.iter().map(|p| p.commune_count).collect::<Vec<_>>())) as ArrayRef,
                 ];
-                columns.extend(validity(p.len(), Some(reform), None));
+                columns.extend(validity(p.iter().map(|p| (p.valid_from, p.valid_to)).collect()));
                 columns
             }
             "communes" => {
@@ -1231,7 +1231,7 @@ impl DatasetSpec {
                     floats(c.iter().map(|c| c.lon).collect()),
                     floats(c.iter().map(|c| c.area_km2).collect()),
                 ];
-                columns.extend(validity(c.len(), Some(reform), None));
+                columns.extend(validity(c.iter().map(|c| (c.valid_from, c.valid_to)).collect()));
                 columns
             }
             "communes_pre2025" => {
@@ -1246,7 +1246,7 @@ impl DatasetSpec {
                     strings(c.iter().map(|c| c.province_code.as_str()).collect()),
                     strings(c.iter().map(|c| c.province_name.as_str()).collect()),
                 ];
-                columns.extend(validity(c.len(), None, before_reform));
+                columns.extend(validity(c.iter().map(|c| (c.valid_from, c.valid_to)).collect()));
                 columns
             }
             "unit_crosswalk_2025" => {
@@ -1377,6 +1377,25 @@ mod tests {
             assert!(dataset(name).unwrap().in_lake());
             assert!(dataset(name).unwrap().reference_batch(units).is_none(), "{name}");
         }
+    }
+
+    #[test]
+    fn reference_batches_carry_each_units_own_validity() {
+        use arrow::array::Array;
+        let mut communes = Units::compiled_in().communes().to_vec();
+        let retired = NaiveDate::from_ymd_opt(2026, 3, 31);
+        communes[0].valid_to = retired;
+        let units = Units::compiled_in();
+        let legacy: Vec<_> = units.legacy_communes().cloned().collect();
+        let units =
+            Units::from_lists(units.provinces().to_vec(), communes, legacy, units.crosswalk().to_vec()).unwrap();
+        let batch = dataset("communes").unwrap().reference_batch(&units).unwrap();
+        let valid_to = batch.column_by_name("valid_to").unwrap().as_any().downcast_ref::<Date32Array>().unwrap();
+        let day = |d: NaiveDate| (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32;
+        assert_eq!(valid_to.value(0), day(retired.unwrap()));
+        assert!(valid_to.is_null(1));
+        let valid_from = batch.column_by_name("valid_from").unwrap().as_any().downcast_ref::<Date32Array>().unwrap();
+        assert_eq!(valid_from.value(1), day(NaiveDate::from_ymd_opt(2025, 7, 1).unwrap()));
     }
 
     #[test]

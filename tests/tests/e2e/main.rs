@@ -2,6 +2,7 @@
 
 mod access;
 mod cli;
+mod code_lists;
 mod crash;
 mod demo;
 mod exchange;
