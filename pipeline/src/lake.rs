@@ -56,6 +56,10 @@ pub(crate) async fn open_table(path: &Path) -> Result<DeltaTable, DeltaTableErro
         .map_err(|err| DeltaTableError::Generic(format!("cannot create `{}`: {err}", path.display())))?;
     let absolute = std::fs::canonicalize(path).map_err(|err| DeltaTableError::Generic(err.to_string()))?;
     let url = deltalake::ensure_table_uri(absolute.to_string_lossy())?;
+    if !path.join("_delta_log").exists() {
+        // No table yet: an unloaded handle to create it with (loading would only log an error).
+        return deltalake::DeltaTableBuilder::from_url(url)?.build();
+    }
     DeltaTable::try_from_url(url).await
 }
 
