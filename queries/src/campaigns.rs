@@ -361,35 +361,56 @@ fn band_key(band: usize, rows: &[u32]) -> u64 {
     hash
 }
 
-/// The `num_hashes` hash functions of a MinHash signature.
+/// MinHash signatures by one permutation hashing with densification (Shrivastava & Li, 2014):
+/// one hash per shingle picks one of `num_hashes` bins and competes for that bin's minimum, and
+/// an empty bin takes the value of the next non-empty bin to its right (circularly), offset by
+/// the distance so that two texts agree on it only when they agree on that bin. Two signatures
+/// agree on a bin with probability close to the Jaccard index of the two shingle sets, as with
+/// `num_hashes` independent hash functions, at the cost of one hash per shingle instead of
+/// `num_hashes` (the summary signs tens of thousands of petitions).
 struct MinHasher {
-    multipliers: Vec<u64>,
-    increments: Vec<u64>,
+    num_hashes: usize,
 }
 
 impl MinHasher {
     fn new(num_hashes: usize) -> MinHasher {
-        let mut state = SEED;
-        let mut next = || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            mix64(state)
-        };
-        let mut multipliers = Vec::with_capacity(num_hashes);
-        let mut increments = Vec::with_capacity(num_hashes);
-        for _ in 0..num_hashes {
-            multipliers.push(next() | 1);
-            increments.push(next());
-        }
-        MinHasher { multipliers, increments }
+        MinHasher { num_hashes }
     }
 
     /// Writes the signature of a non-empty shingle set into `signature` (filled with `u32::MAX`).
     fn sign(&self, shingles: &[u64], signature: &mut [u32]) {
+        let k = self.num_hashes as u64;
         for &shingle in shingles {
-            for ((slot, &a), &b) in signature.iter_mut().zip(&self.multipliers).zip(&self.increments) {
-                let value = (a.wrapping_mul(shingle).wrapping_add(b) >> 32) as u32;
-                *slot = (*slot).min(value);
+            let hash = mix64(shingle ^ SEED);
+            // The high half picks the bin (a multiply-shift range reduction), the low half competes.
+            let bin = (((hash >> 32) * k) >> 32) as usize;
+            let value = hash as u32;
+            if value < signature[bin] {
+                signature[bin] = value;
             }
+        }
+        densify(signature);
+    }
+}
+
+/// Fills each empty bin (`u32::MAX`) from the next non-empty bin to its right, circularly, mixed
+/// with the distance; leaves the signature unchanged when every bin is empty.
+fn densify(signature: &mut [u32]) {
+    let k = signature.len();
+    let Some(filled) = signature.iter().position(|&v| v != u32::MAX) else {
+        return;
+    };
+    // Walk leftwards from a filled bin, so each empty bin sees its right neighbour's source.
+    let mut source = signature[filled];
+    let mut distance = 0u64;
+    for step in 1..=k {
+        let bin = (filled + k - step) % k;
+        if signature[bin] == u32::MAX {
+            distance += 1;
+            signature[bin] = mix64(u64::from(source) ^ (distance << 32) ^ SEED) as u32;
+        } else {
+            source = signature[bin];
+            distance = 0;
         }
     }
 }
@@ -719,16 +740,19 @@ mod tests {
 
     #[test]
     fn signature_agreement_estimates_jaccard() {
-        // Texts of made-up syllables with a known overlap: `shared` common syllables out of 300.
+        // Pairs of texts of made-up syllables with a known overlap: `shared` common syllables out
+        // of 300. Every trial draws a new pair: with one fixed text, the errors of all trials
+        // would share that text's bins and not average out.
         let word = |i: usize| format!("w{i}");
         let hasher = MinHasher::new(128);
         let mut rng = Rng(5);
         let mut errors = Vec::new();
         for trial in 0..200 {
             let shared = 20 + rng.below(260);
-            let a: Vec<String> = (0..300).map(word).collect();
-            let mut b: Vec<String> = (0..shared).map(word).collect();
-            b.extend((0..300 - shared).map(|i| word(10_000 * (trial + 1) + i)));
+            let base = 1_000_000 * (trial + 1);
+            let a: Vec<String> = (0..300).map(|i| word(base + i)).collect();
+            let mut b: Vec<String> = (0..shared).map(|i| word(base + i)).collect();
+            b.extend((0..300 - shared).map(|i| word(base + 500_000 + i)));
             let (mut sa, mut sb) = (Vec::new(), Vec::new());
             shingle_hashes(&a.join(" "), &mut sa);
             shingle_hashes(&b.join(" "), &mut sb);

@@ -297,6 +297,7 @@ impl PetitionQueries {
         let province = province.or(commune_province);
         let place = Place { province, commune };
         let previous = week.previous();
+        let started = std::time::Instant::now();
         let ctx = self.session().await?;
         let (this_label, previous_label) = (week.label(), previous.label());
         let mut trend_weeks = vec![week];
@@ -369,6 +370,7 @@ impl PetitionQueries {
         let baseline_weeks = &labels[labels.len().saturating_sub(1 + SpikeOptions::default().window)..labels.len() - 1];
         let baseline_total: u64 =
             cells.iter().filter(|(key, _)| baseline_weeks.contains(&key[0])).map(|(_, n)| *n).sum();
+        let counted = started.elapsed();
         let (current_docs, baseline_docs) = tokio::try_join!(
             sample_texts(self, ctx.as_ref(), std::slice::from_ref(&this_label), place, total, CAMPAIGN_SAMPLE),
             sample_texts(self, ctx.as_ref(), baseline_weeks, place, baseline_total, RISING_SAMPLE),
@@ -376,19 +378,29 @@ impl PetitionQueries {
         // Rising terms and campaigns are CPU work on the texts: one thread each.
         let current_docs = std::sync::Arc::new(current_docs);
         let docs = current_docs.clone();
+        let sampled = started.elapsed();
         let (rising, found, rising_terms_sample) = tokio::task::spawn_blocking(move || {
             let stride = docs.len().div_ceil(RISING_SAMPLE as usize).max(1);
             let current_text: Vec<&str> = docs.iter().step_by(stride).map(|d| d.text.as_str()).collect();
             let baseline_text: Vec<&str> = baseline_docs.iter().map(|d| d.text.as_str()).collect();
             let sample = (current_text.len() as u64, baseline_text.len() as u64);
             std::thread::scope(|scope| {
-                let campaigns = scope.spawn(|| find_campaigns(&docs, &CampaignOptions::default()).unwrap_or_default());
+                let campaigns = scope.spawn(|| {
+                    let started = std::time::Instant::now();
+                    let found = find_campaigns(&docs, &CampaignOptions::default()).unwrap_or_default();
+                    (found, started.elapsed())
+                });
+                let started = std::time::Instant::now();
                 let rising = rising_terms(&current_text, &baseline_text, &RisingOptions::default());
-                (rising, campaigns.join().unwrap_or_default(), sample)
+                let rising_time = started.elapsed();
+                let (found, campaign_time) = campaigns.join().unwrap_or_default();
+                tracing::debug!(?rising_time, ?campaign_time, docs = docs.len(), "summary text statistics");
+                (rising, found, sample)
             })
         })
         .await
         .map_err(|err| QueryError::Export(format!("summary task failed: {err}")))?;
+        tracing::debug!(?counted, ?sampled, total = ?started.elapsed(), "weekly summary phases");
         let in_campaigns: u64 = found.iter().map(|c| c.size as u64 - 1).sum();
         let scale = if current_docs.is_empty() { 1.0 } else { total as f64 / current_docs.len() as f64 };
         let distinct_matters = total.saturating_sub((in_campaigns as f64 * scale).round() as u64);
