@@ -9,16 +9,21 @@
 //! # Method
 //!
 //! 1. **Shingles.** A petition's text (title and body) is cut into folded, lower-cased syllables
-//!    ([`folded_syllables`]), so "Bãi rác" and "bai rac" agree. Its shingles are the runs of
+//!    ([`voxpop_schema::topics::folded_syllables`]), so "Bãi rác" and "bai rac" agree. Its shingles are the runs of
 //!    [`SHINGLE_SYLLABLES`] consecutive syllables; a text with fewer syllables is one shingle.
 //!    Two petitions are as similar as the Jaccard index of their shingle sets.
 //! 2. **MinHash.** Each shingle is hashed with a fixed, seeded 64-bit hash (FNV-1a over the bytes
-//!    of each syllable, finished with the splitmix64 mixer), and each petition keeps, for each of
-//!    `num_hashes` hash functions `h_k(x) = (a_k·x + b_k) >> 32` (odd `a_k`, and `b_k`, drawn from a
-//!    splitmix64 sequence), the minimum over its shingles. The fraction of positions where two
-//!    signatures agree estimates the Jaccard index, with standard error `sqrt(J(1-J)/num_hashes)`
-//!    (about 0.04 at J = 0.6 with 128 hashes). Nothing depends on the process, the platform or
-//!    the input order: the same petitions give the same campaigns everywhere.
+//!    of each syllable, finished with the splitmix64 mixer). A signature of `num_hashes` values is
+//!    built by one permutation hashing with densification (Shrivastava & Li, 2014): a second mix
+//!    of each shingle's hash picks one of `num_hashes` bins (its high half) and competes for that
+//!    bin's minimum (its low half); an empty bin borrows the value of the nearest non-empty bin to
+//!    its right, mixed with the distance. Two signatures agree in a bin with probability equal to
+//!    the Jaccard index `J` of the shingle sets (the smallest shingle of the union that falls in
+//!    the bin, or in the bin it borrows from, is shared), as with `num_hashes` independent hash
+//!    functions, at one hash per shingle instead of `num_hashes`. The fraction of agreeing bins
+//!    estimates `J` with standard error about `sqrt(J(1-J)/num_hashes)` (about 0.04 at J = 0.6
+//!    with 128 bins). Nothing depends on the process, the platform or the input order: the same
+//!    petitions give the same campaigns everywhere.
 //! 3. **Banding.** The signature is cut into `bands` bands of `r = num_hashes / bands` rows;
 //!    petitions whose band agrees in all `r` rows share a bucket and become candidate pairs. A
 //!    pair with Jaccard index `J` becomes a candidate with probability `1 - (1 - J^r)^bands`. With
@@ -49,7 +54,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
-use voxpop_schema::topics::folded_syllables;
+use voxpop_schema::topics::{fold_lower, syllables_of};
 
 /// Syllables per shingle: three syllables carry a phrase ("bãi rác thải"), not just a word.
 pub const SHINGLE_SYLLABLES: usize = 3;
@@ -336,7 +341,8 @@ fn syllable_hash(syllable: &str) -> u64 {
 /// The distinct shingle hashes of `text` (sorted), in `out`.
 fn shingle_hashes(text: &str, out: &mut Vec<u64>) {
     out.clear();
-    let syllables: Vec<u64> = folded_syllables(text).iter().map(|s| syllable_hash(s)).collect();
+    let folded = fold_lower(text);
+    let syllables: Vec<u64> = syllables_of(&folded).map(syllable_hash).collect();
     if syllables.is_empty() {
         return;
     }
