@@ -174,10 +174,18 @@ pub fn rising_terms(current: &[&str], baseline: &[&str], options: &RisingOptions
     let mut analyzer = Analyzer::new();
     let mut counts: HashMap<u64, [u64; 2]> = HashMap::new();
     let mut terms: Vec<u64> = Vec::new();
+    // How often each spelling of each term occurs in the current documents (to show the most
+    // frequent one), gathered in the same pass.
+    let mut forms: HashMap<(u64, u32, Option<u32>), u64> = HashMap::new();
     for (side, docs) in [current, baseline].into_iter().enumerate() {
         for text in docs {
             terms.clear();
-            analyzer.terms(text, |term, _, _| terms.push(term));
+            analyzer.terms(text, |term, first, second| {
+                terms.push(term);
+                if side == 0 {
+                    *forms.entry((term, first, second)).or_default() += 1;
+                }
+            });
             terms.sort_unstable();
             terms.dedup();
             for &term in &terms {
@@ -212,7 +220,8 @@ pub fn rising_terms(current: &[&str], baseline: &[&str], options: &RisingOptions
     }
     rising.retain(|term, _| !covered.contains(term));
 
-    let shown = analyzer.display_forms(current, &rising);
+    forms.retain(|(term, _, _), _| rising.contains_key(term));
+    let shown = analyzer.display_forms(forms);
     let mut result: Vec<RisingTerm> = rising
         .into_iter()
         .map(|(term, (now, before, score))| RisingTerm {
@@ -391,16 +400,8 @@ impl Analyzer {
         self.spans = spans;
     }
 
-    /// The most frequent written form this week of each term in `wanted` (ties: the smallest).
-    fn display_forms<V>(&mut self, current: &[&str], wanted: &HashMap<u64, V>) -> HashMap<u64, String> {
-        let mut forms: HashMap<(u64, u32, Option<u32>), u64> = HashMap::new();
-        for text in current {
-            self.terms(text, |term, first, second| {
-                if wanted.contains_key(&term) {
-                    *forms.entry((term, first, second)).or_default() += 1;
-                }
-            });
-        }
+    /// The most frequent written form of each term among `forms` (ties: the smallest).
+    fn display_forms(&self, forms: HashMap<(u64, u32, Option<u32>), u64>) -> HashMap<u64, String> {
         let mut best: HashMap<u64, (u64, String)> = HashMap::new();
         for ((term, first, second), count) in forms {
             let mut written = self.surfaces[first as usize].clone();
