@@ -164,7 +164,7 @@ impl Sink {
             ExportFormat::Parquet => {
                 let file = BufWriter::new(File::create(path).map_err(io)?);
                 // As in the lake: dictionaries and statistics only where they help.
-                let mut builder = WriterProperties::builder().set_compression(Compression::SNAPPY);
+                let mut builder = WriterProperties::builder().set_compression(Compression::LZ4_RAW);
                 for column in [
                     "id",
                     "event_id",
@@ -548,16 +548,13 @@ impl PetitionQueries {
                     .then(|| request.commune.clone().or_else(|| request.province.clone()))
                     .flatten();
                 let time = time_column(resource.name);
-                let (spec, counter) = (resource.clone(), written.clone());
+                let counter = written.clone();
                 let writer = tokio::task::spawn_blocking(move || -> QueryResult<(Sink, Coverage)> {
                     let mut coverage: Coverage = (None, None, std::collections::BTreeSet::new());
                     while let Some(batch) = receiver.blocking_recv() {
-                        let mut batch = conform(&batch, &spec)?;
+                        let mut batch = batch;
                         if let Some(scope) = &scope {
                             batch = within_scope(&batch, scope)?;
-                        }
-                        if !texts.is_empty() {
-                            batch = mask_texts(&batch, texts)?;
                         }
                         note_coverage(&batch, time, &mut coverage);
                         sink.write(&batch)?;
@@ -568,7 +565,13 @@ impl PetitionQueries {
                 if let Some(table) = &table {
                     let mut stream = self.lake_batches(request, resource, table).await?;
                     while let Some(batch) = stream.next().await {
-                        if sender.send(batch?).await.is_err() {
+                        // Conforming and masking here, on the reading side, balance the two
+                        // halves: the writer thread encodes and compresses.
+                        let mut batch = conform(&batch?, resource)?;
+                        if !texts.is_empty() {
+                            batch = mask_texts(&batch, texts)?;
+                        }
+                        if sender.send(batch).await.is_err() {
                             break; // the writer failed: its error is reported below
                         }
                         progress(written.load(std::sync::atomic::Ordering::Relaxed));
