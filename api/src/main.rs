@@ -384,7 +384,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn,deltalake=warn,datafusion=warn,tantivy=warn,rdkafka=warn".into()),
+                .unwrap_or_else(|_| "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn,deltalake_core::operations::merge=error,deltalake=warn,datafusion=warn,tantivy=warn,rdkafka=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -347,7 +347,13 @@ async fn render_petition(
     html.push_str("</ol></section>");
     let staff_actions: Vec<Action> =
         status.state.allowed().into_iter().filter(|a| a.taker() == voxpop_schema::workflow::Taker::Staff).collect();
-    if !staff_actions.is_empty() {
+    let may_act = caller.authenticated && caller.role != crate::auth::Role::DataEngineer;
+    if !staff_actions.is_empty() && !may_act {
+        html.push_str(
+            "<section class=\"panel\" id=\"actions\"><p>Đăng nhập bằng mã truy cập của cán bộ đơn vị xử lý \
+             (<a href=\"/dang-nhap\">Đăng nhập</a>) để thụ lý, giao, trả lời hoặc chuyển kiến nghị này.</p></section>",
+        );
+    } else if !staff_actions.is_empty() {
         html.push_str("<section class=\"panel\" id=\"actions\"><h3>Xử lý</h3>");
         for action in staff_actions {
             let fields = match action {
