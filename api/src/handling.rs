@@ -5,8 +5,11 @@
 //! `petition_status` and the part of `voxpop.events` the lake has not taken yet) and serialises
 //! actions: an action is checked against the state machine, appended to the log (durable before
 //! the answer), and only then shown as the petition's status. The pipeline re-applies the same
-//! rules when it folds the log into the lake. One API node decides for a data directory (with
-//! Kafka, route handling requests to one node; intake and reads scale out).
+//! rules when it folds the log into the lake. With several API nodes on one Kafka cluster each
+//! desk follows `voxpop.events`, so a decision on one node reaches the others within a poll; two
+//! nodes deciding on the same petition in the same instant is settled by the pipeline, which
+//! applies the first event and dead-letters the other with the reason (route a unit's handling
+//! to one node to avoid it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -37,8 +40,11 @@ pub struct Desk {
     log: Arc<dyn EventLog>,
     book: RwLock<HashMap<Uuid, Status>>,
     deciding: tokio::sync::Mutex<()>,
-    /// The latest events decided here, so a timeline shows them before the lake has them.
+    /// The latest events decided here (or followed from other nodes), so a timeline shows them
+    /// before the lake has them.
     recent: std::sync::Mutex<std::collections::VecDeque<Event>>,
+    /// Where [`Desk::load`] stopped reading the events, for [`Desk::spawn_follower`].
+    follower: std::sync::Mutex<Option<Box<dyn voxpop_pipeline::LogReader>>>,
 }
 
 /// Events kept for read-your-writes timelines (the lake takes them within a second or two).
@@ -83,7 +89,67 @@ impl Desk {
             book: RwLock::new(book),
             deciding: tokio::sync::Mutex::new(()),
             recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            follower: std::sync::Mutex::new(Some(reader)),
         })
+    }
+
+    /// Keeps following `voxpop.events` after [`Desk::load`]: events other API nodes decided
+    /// (several nodes on one Kafka cluster) reach this node's book within a poll. Two nodes can
+    /// still decide conflicting actions on one petition at the same moment; the pipeline applies
+    /// the first and dead-letters the other with the reason. Call once; ends with `shutdown`.
+    pub fn spawn_follower(self: &Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let Some(mut reader) = self.follower.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let desk = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let polled = tokio::select! {
+                    polled = reader.poll(1_000, Duration::from_millis(250)) => polled,
+                    _ = shutdown.changed() => return,
+                };
+                let records = match polled {
+                    Ok(records) => records,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "handling desk cannot follow the events; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if records.is_empty() {
+                    continue;
+                }
+                // Under the deciding lock: an event this node is appending is in `recent` by then.
+                let _one_at_a_time = desk.deciding.lock().await;
+                let rules = desk.handling.rules();
+                for record in records {
+                    let Ok(event) = serde_json::from_slice::<Event>(&record.payload) else { continue };
+                    let decided_here = desk
+                        .recent
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .any(|e| e.event_id == event.event_id);
+                    if decided_here {
+                        continue;
+                    }
+                    let mut book = desk.book.write().unwrap_or_else(|p| p.into_inner());
+                    let current = book
+                        .get(&event.petition_id)
+                        .cloned()
+                        .unwrap_or_else(|| Status::initial(event.petition_id, &event.petition, &rules));
+                    if let Ok(next) = current.apply(&event, &rules) {
+                        book.insert(event.petition_id, next);
+                    }
+                    drop(book);
+                    let mut recent = desk.recent.lock().unwrap_or_else(|p| p.into_inner());
+                    if recent.len() == RECENT_EVENTS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(event);
+                }
+            }
+        });
     }
 
     /// The status of a petition with events, if any.
@@ -764,4 +830,53 @@ pub async fn track_act(
 /// The current status of many petitions (for search results and Open311).
 pub fn status_of(state: &AppState, id: &Uuid, petition: &PetitionRef) -> Status {
     state.desk.status_or_initial(*id, petition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxpop_pipeline::embedded::EmbeddedLog;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn handling_desks_of_two_nodes_follow_each_others_decisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log")).await.unwrap());
+        let handling = Arc::new(Handling::default_embedded());
+        let lake = dir.path().join("lake");
+        let first = Arc::new(Desk::load(log.clone(), &lake, handling.clone()).await.unwrap());
+        let second = Arc::new(Desk::load(log.clone(), &lake, handling.clone()).await.unwrap());
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        first.spawn_follower(stop.clone());
+        second.spawn_follower(stop);
+        let petition = PetitionRef {
+            tracking_code: "K7M2-9QXD-4HTR".to_owned(),
+            received_at: Utc::now() - chrono::Duration::hours(1),
+            province_code: "01".to_owned(),
+            commune_code: "00004".to_owned(),
+            topic: None,
+            title: "Bãi rác".to_owned(),
+        };
+        let id = Uuid::now_v7();
+        let officer = Actor { id: "t".to_owned(), role: "officer".to_owned(), unit: "00004".to_owned() };
+        let accept = ActionRequest { action: "accept".to_owned(), ..Default::default() };
+        first.act(id, &petition, &accept, &officer).await.unwrap();
+        // The other node learns it from the log, and then refuses to accept twice.
+        let started = std::time::Instant::now();
+        while second.status(&id).map(|s| s.state) != Some(Stage::Accepted) {
+            assert!(started.elapsed() < Duration::from_secs(10), "the second desk never saw the event");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(matches!(
+            second.act(id, &petition, &accept, &officer).await,
+            Err(ActError::Rejected(Rejected::Transition { .. }))
+        ));
+        let start = ActionRequest { action: "start".to_owned(), ..Default::default() };
+        second.act(id, &petition, &start, &officer).await.unwrap();
+        let started = std::time::Instant::now();
+        while first.status(&id).map(|s| s.state) != Some(Stage::InProgress) {
+            assert!(started.elapsed() < Duration::from_secs(10), "the first desk never saw the event");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(first.complete_history(&id, Vec::new()).len(), 2, "both events on both nodes' timelines");
+    }
 }

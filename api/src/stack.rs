@@ -161,6 +161,7 @@ impl Stack {
         }
         let stats = pipeline.stats();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        desk.spawn_follower(shutdown_rx.clone());
         let reports_stats = Arc::new(voxpop_pipeline::reports::ReportsStats::default());
         let registers_stats = Arc::new(voxpop_pipeline::registers::RegistersStats::default());
         let handling_stats = Arc::new(voxpop_pipeline::handling::HandlingStats::default());
