@@ -15,23 +15,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
 use datafusion::prelude::{SessionContext, col};
-use deltalake::kernel::StructField;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use uuid::Uuid;
 use voxpop_schema::workflow::rows::{self, LoggedEvent};
 use voxpop_schema::workflow::{self, Event, Handling, Notification, Status};
 
 use crate::PipelineResult;
-use crate::lake::{LakeError, LakeResult, commit_positions_only, committed_positions, open_table, positions_commit};
-use crate::log::{Consumed, EventLog, Record, Topic};
+use crate::lake::{LakeError, LakeResult, commit_positions_only, committed_positions, positions_commit};
+use crate::log::{EventLog, Record, Topic};
 
 /// The application transaction of `petition_status` that records the events version it reflects.
 const STATUS_MARKER: &str = "voxpop-pipeline/petition_status/events-version";
@@ -42,36 +39,6 @@ pub fn events_table_path(lake_dir: &Path) -> PathBuf {
 
 pub fn status_table_path(lake_dir: &Path) -> PathBuf {
     lake_dir.join(workflow::STATUS_TABLE)
-}
-
-async fn open_or_create(
-    path: &Path,
-    name: &str,
-    comment: &str,
-    schema: &deltalake::arrow::datatypes::Schema,
-) -> LakeResult<DeltaTable> {
-    let delta = |source| LakeError::Delta { path: path.to_owned(), source };
-    let table = open_table(path).await.map_err(delta)?;
-    if table.version().is_some() {
-        return Ok(table);
-    }
-    let mut columns: Vec<StructField> = Vec::new();
-    for field in schema.fields() {
-        columns.push(field.as_ref().try_into_kernel().map_err(|err| LakeError::Delta {
-            path: path.to_owned(),
-            source: DeltaTableError::Generic(err.to_string()),
-        })?);
-    }
-    info!(path = %path.display(), "creating the {name} table");
-    table
-        .create()
-        .with_table_name(name)
-        .with_comment(comment)
-        .with_columns(columns)
-        .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
-        .with_save_mode(SaveMode::Ignore)
-        .await
-        .map_err(delta)
 }
 
 async fn read_all(table: &DeltaTable, path: &Path) -> Result<Vec<deltalake::arrow::array::RecordBatch>, LakeError> {
@@ -97,18 +64,20 @@ pub struct HandlingLake {
 impl HandlingLake {
     pub async fn open_or_create(lake_dir: &Path) -> LakeResult<HandlingLake> {
         let (events_path, status_path) = (events_table_path(lake_dir), status_table_path(lake_dir));
-        let events = open_or_create(
+        let events = crate::lake::open_or_create_table(
             &events_path,
             workflow::EVENTS_TABLE,
             "Handling events of petitions (append-only)",
             &rows::events_schema(),
+            &[],
         )
         .await?;
-        let status = open_or_create(
+        let status = crate::lake::open_or_create_table(
             &status_path,
             workflow::STATUS_TABLE,
             "Current handling status of petitions (derived from petition_events)",
             &rows::status_schema(),
+            &[],
         )
         .await?;
         Ok(HandlingLake { events_path, status_path, events, status })
@@ -271,20 +240,6 @@ pub struct HandlingStats {
     pub events_version: AtomicI64,
 }
 
-fn dead_letter(record: &Consumed, reason: String) -> Record {
-    let engine = base64::engine::general_purpose::STANDARD;
-    let letter = serde_json::json!({
-        "reason": reason,
-        "errors": [],
-        "topic": Topic::Events.name(),
-        "partition": record.position.partition,
-        "offset": record.position.offset,
-        "key_base64": engine.encode(&record.key),
-        "original_base64": engine.encode(&record.payload),
-    });
-    Record { key: record.key.clone(), payload: serde_json::to_vec(&letter).expect("dead letters serialise") }
-}
-
 /// Re-indexes `moved` petitions with their new state.
 async fn follow_in_index(
     index: &voxpop_index::PetitionIndex,
@@ -311,22 +266,14 @@ pub async fn run(
     handling: Arc<Handling>,
     index: Option<Arc<voxpop_index::PetitionIndex>>,
     stats: Arc<HandlingStats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> PipelineResult<()> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match run_once(log.clone(), &lake_dir, &handling, index.as_deref(), &stats, &mut shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(err) => {
-                error!(error = %err, "handling pipeline failed; restarting from the lake's positions");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    crate::runner::restarting("handling", shutdown, |mut shutdown| {
+        let (log, lake_dir, handling, index, stats) =
+            (log.clone(), lake_dir.clone(), handling.clone(), index.clone(), stats.clone());
+        async move { run_once(log, &lake_dir, &handling, index.as_deref(), &stats, &mut shutdown).await }
+    })
+    .await
 }
 
 async fn run_once(
@@ -362,7 +309,12 @@ async fn run_once(
             let event: Event = match serde_json::from_slice(&record.payload) {
                 Ok(event) => event,
                 Err(err) => {
-                    dead.push(dead_letter(record, format!("malformed handling event: {err}")));
+                    dead.push(crate::runner::DeadLetter::record(
+                        Topic::Events,
+                        record,
+                        format!("malformed handling event: {err}"),
+                        Vec::new(),
+                    ));
                     continue;
                 }
             };
@@ -387,7 +339,12 @@ async fn run_once(
                 }
                 Err(err) => {
                     warn!(event = %event.event_id, error = %err, "dead-lettering a handling event");
-                    dead.push(dead_letter(record, format!("handling event does not fit the petition's state: {err}")));
+                    dead.push(crate::runner::DeadLetter::record(
+                        Topic::Events,
+                        record,
+                        format!("handling event does not fit the petition's state: {err}"),
+                        Vec::new(),
+                    ));
                 }
             }
         }

@@ -123,6 +123,40 @@ pub(crate) async fn commit_positions_only(
     table.update_incremental(None).await
 }
 
+/// Opens the Delta table at `path`, creating it on first use with the columns of `schema`
+/// (partitioned by `partitions`, change data feed on). Shared by the tables the event pipelines
+/// keep besides `petitions`.
+pub(crate) async fn open_or_create_table(
+    path: &Path,
+    name: &str,
+    comment: &str,
+    schema: &deltalake::arrow::datatypes::Schema,
+    partitions: &[&str],
+) -> LakeResult<DeltaTable> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+    let delta = |source| LakeError::Delta { path: path.to_owned(), source };
+    let table = open_table(path).await.map_err(delta)?;
+    if table.version().is_some() {
+        return Ok(table);
+    }
+    let mut columns: Vec<StructField> = Vec::new();
+    for field in schema.fields() {
+        columns.push(field.as_ref().try_into_kernel().map_err(|err| delta(DeltaTableError::Generic(err.to_string())))?);
+    }
+    info!(path = %path.display(), "creating the {name} table");
+    let mut create = table
+        .create()
+        .with_table_name(name)
+        .with_comment(comment)
+        .with_columns(columns)
+        .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
+        .with_save_mode(SaveMode::Ignore);
+    if !partitions.is_empty() {
+        create = create.with_partition_columns(partitions.iter().copied());
+    }
+    create.await.map_err(delta)
+}
+
 /// The petitions with these ids, read from the table at `path`; `weeks` (their partitions)
 /// narrow the scan to a few files. Petitions not in the table are absent from the answer.
 pub async fn read_petitions(path: &Path, ids: &[uuid::Uuid], weeks: &[String]) -> LakeResult<Vec<Petition>> {

@@ -14,20 +14,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
-use deltalake::kernel::StructField;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use voxpop_schema::registers::{self, RegisterIntake, RegisterRecord};
 use voxpop_schema::reports::CENTRAL_CODE;
 use voxpop_schema::{FieldError, Units};
 
 use crate::PipelineResult;
-use crate::lake::{LakeError, LakeResult, commit_positions_only, committed_positions, open_table, positions_commit};
-use crate::log::{Consumed, EventLog, Record, Topic};
+use crate::lake::{
+    LakeError, LakeResult, commit_positions_only, committed_positions, open_or_create_table, positions_commit,
+};
+use crate::log::{EventLog, Topic};
 
 /// Path of the `register_entries` table under a lake directory.
 pub fn registers_table_path(lake_dir: &Path) -> PathBuf {
@@ -43,30 +42,14 @@ pub struct RegistersLake {
 impl RegistersLake {
     /// Opens the table at `path`, creating it on first use.
     pub async fn open_or_create(path: &Path) -> LakeResult<RegistersLake> {
-        let delta = |source| LakeError::Delta { path: path.to_owned(), source };
-        let table = open_table(path).await.map_err(delta)?;
-        let table = if table.version().is_some() {
-            table
-        } else {
-            let mut columns: Vec<StructField> = Vec::new();
-            for field in registers::arrow_schema().fields() {
-                columns.push(field.as_ref().try_into_kernel().map_err(|err| LakeError::Delta {
-                    path: path.to_owned(),
-                    source: DeltaTableError::Generic(err.to_string()),
-                })?);
-            }
-            info!(path = %path.display(), "creating the register_entries table");
-            table
-                .create()
-                .with_table_name(registers::TABLE_NAME)
-                .with_comment("Registers of officers and members, and villages (one row per entry)")
-                .with_columns(columns)
-                .with_partition_columns([registers::PARTITION_COLUMN])
-                .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
-                .with_save_mode(SaveMode::Ignore)
-                .await
-                .map_err(delta)?
-        };
+        let table = open_or_create_table(
+            path,
+            registers::TABLE_NAME,
+            "Registers of officers and members, and villages (one row per entry)",
+            &registers::arrow_schema(),
+            &[registers::PARTITION_COLUMN],
+        )
+        .await?;
         Ok(RegistersLake { path: path.to_owned(), table })
     }
 
@@ -140,41 +123,18 @@ fn prepare(payload: &[u8], units: &Units) -> Result<RegisterRecord, (String, Vec
     Err((format!("invalid register entry: {reason}"), problems.iter().map(|p| p.to_field_error()).collect()))
 }
 
-fn dead_letter(record: &Consumed, reason: String, errors: Vec<FieldError>) -> Record {
-    let engine = base64::engine::general_purpose::STANDARD;
-    let letter = serde_json::json!({
-        "reason": reason,
-        "errors": errors,
-        "topic": Topic::Registers.name(),
-        "partition": record.position.partition,
-        "offset": record.position.offset,
-        "key_base64": engine.encode(&record.key),
-        "original_base64": engine.encode(&record.payload),
-    });
-    Record { key: record.key.clone(), payload: serde_json::to_vec(&letter).unwrap_or_default() }
-}
-
 /// Runs until `shutdown`; errors restart the loop from the positions the lake recorded.
 pub async fn run(
     log: Arc<dyn EventLog>,
     path: PathBuf,
     stats: Arc<RegistersStats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> PipelineResult<()> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match run_once(log.clone(), &path, &stats, &mut shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(err) => {
-                error!(error = %err, "registers pipeline failed; restarting from the lake's positions");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    crate::runner::restarting("registers", shutdown, |mut shutdown| {
+        let (log, path, stats) = (log.clone(), path.clone(), stats.clone());
+        async move { run_once(log, &path, &stats, &mut shutdown).await }
+    })
+    .await
 }
 
 async fn run_once(
@@ -207,7 +167,7 @@ async fn run_once(
                 Ok(row) => rows.push(row),
                 Err((reason, errors)) => {
                     warn!(offset = record.position.offset, %reason, "dead-lettering a register entry");
-                    dead.push(dead_letter(record, reason, errors));
+                    dead.push(crate::runner::DeadLetter::record(Topic::Registers, record, reason, errors));
                 }
             }
         }
@@ -239,6 +199,8 @@ async fn run_once(
 mod tests {
     use super::*;
     use crate::embedded::EmbeddedLog;
+    use crate::lake::open_table;
+    use crate::log::Record;
     use voxpop_schema::registers::{EntrySource, PersonEntry, Register, VillageEntry};
 
     fn person(unit: &str, id: &str, role: &str) -> RegisterRecord {

@@ -321,18 +321,53 @@ async fn apply_to_index(index: &Arc<PetitionIndex>, petitions: Vec<Petition>, ve
 }
 
 fn dead_letter(record: &Consumed, reason: String, errors: Vec<FieldError>) -> Record {
-    let engine = base64::engine::general_purpose::STANDARD;
-    let letter = DeadLetter {
-        reason,
-        errors,
-        topic: Topic::Petitions.name(),
-        partition: record.position.partition,
-        offset: record.position.offset,
-        key_base64: engine.encode(&record.key),
-        original_base64: engine.encode(&record.payload),
-        original_text: std::str::from_utf8(&record.payload).ok(),
-    };
-    Record { key: record.key.clone(), payload: serde_json::to_vec(&letter).expect("dead letters serialise") }
+    DeadLetter::record(Topic::Petitions, record, reason, errors)
+}
+
+impl DeadLetter<'_> {
+    /// The dead-letter record of `record`, read from `topic`, refused for `reason`. Every
+    /// pipeline writes the same shape to `voxpop.dead-letter`.
+    pub fn record(topic: Topic, record: &Consumed, reason: String, errors: Vec<FieldError>) -> Record {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let letter = DeadLetter {
+            reason,
+            errors,
+            topic: topic.name(),
+            partition: record.position.partition,
+            offset: record.position.offset,
+            key_base64: engine.encode(&record.key),
+            original_base64: engine.encode(&record.payload),
+            original_text: std::str::from_utf8(&record.payload).ok(),
+        };
+        Record { key: record.key.clone(), payload: serde_json::to_vec(&letter).unwrap_or_default() }
+    }
+}
+
+/// Runs `once` until it returns `Ok` (at `shutdown`); after an error it waits (200 ms, doubling
+/// up to 10 s) and runs it again, so a pipeline resumes from the positions its lake recorded.
+pub async fn restarting<F, Fut>(
+    what: &'static str,
+    mut shutdown: watch::Receiver<bool>,
+    mut once: F,
+) -> PipelineResult<()>
+where
+    F: FnMut(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = PipelineResult<()>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match once(shutdown.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                error!(error = %err, pipeline = what, retry_in_ms = backoff.as_millis() as u64, "pipeline failed; restarting from the lake's positions");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 impl From<LogError> for PipelineError {
