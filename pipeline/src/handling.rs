@@ -27,7 +27,7 @@ use voxpop_schema::workflow::rows::{self, LoggedEvent};
 use voxpop_schema::workflow::{self, Event, Handling, Notification, Status};
 
 use crate::PipelineResult;
-use crate::lake::{LakeError, LakeResult, commit_positions_only, committed_positions, positions_commit};
+use crate::lake::{LakeError, LakeResult, commit_positions_only};
 use crate::log::{EventLog, Record, Topic};
 
 /// The application transaction of `petition_status` that records the events version it reflects.
@@ -57,19 +57,20 @@ async fn read_all(table: &DeltaTable, path: &Path) -> Result<Vec<deltalake::arro
 pub struct HandlingLake {
     events_path: PathBuf,
     status_path: PathBuf,
-    events: DeltaTable,
+    events: crate::lake::AppendLake,
     status: DeltaTable,
 }
 
 impl HandlingLake {
     pub async fn open_or_create(lake_dir: &Path) -> LakeResult<HandlingLake> {
         let (events_path, status_path) = (events_table_path(lake_dir), status_table_path(lake_dir));
-        let events = crate::lake::open_or_create_table(
+        let events = crate::lake::AppendLake::open_or_create(
             &events_path,
+            Topic::Events,
             workflow::EVENTS_TABLE,
             "Handling events of petitions (append-only)",
             &rows::events_schema(),
-            &[],
+            None,
         )
         .await?;
         let status = crate::lake::open_or_create_table(
@@ -84,16 +85,12 @@ impl HandlingLake {
     }
 
     pub fn events_version(&self) -> i64 {
-        self.events.version().map_or(-1, |v| v as i64)
+        self.events.version()
     }
 
     /// The next offset to read per partition of `voxpop.events`, as the events table records it.
     pub async fn committed_positions(&self, partitions: &[i32]) -> LakeResult<BTreeMap<i32, i64>> {
-        committed_positions(&self.events, Topic::Events, partitions).await.map_err(|err| self.events_error(err))
-    }
-
-    fn events_error(&self, source: DeltaTableError) -> LakeError {
-        LakeError::Delta { path: self.events_path.clone(), source }
+        self.events.committed_positions(partitions).await
     }
 
     fn status_error(&self, source: DeltaTableError) -> LakeError {
@@ -123,7 +120,7 @@ impl HandlingLake {
     /// Every event, in log order.
     pub async fn events(&self) -> LakeResult<Vec<LoggedEvent>> {
         let mut all = Vec::new();
-        for batch in read_all(&self.events, &self.events_path).await? {
+        for batch in read_all(self.events.table(), &self.events_path).await? {
             all.extend(rows::events_from_batch(&batch)?);
         }
         all.sort_by_key(|logged| (logged.partition, logged.offset));
@@ -132,21 +129,8 @@ impl HandlingLake {
 
     /// Appends events with the log positions they came from (one commit).
     async fn append_events(&mut self, events: &[LoggedEvent], next_positions: &BTreeMap<i32, i64>) -> LakeResult<i64> {
-        let properties = positions_commit(Topic::Events, next_positions);
-        if events.is_empty() {
-            commit_positions_only(&mut self.events, properties).await.map_err(|err| self.events_error(err))?;
-            return Ok(self.events_version());
-        }
-        let batch = rows::events_to_batch(events)?;
-        self.events = self
-            .events
-            .clone()
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(properties)
-            .await
-            .map_err(|err| self.events_error(err))?;
-        Ok(self.events_version())
+        let batch = if events.is_empty() { None } else { Some(rows::events_to_batch(events)?) };
+        self.events.append(batch, next_positions).await
     }
 
     fn marker(events_version: i64) -> CommitProperties {

@@ -157,6 +157,72 @@ pub(crate) async fn open_or_create_table(
     create.await.map_err(delta)
 }
 
+/// An append-only table of one event stream: every commit holds a batch of rows and the log
+/// positions they were read from (exactly once, as for petitions). The tables of weekly reports,
+/// registers and handling events are such tables.
+pub struct AppendLake {
+    path: PathBuf,
+    table: DeltaTable,
+    topic: Topic,
+    partition: Option<&'static str>,
+}
+
+impl AppendLake {
+    /// Opens the table at `path` for `topic`, creating it on first use (see
+    /// [`open_or_create_table`]).
+    pub async fn open_or_create(
+        path: &Path,
+        topic: Topic,
+        name: &str,
+        comment: &str,
+        schema: &deltalake::arrow::datatypes::Schema,
+        partition: Option<&'static str>,
+    ) -> LakeResult<AppendLake> {
+        let partitions: Vec<&str> = partition.into_iter().collect();
+        let table = open_or_create_table(path, name, comment, schema, &partitions).await?;
+        Ok(AppendLake { path: path.to_owned(), table, topic, partition })
+    }
+
+    fn delta_error(&self, source: DeltaTableError) -> LakeError {
+        LakeError::Delta { path: self.path.clone(), source }
+    }
+
+    /// The table version (0 right after creation, -1 before).
+    pub fn version(&self) -> i64 {
+        self.table.version().map_or(-1, |v| v as i64)
+    }
+
+    /// The Delta table, to read it.
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    /// The next offset to read per partition of the topic, as the table recorded it.
+    pub async fn committed_positions(&self, partitions: &[i32]) -> LakeResult<BTreeMap<i32, i64>> {
+        committed_positions(&self.table, self.topic, partitions).await.map_err(|err| self.delta_error(err))
+    }
+
+    /// Appends `batch` (none: positions only) and records `next_positions` in the same commit;
+    /// the new version.
+    pub async fn append(
+        &mut self,
+        batch: Option<deltalake::arrow::array::RecordBatch>,
+        next_positions: &BTreeMap<i32, i64>,
+    ) -> LakeResult<i64> {
+        let properties = positions_commit(self.topic, next_positions);
+        let Some(batch) = batch.filter(|b| b.num_rows() > 0) else {
+            commit_positions_only(&mut self.table, properties).await.map_err(|err| self.delta_error(err))?;
+            return Ok(self.version());
+        };
+        let mut write = self.table.clone().write(vec![batch]).with_save_mode(SaveMode::Append);
+        if let Some(partition) = self.partition {
+            write = write.with_partition_columns([partition]);
+        }
+        self.table = write.with_commit_properties(properties).await.map_err(|err| self.delta_error(err))?;
+        Ok(self.version())
+    }
+}
+
 /// The petitions with these ids, read from the table at `path`; `weeks` (their partitions)
 /// narrow the scan to a few files. Petitions not in the table are absent from the answer.
 pub async fn read_petitions(path: &Path, ids: &[uuid::Uuid], weeks: &[String]) -> LakeResult<Vec<Petition>> {

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use voxpop_schema::registers::{self, RegisterIntake, RegisterRecord};
@@ -23,9 +21,7 @@ use voxpop_schema::reports::CENTRAL_CODE;
 use voxpop_schema::{FieldError, Units};
 
 use crate::PipelineResult;
-use crate::lake::{
-    LakeError, LakeResult, commit_positions_only, committed_positions, open_or_create_table, positions_commit,
-};
+use crate::lake::{AppendLake, LakeResult};
 use crate::log::{EventLog, Topic};
 
 /// Path of the `register_entries` table under a lake directory.
@@ -34,57 +30,37 @@ pub fn registers_table_path(lake_dir: &Path) -> PathBuf {
 }
 
 /// The `register_entries` table, opened for appending.
-pub struct RegistersLake {
-    path: PathBuf,
-    table: DeltaTable,
-}
+pub struct RegistersLake(AppendLake);
 
 impl RegistersLake {
     /// Opens the table at `path`, creating it on first use.
     pub async fn open_or_create(path: &Path) -> LakeResult<RegistersLake> {
-        let table = open_or_create_table(
+        let lake = AppendLake::open_or_create(
             path,
+            Topic::Registers,
             registers::TABLE_NAME,
             "Registers of officers and members, and villages (one row per entry)",
             &registers::arrow_schema(),
-            &[registers::PARTITION_COLUMN],
+            Some(registers::PARTITION_COLUMN),
         )
         .await?;
-        Ok(RegistersLake { path: path.to_owned(), table })
-    }
-
-    fn delta_error(&self, source: DeltaTableError) -> LakeError {
-        LakeError::Delta { path: self.path.clone(), source }
+        Ok(RegistersLake(lake))
     }
 
     /// The table version (0 right after creation).
     pub fn version(&self) -> i64 {
-        self.table.version().map_or(-1, |v| v as i64)
+        self.0.version()
     }
 
     /// The next offset to read per partition of `voxpop.registers`, as the lake recorded it.
     pub async fn committed_positions(&self, partitions: &[i32]) -> LakeResult<BTreeMap<i32, i64>> {
-        committed_positions(&self.table, Topic::Registers, partitions).await.map_err(|err| self.delta_error(err))
+        self.0.committed_positions(partitions).await
     }
 
     /// Appends `rows` and records `next_positions` in the same commit.
     pub async fn append(&mut self, rows: &[RegisterRecord], next_positions: &BTreeMap<i32, i64>) -> LakeResult<i64> {
-        let properties = positions_commit(Topic::Registers, next_positions);
-        if rows.is_empty() {
-            commit_positions_only(&mut self.table, properties).await.map_err(|err| self.delta_error(err))?;
-            return Ok(self.version());
-        }
-        let batch = registers::to_record_batch(rows)?;
-        self.table = self
-            .table
-            .clone()
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_partition_columns([registers::PARTITION_COLUMN])
-            .with_commit_properties(properties)
-            .await
-            .map_err(|err| self.delta_error(err))?;
-        Ok(self.version())
+        let batch = if rows.is_empty() { None } else { Some(registers::to_record_batch(rows)?) };
+        self.0.append(batch, next_positions).await
     }
 }
 

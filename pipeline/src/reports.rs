@@ -11,17 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::watch;
 use tracing::warn;
 use voxpop_schema::reports::{self, Catalogue, ReportValue};
 use voxpop_schema::{FieldError, Units};
 
 use crate::PipelineResult;
-use crate::lake::{
-    LakeError, LakeResult, commit_positions_only, committed_positions, open_or_create_table, positions_commit,
-};
+use crate::lake::{AppendLake, LakeResult};
 use crate::log::{EventLog, Topic};
 
 /// Path of the `weekly_reports` table under a lake directory.
@@ -30,54 +26,34 @@ pub fn reports_table_path(lake_dir: &Path) -> PathBuf {
 }
 
 /// The `weekly_reports` table, opened for appending.
-pub struct ReportsLake {
-    path: PathBuf,
-    table: DeltaTable,
-}
+pub struct ReportsLake(AppendLake);
 
 impl ReportsLake {
     pub async fn open_or_create(path: &Path) -> LakeResult<ReportsLake> {
-        let table = open_or_create_table(
+        let lake = AppendLake::open_or_create(
             path,
+            Topic::Reports,
             reports::TABLE_NAME,
             "Weekly reports of units at four levels (one row per value)",
             &reports::arrow_schema(),
-            &[reports::PARTITION_COLUMN],
+            Some(reports::PARTITION_COLUMN),
         )
         .await?;
-        Ok(ReportsLake { path: path.to_owned(), table })
-    }
-
-    fn delta_error(&self, source: DeltaTableError) -> LakeError {
-        LakeError::Delta { path: self.path.clone(), source }
+        Ok(ReportsLake(lake))
     }
 
     pub fn version(&self) -> i64 {
-        self.table.version().map_or(-1, |v| v as i64)
+        self.0.version()
     }
 
     pub async fn committed_positions(&self, partitions: &[i32]) -> LakeResult<BTreeMap<i32, i64>> {
-        committed_positions(&self.table, Topic::Reports, partitions).await.map_err(|err| self.delta_error(err))
+        self.0.committed_positions(partitions).await
     }
 
     /// Appends `rows` and records `next_positions` in the same commit.
     pub async fn append(&mut self, rows: &[ReportValue], next_positions: &BTreeMap<i32, i64>) -> LakeResult<i64> {
-        let properties = positions_commit(Topic::Reports, next_positions);
-        if rows.is_empty() {
-            commit_positions_only(&mut self.table, properties).await.map_err(|err| self.delta_error(err))?;
-            return Ok(self.version());
-        }
-        let batch = reports::to_record_batch(rows)?;
-        self.table = self
-            .table
-            .clone()
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_partition_columns([reports::PARTITION_COLUMN])
-            .with_commit_properties(properties)
-            .await
-            .map_err(|err| self.delta_error(err))?;
-        Ok(self.version())
+        let batch = if rows.is_empty() { None } else { Some(reports::to_record_batch(rows)?) };
+        self.0.append(batch, next_positions).await
     }
 }
 
