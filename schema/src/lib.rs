@@ -8,6 +8,7 @@
 //! passes [`Petition::validate`] names a commune in force and its province.
 
 pub mod calendar;
+mod cells;
 pub mod datasets;
 pub mod error;
 pub mod petition;

@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use uuid::Uuid;
 
+use crate::cells::{Cell, column_letter, shorten};
 use crate::error::SchemaError;
 use crate::reports::{Level, ReportError, UnitRef, Village};
 use crate::text::{fold, nfc};
@@ -610,104 +611,10 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<RegisterRecord>, Sch
 // ---------------------------------------------------------------------------------------------
 // Cells: one value of a JSON object or a spreadsheet, as intake reads it
 
-#[derive(Debug, Clone, PartialEq)]
-enum Cell {
-    Empty,
-    Number(f64),
-    Bool(bool),
-    Text(String),
-    Date(NaiveDate),
-    /// A formula error such as `#REF!`, or a JSON value of no usable type.
-    Error(String),
-}
-
-impl Cell {
-    fn is_empty(&self) -> bool {
-        matches!(self, Cell::Empty)
-    }
-
-    fn from_text(text: &str) -> Cell {
-        if text.trim().is_empty() { Cell::Empty } else { Cell::Text(text.to_owned()) }
-    }
-
-    fn from_json(value: &Json) -> Cell {
-        match value {
-            Json::Null => Cell::Empty,
-            Json::Bool(flag) => Cell::Bool(*flag),
-            Json::Number(number) => number.as_f64().map_or(Cell::Error("NaN".to_owned()), Cell::Number),
-            Json::String(text) => Cell::from_text(text),
-            Json::Array(_) | Json::Object(_) => Cell::Error("mảng/đối tượng JSON".to_owned()),
-        }
-    }
-
-    fn from_xlsx(data: &calamine::Data) -> Cell {
-        use calamine::Data;
-        match data {
-            Data::Empty => Cell::Empty,
-            Data::Int(number) => Cell::Number(*number as f64),
-            Data::Float(number) => Cell::Number(*number),
-            Data::Bool(flag) => Cell::Bool(*flag),
-            Data::String(text) | Data::DateTimeIso(text) | Data::DurationIso(text) => Cell::from_text(text),
-            Data::DateTime(at) if at.is_datetime() => {
-                let (year, month, day, ..) = at.to_ymd_hms_milli();
-                match NaiveDate::from_ymd_opt(i32::from(year), u32::from(month), u32::from(day)) {
-                    Some(date) => Cell::Date(date),
-                    None => Cell::Number(at.as_f64()),
-                }
-            }
-            Data::DateTime(at) => Cell::Number(at.as_f64()),
-            Data::Error(error) => Cell::Error(error.to_string()),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Cell::Empty => "ô trống".to_owned(),
-            Cell::Number(number) => format!("`{number}`"),
-            Cell::Bool(true) => "`TRUE`".to_owned(),
-            Cell::Bool(false) => "`FALSE`".to_owned(),
-            Cell::Text(text) => format!("`{}`", shorten(text.trim())),
-            Cell::Date(date) => format!("ngày `{}`", date.format("%d/%m/%Y")),
-            Cell::Error(error) => format!("giá trị không dùng được ({error})"),
-        }
-    }
-
-    /// The text of the cell; whole numbers as digits (Excel turns typed ids into numbers).
-    fn text(&self) -> Option<String> {
-        match self {
-            Cell::Text(text) => Some(text.trim().to_owned()),
-            Cell::Number(number) if number.fract() == 0.0 && number.abs() < 1e15 => Some(format!("{number:.0}")),
-            _ => None,
-        }
-    }
-}
-
-/// At most 40 characters of a text, for messages.
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= 40 {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(40).collect::<String>())
-    }
-}
-
 /// A header or a word as compared: without diacritics, lower case, single spaces, `_` as space.
 fn header_key(header: &str) -> String {
     let folded = fold(header).to_lowercase().replace('_', " ");
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `0` -> `A`, `25` -> `Z`, `26` -> `AA`.
-fn column_letter(index: usize) -> String {
-    let mut letters = Vec::new();
-    let mut rest = index + 1;
-    while rest > 0 {
-        let remainder = (rest - 1) % 26;
-        letters.push(b'A' + remainder as u8);
-        rest = (rest - 1) / 26;
-    }
-    letters.reverse();
-    String::from_utf8(letters).unwrap_or_default()
 }
 
 /// A problem with one value, before it is placed in a field, row and column.
@@ -970,7 +877,7 @@ impl<T> Default for IntakeOutcome<T> {
 }
 
 /// The fields of one entry as cells, with where each came from (a column index in a sheet).
-type Fields = HashMap<Col, (Cell, Option<usize>)>;
+type Fields = HashMap<Col, (Cell<'static>, Option<usize>)>;
 
 impl RegisterIntake<'_> {
     fn scope_ref(&self) -> Result<UnitRef, RegisterError> {
@@ -1345,7 +1252,7 @@ impl RegisterIntake<'_> {
         for (key, value) in object {
             match columns.iter().find(|(col, _)| *col != Col::Ignored && col.name() == key) {
                 Some((col, _)) => {
-                    fields.insert(*col, (Cell::from_json(value), None));
+                    fields.insert(*col, (Cell::from_json(value).into_owned(), None));
                 }
                 None => {
                     unknown.push((key.clone(), problem("unknown_field", format!("trường `{key}` không được hỗ trợ"))))
@@ -1774,8 +1681,8 @@ struct Table {
     header_row: usize,
     /// Absolute index of the first column, for column letters.
     first_column: usize,
-    header: Vec<Cell>,
-    rows: Vec<(usize, Vec<Cell>)>,
+    header: Vec<Cell<'static>>,
+    rows: Vec<(usize, Vec<Cell<'static>>)>,
 }
 
 fn file_error(code: &'static str, message: String) -> RegisterError {
@@ -1805,10 +1712,12 @@ fn read_xlsx(bytes: &[u8]) -> Result<Table, RegisterError> {
     Ok(Table {
         header_row,
         first_column: first_column as usize,
-        header: header.iter().map(Cell::from_xlsx).collect(),
+        header: header.iter().map(|data| Cell::from_xlsx(data).into_owned()).collect(),
         rows: rows
             .enumerate()
-            .map(|(offset, row)| (header_row + 1 + offset, row.iter().map(Cell::from_xlsx).collect()))
+            .map(|(offset, row)| {
+                (header_row + 1 + offset, row.iter().map(|data| Cell::from_xlsx(data).into_owned()).collect())
+            })
             .collect(),
     })
 }
@@ -1844,9 +1753,14 @@ fn read_csv(bytes: &[u8]) -> Result<Table, RegisterError> {
             problem
         })?;
         let row_number = record.position().map_or(0, |p| p.line() as usize);
-        rows.push((row_number, record.iter().map(Cell::from_text).collect()));
+        rows.push((row_number, record.iter().map(|text| Cell::from_text(text).into_owned()).collect()));
     }
-    Ok(Table { header_row, first_column: 0, header: header.iter().map(Cell::from_text).collect(), rows })
+    Ok(Table {
+        header_row,
+        first_column: 0,
+        header: header.iter().map(|text| Cell::from_text(text).into_owned()).collect(),
+        rows,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, SubsecRound, TimeZone, 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::cells::{Cell, column_letter, shorten};
 use crate::error::{FieldError, SchemaError};
 use crate::text::{self, fold};
 use crate::units::Units;
@@ -944,19 +945,6 @@ impl std::fmt::Display for ReportError {
     }
 }
 
-/// `0` -> `A`, `25` -> `Z`, `26` -> `AA`.
-fn column_letter(index: usize) -> String {
-    let mut letters = Vec::new();
-    let mut rest = index + 1;
-    while rest > 0 {
-        let remainder = (rest - 1) % 26;
-        letters.push(b'A' + remainder as u8);
-        rest = (rest - 1) / 26;
-    }
-    letters.reverse();
-    String::from_utf8(letters).expect("ascii letters")
-}
-
 /// A problem with one value, before it is placed in a row and column.
 struct Problem {
     code: &'static str,
@@ -969,69 +957,6 @@ fn problem(code: &'static str, message: impl Into<String>) -> Problem {
 
 // ---------------------------------------------------------------------------------------------
 // Cells and values
-
-/// One cell of a spreadsheet or one JSON value, as intake sees it.
-#[derive(Debug, Clone, PartialEq)]
-enum Cell<'a> {
-    Empty,
-    Number(f64),
-    Bool(bool),
-    Text(&'a str),
-    Date(NaiveDate),
-    /// A formula error such as `#DIV/0!`.
-    Error(String),
-}
-
-impl Cell<'_> {
-    fn is_empty(&self) -> bool {
-        matches!(self, Cell::Empty)
-    }
-
-    fn from_text(text: &str) -> Cell<'_> {
-        if text.trim().is_empty() { Cell::Empty } else { Cell::Text(text) }
-    }
-
-    fn from_xlsx(data: &calamine::Data) -> Cell<'_> {
-        use calamine::Data;
-        match data {
-            Data::Empty => Cell::Empty,
-            Data::Int(number) => Cell::Number(*number as f64),
-            Data::Float(number) => Cell::Number(*number),
-            Data::Bool(flag) => Cell::Bool(*flag),
-            Data::String(text) | Data::DateTimeIso(text) | Data::DurationIso(text) => Cell::from_text(text),
-            Data::DateTime(at) if at.is_datetime() => {
-                let (year, month, day, ..) = at.to_ymd_hms_milli();
-                match NaiveDate::from_ymd_opt(i32::from(year), u32::from(month), u32::from(day)) {
-                    Some(date) => Cell::Date(date),
-                    None => Cell::Number(at.as_f64()),
-                }
-            }
-            Data::DateTime(at) => Cell::Number(at.as_f64()),
-            Data::Error(error) => Cell::Error(error.to_string()),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Cell::Empty => "ô trống".to_owned(),
-            Cell::Number(number) => format!("`{number}`"),
-            Cell::Bool(true) => "`TRUE`".to_owned(),
-            Cell::Bool(false) => "`FALSE`".to_owned(),
-            Cell::Text(text) => format!("`{}`", shorten(text.trim())),
-            Cell::Date(date) => format!("ngày `{}`", date.format("%d/%m/%Y")),
-            Cell::Error(error) => format!("lỗi công thức `{error}`"),
-        }
-    }
-}
-
-/// At most 40 characters of a text, for messages.
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= 40 {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(40).collect::<String>())
-    }
-}
 
 /// A number as written in Vietnam or elsewhere. `Grouped` is the reading of a single `.` or `,`
 /// followed by exactly three digits (`1.500`) as a thousands separator, which is how Vietnamese
@@ -2356,16 +2281,16 @@ mod tests {
             ("false", false),
             ("chưa", false),
         ] {
-            let value = parse_value(yes_no, &Cell::Text(text)).ok().flatten();
+            let value = parse_value(yes_no, &Cell::Text(text.into())).ok().flatten();
             assert_eq!(value, Some(Value::Bool(expected)), "{text}");
         }
-        assert!(parse_value(yes_no, &Cell::Text("có lẽ")).is_err());
+        assert!(parse_value(yes_no, &Cell::Text("có lẽ".into())).is_err());
         assert_eq!(parse_value(yes_no, &Cell::Number(1.0)).ok().flatten(), Some(Value::Bool(true)));
         assert!(parse_value(yes_no, &Cell::Number(2.0)).is_err());
         let count = catalogue.indicator("meetings_held").unwrap();
         let amount = catalogue.indicator("relief_amount").unwrap();
         let rate = catalogue.indicator("campaign_participation_rate").unwrap();
-        let number = |indicator: &Indicator, text: &str| match parse_value(indicator, &Cell::Text(text)) {
+        let number = |indicator: &Indicator, text: &str| match parse_value(indicator, &Cell::Text(text.into())) {
             Ok(Some(Value::Number(n))) => Ok(n),
             Ok(other) => panic!("{other:?}"),
             Err(p) => Err(p.code),

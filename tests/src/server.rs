@@ -45,6 +45,19 @@ pub fn voxpop_bin() -> PathBuf {
 }
 
 /// A free loopback port (another process may take it before we bind; tests retry a start).
+/// Creates an API token for `unit` and `role` in `data_dir` with `voxpop token create` (a
+/// running server takes it at once) and returns it.
+pub fn create_token(data_dir: &Path, unit: &str, role: &str) -> String {
+    std::fs::create_dir_all(data_dir).expect("create the data directory");
+    let output = std::process::Command::new(voxpop_bin())
+        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run voxpop token create");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .expect("bind an ephemeral port")

@@ -2,23 +2,12 @@
 //! caller's unit — search, petitions by id, summaries, SQL, exports — and nothing without a token.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use voxpop_tests::server::{Server, voxpop_bin};
-
-fn token(data_dir: &std::path::Path, unit: &str, role: &str) -> String {
-    std::fs::create_dir_all(data_dir).unwrap();
-    let output = Command::new(voxpop_bin())
-        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
+use voxpop_tests::server::Server;
+use voxpop_tests::server::create_token as token;
 
 /// A token created while the server runs (the server reads new tokens at once).
 fn token_of(server: &Server, unit: &str, role: &str) -> String {

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use voxpop_tests::server::create_token as token;
 use voxpop_tests::server::{Server, voxpop_bin};
 
 fn python() -> String {
@@ -333,17 +334,6 @@ async fn adbc_clients_read_sql_results_over_arrow_flight() {
     assert!(!masked.to_string().contains("0987654321") && !masked.to_string().contains("0912345678"), "{masked}");
     let refused = flight_query(port, "DROP TABLE petitions");
     assert!(refused["error"].as_str().unwrap_or_default().contains("read-only"), "{refused}");
-}
-
-fn token(data_dir: &Path, unit: &str, role: &str) -> String {
-    std::fs::create_dir_all(data_dir).unwrap();
-    let output = Command::new(voxpop_bin())
-        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .expect("run voxpop token create");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 async fn act(server: &Server, token: &str, id: &str, action: Value) {

@@ -10,18 +10,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use voxpop_tests::server::{Server, voxpop_bin};
-
-fn token(data_dir: &std::path::Path, unit: &str, role: &str) -> String {
-    std::fs::create_dir_all(data_dir).unwrap();
-    let output = Command::new(voxpop_bin())
-        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
+use voxpop_tests::server::Server;
+use voxpop_tests::server::create_token as token;
 
 /// Rows of a Delta table, read by pyarrow from the files the table's log lists.
 fn delta_rows(table: &std::path::Path) -> Vec<Value> {

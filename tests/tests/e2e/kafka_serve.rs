@@ -59,24 +59,12 @@ async fn kafka_path_is_exactly_once_across_restarts_and_503_without_a_broker() {
     assert_eq!(response.headers()["content-type"], "application/problem+json");
 }
 
-/// An officer's token for `unit`, created in `data_dir` before the server starts.
-fn officer_token(data_dir: &std::path::Path, unit: &str) -> String {
-    std::fs::create_dir_all(data_dir).unwrap();
-    let output = std::process::Command::new(voxpop_tests::server::voxpop_bin())
-        .args(["token", "create", "--unit", unit, "--role", "officer", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_carries_handling_events_to_the_lake_across_a_restart() {
     let broker = Tansu::start();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let officer = officer_token(&data_dir, "00004");
+    let officer = voxpop_tests::server::create_token(&data_dir, "00004", "officer");
     let mut server = Server::start(&data_dir, Some(&broker.brokers())).await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let response = client.post(server.url("/api/v1/petitions")).json(&petition(1)).send().await.unwrap();

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use voxpop_tests::server::{Server, voxpop_bin};
+use voxpop_tests::server::Server;
 
 fn python() -> String {
     let venv = std::env::var("VOXPOP_VENV").unwrap_or_else(|_| "/root/.cache/voxpop-venv".to_owned());
@@ -28,12 +28,7 @@ async fn open311_clients_discover_file_and_read_requests() {
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
     // A token exists, so the API's own read paths need one; GeoReport reads stay public.
-    let output = Command::new(voxpop_bin())
-        .args(["token", "create", "--unit", "00", "--role", "admin", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    voxpop_tests::server::create_token(&data_dir, "00", "admin");
     let server = Server::start(&data_dir, None).await;
     let client = reqwest::Client::new();
 

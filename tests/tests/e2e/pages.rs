@@ -181,13 +181,7 @@ async fn staff_sign_in_and_handle_petitions_from_the_inbox_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let output = Command::new(voxpop_tests::server::voxpop_bin())
-        .args(["token", "create", "--unit", "00004", "--role", "officer", "--data-dir"])
-        .arg(&data_dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let token = voxpop_tests::server::create_token(&data_dir, "00004", "officer");
     let server = Server::start(&data_dir, None).await;
     let first = server
         .submit(

@@ -9,18 +9,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voxpop_tests::server::create_token as token;
 use voxpop_tests::server::{Server, voxpop_bin};
-
-fn token(data_dir: &std::path::Path, unit: &str, role: &str) -> String {
-    std::fs::create_dir_all(data_dir).unwrap();
-    let output = Command::new(voxpop_bin())
-        .args(["token", "create", "--unit", unit, "--role", role, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
 
 /// Reads a Delta table with read_delta.py's `active_files` and pyarrow, each file's partition
 /// values (`kind`) put back into its rows.
