@@ -398,27 +398,44 @@ pub async fn summary(count: usize, dir: &std::path::Path, venv: &std::path::Path
         summary.campaigns.len()
     );
     let in_list = labels.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(",");
-    let sql = format!(
-        "SELECT received_week, topic, province_code, count(*) AS n FROM petitions WHERE received_week IN ({in_list}) GROUP BY received_week, topic, province_code"
-    );
     let ctx = queries.session().await?.expect("the lake exists");
-    let mut datafusion_times = Vec::new();
-    let mut groups = 0;
-    for _ in 0..4 {
-        let started = Instant::now();
-        let batches = ctx.sql(&sql).await?.collect().await?;
-        datafusion_times.push(started.elapsed().as_secs_f64());
-        groups = batches.iter().map(|b| b.num_rows()).sum::<usize>();
-    }
-    datafusion_times.remove(0);
-    datafusion_times.sort_by(f64::total_cmp);
-    println!("aggregate in DataFusion (Delta table): median {:.3} s, {groups} groups", datafusion_times[1]);
-    for (threads, dictionary) in [(2, false), (1, false), (2, true), (1, true)] {
-        let (median, groups) =
-            voxpop_queries::summary::bench_aggregate_over_files(&path, &labels, threads, dictionary).await?;
+    // The aggregate as one SQL statement over `petitions` (plain strings), and as the summary
+    // runs it (strings as views, week by week): the same groups and counts, both timed.
+    let mut results = Vec::new();
+    for summary_form in [false, true] {
+        let mut times = Vec::new();
+        let mut rows = Vec::new();
+        for _ in 0..4 {
+            let started = Instant::now();
+            rows = if summary_form {
+                voxpop_queries::summary::bench_topic_counts(&ctx, &labels).await?
+            } else {
+                voxpop_queries::summary::bench_topic_counts_sql(&ctx, &labels).await?
+            };
+            times.push(started.elapsed().as_secs_f64());
+        }
+        times.remove(0);
+        times.sort_by(f64::total_cmp);
         println!(
-            "aggregate in DataFusion (the same Parquet files, {threads} thread(s), strings read {}): median {median:.3} s, {groups} groups",
-            if dictionary { "as dictionaries" } else { "as Utf8" }
+            "aggregate in DataFusion, Delta table, {}: median {:.3} s, {} groups",
+            if summary_form {
+                "as the summary runs it (strings as views, week by week)"
+            } else {
+                "one SQL statement (plain strings)"
+            },
+            times[1],
+            rows.len()
+        );
+        rows.sort();
+        results.push(rows);
+    }
+    anyhow::ensure!(results[0] == results[1], "the summary's aggregate differs from the SQL aggregate");
+    for (threads, views) in [(2, true), (2, false), (1, true)] {
+        let (median, groups) =
+            voxpop_queries::summary::bench_aggregate_over_files(&path, &labels, threads, views).await?;
+        println!(
+            "aggregate in DataFusion (the same Parquet files as a listing table, {threads} thread(s), strings read as {}): median {median:.3} s, {groups} groups",
+            if views { "views" } else { "Utf8" }
         );
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench_duckdb.py");

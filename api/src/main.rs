@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use voxpop_api::{commands, topics_cmd};
 use voxpop_pipeline::topics::Algorithm;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "voxpop", version, about = "Petitions and public opinion: intake, lake, search")]
 struct Cli {

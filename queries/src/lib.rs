@@ -21,6 +21,7 @@ use voxpop_schema::{Channel, Petition};
 pub mod campaigns;
 pub mod export;
 pub mod handling;
+mod live_files;
 pub mod registers;
 pub mod reports;
 pub mod sql;
@@ -57,6 +58,9 @@ pub struct KnownExternalId {
     pub id: Uuid,
     pub tracking_code: String,
 }
+
+/// The `petitions` table as grouping queries read it (strings as views); same snapshot, same rows.
+pub const GROUPING_TABLE: &str = "petitions_for_grouping";
 
 /// Read access to the `petitions` table.
 pub struct PetitionQueries {
@@ -97,15 +101,31 @@ impl PetitionQueries {
         // types DataFusion reads by default would be copied back to Utf8 on every batch.
         let mut config = datafusion::prelude::SessionConfig::new();
         config.options_mut().execution.parquet.schema_force_view_types = false;
+        // The aggregations here end with at most tens of thousands of groups: merging the
+        // partial results in one partition is cheaper than repartitioning them by hash.
+        config.options_mut().optimizer.repartition_aggregations = false;
         let ctx = SessionContext::new_with_config(config);
         table.update_datafusion_session(&ctx.state()).map_err(|err| self.delta_error(err))?;
         // The scan delta-rs builds by default hands the partition column (the week) out as a
         // dictionary and strings as views; plain strings group faster (see docs/BENCHMARKS.md).
         let snapshot = table.snapshot().map_err(|err| self.delta_error(err))?.snapshot().clone();
-        let mut config = deltalake::delta_datafusion::DeltaScanConfig::new().with_wrap_partition_values(false);
-        config.schema_force_view_types = false;
-        let provider = deltalake::delta_datafusion::DeltaScanNext::new(snapshot, config)?;
-        ctx.register_table(petition::TABLE_NAME, Arc::new(provider))?;
+        let scan = |views: bool| {
+            let mut config = deltalake::delta_datafusion::DeltaScanConfig::new().with_wrap_partition_values(false);
+            config.schema_force_view_types = views;
+            deltalake::delta_datafusion::DeltaScanNext::new(snapshot.clone(), config)
+        };
+        ctx.register_table(petition::TABLE_NAME, Arc::new(scan(false)?))?;
+        // The same snapshot with strings as views, for grouping: Parquet's dictionary-encoded
+        // codes (province, commune, topic, language) become views into the dictionary page
+        // without a copy per row, and short codes compare inline; read by DataFusion's own
+        // Parquet scan over the snapshot's live files where the table allows (docs/BENCHMARKS.md).
+        let live = std::fs::canonicalize(&self.path)
+            .ok()
+            .and_then(|dir| live_files::LiveFiles::from_snapshot(&snapshot, &dir));
+        match live {
+            Some(files) => ctx.register_table(GROUPING_TABLE, Arc::new(files))?,
+            None => ctx.register_table(GROUPING_TABLE, Arc::new(scan(true)?))?,
+        };
         Ok(Some(ctx))
     }
 

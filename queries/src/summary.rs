@@ -618,9 +618,6 @@ async fn sample_texts(
     Ok(docs)
 }
 
-/// Petitions per combination of `columns` over the partitions `weeks`, optionally in one
-/// province; a null value (e.g. no topic) reads as [`UNCLASSIFIED`]. A column the table does not
-/// have yet (a table written before topics existed) reads as null.
 /// The part of the country a summary covers.
 #[derive(Debug, Clone, Copy)]
 struct Place<'a> {
@@ -640,6 +637,14 @@ impl Place<'_> {
     }
 }
 
+/// Petitions per combination of `columns` over the partitions `weeks`, optionally in one
+/// province; a null value (e.g. no topic) reads as [`UNCLASSIFIED`]. A column the table does not
+/// have yet (a table written before topics existed) reads as null.
+///
+/// When the week (the partition column) comes first in `columns`, each week is grouped on its
+/// own by the other columns and labelled with its week afterwards: a data file holds one week,
+/// so the week is a constant of every file, and grouping by it would only copy and hash it once
+/// per row (about a quarter of the time of the 12-week aggregate, docs/BENCHMARKS.md).
 async fn grouped_counts(
     ctx: Option<&SessionContext>,
     weeks: &[String],
@@ -647,22 +652,43 @@ async fn grouped_counts(
     columns: &[&str],
 ) -> QueryResult<Vec<(Vec<String>, u64)>> {
     let Some(ctx) = ctx else { return Ok(Vec::new()) };
-    let mut frame = ctx
-        .table(petition::TABLE_NAME)
-        .await?
-        .filter(col(PARTITION_COLUMN).in_list(weeks.iter().map(|w| lit(w.as_str())).collect(), false))?;
-    frame = place.filter(frame)?;
-    let has = |name: &str| frame.schema().fields().iter().any(|field| field.name() == name);
-    let keys: Vec<datafusion::prelude::Expr> = columns
-        .iter()
-        .map(|&name| if has(name) { col(name) } else { lit(datafusion::scalar::ScalarValue::Utf8(None)).alias(name) })
-        .collect();
-    let batches = frame
-        .aggregate(keys, vec![datafusion::functions_aggregate::expr_fn::count(lit(1)).alias("n")])?
-        .collect()
-        .await?;
+    let table = ctx.table(crate::GROUPING_TABLE).await?;
+    let schema = table.schema().clone();
+    let has = |name: &str| schema.fields().iter().any(|field| field.name() == name);
+    let key =
+        |name: &str| if has(name) { col(name) } else { lit(datafusion::scalar::ScalarValue::Utf8(None)).alias(name) };
+    let count = || datafusion::functions_aggregate::expr_fn::count(lit(1)).alias("n");
+    let mut frames = Vec::new();
+    match columns.split_first() {
+        Some((&PARTITION_COLUMN, others)) => {
+            for week in weeks {
+                let frame = place.filter(table.clone().filter(col(PARTITION_COLUMN).eq(lit(week.as_str())))?)?;
+                let grouped = frame.aggregate(others.iter().map(|name| key(name)).collect(), vec![count()])?;
+                let mut labelled = vec![lit(week.as_str()).alias(PARTITION_COLUMN)];
+                labelled.extend(others.iter().map(|name| col(*name)));
+                labelled.push(col("n"));
+                frames.push(grouped.select(labelled)?);
+            }
+        }
+        _ => {
+            let frame = place.filter(
+                table.filter(col(PARTITION_COLUMN).in_list(weeks.iter().map(|w| lit(w.as_str())).collect(), false))?,
+            )?;
+            frames.push(frame.aggregate(columns.iter().map(|name| key(name)).collect(), vec![count()])?);
+        }
+    }
+    let Some(first) = frames.pop() else { return Ok(Vec::new()) };
+    let batches = frames.into_iter().try_fold(first, |all, frame| all.union(frame))?.collect().await?;
+    counted_rows(&batches, columns)
+}
+
+/// The rows of grouped counts: the values of `columns` ([`UNCLASSIFIED`] for null) and `n`.
+fn counted_rows(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+    columns: &[&str],
+) -> QueryResult<Vec<(Vec<String>, u64)>> {
     let mut rows = Vec::new();
-    for batch in &batches {
+    for batch in batches {
         let keys = columns.iter().map(|name| crate::string_column(batch, name)).collect::<QueryResult<Vec<_>>>()?;
         let counts = batch
             .column_by_name("n")
@@ -703,35 +729,53 @@ mod tests {
     }
 }
 
+/// The summary's 12-week aggregate (petitions per week, topic and province over `weeks`) as the
+/// summary computes it, for `voxpop bench summary`.
+pub async fn bench_topic_counts(ctx: &SessionContext, weeks: &[String]) -> QueryResult<Vec<(Vec<String>, u64)>> {
+    grouped_counts(
+        Some(ctx),
+        weeks,
+        Place { province: None, commune: None },
+        &[PARTITION_COLUMN, "topic", "province_code"],
+    )
+    .await
+}
+
+/// The same aggregate as one SQL statement over the `petitions` table (plain strings, the week
+/// grouped like any column), for `voxpop bench summary`.
+pub async fn bench_topic_counts_sql(ctx: &SessionContext, weeks: &[String]) -> QueryResult<Vec<(Vec<String>, u64)>> {
+    let in_list = weeks.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT {PARTITION_COLUMN}, topic, province_code, count(*) AS n FROM {} \
+         WHERE {PARTITION_COLUMN} IN ({in_list}) GROUP BY {PARTITION_COLUMN}, topic, province_code",
+        petition::TABLE_NAME
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    counted_rows(&batches, &[PARTITION_COLUMN, "topic", "province_code"])
+}
+
 /// For the benchmark: the summary's 12-week aggregate run by DataFusion over the table's Parquet
 /// files directly (a listing table with the week as a hive partition, as DuckDB reads them),
-/// with `target_partitions` threads and, when `dictionary`, the two grouped string columns read
-/// as dictionaries (as Parquet stores them). Returns the median of 3 runs after a warm-up, and
-/// the number of groups.
+/// with `target_partitions` threads and the two grouped string columns read as views when
+/// `views`, else as plain Utf8. Returns the median of 3 runs after a warm-up, and the number of
+/// groups.
 pub async fn bench_aggregate_over_files(
     table: &std::path::Path,
     weeks: &[String],
     target_partitions: usize,
-    dictionary: bool,
+    views: bool,
 ) -> QueryResult<(f64, usize)> {
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::datasource::file_format::parquet::ParquetFormat;
     use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
     let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(target_partitions.max(1));
-    config.options_mut().execution.parquet.schema_force_view_types = false;
+    config.options_mut().execution.parquet.schema_force_view_types = views;
     let ctx = SessionContext::new_with_config(config);
     let url = ListingTableUrl::parse(format!("{}/", table.display()))?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(PARTITION_COLUMN.to_owned(), DataType::Utf8)]);
-    let text = |name: &str| {
-        let data_type = if dictionary {
-            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
-        } else {
-            DataType::Utf8
-        };
-        Field::new(name, data_type, true)
-    };
+    let text = |name: &str| Field::new(name, if views { DataType::Utf8View } else { DataType::Utf8 }, true);
     let schema = Arc::new(Schema::new(vec![text("topic"), text("province_code")]));
     let listing = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
     ctx.register_table("files", Arc::new(ListingTable::try_new(listing)?))?;

@@ -231,6 +231,27 @@ impl Submission {
         match object.get("commune_code") {
             None | Some(Value::Null) => errors.push(FieldError::required("commune_code")),
             Some(Value::String(code)) => match units.resolve_commune(code.trim(), code_version) {
+                Ok(resolved) if !resolved.commune.in_force_on(crate::calendar::vietnam_date(now)) => {
+                    // Retired by a later code list (a merger, a split): the code names no unit
+                    // that could handle the petition today.
+                    let commune = resolved.commune;
+                    let today = crate::calendar::vietnam_date(now);
+                    errors.push(match commune.valid_from {
+                        Some(from) if from > today => FieldError::new(
+                            "commune_code",
+                            "not_yet_in_force",
+                            format!("commune `{}` is in force from {from}", commune.code),
+                        ),
+                        _ => {
+                            let until = commune.valid_to.map_or_else(String::new, |day| format!(" after {day}"));
+                            FieldError::new(
+                                "commune_code",
+                                "retired_commune",
+                                format!("commune `{}` was retired{until}; use the code in force", commune.code),
+                            )
+                        }
+                    })
+                }
                 Ok(resolved) => {
                     commune = Some((
                         resolved.province.code.clone(),

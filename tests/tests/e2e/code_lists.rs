@@ -77,9 +77,15 @@ async fn code_lists_update_is_versioned_and_used_by_serve() {
     assert!(output.contains("nothing stored"), "{output}");
     assert!(!versions.exists(), "a rejected update stored something");
 
-    // The good update: one commune renamed, one added, in a single CSV file.
-    let edited = exported.replace("\n00004,Phường Ba Đình,", "\n00004,Phường Ba Đình Mới,")
+    // The good update: one commune renamed, one retired (its last field, valid_to, set), one
+    // added, in a single CSV file.
+    let edited: String = exported
+        .replace("\n00004,Phường Ba Đình,", "\n00004,Phường Ba Đình Mới,")
+        .lines()
+        .map(|line| if line.starts_with("00025,") { format!("{line}2026-01-31\n") } else { format!("{line}\n") })
+        .collect::<String>()
         + "99001,Xã Thử Nghiệm,Xã,01,21.05,105.8,10.5,,\n";
+    assert!(edited.contains("2026-01-31\n"), "00025 is not in the export");
     let update = dir.path().join("cap-nhat-xa.csv");
     std::fs::write(&update, edited).unwrap();
     let (ok, output) = voxpop(&data, &["import", "--code-lists", update.to_str().unwrap(), "--dataset", "communes"]);
@@ -89,7 +95,8 @@ async fn code_lists_update_is_versioned_and_used_by_serve() {
     assert_eq!(manifest["number"], 1);
     assert_eq!(manifest["rows"]["communes"], 3_322);
     assert_eq!(manifest["changes"]["communes"]["added"], json!(["99001"]));
-    assert_eq!(manifest["changes"]["communes"]["changed"], json!(["00004"]));
+    assert_eq!(manifest["changes"]["communes"]["changed"], json!(["00004", "00025"]));
+    assert_eq!(manifest["changes"]["communes"]["retired"], json!(["00025"]));
 
     // The server uses version 1: a petition naming the new commune is accepted.
     let server = Server::start(&data, None).await;
@@ -107,6 +114,18 @@ async fn code_lists_update_is_versioned_and_used_by_serve() {
     let status = response.status();
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    // The retired commune names no unit that could handle a petition today: 422 naming the field.
+    let refused = reqwest::Client::new()
+        .post(server.url("/api/v1/petitions"))
+        .json(&json!({"title": "Xã đã sáp nhập", "body": "Kiến nghị gửi theo mã xã đã hết hiệu lực.", "commune_code": "00025"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "commune_code", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "retired_commune", "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("2026-01-31"), "{problem}");
     // Pre-2025 codes still resolve.
     let old = server
         .submit(
@@ -129,5 +148,6 @@ async fn code_lists_update_is_versioned_and_used_by_serve() {
     assert_eq!(joined["rows"][0]["commune_code"], "00097", "{joined}");
     assert_eq!(joined["rows"][1]["name"], "Xã Thử Nghiệm", "{joined}");
     let count = sql(&server, "SELECT commune_count FROM provinces WHERE code = '01'").await;
-    assert_eq!(count["rows"][0]["commune_count"], 127, "{count}");
+    // 126 communes in force before, one added, one retired.
+    assert_eq!(count["rows"][0]["commune_count"], 126, "{count}");
 }

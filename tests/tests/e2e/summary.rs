@@ -158,3 +158,74 @@ async fn the_summary_finds_the_spike_the_new_theme_and_the_campaign() {
     let page = reqwest::get(server.url("/tong-hop?week=2025-W38")).await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"spikes\"") && page.contains("id=\"campaigns\"") && page.contains("bãi rác"), "{page}");
 }
+
+/// The summaries group over the snapshot's live files with DataFusion's own Parquet scan
+/// (queries/src/live_files.rs): after a compaction the replaced files stay on disk, and the
+/// grouping reads must still count every petition once, as the Delta scan does.
+#[tokio::test(flavor = "multi_thread")]
+async fn grouping_reads_count_each_petition_once_after_compaction() {
+    use std::collections::BTreeMap;
+    use voxpop_pipeline::Topic;
+    use voxpop_pipeline::lake::PetitionLake;
+    use voxpop_queries::summary::{IsoWeek, bench_topic_counts, bench_topic_counts_sql};
+    use voxpop_schema::Petition;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lake/petitions");
+    let mut lake = PetitionLake::open_or_create(&path).await.unwrap();
+    let monday = chrono::DateTime::parse_from_rfc3339("2025-09-15T03:00:00Z").unwrap().to_utc();
+    let communes = ["00004", "00976", "26734"];
+    let topics = ["infrastructure", "environment", "land"];
+    for commit in 0..4i64 {
+        let petitions: Vec<Petition> = (0..30)
+            .map(|n| {
+                let at = monday - chrono::Duration::days(7 * (n % 3)) + chrono::Duration::hours(commit);
+                let mut builder = Petition::builder()
+                    .title(&format!("Kiến nghị {commit}-{n}"))
+                    .commune(communes[n as usize % 3])
+                    .received_at(at);
+                if n % 5 != 0 {
+                    builder = builder.topic(topics[(n as usize / 2) % 3], 1.0);
+                }
+                builder.build()
+            })
+            .collect();
+        lake.append(Topic::Petitions, &petitions, &BTreeMap::from([(0, (commit + 1) * 30)])).await.unwrap();
+    }
+    let before = parquet_files(&path);
+    lake.compact().await.unwrap();
+    let after = parquet_files(&path);
+    assert!(after > before, "compaction wrote new files ({before} -> {after}) and left the replaced ones");
+
+    let queries = voxpop_queries::PetitionQueries::new(&path);
+    let ctx = queries.session().await.unwrap().unwrap();
+    let week = IsoWeek { year: 2025, week: 38 };
+    let mut trend = vec![week];
+    while trend.len() < 12 {
+        trend.push(trend.last().unwrap().previous());
+    }
+    let weeks: Vec<String> = trend.iter().map(|w| w.label()).collect();
+    let mut grouped = bench_topic_counts(&ctx, &weeks).await.unwrap();
+    let mut plain = bench_topic_counts_sql(&ctx, &weeks).await.unwrap();
+    grouped.sort();
+    plain.sort();
+    assert_eq!(grouped, plain);
+    assert_eq!(grouped.iter().map(|(_, n)| n).sum::<u64>(), 120, "{grouped:?}");
+    assert!(grouped.iter().any(|(key, _)| key[1] == voxpop_queries::summary::UNCLASSIFIED), "{grouped:?}");
+    let summary = queries.weekly_summary(week, None).await.unwrap();
+    assert_eq!(summary.total, 40);
+    assert_eq!(summary.previous_total, 40);
+}
+
+fn parquet_files(dir: &std::path::Path) -> usize {
+    walk(dir).iter().filter(|path| path.extension().is_some_and(|ext| ext == "parquet")).count()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { found.extend(walk(&path)) } else { found.push(path) }
+    }
+    found
+}
