@@ -161,8 +161,9 @@ enum Command {
         #[command(subcommand)]
         token: TokenCommand,
     },
-    /// Runs one read-only SQL query over the lake (DataFusion SQL; tables: petitions, provinces,
-    /// communes, communes_pre2025, unit_crosswalk_2025).
+    /// Runs one read-only SQL query over the lake (DataFusion SQL; tables: petitions,
+    /// petition_events, petition_status, weekly_reports, register_entries, provinces, communes,
+    /// communes_pre2025, unit_crosswalk_2025).
     Sql {
         query: String,
         #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]

@@ -174,3 +174,28 @@ impl TableProvider for LiveFiles {
         Ok(DataSourceExec::from_data_source(config))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{col, lit};
+
+    use super::*;
+
+    #[test]
+    fn only_filters_on_the_week_alone_choose_files() {
+        let weeks =
+            |filter: Expr| weeks_of(&filter).map(|set| set.into_iter().collect::<std::collections::BTreeSet<_>>());
+        let one = |w: &str| Some([w.to_owned()].into_iter().collect());
+        assert_eq!(weeks(col(PARTITION_COLUMN).eq(lit("2025-W38"))), one("2025-W38"));
+        assert_eq!(weeks(lit("2025-W38").eq(col(PARTITION_COLUMN))), one("2025-W38"));
+        assert_eq!(
+            weeks(col(PARTITION_COLUMN).in_list(vec![lit("2025-W37"), lit("2025-W38")], false)),
+            Some(["2025-W37".to_owned(), "2025-W38".to_owned()].into_iter().collect())
+        );
+        // Anything else is left to DataFusion, which applies it above the scan.
+        assert_eq!(weeks(col(PARTITION_COLUMN).in_list(vec![lit("2025-W37")], true)), None);
+        assert_eq!(weeks(col(PARTITION_COLUMN).gt(lit("2025-W37"))), None);
+        assert_eq!(weeks(col("province_code").eq(lit("01"))), None);
+        assert_eq!(weeks(col(PARTITION_COLUMN).in_list(vec![lit("2025-W37"), col("topic")], false)), None);
+    }
+}

@@ -214,6 +214,29 @@ impl PetitionQueries {
                 .collect();
             ctx.register_table(name, frame.select(columns)?.into_view())?;
         }
+        // The registers of officers and members (and villages), limited like the petitions;
+        // without personal data, names and phones masked as the registers API masks them, ID
+        // numbers' digits hidden and birth years left out.
+        if let Some(mut frame) = lake_frame(&ctx, &lake.join(voxpop_schema::registers::TABLE_NAME)).await? {
+            if let Some(province) = &request.province {
+                frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
+            }
+            if let Some(commune) = &request.commune {
+                frame = frame.filter(col("commune_code").eq(lit(commune.as_str())))?;
+            }
+            let fields: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let columns: Vec<Expr> = fields
+                .iter()
+                .map(|field| match field.as_str() {
+                    _ if request.personal_data => col(field.as_str()),
+                    "name" => name.call(vec![col("name")]).alias("name"),
+                    "phone" | "person_id" => numbers.call(vec![col(field.as_str())]).alias(field.as_str()),
+                    "birth_year" => lit(datafusion::scalar::ScalarValue::Int32(None)).alias("birth_year"),
+                    _ => col(field.as_str()),
+                })
+                .collect();
+            ctx.register_table(voxpop_schema::registers::TABLE_NAME, frame.select(columns)?.into_view())?;
+        }
         Ok(ctx)
     }
 

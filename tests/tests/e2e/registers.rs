@@ -245,6 +245,40 @@ async fn registers_and_villages_flow_from_the_api_to_the_lake_and_the_summaries(
         people_rows.iter().filter(|r| r["person_id"] == "BD-001").map(|r| r["role"].as_str().unwrap()).collect();
     assert_eq!(chair_rows.len(), 2, "both entries about BD-001 are kept: {chair_rows:?}");
 
+    // SQL over the registers: the caller's scope, and masking as the registers API masks.
+    let sql = |query: &str| json!({ "sql": query });
+    let in_commune = rows.iter().filter(|r| r["commune_code"] == "00004").count() as u64;
+    let (status, masked_rows) = api
+        .post(
+            "/api/v1/sql",
+            &engineer,
+            &sql(
+                "SELECT name, phone, birth_year FROM register_entries WHERE person_id = 'BD-001' AND role = 'Chủ tịch'",
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{masked_rows}");
+    let chair = &masked_rows["rows"][0];
+    assert_eq!(chair["name"], "N. V. A.", "{masked_rows}");
+    assert!(!chair["phone"].as_str().unwrap().contains("0912345"), "{masked_rows}");
+    assert!(chair["birth_year"].is_null(), "{masked_rows}");
+    let (status, own) = api
+        .post(
+            "/api/v1/sql",
+            &commune,
+            &sql("SELECT count(*) AS n, count(DISTINCT commune_code) AS communes, min(commune_code) AS commune FROM register_entries"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    assert_eq!(
+        (own["rows"][0]["communes"].as_u64(), own["rows"][0]["commune"].as_str()),
+        (Some(1), Some("00004")),
+        "{own}"
+    );
+    assert_eq!(own["rows"][0]["n"].as_u64(), Some(in_commune), "{own}");
+    let (_, theirs) = api.post("/api/v1/sql", &other_commune, &sql("SELECT count(*) AS n FROM register_entries")).await;
+    assert_eq!(theirs["rows"][0]["n"], 0, "{theirs}");
+
     // Counts and coverage per level, this week (the entries were just received).
     let hanoi_communes = voxpop_schema::Units::embedded().communes().iter().filter(|c| c.province_code == "01").count();
     let (status, summary) = api.get("/api/v1/registers/summary?unit=01", &hanoi).await;
