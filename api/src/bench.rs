@@ -43,7 +43,13 @@ fn petitions_of(jsons: &[Vec<u8>]) -> Vec<Petition> {
 
 /// End-to-end ingest (intake -> durable log -> lake -> index -> searchable) against tantivy
 /// indexing alone on the same documents.
-pub async fn ingest(count: usize, kafka: Option<String>, embedded: bool, clients: usize) -> anyhow::Result<()> {
+pub async fn ingest(
+    count: usize,
+    kafka: Option<String>,
+    embedded: bool,
+    clients: usize,
+    batches: (usize, Duration),
+) -> anyhow::Result<()> {
     println!("generating {count} synthetic petitions of ~1 KB ...");
     let jsons = Arc::new(generate_json(count, 42));
     let bytes: usize = jsons.iter().map(Vec::len).sum();
@@ -64,7 +70,7 @@ pub async fn ingest(count: usize, kafka: Option<String>, embedded: bool, clients
     }
     for kafka in logs {
         let label = if kafka.is_some() { "kafka" } else { "embedded" };
-        let rate = end_to_end(jsons.clone(), kafka, clients).await?;
+        let rate = end_to_end(jsons.clone(), kafka, clients, batches).await?;
         println!(
             "end to end on the {label:<8} log: {:>9.0} petitions/s  ({:.1} MB/s), {:.0}% of the indexing-only ceiling",
             rate,
@@ -106,10 +112,14 @@ fn indexing_ceiling(jsons: &[Vec<u8>]) -> anyhow::Result<f64> {
     Ok(petitions.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn end_to_end(jsons: Arc<Vec<Vec<u8>>>, kafka: Option<String>, clients: usize) -> anyhow::Result<f64> {
+async fn end_to_end(
+    jsons: Arc<Vec<Vec<u8>>>,
+    kafka: Option<String>,
+    clients: usize,
+    (batch_size, batch_interval): (usize, Duration),
+) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
-    let pipeline =
-        PipelineConfig { batch_size: 20_000, batch_interval: Duration::from_millis(200), ..PipelineConfig::default() };
+    let pipeline = PipelineConfig { batch_size, batch_interval, ..PipelineConfig::default() };
     let config = StackConfig { data_dir: dir.path().to_owned(), kafka, pipeline, run_pipeline: true, topics: None };
     // Records already on a shared broker are consumed too (the lake here is new): count them in.
     let already = count_existing(&config).await?;

@@ -36,10 +36,10 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         demo_count: usize,
         /// Most records per lake commit.
-        #[arg(long, env = "VOXPOP_BATCH_SIZE", default_value_t = 20_000)]
+        #[arg(long, env = "VOXPOP_BATCH_SIZE", default_value_t = voxpop_pipeline::DEFAULT_BATCH_SIZE)]
         batch_size: usize,
         /// Longest a record waits for its micro-batch, in milliseconds.
-        #[arg(long, env = "VOXPOP_BATCH_INTERVAL_MS", default_value_t = 250)]
+        #[arg(long, env = "VOXPOP_BATCH_INTERVAL_MS", default_value_t = voxpop_pipeline::DEFAULT_BATCH_INTERVAL_MS)]
         batch_interval_ms: u64,
         /// Topic taxonomy (TOML, the format of schema/data/topics.toml) instead of the shipped one.
         #[arg(long, env = "VOXPOP_TAXONOMY")]
@@ -326,6 +326,12 @@ enum BenchCommand {
         /// Concurrent intake clients.
         #[arg(long, default_value_t = 256)]
         clients: usize,
+        /// The pipeline's micro-batch: at most this many petitions ...
+        #[arg(long, default_value_t = voxpop_pipeline::DEFAULT_BATCH_SIZE)]
+        batch_size: usize,
+        /// ... or what arrived within this many milliseconds (defaults: those of `serve`).
+        #[arg(long, default_value_t = voxpop_pipeline::DEFAULT_BATCH_INTERVAL_MS)]
+        batch_interval_ms: u64,
     },
     /// Search latency percentiles over an index of generated petitions.
     Search {
@@ -501,8 +507,9 @@ fn main() -> anyhow::Result<()> {
                 commands::export(&data_dir, request, &out).await
             }
             Command::Bench { bench } => match bench {
-                BenchCommand::Ingest { count, kafka, no_embedded, clients } => {
-                    voxpop_api::bench::ingest(count, kafka, !no_embedded, clients).await
+                BenchCommand::Ingest { count, kafka, no_embedded, clients, batch_size, batch_interval_ms } => {
+                    let batches = (batch_size, std::time::Duration::from_millis(batch_interval_ms));
+                    voxpop_api::bench::ingest(count, kafka, !no_embedded, clients, batches).await
                 }
                 BenchCommand::Search { count, queries, dir } => voxpop_api::bench::search(count, queries, dir).await,
                 BenchCommand::Summary { count, dir, venv } => voxpop_api::bench::summary(count, &dir, &venv).await,

@@ -21,7 +21,7 @@ pub mod runner;
 pub mod topics;
 
 pub use log::{Consumed, EventLog, LogError, LogReader, LogResult, Position, Record, Topic};
-pub use runner::{Pipeline, PipelineConfig, PipelineStats};
+pub use runner::{DEFAULT_BATCH_INTERVAL_MS, DEFAULT_BATCH_SIZE, Pipeline, PipelineConfig, PipelineStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
