@@ -66,13 +66,16 @@ pub const GROUPING_TABLE: &str = "petitions_for_grouping";
 pub struct PetitionQueries {
     path: PathBuf,
     table: Mutex<Option<DeltaTable>>,
+    /// Shared by every session of this table: its cache of Parquet footers outlives one query
+    /// (the table's data files never change once written).
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 impl PetitionQueries {
     /// Reads the table at `path` (`<lake>/petitions`); until the pipeline has created it, every
     /// query answers as over an empty table.
     pub fn new(path: &Path) -> PetitionQueries {
-        PetitionQueries { path: path.to_owned(), table: Mutex::new(None) }
+        PetitionQueries { path: path.to_owned(), table: Mutex::new(None), runtime: Arc::default() }
     }
 
     fn delta_error(&self, source: DeltaTableError) -> QueryError {
@@ -104,7 +107,7 @@ impl PetitionQueries {
         // The aggregations here end with at most tens of thousands of groups: merging the
         // partial results in one partition is cheaper than repartitioning them by hash.
         config.options_mut().optimizer.repartition_aggregations = false;
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         table.update_datafusion_session(&ctx.state()).map_err(|err| self.delta_error(err))?;
         // The scan delta-rs builds by default hands the partition column (the week) out as a
         // dictionary and strings as views; plain strings group faster (see docs/BENCHMARKS.md).

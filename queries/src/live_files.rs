@@ -17,6 +17,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
@@ -165,7 +166,13 @@ impl TableProvider for LiveFiles {
         let mut options = datafusion::config::TableParquetOptions::default();
         options.global = state.config_options().execution.parquet.clone();
         options.global.schema_force_view_types = true;
-        let source = ParquetSource::new(table_schema).with_table_parquet_options(options);
+        // Footers read once per file and kept in the runtime's metadata cache (the files are
+        // immutable), as DataFusion's own listing tables do.
+        let store = state.runtime_env().object_store(ObjectStoreUrl::local_filesystem())?;
+        let footers = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(store, footers)));
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
