@@ -122,6 +122,22 @@ async fn lake_frame(
     Ok(Some(ctx.read_table(provider)?))
 }
 
+/// The rows of `frame` (a table with `province_code` and `commune_code`) in the caller's
+/// province or commune.
+fn scoped(
+    frame: datafusion::dataframe::DataFrame,
+    request: &SqlRequest,
+) -> QueryResult<datafusion::dataframe::DataFrame> {
+    let mut frame = frame;
+    if let Some(province) = &request.province {
+        frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
+    }
+    if let Some(commune) = &request.commune {
+        frame = frame.filter(col("commune_code").eq(lit(commune.as_str())))?;
+    }
+    Ok(frame)
+}
+
 impl PetitionQueries {
     /// The session a query runs in: the caller's view of the lake and the code lists.
     async fn sql_session(&self, request: &SqlRequest) -> QueryResult<SessionContext> {
@@ -146,14 +162,7 @@ impl PetitionQueries {
                 ctx.read_table(Arc::new(empty))?
             }
         };
-        let frame = match &request.province {
-            Some(province) => frame.filter(col("province_code").eq(lit(province.as_str())))?,
-            None => frame,
-        };
-        let frame = match &request.commune {
-            Some(commune) => frame.filter(col("commune_code").eq(lit(commune.as_str())))?,
-            None => frame,
-        };
+        let frame = scoped(frame, request)?;
         let (numbers, name, email) = (
             string_udf("mask_numbers", mask_numbers),
             string_udf("mask_name", mask_name),
@@ -192,15 +201,10 @@ impl PetitionQueries {
             (voxpop_schema::workflow::EVENTS_TABLE, &["title", "note", "answer"][..]),
             (voxpop_schema::workflow::STATUS_TABLE, &["title", "answer"][..]),
         ] {
-            let Some(mut frame) = lake_frame(&ctx, &lake.join(name)).await? else {
+            let Some(frame) = lake_frame(&ctx, &lake.join(name)).await? else {
                 continue;
             };
-            if let Some(province) = &request.province {
-                frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
-            }
-            if let Some(commune) = &request.commune {
-                frame = frame.filter(col("commune_code").eq(lit(commune.as_str())))?;
-            }
+            let frame = scoped(frame, request)?;
             let fields: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
             let columns: Vec<Expr> = fields
                 .iter()
@@ -215,15 +219,10 @@ impl PetitionQueries {
             ctx.register_table(name, frame.select(columns)?.into_view())?;
         }
         // The registers of officers and members (and villages), limited like the petitions;
-        // without personal data, names and phones masked as the registers API masks them, ID
-        // numbers' digits hidden and birth years left out.
-        if let Some(mut frame) = lake_frame(&ctx, &lake.join(voxpop_schema::registers::TABLE_NAME)).await? {
-            if let Some(province) = &request.province {
-                frame = frame.filter(col("province_code").eq(lit(province.as_str())))?;
-            }
-            if let Some(commune) = &request.commune {
-                frame = frame.filter(col("commune_code").eq(lit(commune.as_str())))?;
-            }
+        // without personal data, names as initials, the digits of phones and ID numbers hidden
+        // but the last three, birth years left out.
+        if let Some(frame) = lake_frame(&ctx, &lake.join(voxpop_schema::registers::TABLE_NAME)).await? {
+            let frame = scoped(frame, request)?;
             let fields: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
             let columns: Vec<Expr> = fields
                 .iter()
