@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 use voxpop_schema::Petition;
-use voxpop_schema::topics::{Taxonomy, fold_lower, syllables_of};
+use voxpop_schema::topics::Taxonomy;
 
 use crate::topics::TopicClassifier;
 
@@ -82,16 +82,13 @@ impl TopicAssigner {
 
     /// The topic of a text and how sure the assignment is.
     pub fn assign(&self, title: &str, body: &str) -> Option<(String, f32)> {
-        let text = format!("{title}. {body}");
-        let folded = fold_lower(&text);
-        let syllables: Vec<&str> = syllables_of(&folded).collect();
-        let hits = self.taxonomy.rule_hits(&syllables);
+        let hits = self.taxonomy.rule_hits_in(&[title, body]);
         let matched: Vec<usize> = (0..hits.len()).filter(|&i| hits[i] > 0).collect();
         let code = |topic: usize| self.taxonomy.topics()[topic].code.clone();
         if matched.len() == 1 {
             return Some((code(matched[0]), 1.0));
         }
-        let model_scores = self.model_scores(&text);
+        let model_scores = self.model_scores(title, body);
         if matched.is_empty() {
             let (topic, confidence) = model_scores
                 .iter()
@@ -118,10 +115,10 @@ impl TopicAssigner {
     }
 
     /// The model's probability per taxonomy topic (`None` without a model or for topics it lacks).
-    fn model_scores(&self, text: &str) -> Vec<Option<f32>> {
+    fn model_scores(&self, title: &str, body: &str) -> Vec<Option<f32>> {
         let mut scores = vec![None; self.taxonomy.topics().len()];
         if let Some(model) = &self.model {
-            for (label, score) in model.classify(text) {
+            for (label, score) in model.classify(&format!("{title}. {body}")) {
                 let position = model.labels().iter().position(|known| *known == label);
                 if let Some(Some(topic)) = position.map(|i| self.model_topics[i]) {
                     scores[topic] = Some(score);

@@ -54,7 +54,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
-use voxpop_schema::topics::{fold_lower, syllables_of};
+use voxpop_schema::topics::for_each_folded_syllable;
 
 /// Syllables per shingle: three syllables carry a phrase ("bãi rác thải"), not just a word.
 pub const SHINGLE_SYLLABLES: usize = 3;
@@ -341,8 +341,8 @@ fn syllable_hash(syllable: &str) -> u64 {
 /// The distinct shingle hashes of `text` (sorted), in `out`.
 fn shingle_hashes(text: &str, out: &mut Vec<u64>) {
     out.clear();
-    let folded = fold_lower(text);
-    let syllables: Vec<u64> = syllables_of(&folded).map(syllable_hash).collect();
+    let mut syllables: Vec<u64> = Vec::with_capacity(text.len() / 4);
+    for_each_folded_syllable(text, &mut String::new(), |syllable| syllables.push(syllable_hash(syllable)));
     if syllables.is_empty() {
         return;
     }

@@ -20,13 +20,32 @@ pub fn nfc(text: &str) -> String {
     // in Latin Extended Additional (every precomposed Vietnamese vowel) no character changes
     // under NFC or combines with its neighbour unless a combining mark follows, which is
     // outside both ranges: such text is NFC as it stands. Otherwise the quick check decides.
-    let composed = |ch: char| ch < '\u{0300}' || ('\u{1E00}'..='\u{1EFF}').contains(&ch);
-    if text.chars().all(composed)
+    if only_composed_ranges(text)
         || unicode_normalization::is_nfc_quick(text.chars()) == unicode_normalization::IsNormalized::Yes
     {
         return text.to_owned();
     }
     text.nfc().collect()
+}
+
+/// True when every character of `text` is below U+0300 or in U+1E00..=U+1EFF, read from the
+/// UTF-8 bytes without decoding: such characters start with a byte below 0xCC (ASCII, or the
+/// lead byte of U+0080..U+02FF; continuation bytes are below 0xC0 too), or with 0xE1 followed by
+/// 0xB8..=0xBB (U+1E00..U+1EFF). Every other lead byte is a character outside both ranges.
+fn only_composed_ranges(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if byte < 0xCC {
+            at += 1;
+        } else if byte == 0xE1 && matches!(bytes.get(at + 1), Some(0xB8..=0xBB)) {
+            at += 3;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// Removes every diacritic and maps `đ`/`Đ` to `d`/`D`. Case is kept.
@@ -248,6 +267,12 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_byte_test_of_composed_ranges_agrees_with_the_char_test(text in "([a-z ]|\\PC|[\u{0300}-\u{036F}\u{1E00}-\u{1EFF}\u{00C0}-\u{02FF}]){0,40}") {
+            let composed = |ch: char| ch < '\u{0300}' || ('\u{1E00}'..='\u{1EFF}').contains(&ch);
+            proptest::prop_assert_eq!(only_composed_ranges(&text), text.chars().all(composed));
+        }
+
         #[test]
         fn nfc_shortcut_agrees_with_full_normalisation(
             text in "[a-zA-Z àáảãạăằắẳẵặâầấẩẫậđèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵ\u{0300}\u{0301}\u{0303}\u{0309}\u{0323}\u{0302}\u{0306}\u{031B}ΩÅ\u{212B}\u{2000}]{0,40}"
