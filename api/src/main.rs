@@ -354,6 +354,12 @@ enum BenchCommand {
         /// Python with duckdb (scripts/test.sh installs one).
         #[arg(long, env = "VOXPOP_VENV", default_value = "/root/.cache/voxpop-venv")]
         venv: PathBuf,
+        /// Timed runs of each aggregate (after one warm-up); the median is printed.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also print `EXPLAIN ANALYZE` of the summary's aggregate.
+        #[arg(long)]
+        explain: bool,
     },
     /// Weekly reports: synthesis of a week of 90,000 villages, 3,321 communes and 34 provinces
     /// with 20 indicators for every unit; parsing and validating a 10,000-row XLSX upload.
@@ -512,7 +518,9 @@ fn main() -> anyhow::Result<()> {
                     voxpop_api::bench::ingest(count, kafka, !no_embedded, clients, batches).await
                 }
                 BenchCommand::Search { count, queries, dir } => voxpop_api::bench::search(count, queries, dir).await,
-                BenchCommand::Summary { count, dir, venv } => voxpop_api::bench::summary(count, &dir, &venv).await,
+                BenchCommand::Summary { count, dir, venv, runs, explain } => {
+                    voxpop_api::bench::summary(count, &dir, &venv, runs, explain).await
+                }
                 BenchCommand::Export { count, dir } => voxpop_api::bench::export(count, &dir).await,
                 BenchCommand::Reports => {
                     let figures = voxpop_queries::synthesis::bench_reports()?;

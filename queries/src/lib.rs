@@ -19,6 +19,7 @@ use voxpop_schema::petition::{self, PARTITION_COLUMN};
 use voxpop_schema::{Channel, Petition};
 
 pub mod campaigns;
+mod codes;
 pub mod export;
 pub mod handling;
 mod live_files;
@@ -61,6 +62,9 @@ pub struct KnownExternalId {
 
 /// The `petitions` table as grouping queries read it (strings as views); same snapshot, same rows.
 pub const GROUPING_TABLE: &str = "petitions_for_grouping";
+/// The same files with strings as dictionaries, for counting per combination of codes
+/// ([`codes`]); registered where the live-files scan applies.
+pub const CODES_TABLE: &str = "petitions_codes";
 
 /// Read access to the `petitions` table.
 pub struct PetitionQueries {
@@ -69,13 +73,20 @@ pub struct PetitionQueries {
     /// Shared by every session of this table: its cache of Parquet footers outlives one query
     /// (the table's data files never change once written).
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// Footers that read the codes as dictionaries ([`CODES_TABLE`]), kept like `runtime`'s.
+    hinted_footers: live_files::HintedFooters,
 }
 
 impl PetitionQueries {
     /// Reads the table at `path` (`<lake>/petitions`); until the pipeline has created it, every
     /// query answers as over an empty table.
     pub fn new(path: &Path) -> PetitionQueries {
-        PetitionQueries { path: path.to_owned(), table: Mutex::new(None), runtime: Arc::default() }
+        PetitionQueries {
+            path: path.to_owned(),
+            table: Mutex::new(None),
+            runtime: Arc::default(),
+            hinted_footers: Arc::default(),
+        }
     }
 
     fn delta_error(&self, source: DeltaTableError) -> QueryError {
@@ -126,7 +137,10 @@ impl PetitionQueries {
             .ok()
             .and_then(|dir| live_files::LiveFiles::from_snapshot(&snapshot, &dir));
         match live {
-            Some(files) => ctx.register_table(GROUPING_TABLE, Arc::new(files))?,
+            Some(files) => {
+                ctx.register_table(CODES_TABLE, Arc::new(files.with_dictionary_strings(self.hinted_footers.clone())))?;
+                ctx.register_table(GROUPING_TABLE, Arc::new(files))?
+            }
             None => ctx.register_table(GROUPING_TABLE, Arc::new(scan(true)?))?,
         };
         Ok(Some(ctx))

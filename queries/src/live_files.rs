@@ -17,7 +17,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{CachedParquetFileReaderFactory, ParquetFileReaderFactory};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
@@ -25,8 +25,14 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::object_store::ObjectMeta;
 use datafusion::object_store::path::Path as ObjectPath;
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use datafusion::parquet::arrow::async_reader::AsyncFileReader;
+use datafusion::parquet::errors::Result as ParquetResult;
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use deltalake::kernel::EagerSnapshot;
+use futures::future::BoxFuture;
 use voxpop_schema::petition::PARTITION_COLUMN;
 
 /// One data file: where it is, its size and its partition (the week).
@@ -38,14 +44,26 @@ struct LiveFile {
 }
 
 /// The live files of a snapshot of a table partitioned by [`PARTITION_COLUMN`], strings read
-/// as views.
-#[derive(Debug)]
+/// as views, or as dictionaries ([`LiveFiles::with_dictionary_strings`]).
+#[derive(Debug, Clone)]
 pub struct LiveFiles {
-    /// The table's columns (strings as views) and the week last (plain Utf8).
+    /// The table's columns and the week last.
     schema: SchemaRef,
     /// The columns stored in the files (the table's without the week).
     file_schema: SchemaRef,
-    files: Vec<LiveFile>,
+    files: Arc<Vec<LiveFile>>,
+    /// Strings (the week included) read as `Dictionary(Int32, Utf8)`, with the footers that
+    /// say so (see [`DictionaryHintFactory`]).
+    dictionaries: Option<HintedFooters>,
+}
+
+/// Footers rewritten to read strings as dictionaries, by file; shared by the sessions of a
+/// table like DataFusion's own footer cache (data files never change once written).
+pub type HintedFooters = Arc<std::sync::Mutex<std::collections::HashMap<ObjectPath, Arc<ParquetMetaData>>>>;
+
+/// The type strings are read as by [`LiveFiles::with_dictionary_strings`].
+pub fn dictionary_string_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
 impl LiveFiles {
@@ -70,26 +88,75 @@ impl LiveFiles {
             let location = ObjectPath::from_absolute_path(table_dir.join(file.path().as_ref())).ok()?;
             files.push(LiveFile { location, size: u64::try_from(file.size()).ok()?, week });
         }
-        let as_view = |field: &Arc<Field>| match field.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 => {
-                Arc::new(field.as_ref().clone().with_data_type(DataType::Utf8View).with_metadata(Default::default()))
-            }
-            _ => Arc::new(field.as_ref().clone().with_metadata(Default::default())),
-        };
-        let stored: Vec<Arc<Field>> =
-            table_schema.fields().iter().filter(|field| field.name() != PARTITION_COLUMN).map(as_view).collect();
-        let file_schema = Arc::new(Schema::new(stored.clone()));
-        let mut all = stored;
-        all.push(Arc::new(Field::new(PARTITION_COLUMN, DataType::Utf8, false)));
-        Some(LiveFiles { schema: Arc::new(Schema::new(all)), file_schema, files })
+        let (schema, file_schema) = schemas(&table_schema, DataType::Utf8View, DataType::Utf8);
+        Some(LiveFiles { schema, file_schema, files: Arc::new(files), dictionaries: None })
     }
+
+    /// The same files with every string column, the week included, read as a dictionary
+    /// (`Dictionary(Int32, Utf8)`): Parquet's dictionary-encoded columns (the codes) arrive as
+    /// their dictionary page and one key per row, which [`crate::codes`] counts without
+    /// hashing a string per row. Only for code columns: a free-text column would be turned into
+    /// a dictionary of its own.
+    pub fn with_dictionary_strings(&self, footers: HintedFooters) -> LiveFiles {
+        // Footers of files no longer live (replaced by a compaction) are dropped.
+        if let Ok(mut hinted) = footers.lock() {
+            let live: HashSet<&ObjectPath> = self.files.iter().map(|file| &file.location).collect();
+            hinted.retain(|location, _| live.contains(location));
+        }
+        let table_schema = Schema::new(self.file_schema.fields().iter().cloned().collect::<Vec<_>>());
+        let (schema, file_schema) = schemas(&table_schema, dictionary_string_type(), dictionary_string_type());
+        LiveFiles { schema, file_schema, files: self.files.clone(), dictionaries: Some(footers) }
+    }
+
+    fn week_field(&self) -> Arc<Field> {
+        let week_type = if self.dictionaries.is_some() { dictionary_string_type() } else { DataType::Utf8 };
+        Arc::new(Field::new(PARTITION_COLUMN, week_type, false))
+    }
+
+    fn week_value(&self, week: &str) -> ScalarValue {
+        let value = ScalarValue::Utf8(Some(week.to_owned()));
+        match self.dictionaries {
+            Some(_) => ScalarValue::Dictionary(Box::new(DataType::Int32), Box::new(value)),
+            None => value,
+        }
+    }
+}
+
+/// The table schema (stored columns, then the week) and the file schema, strings as `strings`,
+/// the week as `week`.
+fn schemas(table_schema: &Schema, strings: DataType, week: DataType) -> (SchemaRef, SchemaRef) {
+    let convert = |field: &Arc<Field>| match field.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            Arc::new(field.as_ref().clone().with_data_type(strings.clone()).with_metadata(Default::default()))
+        }
+        _ => Arc::new(field.as_ref().clone().with_metadata(Default::default())),
+    };
+    let stored: Vec<Arc<Field>> =
+        table_schema.fields().iter().filter(|field| field.name() != PARTITION_COLUMN).map(convert).collect();
+    let file_schema = Arc::new(Schema::new(stored.clone()));
+    let mut all = stored;
+    all.push(Arc::new(Field::new(PARTITION_COLUMN, week, false)));
+    (Arc::new(Schema::new(all)), file_schema)
 }
 
 /// The weeks a filter keeps when it only tests the week (`week = '…'`, `week IN (…)`).
 fn weeks_of(filter: &Expr) -> Option<HashSet<String>> {
-    let is_week = |expr: &Expr| matches!(expr, Expr::Column(column) if column.name == PARTITION_COLUMN);
-    let text = |expr: &Expr| match expr {
-        Expr::Literal(ScalarValue::Utf8(Some(value)) | ScalarValue::Utf8View(Some(value)), _) => Some(value.clone()),
+    // Type coercion may have cast the week (read as a dictionary) or the literal.
+    let uncast = |expr: &Expr| match expr {
+        Expr::Cast(cast) => cast.expr.as_ref().clone(),
+        Expr::TryCast(cast) => cast.expr.as_ref().clone(),
+        other => other.clone(),
+    };
+    let is_week = |expr: &Expr| matches!(uncast(expr), Expr::Column(column) if column.name == PARTITION_COLUMN);
+    fn text_of(value: &ScalarValue) -> Option<String> {
+        match value {
+            ScalarValue::Utf8(Some(value)) | ScalarValue::Utf8View(Some(value)) => Some(value.clone()),
+            ScalarValue::Dictionary(_, value) => text_of(value),
+            _ => None,
+        }
+    }
+    let text = |expr: &Expr| match uncast(expr) {
+        Expr::Literal(value, _) => text_of(&value),
         _ => None,
     };
     match filter {
@@ -153,26 +220,30 @@ impl TableProvider for LiveFiles {
                 e_tag: None,
                 version: None,
             };
-            lightest.1.push(
-                PartitionedFile::new_from_meta(meta)
-                    .with_partition_values(vec![ScalarValue::Utf8(Some(file.week.clone()))]),
-            );
+            lightest
+                .1
+                .push(PartitionedFile::new_from_meta(meta).with_partition_values(vec![self.week_value(&file.week)]));
         }
         let groups: Vec<FileGroup> =
             groups.into_iter().filter(|(_, files)| !files.is_empty()).map(|(_, files)| FileGroup::new(files)).collect();
         let table_schema = datafusion::datasource::table_schema::TableSchema::builder(self.file_schema.clone())
-            .with_table_partition_cols(vec![Arc::new(Field::new(PARTITION_COLUMN, DataType::Utf8, false))])
+            .with_table_partition_cols(vec![self.week_field()])
             .build();
         let mut options = datafusion::config::TableParquetOptions::default();
         options.global = state.config_options().execution.parquet.clone();
-        options.global.schema_force_view_types = true;
+        options.global.schema_force_view_types = self.dictionaries.is_none();
         // Footers read once per file and kept in the runtime's metadata cache (the files are
         // immutable), as DataFusion's own listing tables do.
         let store = state.runtime_env().object_store(ObjectStoreUrl::local_filesystem())?;
         let footers = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let cached = CachedParquetFileReaderFactory::new(store, footers);
+        let factory: Arc<dyn ParquetFileReaderFactory> = match &self.dictionaries {
+            Some(hinted) => Arc::new(DictionaryHintFactory { inner: cached, hinted: hinted.clone() }),
+            None => Arc::new(cached),
+        };
         let source = ParquetSource::new(table_schema)
             .with_table_parquet_options(options)
-            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(store, footers)));
+            .with_parquet_file_reader_factory(factory);
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
@@ -180,6 +251,106 @@ impl TableProvider for LiveFiles {
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }
+}
+
+/// Readers whose footers ask arrow's Parquet reader for string columns as dictionaries.
+///
+/// DataFusion reads a file's columns with the types its footer implies (an embedded Arrow
+/// schema, else the Parquet types: strings as `Utf8`) and casts them to the table's types
+/// afterwards; a string column asked for as a dictionary would be read as strings, then packed
+/// into a dictionary again, row by row. The footers handed out here carry an Arrow schema
+/// (`ARROW:schema`) saying `Dictionary(Int32, Utf8)` for every string column, so the reader
+/// keeps each column chunk's dictionary page and hands out its keys.
+#[derive(Debug)]
+struct DictionaryHintFactory {
+    inner: CachedParquetFileReaderFactory,
+    hinted: HintedFooters,
+}
+
+impl ParquetFileReaderFactory for DictionaryHintFactory {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let location = file.object_meta.location.clone();
+        let inner = self.inner.create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(Box::new(DictionaryHintReader { inner, location, hinted: self.hinted.clone() }))
+    }
+}
+
+struct DictionaryHintReader {
+    inner: Box<dyn AsyncFileReader + Send>,
+    location: ObjectPath,
+    hinted: HintedFooters,
+}
+
+impl AsyncFileReader for DictionaryHintReader {
+    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, ParquetResult<bytes::Bytes>> {
+        self.inner.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, ParquetResult<Vec<bytes::Bytes>>> {
+        self.inner.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, ParquetResult<Arc<ParquetMetaData>>> {
+        Box::pin(async move {
+            let known = self.hinted.lock().ok().and_then(|hinted| hinted.get(&self.location).cloned());
+            if let Some(metadata) = known {
+                return Ok(metadata);
+            }
+            let original = self.inner.get_metadata(options).await?;
+            let metadata = Arc::new(with_dictionary_hint(&original)?);
+            if let Ok(mut hinted) = self.hinted.lock() {
+                hinted.insert(self.location.clone(), metadata.clone());
+            }
+            Ok(metadata)
+        })
+    }
+}
+
+/// `metadata` with an Arrow schema that reads every string column as `Dictionary(Int32, Utf8)`.
+fn with_dictionary_hint(metadata: &ParquetMetaData) -> ParquetResult<ParquetMetaData> {
+    use datafusion::parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaDataBuilder};
+    let file = metadata.file_metadata();
+    let native = datafusion::parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), None)?;
+    let fields: Vec<Arc<Field>> = native
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => {
+                Arc::new(field.as_ref().clone().with_data_type(dictionary_string_type()))
+            }
+            _ => field.clone(),
+        })
+        .collect();
+    let encoded = datafusion::parquet::arrow::encode_arrow_schema(&Schema::new(fields));
+    let mut key_values: Vec<KeyValue> = file.key_value_metadata().cloned().unwrap_or_default();
+    key_values.retain(|entry| entry.key != datafusion::parquet::arrow::ARROW_SCHEMA_META_KEY);
+    key_values.push(KeyValue::new(datafusion::parquet::arrow::ARROW_SCHEMA_META_KEY.to_owned(), encoded));
+    let file_metadata = FileMetaData::new(
+        file.version(),
+        file.num_rows(),
+        file.created_by().map(str::to_owned),
+        Some(key_values),
+        file.schema_descr_ptr(),
+        file.column_orders().cloned(),
+    );
+    let mut original = ParquetMetaDataBuilder::new_from_metadata(metadata.clone());
+    Ok(ParquetMetaDataBuilder::new(file_metadata)
+        .set_row_groups(original.take_row_groups())
+        .set_column_index(original.take_column_index())
+        .set_offset_index(original.take_offset_index())
+        .build())
 }
 
 #[cfg(test)]

@@ -641,10 +641,12 @@ impl Place<'_> {
 /// province; a null value (e.g. no topic) reads as [`UNCLASSIFIED`]. A column the table does not
 /// have yet (a table written before topics existed) reads as null.
 ///
-/// When the week (the partition column) comes first in `columns`, each week is grouped on its
-/// own by the other columns and labelled with its week afterwards: a data file holds one week,
-/// so the week is a constant of every file, and grouping by it would only copy and hash it once
-/// per row (about a quarter of the time of the 12-week aggregate, docs/BENCHMARKS.md).
+/// The codes are counted on their Parquet dictionary keys ([`crate::codes`]) where the table
+/// allows it. Otherwise DataFusion's aggregate groups them; when the week (the partition
+/// column) comes first in `columns`, each week is then grouped on its own by the other columns
+/// and labelled with its week afterwards: a data file holds one week, so the week is a constant
+/// of every file, and grouping by it would only copy and hash it once per row (about a quarter
+/// of the time of the 12-week aggregate, docs/BENCHMARKS.md).
 async fn grouped_counts(
     ctx: Option<&SessionContext>,
     weeks: &[String],
@@ -652,6 +654,49 @@ async fn grouped_counts(
     columns: &[&str],
 ) -> QueryResult<Vec<(Vec<String>, u64)>> {
     let Some(ctx) = ctx else { return Ok(Vec::new()) };
+    if weeks.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(frame) = codes_frame(ctx, weeks, place, columns).await? {
+        if let Some(rows) = crate::codes::count_codes(frame).await? {
+            let unclassified = |value: Option<String>| value.unwrap_or_else(|| UNCLASSIFIED.to_owned());
+            return Ok(rows
+                .into_iter()
+                .map(|(values, n)| (values.into_iter().map(unclassified).collect(), n))
+                .collect());
+        }
+    }
+    let Some(frame) = grouped_counts_frame(ctx, weeks, place, columns).await? else { return Ok(Vec::new()) };
+    counted_rows(&frame.collect().await?, columns)
+}
+
+/// The rows of `weeks` in `place`, `columns` alone, from the table whose strings are read as
+/// dictionaries (counted by [`crate::codes`]); `None` where that table is not registered or
+/// lacks a column (a table written before topics existed).
+async fn codes_frame(
+    ctx: &SessionContext,
+    weeks: &[String],
+    place: Place<'_>,
+    columns: &[&str],
+) -> QueryResult<Option<datafusion::dataframe::DataFrame>> {
+    if !ctx.table_exist(crate::CODES_TABLE)? {
+        return Ok(None);
+    }
+    let table = ctx.table(crate::CODES_TABLE).await?;
+    if columns.iter().any(|name| table.schema().field_with_unqualified_name(name).is_err()) {
+        return Ok(None);
+    }
+    let weeks = col(PARTITION_COLUMN).in_list(weeks.iter().map(|w| lit(w.as_str())).collect(), false);
+    Ok(Some(place.filter(table.filter(weeks)?)?.select_columns(columns)?))
+}
+
+/// The plan of [`grouped_counts`] through DataFusion's aggregate; `None` for no weeks.
+async fn grouped_counts_frame(
+    ctx: &SessionContext,
+    weeks: &[String],
+    place: Place<'_>,
+    columns: &[&str],
+) -> QueryResult<Option<datafusion::dataframe::DataFrame>> {
     let table = ctx.table(crate::GROUPING_TABLE).await?;
     let schema = table.schema().clone();
     let has = |name: &str| schema.fields().iter().any(|field| field.name() == name);
@@ -677,9 +722,8 @@ async fn grouped_counts(
             frames.push(frame.aggregate(columns.iter().map(|name| key(name)).collect(), vec![count()])?);
         }
     }
-    let Some(first) = frames.pop() else { return Ok(Vec::new()) };
-    let batches = frames.into_iter().try_fold(first, |all, frame| all.union(frame))?.collect().await?;
-    counted_rows(&batches, columns)
+    let Some(first) = frames.pop() else { return Ok(None) };
+    Ok(Some(frames.into_iter().try_fold(first, |all, frame| all.union(frame))?))
 }
 
 /// The rows of grouped counts: the values of `columns` ([`UNCLASSIFIED`] for null) and `n`.
@@ -739,6 +783,22 @@ pub async fn bench_topic_counts(ctx: &SessionContext, weeks: &[String]) -> Query
         &[PARTITION_COLUMN, "topic", "province_code"],
     )
     .await
+}
+
+/// `EXPLAIN ANALYZE` of the scan [`bench_topic_counts`] counts (or of its aggregate where the
+/// codes are not read as dictionaries): where its time goes, per operator.
+pub async fn bench_topic_counts_explain(ctx: &SessionContext, weeks: &[String]) -> QueryResult<String> {
+    let columns = [PARTITION_COLUMN, "topic", "province_code"];
+    let place = Place { province: None, commune: None };
+    let frame = match codes_frame(ctx, weeks, place, &columns).await? {
+        Some(frame) => Some(frame),
+        None => grouped_counts_frame(ctx, weeks, place, &columns).await?,
+    };
+    let Some(frame) = frame else { return Ok(String::new()) };
+    let batches = frame.explain(false, true)?.collect().await?;
+    let table = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(table.to_string())
 }
 
 /// The same aggregate as one SQL statement over the `petitions` table (plain strings, the week

@@ -212,9 +212,23 @@ async fn grouping_reads_count_each_petition_once_after_compaction() {
     assert_eq!(grouped, plain);
     assert_eq!(grouped.iter().map(|(_, n)| n).sum::<u64>(), 120, "{grouped:?}");
     assert!(grouped.iter().any(|(key, _)| key[1] == voxpop_queries::summary::UNCLASSIFIED), "{grouped:?}");
+    // The summary counts on the codes' dictionary keys: no hash aggregate in its plan.
+    let plan = voxpop_queries::summary::bench_topic_counts_explain(&ctx, &weeks).await.unwrap();
+    assert!(plan.contains("DataSourceExec") && !plan.contains("AggregateExec"), "{plan}");
     let summary = queries.weekly_summary(week, None).await.unwrap();
     assert_eq!(summary.total, 40);
     assert_eq!(summary.previous_total, 40);
+    // One province: a filter on a dictionary column, counted the same way.
+    let units = voxpop_schema::Units::embedded();
+    let province = &units.commune("00004").unwrap().province_code;
+    let in_province = |weeks_back: i64| {
+        let rows = (0..30i64)
+            .filter(|n| n % 3 == weeks_back)
+            .filter(|n| units.commune(communes[*n as usize % 3]).unwrap().province_code == *province);
+        4 * rows.count() as u64
+    };
+    let summary = queries.weekly_summary(week, Some(province)).await.unwrap();
+    assert_eq!((summary.total, summary.previous_total), (in_province(0), in_province(1)), "{province}");
 }
 
 fn parquet_files(dir: &std::path::Path) -> usize {
