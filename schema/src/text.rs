@@ -75,6 +75,16 @@ pub fn push_folded(ch: char, out: &mut String) {
     push_folded_slow(ch, out);
 }
 
+/// The folded form of `ch` when it is one ASCII character (ASCII itself, every Vietnamese letter
+/// and most Latin letters with diacritics); `None` otherwise (see [`push_folded`]).
+pub fn fold_to_ascii(ch: char) -> Option<u8> {
+    if ch.is_ascii() {
+        return Some(ch as u8);
+    }
+    let folded = latin_fold_table()[latin_offset(ch)?]?;
+    Some(folded as u8)
+}
+
 fn push_folded_slow(ch: char, out: &mut String) {
     match ch {
         'đ' => out.push('d'),

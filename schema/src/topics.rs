@@ -522,28 +522,35 @@ pub fn for_each_folded_syllable(text: &str, syllable: &mut String, mut each: imp
     let mut folded = String::new();
     let mut at = 0;
     while at < bytes.len() {
-        let byte = bytes[at];
+        let mut byte = bytes[at];
         if byte.is_ascii() {
             at += 1;
-            if byte.is_ascii_alphanumeric() {
-                syllable.push(char::from(byte.to_ascii_lowercase()));
-            } else if !syllable.is_empty() {
-                each(syllable);
-                syllable.clear();
+        } else {
+            let ch = text[at..].chars().next().expect("at a char boundary");
+            at += ch.len_utf8();
+            match crate::text::fold_to_ascii(ch) {
+                // Vietnamese letters fold to one ASCII letter: the byte path below.
+                Some(ascii) => byte = ascii,
+                None => {
+                    folded.clear();
+                    crate::text::push_folded(ch, &mut folded);
+                    for lower in folded.chars().flat_map(char::to_lowercase) {
+                        if lower.is_alphanumeric() {
+                            syllable.push(lower);
+                        } else if !syllable.is_empty() {
+                            each(syllable);
+                            syllable.clear();
+                        }
+                    }
+                    continue;
+                }
             }
-            continue;
         }
-        let ch = text[at..].chars().next().expect("at a char boundary");
-        at += ch.len_utf8();
-        folded.clear();
-        crate::text::push_folded(ch, &mut folded);
-        for lower in folded.chars().flat_map(char::to_lowercase) {
-            if lower.is_alphanumeric() {
-                syllable.push(lower);
-            } else if !syllable.is_empty() {
-                each(syllable);
-                syllable.clear();
-            }
+        if byte.is_ascii_alphanumeric() {
+            syllable.push(char::from(byte.to_ascii_lowercase()));
+        } else if !syllable.is_empty() {
+            each(syllable);
+            syllable.clear();
         }
     }
     if !syllable.is_empty() {
