@@ -57,7 +57,7 @@ pub async fn ingest(
     stage_costs(&jsons);
     let ceiling = indexing_ceiling(&jsons)?;
     println!(
-        "tantivy indexing alone:         {:>9.0} petitions/s  ({:.1} MB/s)",
+        "tantivy indexing alone (the pipeline's documents: language and topic assigned): {:>9.0} petitions/s  ({:.1} MB/s)",
         ceiling,
         ceiling * bytes as f64 / count as f64 / 1e6
     );
@@ -100,8 +100,13 @@ fn stage_costs(jsons: &[Vec<u8>]) {
     );
 }
 
+/// tantivy alone on the documents as the pipeline hands them to the index: language and topic
+/// assigned first (not timed), as the index stores and facets both.
 fn indexing_ceiling(jsons: &[Vec<u8>]) -> anyhow::Result<f64> {
-    let petitions = petitions_of(jsons);
+    let mut petitions = petitions_of(jsons);
+    voxpop_pipeline::enrich::Enricher::new(Units::embedded()).detect_languages(&mut petitions);
+    voxpop_pipeline::assign::TopicAssigner::new(Arc::new(voxpop_schema::Taxonomy::default_embedded().clone()))
+        .assign_all(&mut petitions);
     let dir = tempfile::tempdir()?;
     let index = PetitionIndex::open_or_create(dir.path())?;
     let started = Instant::now();
