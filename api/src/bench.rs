@@ -49,18 +49,13 @@ pub async fn ingest(
     embedded: bool,
     clients: usize,
     batches: (usize, Duration),
+    runs: usize,
 ) -> anyhow::Result<()> {
     println!("generating {count} synthetic petitions of ~1 KB ...");
     let jsons = Arc::new(generate_json(count, 42));
     let bytes: usize = jsons.iter().map(Vec::len).sum();
     println!("{count} petitions, {:.1} MB of JSON, mean {} bytes", bytes as f64 / 1e6, bytes / count.max(1));
     stage_costs(&jsons);
-    let ceiling = indexing_ceiling(&jsons)?;
-    println!(
-        "tantivy indexing alone (the pipeline's documents: language and topic assigned): {:>9.0} petitions/s  ({:.1} MB/s)",
-        ceiling,
-        ceiling * bytes as f64 / count as f64 / 1e6
-    );
     let mut logs: Vec<Option<String>> = Vec::new();
     if embedded {
         logs.push(None);
@@ -68,15 +63,47 @@ pub async fn ingest(
     if let Some(brokers) = kafka {
         logs.push(Some(brokers));
     }
-    for kafka in logs {
-        let label = if kafka.is_some() { "kafka" } else { "embedded" };
-        let rate = end_to_end(jsons.clone(), kafka, clients, batches).await?;
+    let mb_per_s = |rate: f64| rate * bytes as f64 / count.max(1) as f64 / 1e6;
+    // The ceiling and each path in turn, `runs` times: each run's figures come from the same
+    // state of the machine, and the medians say more than one run on a noisy machine.
+    let mut ceilings = Vec::new();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); logs.len()];
+    for run in 1..=runs.max(1) {
+        let ceiling = indexing_ceiling(&jsons)?;
+        ceilings.push(ceiling);
         println!(
-            "end to end on the {label:<8} log: {:>9.0} petitions/s  ({:.1} MB/s), {:.0}% of the indexing-only ceiling",
-            rate,
-            rate * bytes as f64 / count as f64 / 1e6,
-            100.0 * rate / ceiling
+            "run {run}: tantivy indexing alone (the pipeline's documents: language and topic assigned): {:>9.0} petitions/s  ({:.1} MB/s)",
+            ceiling,
+            mb_per_s(ceiling)
         );
+        for (path, kafka) in logs.iter().enumerate() {
+            let label = if kafka.is_some() { "kafka" } else { "embedded" };
+            let rate = end_to_end(jsons.clone(), kafka.clone(), clients, batches).await?;
+            rates[path].push(rate);
+            println!(
+                "run {run}: end to end on the {label:<8} log: {:>9.0} petitions/s  ({:.1} MB/s), {:.0}% of the indexing-only ceiling",
+                rate,
+                mb_per_s(rate),
+                100.0 * rate / ceiling
+            );
+        }
+    }
+    if runs > 1 {
+        let median = |values: &[f64]| {
+            let mut sorted = values.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            sorted[sorted.len() / 2]
+        };
+        let ceiling = median(&ceilings);
+        println!("median of {runs} runs: tantivy indexing alone {ceiling:.0} petitions/s");
+        for (kafka, rates) in logs.iter().zip(&rates) {
+            let label = if kafka.is_some() { "kafka" } else { "embedded" };
+            let rate = median(rates);
+            println!(
+                "median of {runs} runs: end to end on the {label} log {rate:.0} petitions/s, {:.0}% of the median ceiling",
+                100.0 * rate / ceiling
+            );
+        }
     }
     Ok(())
 }

@@ -332,6 +332,9 @@ enum BenchCommand {
         /// ... or what arrived within this many milliseconds (defaults: those of `serve`).
         #[arg(long, default_value_t = voxpop_pipeline::DEFAULT_BATCH_INTERVAL_MS)]
         batch_interval_ms: u64,
+        /// The ceiling and each path in turn this many times; medians printed at the end.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
     },
     /// Search latency percentiles over an index of generated petitions.
     Search {
@@ -513,9 +516,9 @@ fn main() -> anyhow::Result<()> {
                 commands::export(&data_dir, request, &out).await
             }
             Command::Bench { bench } => match bench {
-                BenchCommand::Ingest { count, kafka, no_embedded, clients, batch_size, batch_interval_ms } => {
+                BenchCommand::Ingest { count, kafka, no_embedded, clients, batch_size, batch_interval_ms, runs } => {
                     let batches = (batch_size, std::time::Duration::from_millis(batch_interval_ms));
-                    voxpop_api::bench::ingest(count, kafka, !no_embedded, clients, batches).await
+                    voxpop_api::bench::ingest(count, kafka, !no_embedded, clients, batches, runs).await
                 }
                 BenchCommand::Search { count, queries, dir } => voxpop_api::bench::search(count, queries, dir).await,
                 BenchCommand::Summary { count, dir, venv, runs, explain } => {

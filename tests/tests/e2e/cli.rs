@@ -86,3 +86,27 @@ async fn reclassify_applies_an_edited_taxonomy_to_the_lake_and_the_index() {
     let (ok, output) = voxpop(&["topics", "reclassify", "--taxonomy", "/nonexistent.toml"], &data_dir);
     assert!(!ok && output.contains("nonexistent.toml"), "{output}");
 }
+
+/// `voxpop bench ingest` runs its whole course on a small count: every petition reaches the
+/// index on each run, and the medians of the runs are printed with the ceiling's.
+#[test]
+fn bench_ingest_runs_the_ceiling_and_the_embedded_path_in_turn() {
+    let output = Command::new(voxpop_bin())
+        .args(["bench", "ingest", "--count", "600", "--runs", "2", "--clients", "16", "--batch-interval-ms", "50"])
+        .output()
+        .expect("run voxpop");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{text}");
+    for run in ["run 1", "run 2"] {
+        assert!(text.contains(&format!("{run}: tantivy indexing alone")), "{text}");
+        assert!(text.contains(&format!("{run}: end to end on the embedded log")), "{text}");
+    }
+    assert!(text.contains("600 accepted (durable)") && text.contains("index holds 600"), "{text}");
+    let median = text.lines().find(|line| line.starts_with("median of 2 runs: end to end on the embedded log"));
+    let rate: f64 = median
+        .and_then(|line| line.split("log ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|word| word.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no median rate in {text}"));
+    assert!(rate > 0.0, "{text}");
+}
