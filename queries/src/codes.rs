@@ -53,7 +53,7 @@ impl Interner {
 /// Counts of one output partition.
 struct Counter {
     columns: usize,
-    /// Bits of each column's id in a packed key.
+    /// Bits of each column's id in a packed key (at most 32, so that shifts stay in range).
     bits: u32,
     interners: Vec<Interner>,
     counts: FxHashMap<u64, u64>,
@@ -67,7 +67,7 @@ struct NotCodes;
 
 impl Counter {
     fn new(columns: usize) -> Counter {
-        let bits = 64 / columns.max(1) as u32;
+        let bits = (64 / columns.max(1) as u32).min(32);
         Counter {
             columns,
             bits,
@@ -162,7 +162,7 @@ impl Counter {
     }
 
     fn rows(&self) -> Vec<(Vec<Option<String>>, u64)> {
-        let mask = if self.bits == 64 { u64::MAX } else { (1u64 << self.bits) - 1 };
+        let mask = (1u64 << self.bits) - 1;
         self.counts
             .iter()
             .map(|(&key, &n)| {
@@ -291,6 +291,16 @@ mod tests {
             })
             .collect();
         assert_eq!(counted, expected(&rows));
+    }
+
+    #[test]
+    fn one_column_is_counted_too() {
+        let one = batch(vec![dictionary(vec![Some(0), Some(1), None, Some(1)], vec![Some("01"), Some("79")])]);
+        let mut counter = Counter::new(1);
+        assert!(counter.add(&one).is_ok());
+        let mut counted = counter.rows();
+        counted.sort();
+        assert_eq!(counted, expected(&[vec![Some("01")], vec![Some("79")], vec![None], vec![Some("79")]]));
     }
 
     #[tokio::test]

@@ -62,7 +62,7 @@ pub struct LiveFiles {
 pub type HintedFooters = Arc<std::sync::Mutex<std::collections::HashMap<ObjectPath, Arc<ParquetMetaData>>>>;
 
 /// The type strings are read as by [`LiveFiles::with_dictionary_strings`].
-pub fn dictionary_string_type() -> DataType {
+fn dictionary_string_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
@@ -322,7 +322,7 @@ impl AsyncFileReader for DictionaryHintReader {
 fn with_dictionary_hint(metadata: &ParquetMetaData) -> ParquetResult<ParquetMetaData> {
     use datafusion::parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaDataBuilder};
     let file = metadata.file_metadata();
-    let native = datafusion::parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), None)?;
+    let native = datafusion::parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
     let fields: Vec<Arc<Field>> = native
         .fields()
         .iter()
@@ -358,6 +358,41 @@ mod tests {
     use datafusion::prelude::{col, lit};
 
     use super::*;
+
+    #[test]
+    fn hinted_footers_make_the_reader_keep_dictionary_pages() {
+        use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+        use datafusion::arrow::datatypes::Int32Type;
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+        // 1,000 rows of three codes, written as the lake writes codes (dictionary-encoded).
+        let codes: Vec<&str> = (0..1_000).map(|i| ["01", "79", "92"][i % 3]).collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("province_code", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(codes.clone()))]).unwrap();
+        let mut file = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut file, schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let file = bytes::Bytes::from(file);
+
+        let footer = SerializedFileReader::new(file.clone()).unwrap().metadata().clone();
+        let hinted =
+            ArrowReaderMetadata::try_new(Arc::new(with_dictionary_hint(&footer).unwrap()), Default::default()).unwrap();
+        assert_eq!(hinted.schema().field(0).data_type(), &dictionary_string_type());
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, hinted).build().unwrap();
+        let mut rows = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = batch.column(0).as_dictionary::<Int32Type>();
+            // The dictionary page itself: three values, not one per row.
+            assert_eq!(column.values().len(), 3);
+            let values = column.values().as_string::<i32>();
+            rows.extend(column.keys().iter().map(|key| values.value(key.unwrap() as usize).to_owned()));
+        }
+        assert_eq!(rows, codes);
+    }
 
     #[test]
     fn only_filters_on_the_week_alone_choose_files() {
