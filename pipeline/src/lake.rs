@@ -5,11 +5,14 @@
 //! the next offset to read). Rows and positions become visible in one atomic commit, so after a
 //! crash the pipeline resumes exactly where the lake says it stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use deltalake::datafusion::catalog::Session;
 use deltalake::datafusion::physical_plan::collect;
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{StructField, Transaction};
 use deltalake::operations::write::SchemaMode;
@@ -79,6 +82,16 @@ fn writer_properties() -> WriterProperties {
             .set_column_statistics_enabled(path, EnabledStatistics::None);
     }
     builder.build()
+}
+
+/// The DataFusion session of the pipeline's appends: one stream. A micro-batch arrives as one
+/// Arrow batch; with the default of one stream per core, the write plan splits it round-robin and
+/// then hash-repartitions it by week, copying every column once more, only to write the one or
+/// two weeks a batch holds (docs/BENCHMARKS.md). The writer still splits a batch by week itself.
+fn append_session() -> Arc<dyn Session> {
+    let options = HashMap::from([("datafusion.execution.target_partitions".to_owned(), "1".to_owned())]);
+    let context = DeltaSessionContext::new_with_session_overrides(&options).expect("a known DataFusion option");
+    Arc::new(context.state())
 }
 
 /// The next offset to read per log partition, as the table's application transactions record
@@ -214,7 +227,8 @@ impl AppendLake {
             commit_positions_only(&mut self.table, properties).await.map_err(|err| self.delta_error(err))?;
             return Ok(self.version());
         };
-        let mut write = self.table.clone().write(vec![batch]).with_save_mode(SaveMode::Append);
+        let mut write =
+            self.table.clone().write(vec![batch]).with_save_mode(SaveMode::Append).with_session_state(append_session());
         if let Some(partition) = self.partition {
             write = write.with_partition_columns([partition]);
         }
@@ -331,6 +345,7 @@ impl PetitionLake {
             .clone()
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
+            .with_session_state(append_session())
             .with_partition_columns([PARTITION_COLUMN])
             .with_writer_properties(writer_properties())
             // Tables written before a column existed (e.g. `topic`) take it on the next append.

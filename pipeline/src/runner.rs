@@ -58,8 +58,9 @@ pub struct PipelineStats {
     pub lake_version: AtomicI64,
     /// Lake version the index has applied (-1 before the first).
     pub index_version: AtomicI64,
-    /// Time spent per stage, in microseconds: decoding, validation and language detection;
-    /// Delta commits; index updates (overlaps the next batch).
+    /// Time spent per stage, in microseconds: decoding, validation and enrichment (summed over
+    /// the chunks, which run in parallel and while a batch is read); Delta commits; index updates
+    /// (overlaps the next batch).
     pub enrich_micros: AtomicU64,
     pub lake_micros: AtomicU64,
     pub index_micros: AtomicU64,
@@ -220,44 +221,32 @@ impl Pipeline {
         }
         let mut reader = self.log.reader(Topic::Petitions, &start).await?;
         while !*shutdown.borrow() {
-            let mut batch: Vec<Consumed> = Vec::new();
+            let mut batch = EnrichingBatch::new(self.enricher.clone(), self.assigner.clone(), self.stats.clone());
             let deadline = tokio::time::Instant::now() + self.config.batch_interval;
-            while batch.len() < self.config.batch_size {
+            while batch.consumed < self.config.batch_size {
                 let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let polled = tokio::select! {
-                    polled = reader.poll(self.config.batch_size - batch.len(), wait) => polled?,
+                    polled = reader.poll(self.config.batch_size - batch.consumed, wait) => polled?,
                     _ = shutdown.changed() => break,
                 };
                 if polled.is_empty() {
                     break;
                 }
-                batch.extend(polled);
+                batch.push(polled);
             }
-            if batch.is_empty() {
+            if batch.consumed == 0 {
                 continue;
             }
-            self.process(batch).await?;
+            self.commit(batch.finish().await?).await?;
         }
         self.wait_for_index().await
     }
 
-    /// Validates, enriches and commits one micro-batch; dead-letters what fails. The index is
-    /// fed in the background ([`IndexFeeder`]) while the next batches are read and written, in
-    /// lake order.
-    pub async fn process(&mut self, batch: Vec<Consumed>) -> PipelineResult<()> {
-        let mut next_positions: BTreeMap<i32, i64> = BTreeMap::new();
-        for record in &batch {
-            let next = next_positions.entry(record.position.partition).or_insert(0);
-            *next = (*next).max(record.position.offset + 1);
-        }
-        let consumed = batch.len();
-        let started = Instant::now();
-        let enricher = self.enricher.clone();
-        let assigner = self.assigner.clone();
-        let (accepted, dead) = tokio::task::spawn_blocking(move || enrich_batch(&enricher, &assigner, &batch))
-            .await
-            .map_err(|err| PipelineError::Internal(format!("enrichment task failed: {err}")))?;
-        self.stats.enrich_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    /// Commits one enriched micro-batch ([`EnrichingBatch`]): dead letters, then the lake; the
+    /// index is fed in the background ([`IndexFeeder`]) while the next batches are read and
+    /// written, in lake order.
+    async fn commit(&mut self, batch: EnrichedBatch) -> PipelineResult<()> {
+        let EnrichedBatch { accepted, dead, next_positions, consumed } = batch;
         if !dead.is_empty() {
             // Before the lake commit: a crash in between re-sends these dead letters (at least
             // once on the dead-letter topic) but never loses one.
@@ -308,6 +297,93 @@ impl Pipeline {
 }
 
 /// Decodes, checks and enriches a batch: language and topic (CPU-bound: runs on a blocking thread).
+/// Records per enrichment task while a batch is read.
+const ENRICH_CHUNK: usize = 4_096;
+
+/// A micro-batch while it is read from the log: its records are decoded, validated and enriched
+/// in chunks as they arrive, on the blocking pool, instead of all at once when the batch closes.
+/// The CPU then works while the batch interval runs (at the start of a burst only intake ran in
+/// that time), and a large batch polled at once is enriched on every core. Chunks come back in
+/// log order.
+struct EnrichingBatch {
+    enricher: Arc<Enricher>,
+    assigner: TopicAssigner,
+    stats: Arc<PipelineStats>,
+    /// Records read so far.
+    consumed: usize,
+    next_positions: BTreeMap<i32, i64>,
+    /// Read but not yet handed to a task (fewer than [`ENRICH_CHUNK`]).
+    pending: Vec<Consumed>,
+    chunks: Vec<tokio::task::JoinHandle<(Vec<Petition>, Vec<Record>)>>,
+}
+
+/// A batch ready for the lake.
+struct EnrichedBatch {
+    accepted: Vec<Petition>,
+    dead: Vec<Record>,
+    /// The next offset per log partition once this batch is committed.
+    next_positions: BTreeMap<i32, i64>,
+    consumed: usize,
+}
+
+impl EnrichingBatch {
+    fn new(enricher: Arc<Enricher>, assigner: TopicAssigner, stats: Arc<PipelineStats>) -> EnrichingBatch {
+        EnrichingBatch {
+            enricher,
+            assigner,
+            stats,
+            consumed: 0,
+            next_positions: BTreeMap::new(),
+            pending: Vec::new(),
+            chunks: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, records: Vec<Consumed>) {
+        for record in &records {
+            let next = self.next_positions.entry(record.position.partition).or_insert(0);
+            *next = (*next).max(record.position.offset + 1);
+        }
+        self.consumed += records.len();
+        if self.pending.is_empty() && records.len() < ENRICH_CHUNK {
+            self.pending = records;
+        } else {
+            self.pending.extend(records);
+        }
+        while self.pending.len() >= ENRICH_CHUNK {
+            let rest = self.pending.split_off(ENRICH_CHUNK);
+            let chunk = std::mem::replace(&mut self.pending, rest);
+            self.spawn(chunk);
+        }
+    }
+
+    fn spawn(&mut self, chunk: Vec<Consumed>) {
+        let (enricher, assigner, stats) = (self.enricher.clone(), self.assigner.clone(), self.stats.clone());
+        self.chunks.push(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let enriched = enrich_batch(&enricher, &assigner, &chunk);
+            stats.enrich_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            enriched
+        }));
+    }
+
+    async fn finish(mut self) -> PipelineResult<EnrichedBatch> {
+        if !self.pending.is_empty() {
+            let chunk = std::mem::take(&mut self.pending);
+            self.spawn(chunk);
+        }
+        let mut accepted = Vec::with_capacity(self.consumed);
+        let mut dead = Vec::new();
+        for chunk in self.chunks {
+            let (chunk_accepted, chunk_dead) =
+                chunk.await.map_err(|err| PipelineError::Internal(format!("enrichment task failed: {err}")))?;
+            accepted.extend(chunk_accepted);
+            dead.extend(chunk_dead);
+        }
+        Ok(EnrichedBatch { accepted, dead, next_positions: self.next_positions, consumed: self.consumed })
+    }
+}
+
 fn enrich_batch(enricher: &Enricher, assigner: &TopicAssigner, batch: &[Consumed]) -> (Vec<Petition>, Vec<Record>) {
     let mut accepted: Vec<Petition> = Vec::with_capacity(batch.len());
     let mut dead: Vec<Record> = Vec::new();

@@ -578,7 +578,11 @@ impl Petition {
 
     /// The JSON wire format (carries `schema_version`).
     pub fn to_json_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a petition always serialises")
+        // Room for the text and the other fields up front: a buffer grown by doubling copies
+        // the body again at each step.
+        let mut bytes = Vec::with_capacity(self.title.len() + self.body.len() + 640);
+        serde_json::to_writer(&mut bytes, self).expect("a petition always serialises");
+        bytes
     }
 
     pub fn from_json_slice(bytes: &[u8]) -> Result<Petition, SchemaError> {
@@ -684,8 +688,11 @@ pub fn arrow_schema() -> SchemaRef {
 pub fn to_record_batch<P: std::borrow::Borrow<Petition>>(petitions: &[P]) -> Result<RecordBatch, SchemaError> {
     let petitions: Vec<&Petition> = petitions.iter().map(std::borrow::Borrow::borrow).collect();
     let n = petitions.len();
+    // Each string column is sized exactly before it is filled: a builder that grows by doubling
+    // copies its bytes again at each step, into freshly mapped pages (docs/BENCHMARKS.md).
     let strings = |f: &dyn Fn(&Petition) -> Option<&str>| -> ArrayRef {
-        let mut builder = StringBuilder::with_capacity(n, n * 16);
+        let bytes = petitions.iter().map(|&petition| f(petition).map_or(0, str::len)).sum();
+        let mut builder = StringBuilder::with_capacity(n, bytes);
         for &petition in &petitions {
             builder.append_option(f(petition));
         }
@@ -698,16 +705,30 @@ pub fn to_record_batch<P: std::borrow::Borrow<Petition>>(petitions: &[P]) -> Res
         }
         Arc::new(builder.finish())
     };
-    let ids: Vec<String> = petitions.iter().map(|p| p.id.to_string()).collect();
-    let weeks: Vec<String> = petitions.iter().map(|p| p.received_week()).collect();
+    let mut ids = StringBuilder::with_capacity(n, n * uuid::fmt::Hyphenated::LENGTH);
+    let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    for petition in &petitions {
+        ids.append_value(petition.id.hyphenated().encode_lower(&mut id_text));
+    }
+    // Petitions of one batch mostly share a few weeks: one string per run of equal weeks.
+    let mut weeks = StringBuilder::with_capacity(n, n * "2025-W01".len());
+    let mut last_week: Option<(i64, String)> = None;
+    for petition in &petitions {
+        let day = petition.received_at.timestamp().div_euclid(86_400);
+        let week = match &last_week {
+            Some((last_day, week)) if *last_day == day => week,
+            _ => &last_week.insert((day, petition.received_week())).1,
+        };
+        weeks.append_value(week);
+    }
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(ids.iter())),
+        Arc::new(ids.finish()),
         strings(&|p| Some(&p.tracking_code)),
         Arc::new(
             TimestampMicrosecondArray::from_iter_values(petitions.iter().map(|p| p.received_at.timestamp_micros()))
                 .with_timezone("UTC"),
         ),
-        Arc::new(StringArray::from_iter_values(weeks.iter())),
+        Arc::new(weeks.finish()),
         Arc::new(
             TimestampMicrosecondArray::from_iter(
                 petitions.iter().map(|p| p.submitted_at.map(|t| t.timestamp_micros())),
@@ -996,6 +1017,25 @@ mod tests {
         let older = batch.project(&(0..batch.num_columns() - 2).collect::<Vec<_>>()).unwrap();
         let read = from_record_batch(&older).unwrap();
         assert_eq!((read[1].topic.as_deref(), read[1].topic_confidence), (None, None));
+    }
+
+    #[test]
+    fn arrow_ids_and_weeks_follow_each_row() {
+        // Runs of one day, a day later in the same week, a Sunday night and the Monday after it
+        // (a new ISO week), then back to an earlier day.
+        let at = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 11, d, h, 59, 59).unwrap();
+        let times = [at(24, 1), at(24, 23), at(25, 0), at(29, 23), at(30, 0), at(30, 5), at(24, 2)];
+        let petitions: Vec<Petition> = times.iter().map(|&t| Petition::builder().received_at(t).build()).collect();
+        let batch = to_record_batch(&petitions).unwrap();
+        let strings = |name: &str| -> Vec<String> {
+            let column = batch.column_by_name(name).unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+            column.iter().map(|value| value.unwrap().to_owned()).collect()
+        };
+        let weeks: Vec<String> = petitions.iter().map(Petition::received_week).collect();
+        assert_eq!(strings(PARTITION_COLUMN), weeks);
+        assert_eq!(weeks[3..5], ["2026-W48".to_owned(), "2026-W49".to_owned()]);
+        let ids: Vec<String> = petitions.iter().map(|p| p.id.to_string()).collect();
+        assert_eq!(strings("id"), ids);
     }
 
     #[test]
