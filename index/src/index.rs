@@ -296,22 +296,28 @@ impl PetitionIndex {
     /// document. Safe against replays because the checkpoint moves with the documents: a lake
     /// version at or below [`PetitionIndex::checkpoint`] is refused, never applied twice.
     pub fn append(&self, petitions: &[Petition], lake_version: i64) -> IndexResult<()> {
+        self.add_new(petitions, lake_version)?;
+        self.commit(lake_version)
+    }
+
+    /// The first half of [`PetitionIndex::append`]: adds the petitions of lake version
+    /// `lake_version` without committing, so that several lake versions can share one commit
+    /// (and one set of segments). They become searchable, and the checkpoint moves, with the
+    /// next [`PetitionIndex::commit`]; a crash before it loses them from the index only, and the
+    /// pipeline's catch-up replays them from the lake. On an error everything uncommitted is
+    /// dropped.
+    pub fn add_new(&self, petitions: &[Petition], lake_version: i64) -> IndexResult<()> {
         let mut writer = self.lock_writer()?;
         if let Some(checkpoint) = self.checkpoint()
             && checkpoint >= lake_version
         {
             return Err(IndexError::AlreadyApplied { lake_version, checkpoint });
         }
-        let outcome = (|| {
-            for petition in petitions {
-                writer.add_document(self.document(petition))?;
-            }
-            self.commit_locked(&mut writer, lake_version)
-        })();
+        let outcome = petitions.iter().try_for_each(|petition| writer.add_document(self.document(petition)).map(drop));
         if outcome.is_err() {
             rollback(&mut writer);
         }
-        outcome
+        Ok(outcome?)
     }
 
     fn apply_locked(

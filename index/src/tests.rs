@@ -521,6 +521,26 @@ fn append_adds_new_rows_once_and_refuses_a_version_already_applied() {
 }
 
 #[test]
+fn lake_versions_added_apart_become_searchable_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = PetitionIndex::open_or_create(dir.path()).unwrap();
+    index.append(&[petition("Đèn đường", "Đèn đường hỏng", "01", "00004", 1)], 1).unwrap();
+    index.add_new(&[petition("Bãi rác", "Bãi rác gây ô nhiễm", "01", "00004", 2)], 2).unwrap();
+    index.add_new(&[petition("Nước sạch", "Thiếu nước sạch", "79", "26734", 3)], 3).unwrap();
+    assert_eq!((index.num_docs(), index.checkpoint()), (1, Some(1)), "added but not committed");
+    index.commit(3).unwrap();
+    assert_eq!((index.num_docs(), index.checkpoint()), (3, Some(3)));
+    assert_eq!(search(&index, &SearchRequest::text("bai rac")).total, 1);
+    // A version the commit covered is refused, and a crash before a commit loses only the
+    // uncommitted documents: the reopened index is at the last checkpoint, for the catch-up.
+    assert!(matches!(index.add_new(&[], 2), Err(crate::IndexError::AlreadyApplied { .. })));
+    index.add_new(&[petition("Lấn chiếm", "Lấn chiếm vỉa hè", "01", "00004", 4)], 4).unwrap();
+    drop(index);
+    let reopened = PetitionIndex::open_or_create(dir.path()).unwrap();
+    assert_eq!((reopened.num_docs(), reopened.checkpoint()), (3, Some(3)));
+}
+
+#[test]
 fn proximity_ranks_the_phrase_above_scattered_syllables() {
     let dir = tempfile::tempdir().unwrap();
     let index = PetitionIndex::open_or_create(dir.path()).unwrap();

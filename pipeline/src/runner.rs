@@ -64,6 +64,9 @@ pub struct PipelineStats {
     pub enrich_micros: AtomicU64,
     pub lake_micros: AtomicU64,
     pub index_micros: AtomicU64,
+    /// Records read from the log whose batch has not reached the index yet: the index defers
+    /// its commit while there are some ([`INDEX_COMMIT_INTERVAL`]).
+    pub reading: AtomicU64,
 }
 
 /// What a dead-letter record carries: why, where from, and the original bytes.
@@ -98,10 +101,17 @@ pub struct Pipeline {
 /// Two batches of [`DEFAULT_BATCH_SIZE`] are ~300 MB of petitions.
 const INDEX_QUEUE_BATCHES: usize = 2;
 
-/// Feeds the index in lake order from a background task. When the index falls behind, the lake
-/// commits waiting for it are applied together in one index commit at the newest version: fewer,
-/// larger tantivy commits (and fewer segments to merge) exactly when throughput matters, and one
-/// commit per batch when the pipeline is idle enough to keep up.
+/// While petitions keep coming, the index commits at most this often. Each tantivy commit
+/// writes a new segment per indexing thread, and many small segments cost merges during the
+/// very burst they came from.
+pub const INDEX_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Feeds the index in lake order from a background task. Each lake version's petitions are added
+/// as they come; they are committed (searchable, and the index's checkpoint moves) at once when
+/// no further batch is being read, and otherwise together with the next batches, at most
+/// [`INDEX_COMMIT_INTERVAL`] after the previous commit. A trickle is searchable as soon as it
+/// is in the lake; a burst makes fewer, larger segments. Lake versions that queue up while the
+/// index is busy are added in one step.
 struct IndexFeeder {
     sender: tokio::sync::mpsc::Sender<(Vec<Petition>, i64)>,
     task: tokio::task::JoinHandle<PipelineResult<()>>,
@@ -111,20 +121,47 @@ impl IndexFeeder {
     fn start(index: Arc<PetitionIndex>, stats: Arc<PipelineStats>) -> IndexFeeder {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<(Vec<Petition>, i64)>(INDEX_QUEUE_BATCHES);
         let task = tokio::spawn(async move {
-            while let Some((mut petitions, mut version)) = receiver.recv().await {
-                while let Ok((more, newer)) = receiver.try_recv() {
-                    petitions.extend(more);
-                    version = newer;
+            // The newest lake version added but not committed yet.
+            let mut uncommitted: Option<i64> = None;
+            let mut last_commit: Option<Instant> = None;
+            loop {
+                let next = match (uncommitted, last_commit) {
+                    (Some(_), Some(last)) => {
+                        let deadline = tokio::time::Instant::from_std(last + INDEX_COMMIT_INTERVAL);
+                        tokio::time::timeout_at(deadline, receiver.recv()).await.ok()
+                    }
+                    _ => Some(receiver.recv().await),
+                };
+                let stopped = matches!(next, Some(None));
+                if let Some(Some((mut petitions, mut version))) = next {
+                    while let Ok((more, newer)) = receiver.try_recv() {
+                        petitions.extend(more);
+                        version = newer;
+                    }
+                    let started = Instant::now();
+                    let index = index.clone();
+                    on_index_thread(move || index.add_new(&petitions, version)).await?;
+                    stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    uncommitted = Some(version);
+                    let reading = stats.reading.load(Ordering::Relaxed) > 0;
+                    let due = last_commit.is_none_or(|last| last.elapsed() >= INDEX_COMMIT_INTERVAL);
+                    if reading && !due {
+                        continue;
+                    }
                 }
-                let started = Instant::now();
-                let index = index.clone();
-                tokio::task::spawn_blocking(move || index.append(&petitions, version))
-                    .await
-                    .map_err(|err| PipelineError::Internal(format!("index task panicked: {err}")))??;
-                stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                stats.index_version.store(version, Ordering::Relaxed);
+                // Nothing more is being read, the interval is up, or the pipeline stopped.
+                if let Some(version) = uncommitted.take() {
+                    let started = Instant::now();
+                    let index = index.clone();
+                    on_index_thread(move || index.commit(version)).await?;
+                    stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    stats.index_version.store(version, Ordering::Relaxed);
+                    last_commit = Some(Instant::now());
+                }
+                if stopped {
+                    return Ok(());
+                }
             }
-            Ok(())
         });
         IndexFeeder { sender, task }
     }
@@ -213,6 +250,8 @@ impl Pipeline {
             warn!(error = %err, "index update failed; catching up from the lake");
         }
         self.catch_up_index().await?;
+        // Records of a batch abandoned by an error are read again below.
+        self.stats.reading.store(0, Ordering::Relaxed);
         let partitions = self.log.partitions(Topic::Petitions).await?;
         let start = self.lake.committed_positions(Topic::Petitions, &partitions).await?;
         info!(log = self.log.kind(), ?start, lake_version = self.lake.version(), "pipeline starting");
@@ -269,6 +308,9 @@ impl Pipeline {
                 warn!(error = %err, "compaction failed; will try again later");
             }
         }
+        let _ = self.stats.reading.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |reading| {
+            Some(reading.saturating_sub(consumed as u64))
+        });
         if let Some(index) = self.index.clone() {
             let stats = self.stats.clone();
             let feeder = self.index_feeder.get_or_insert_with(|| IndexFeeder::start(index, stats));
@@ -345,6 +387,7 @@ impl EnrichingBatch {
             *next = (*next).max(record.position.offset + 1);
         }
         self.consumed += records.len();
+        self.stats.reading.fetch_add(records.len() as u64, Ordering::Relaxed);
         if self.pending.is_empty() && records.len() < ENRICH_CHUNK {
             self.pending = records;
         } else {
@@ -401,12 +444,20 @@ fn enrich_batch(enricher: &Enricher, assigner: &TopicAssigner, batch: &[Consumed
     (accepted, dead)
 }
 
-async fn apply_to_index(index: &Arc<PetitionIndex>, petitions: Vec<Petition>, version: i64) -> PipelineResult<()> {
-    let index = index.clone();
-    tokio::task::spawn_blocking(move || index.apply(&petitions, version))
+/// Runs one blocking index operation off the async workers.
+async fn on_index_thread<F>(work: F) -> PipelineResult<()>
+where
+    F: FnOnce() -> Result<(), voxpop_index::IndexError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
         .await
         .map_err(|err| PipelineError::Internal(format!("index task panicked: {err}")))??;
     Ok(())
+}
+
+async fn apply_to_index(index: &Arc<PetitionIndex>, petitions: Vec<Petition>, version: i64) -> PipelineResult<()> {
+    let index = index.clone();
+    on_index_thread(move || index.apply(&petitions, version)).await
 }
 
 fn dead_letter(record: &Consumed, reason: String, errors: Vec<FieldError>) -> Record {
