@@ -338,7 +338,6 @@ impl Pipeline {
     }
 }
 
-/// Decodes, checks and enriches a batch: language and topic (CPU-bound: runs on a blocking thread).
 /// Records per enrichment task while a batch is read.
 const ENRICH_CHUNK: usize = 4_096;
 
@@ -393,10 +392,14 @@ impl EnrichingBatch {
         } else {
             self.pending.extend(records);
         }
-        while self.pending.len() >= ENRICH_CHUNK {
-            let rest = self.pending.split_off(ENRICH_CHUNK);
-            let chunk = std::mem::replace(&mut self.pending, rest);
-            self.spawn(chunk);
+        if self.pending.len() >= ENRICH_CHUNK {
+            // Whole chunks go to tasks (each record moved once); the rest waits for more.
+            let rest = self.pending.split_off(self.pending.len() / ENRICH_CHUNK * ENRICH_CHUNK);
+            let mut ready = std::mem::replace(&mut self.pending, rest).into_iter();
+            while ready.len() > 0 {
+                let chunk: Vec<Consumed> = ready.by_ref().take(ENRICH_CHUNK).collect();
+                self.spawn(chunk);
+            }
         }
     }
 
@@ -427,6 +430,7 @@ impl EnrichingBatch {
     }
 }
 
+/// Decodes, checks and enriches a batch: language and topic (CPU-bound: runs on a blocking thread).
 fn enrich_batch(enricher: &Enricher, assigner: &TopicAssigner, batch: &[Consumed]) -> (Vec<Petition>, Vec<Record>) {
     let mut accepted: Vec<Petition> = Vec::with_capacity(batch.len());
     let mut dead: Vec<Record> = Vec::new();
@@ -513,5 +517,61 @@ where
 impl From<LogError> for PipelineError {
     fn from(err: LogError) -> Self {
         PipelineError::Log(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Position;
+
+    fn record(partition: i32, offset: i64, payload: Vec<u8>) -> Consumed {
+        Consumed { position: Position { partition, offset }, key: offset.to_string().into_bytes(), payload }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_read_in_pieces_is_enriched_in_log_order() {
+        let taxonomy = Arc::new(voxpop_schema::topics::Taxonomy::default_embedded().clone());
+        let mut batch = EnrichingBatch::new(
+            Arc::new(Enricher::new(Units::embedded())),
+            TopicAssigner::new(taxonomy),
+            Arc::new(PipelineStats::default()),
+        );
+        let petitions: Vec<Petition> = (0..2 * ENRICH_CHUNK + 7)
+            .map(|i| {
+                Petition::builder().title(&format!("Bãi rác số {i}")).body("Bãi rác gây ô nhiễm môi trường").build()
+            })
+            .collect();
+        // Pieces smaller than a chunk, one spanning several chunks, and a bad record in between.
+        let sizes = [1, ENRICH_CHUNK - 1, 5, ENRICH_CHUNK + 1, petitions.len()];
+        let mut offset = 0usize;
+        let mut payloads = petitions.iter().map(Petition::to_json_bytes);
+        for size in sizes {
+            let records: Vec<Consumed> = payloads
+                .by_ref()
+                .take(size)
+                .map(|payload| {
+                    offset += 1;
+                    record((offset % 3) as i32, offset as i64, payload)
+                })
+                .collect();
+            batch.push(records);
+            if size == 5 {
+                offset += 1;
+                batch.push(vec![record((offset % 3) as i32, offset as i64, b"{not json".to_vec())]);
+            }
+        }
+        assert_eq!(batch.stats.reading.load(Ordering::Relaxed), petitions.len() as u64 + 1);
+        let enriched = batch.finish().await.unwrap();
+        assert_eq!(enriched.consumed, petitions.len() + 1);
+        let ids: Vec<_> = enriched.accepted.iter().map(|p| p.id).collect();
+        assert_eq!(ids, petitions.iter().map(|p| p.id).collect::<Vec<_>>(), "log order kept");
+        assert!(enriched.accepted.iter().all(|p| p.language.as_deref() == Some("vi") && p.topic.is_some()));
+        assert_eq!(enriched.dead.len(), 1);
+        let next: Vec<(i32, i64)> = enriched.next_positions.into_iter().collect();
+        let last = offset as i64;
+        let expected: Vec<(i32, i64)> =
+            (0..3).map(|p| (p, (0..=last).filter(|o| o % 3 == i64::from(p)).max().unwrap() + 1)).collect();
+        assert_eq!(next, expected);
     }
 }
