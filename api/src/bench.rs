@@ -49,7 +49,7 @@ pub async fn ingest(
     kafka: Option<String>,
     embedded: bool,
     clients: usize,
-    batches: (usize, Duration),
+    pipeline: PipelineConfig,
     runs: usize,
 ) -> anyhow::Result<()> {
     println!("generating {count} synthetic petitions of ~1 KB ...");
@@ -79,7 +79,7 @@ pub async fn ingest(
         );
         for (path, kafka) in logs.iter().enumerate() {
             let label = if kafka.is_some() { "kafka" } else { "embedded" };
-            let rate = end_to_end(jsons.clone(), kafka.clone(), clients, batches).await?;
+            let rate = end_to_end(jsons.clone(), kafka.clone(), clients, pipeline.clone()).await?;
             rates[path].push(rate);
             println!(
                 "run {run}: end to end on the {label:<8} log: {:>9.0} petitions/s  ({:.1} MB/s), {:.0}% of the indexing-only ceiling",
@@ -179,10 +179,9 @@ async fn end_to_end(
     jsons: Arc<Vec<Vec<u8>>>,
     kafka: Option<String>,
     clients: usize,
-    (batch_size, batch_interval): (usize, Duration),
+    pipeline: PipelineConfig,
 ) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
-    let pipeline = PipelineConfig { batch_size, batch_interval, ..PipelineConfig::default() };
     let config = StackConfig { data_dir: dir.path().to_owned(), kafka, pipeline, run_pipeline: true, topics: None };
     // Records already on a shared broker (earlier runs) are not this run's work: the new lake
     // starts with their positions recorded, so the pipeline reads only what this run sends.

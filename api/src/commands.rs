@@ -27,6 +27,7 @@ pub struct ServeOptions {
     pub demo: Option<usize>,
     pub batch_size: usize,
     pub batch_interval: Duration,
+    pub index_commit_interval: Duration,
     /// A taxonomy file instead of the shipped one.
     pub taxonomy: Option<PathBuf>,
     /// A model written by `voxpop topics train`, labelled with the taxonomy's codes.
@@ -62,6 +63,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         pipeline: PipelineConfig {
             batch_size: options.batch_size,
             batch_interval: options.batch_interval,
+            index_commit_interval: options.index_commit_interval,
             ..PipelineConfig::default()
         },
         run_pipeline: true,

@@ -61,6 +61,10 @@ enum Command {
         /// Longest a record waits for its micro-batch, in milliseconds.
         #[arg(long, env = "VOXPOP_BATCH_INTERVAL_MS", default_value_t = voxpop_pipeline::DEFAULT_BATCH_INTERVAL_MS)]
         batch_interval_ms: u64,
+        /// While petitions keep arriving, the search index commits (makes new petitions
+        /// searchable) at most this often, in milliseconds; a lone petition is searchable at once.
+        #[arg(long, env = "VOXPOP_INDEX_COMMIT_INTERVAL_MS", default_value_t = voxpop_pipeline::DEFAULT_INDEX_COMMIT_INTERVAL_MS)]
+        index_commit_interval_ms: u64,
         /// Topic taxonomy (TOML, the format of schema/data/topics.toml) instead of the shipped one.
         #[arg(long, env = "VOXPOP_TAXONOMY")]
         taxonomy: Option<PathBuf>,
@@ -352,6 +356,9 @@ enum BenchCommand {
         /// ... or what arrived within this many milliseconds (defaults: those of `serve`).
         #[arg(long, default_value_t = voxpop_pipeline::DEFAULT_BATCH_INTERVAL_MS)]
         batch_interval_ms: u64,
+        /// The index's commit interval while petitions keep coming (default: that of `serve`).
+        #[arg(long, default_value_t = voxpop_pipeline::DEFAULT_INDEX_COMMIT_INTERVAL_MS)]
+        index_commit_interval_ms: u64,
         /// The ceiling and each path in turn this many times; medians printed at the end.
         #[arg(long, default_value_t = 1)]
         runs: usize,
@@ -445,6 +452,7 @@ fn main() -> anyhow::Result<()> {
                 demo_count,
                 batch_size,
                 batch_interval_ms,
+                index_commit_interval_ms,
                 taxonomy,
                 topic_model,
                 flight,
@@ -459,6 +467,7 @@ fn main() -> anyhow::Result<()> {
                     demo: demo.then_some(demo_count),
                     batch_size,
                     batch_interval: std::time::Duration::from_millis(batch_interval_ms),
+                    index_commit_interval: std::time::Duration::from_millis(index_commit_interval_ms),
                     taxonomy,
                     topic_model,
                     flight,
@@ -537,9 +546,23 @@ fn main() -> anyhow::Result<()> {
                 commands::export(&data_dir, request, &out).await
             }
             Command::Bench { bench } => match bench {
-                BenchCommand::Ingest { count, kafka, no_embedded, clients, batch_size, batch_interval_ms, runs } => {
-                    let batches = (batch_size, std::time::Duration::from_millis(batch_interval_ms));
-                    voxpop_api::bench::ingest(count, kafka, !no_embedded, clients, batches, runs).await
+                BenchCommand::Ingest {
+                    count,
+                    kafka,
+                    no_embedded,
+                    clients,
+                    batch_size,
+                    batch_interval_ms,
+                    index_commit_interval_ms,
+                    runs,
+                } => {
+                    let pipeline = voxpop_pipeline::PipelineConfig {
+                        batch_size,
+                        batch_interval: std::time::Duration::from_millis(batch_interval_ms),
+                        index_commit_interval: std::time::Duration::from_millis(index_commit_interval_ms),
+                        ..Default::default()
+                    };
+                    voxpop_api::bench::ingest(count, kafka, !no_embedded, clients, pipeline, runs).await
                 }
                 BenchCommand::Search { count, queries, dir } => voxpop_api::bench::search(count, queries, dir).await,
                 BenchCommand::Summary { count, dir, venv, runs, explain } => {

@@ -21,7 +21,10 @@ pub mod runner;
 pub mod topics;
 
 pub use log::{Consumed, EventLog, LogError, LogReader, LogResult, Position, Record, Topic};
-pub use runner::{DEFAULT_BATCH_INTERVAL_MS, DEFAULT_BATCH_SIZE, Pipeline, PipelineConfig, PipelineStats};
+pub use runner::{
+    DEFAULT_BATCH_INTERVAL_MS, DEFAULT_BATCH_SIZE, DEFAULT_INDEX_COMMIT_INTERVAL_MS, Pipeline, PipelineConfig,
+    PipelineStats,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

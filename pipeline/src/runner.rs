@@ -27,6 +27,8 @@ pub struct PipelineConfig {
     pub batch_interval: Duration,
     /// Compact the table's small files every this many commits (0: never).
     pub compact_every: u64,
+    /// While petitions keep coming, the index commits at most this often ([`IndexFeeder`]).
+    pub index_commit_interval: Duration,
 }
 
 /// Default most records per lake commit. Under a backlog, larger batches mean fewer Delta commits
@@ -36,6 +38,10 @@ pub struct PipelineConfig {
 pub const DEFAULT_BATCH_SIZE: usize = 50_000;
 /// Default longest wait of a record for its batch, in milliseconds.
 pub const DEFAULT_BATCH_INTERVAL_MS: u64 = 250;
+/// Default [`PipelineConfig::index_commit_interval`], in milliseconds. Each tantivy commit writes
+/// a new segment per indexing thread, and many small segments cost merges during the very burst
+/// they came from (docs/BENCHMARKS.md).
+pub const DEFAULT_INDEX_COMMIT_INTERVAL_MS: u64 = 1_000;
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -43,6 +49,7 @@ impl Default for PipelineConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             batch_interval: Duration::from_millis(DEFAULT_BATCH_INTERVAL_MS),
             compact_every: 100,
+            index_commit_interval: Duration::from_millis(DEFAULT_INDEX_COMMIT_INTERVAL_MS),
         }
     }
 }
@@ -65,7 +72,7 @@ pub struct PipelineStats {
     pub lake_micros: AtomicU64,
     pub index_micros: AtomicU64,
     /// Records read from the log whose batch has not reached the index yet: the index defers
-    /// its commit while there are some ([`INDEX_COMMIT_INTERVAL`]).
+    /// its commit while there are some ([`PipelineConfig::index_commit_interval`]).
     pub reading: AtomicU64,
 }
 
@@ -101,15 +108,10 @@ pub struct Pipeline {
 /// Two batches of [`DEFAULT_BATCH_SIZE`] are ~300 MB of petitions.
 const INDEX_QUEUE_BATCHES: usize = 2;
 
-/// While petitions keep coming, the index commits at most this often. Each tantivy commit
-/// writes a new segment per indexing thread, and many small segments cost merges during the
-/// very burst they came from.
-pub const INDEX_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Feeds the index in lake order from a background task. Each lake version's petitions are added
 /// as they come; they are committed (searchable, and the index's checkpoint moves) at once when
 /// no further batch is being read, and otherwise together with the next batches, at most
-/// [`INDEX_COMMIT_INTERVAL`] after the previous commit. A trickle is searchable as soon as it
+/// [`PipelineConfig::index_commit_interval`] after the previous commit. A trickle is searchable as soon as it
 /// is in the lake; a burst makes fewer, larger segments. Lake versions that queue up while the
 /// index is busy are added in one step.
 struct IndexFeeder {
@@ -118,7 +120,7 @@ struct IndexFeeder {
 }
 
 impl IndexFeeder {
-    fn start(index: Arc<PetitionIndex>, stats: Arc<PipelineStats>) -> IndexFeeder {
+    fn start(index: Arc<PetitionIndex>, stats: Arc<PipelineStats>, interval: Duration) -> IndexFeeder {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<(Vec<Petition>, i64)>(INDEX_QUEUE_BATCHES);
         let task = tokio::spawn(async move {
             // The newest lake version added but not committed yet.
@@ -127,7 +129,7 @@ impl IndexFeeder {
             loop {
                 let next = match (uncommitted, last_commit) {
                     (Some(_), Some(last)) => {
-                        let deadline = tokio::time::Instant::from_std(last + INDEX_COMMIT_INTERVAL);
+                        let deadline = tokio::time::Instant::from_std(last + interval);
                         tokio::time::timeout_at(deadline, receiver.recv()).await.ok()
                     }
                     _ => Some(receiver.recv().await),
@@ -144,7 +146,7 @@ impl IndexFeeder {
                     stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     uncommitted = Some(version);
                     let reading = stats.reading.load(Ordering::Relaxed) > 0;
-                    let due = last_commit.is_none_or(|last| last.elapsed() >= INDEX_COMMIT_INTERVAL);
+                    let due = last_commit.is_none_or(|last| last.elapsed() >= interval);
                     if reading && !due {
                         continue;
                     }
@@ -313,7 +315,8 @@ impl Pipeline {
         });
         if let Some(index) = self.index.clone() {
             let stats = self.stats.clone();
-            let feeder = self.index_feeder.get_or_insert_with(|| IndexFeeder::start(index, stats));
+            let interval = self.config.index_commit_interval;
+            let feeder = self.index_feeder.get_or_insert_with(|| IndexFeeder::start(index, stats, interval));
             if feeder.sender.send((accepted, version)).await.is_err() {
                 // The feeder stopped on an error: report it; the restart catches up from the lake.
                 self.wait_for_index().await?;

@@ -25,7 +25,12 @@ async fn run_pipeline(log: Arc<dyn EventLog>, dir: &std::path::Path, expected: u
     let lake = PetitionLake::open_or_create(&dir.join("lake/petitions")).await.unwrap();
     let index = Arc::new(PetitionIndex::open_or_create(&dir.join("index")).unwrap());
     // Compaction after every commit, so the test also covers it.
-    let config = PipelineConfig { batch_size: 100, batch_interval: Duration::from_millis(100), compact_every: 1 };
+    let config = PipelineConfig {
+        batch_size: 100,
+        batch_interval: Duration::from_millis(100),
+        compact_every: 1,
+        ..PipelineConfig::default()
+    };
     let pipeline = Pipeline::new(log, lake, Some(index), config);
     let stats = pipeline.stats();
     let (stop, stopped) = tokio::sync::watch::channel(false);
