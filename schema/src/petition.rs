@@ -710,7 +710,8 @@ pub fn to_record_batch<P: std::borrow::Borrow<Petition>>(petitions: &[P]) -> Res
     for petition in &petitions {
         ids.append_value(petition.id.hyphenated().encode_lower(&mut id_text));
     }
-    // Petitions of one batch mostly share a few weeks: one string per run of equal weeks.
+    // Petitions of one batch mostly share a day: the week is formatted once per run of petitions
+    // received the same (UTC) day, the day `received_week` reads.
     let mut weeks = StringBuilder::with_capacity(n, n * "2025-W01".len());
     let mut last_week: Option<(i64, String)> = None;
     for petition in &petitions {

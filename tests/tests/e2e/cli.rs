@@ -110,3 +110,23 @@ fn bench_ingest_runs_the_ceiling_and_the_embedded_path_in_turn() {
         .unwrap_or_else(|| panic!("no median rate in {text}"));
     assert!(rate > 0.0, "{text}");
 }
+
+/// The Kafka path of `voxpop bench ingest`, on a real broker and twice: the second run's new
+/// lake starts after the first run's records, so each run ingests exactly its own petitions.
+#[test]
+fn bench_ingest_on_kafka_counts_only_each_runs_own_petitions() {
+    let broker = voxpop_tests::broker::Tansu::start();
+    let output = Command::new(voxpop_bin())
+        .args(["bench", "ingest", "--count", "300", "--runs", "2", "--clients", "16", "--batch-interval-ms", "50"])
+        .args(["--no-embedded", "--kafka", &broker.brokers()])
+        .output()
+        .expect("run voxpop");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{text}");
+    let kafka_runs: Vec<&str> =
+        text.lines().filter(|line| line.contains("kafka log: 300 accepted (durable)")).collect();
+    assert_eq!(kafka_runs.len(), 2, "{text}");
+    assert!(kafka_runs.iter().all(|line| line.contains("index holds 300;")), "{text}");
+    assert!(!text.contains("embedded log"), "{text}");
+    assert!(text.contains("median of 2 runs: end to end on the kafka log"), "{text}");
+}
