@@ -152,10 +152,23 @@ impl IndexFeeder {
                     }
                 }
                 // Nothing more is being read, the interval is up, or the pipeline stopped.
-                if let Some(version) = uncommitted.take() {
+                if let Some(mut version) = uncommitted.take() {
                     let started = Instant::now();
+                    // Lake versions that came while the last ones were added share this commit
+                    // (one set of segments) rather than wait for another.
+                    let mut late = Vec::new();
+                    while let Ok((more, newer)) = receiver.try_recv() {
+                        late.extend(more);
+                        version = newer;
+                    }
                     let index = index.clone();
-                    on_index_thread(move || index.commit(version)).await?;
+                    on_index_thread(move || {
+                        if !late.is_empty() {
+                            index.add_new(&late, version)?;
+                        }
+                        index.commit(version)
+                    })
+                    .await?;
                     stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     stats.index_version.store(version, Ordering::Relaxed);
                     last_commit = Some(Instant::now());
