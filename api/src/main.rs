@@ -19,8 +19,9 @@ const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
 /// frees and reallocates large buffers once per micro-batch (petitions, Arrow columns, Parquet
 /// pages, tantivy's arenas), so it paid ~2 page faults per petition. Purging by reset instead
 /// (`MADV_FREE`) leaves the pages mapped until the kernel needs them: 0.0-0.5 faults per petition,
-/// and the ingest benchmark's process took 13.4 CPU-s instead of 14.5 (docs/BENCHMARKS.md). The memory still counts in RSS until
-/// the kernel reclaims it under pressure. `MIMALLOC_PURGE_DECOMMITS` in the environment wins.
+/// and the ingest benchmark's process took 13.4 CPU-s instead of 14.5 (docs/BENCHMARKS.md). The
+/// memory still counts in RSS until the kernel reclaims it under pressure.
+/// `MIMALLOC_PURGE_DECOMMITS` in the environment wins.
 #[allow(unsafe_code)]
 fn keep_freed_pages() {
     if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_none() {
