@@ -7,6 +7,7 @@
 //! Guarantees: text is NFC; validation reports every problem with its field; a petition that
 //! passes [`Petition::validate`] names a commune in force and its province.
 
+mod borrowed_json;
 pub mod calendar;
 mod cells;
 pub mod datasets;

@@ -10,9 +10,10 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Datelike, SubsecRound, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
+use crate::borrowed_json::{Json, Object};
 use crate::error::{FieldError, SchemaError};
 use crate::text;
 use crate::units::{CodeVersion, Units};
@@ -182,29 +183,34 @@ impl Submission {
                 format!("request body is not valid UTF-8 (byte {})", err.valid_up_to()),
             )]
         })?;
-        let value: Value = serde_json::from_str(text).map_err(|err| {
+        let document = Json::from_str(text).map_err(|err| {
             vec![FieldError::new(
                 "",
                 "malformed_json",
                 format!("malformed JSON at line {} column {}: {err}", err.line(), err.column()),
             )]
         })?;
-        Submission::from_json(&value, units, now)
+        Submission::validate(&document, units, now)
     }
 
     /// Validates a JSON object (see [`Submission::from_json_bytes`]).
     pub fn from_json(value: &Value, units: &Units, now: DateTime<Utc>) -> Result<Submission, Vec<FieldError>> {
-        let Some(object) = value.as_object() else {
+        Submission::validate(&Json::of(value), units, now)
+    }
+
+    /// The validation of both: every problem of the document, or the submission.
+    fn validate(document: &Json, units: &Units, now: DateTime<Utc>) -> Result<Submission, Vec<FieldError>> {
+        let Json::Object(object) = document else {
             return Err(vec![FieldError::new("", "type", "expected a JSON object")]);
         };
         let mut errors = Vec::new();
         for key in object.keys() {
-            if !SUBMISSION_FIELDS.contains(&key.as_str()) {
+            if !SUBMISSION_FIELDS.contains(&key) {
                 errors.push(FieldError::new(key, "unknown_field", format!("unknown field `{key}`")));
             }
         }
         if let Some(version) = object.get("schema_version")
-            && version.as_u64() != Some(u64::from(SCHEMA_VERSION))
+            && !matches!(version, Json::Number(number) if number.as_u64() == Some(u64::from(SCHEMA_VERSION)))
         {
             errors.push(FieldError::new(
                 "schema_version",
@@ -214,7 +220,7 @@ impl Submission {
         }
         let title = required_text(object, "title", MAX_TITLE_CHARS, &mut errors);
         let body = required_text(object, "body", MAX_BODY_CHARS, &mut errors);
-        let code_version = match optional_string(object, "commune_code_version", &mut errors).as_deref() {
+        let code_version = match optional_string(object, "commune_code_version", &mut errors) {
             None => None,
             Some("2025") => Some(CodeVersion::V2025),
             Some("pre2025") => Some(CodeVersion::Pre2025),
@@ -229,8 +235,8 @@ impl Submission {
         };
         let mut commune = None;
         match object.get("commune_code") {
-            None | Some(Value::Null) => errors.push(FieldError::required("commune_code")),
-            Some(Value::String(code)) => match units.resolve_commune(code.trim(), code_version) {
+            None | Some(Json::Null) => errors.push(FieldError::required("commune_code")),
+            Some(Json::String(code)) => match units.resolve_commune(code.trim(), code_version) {
                 Ok(resolved) if !resolved.commune.in_force_on(crate::calendar::vietnam_date(now)) => {
                     // Retired by a later code list (a merger, a split): the code names no unit
                     // that could handle the petition today.
@@ -264,7 +270,7 @@ impl Submission {
             Some(_) => errors.push(FieldError::wrong_type("commune_code", "a string of 5 digits")),
         }
         let submitted_at = optional_string(object, "submitted_at", &mut errors).and_then(|raw| {
-            match DateTime::parse_from_rfc3339(&raw) {
+            match DateTime::parse_from_rfc3339(raw) {
                 Ok(at) => {
                     let at = at.with_timezone(&Utc).trunc_subsecs(6);
                     if (at - now).num_seconds() > FUTURE_TOLERANCE_SECONDS {
@@ -286,7 +292,7 @@ impl Submission {
         });
         let channel = match optional_string(object, "channel", &mut errors) {
             None => Channel::Web,
-            Some(raw) => Channel::parse(&raw).unwrap_or_else(|| {
+            Some(raw) => Channel::parse(raw).unwrap_or_else(|| {
                 let known: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
                 errors.push(FieldError::new(
                     "channel",
@@ -310,8 +316,8 @@ impl Submission {
         let lon = optional_number(object, "lon", &mut errors);
         check_coordinates(lat, lon, &mut errors);
         let contact = match object.get("contact") {
-            None | Some(Value::Null) => Contact::default(),
-            Some(Value::Object(contact)) => parse_contact(contact, &mut errors),
+            None | Some(Json::Null) => Contact::default(),
+            Some(Json::Object(contact)) => parse_contact(contact, &mut errors),
             Some(_) => {
                 errors.push(FieldError::wrong_type("contact", "an object with name, phone, email"));
                 Contact::default()
@@ -365,17 +371,17 @@ impl Submission {
 }
 
 fn required_text(
-    object: &Map<String, Value>,
+    object: &Object,
     field: &str,
     max_chars: usize,
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
     match object.get(field) {
-        None | Some(Value::Null) => {
+        None | Some(Json::Null) => {
             errors.push(FieldError::required(field));
             None
         }
-        Some(Value::String(raw)) => {
+        Some(Json::String(raw)) => {
             let normalised = text::nfc(raw.trim());
             let chars = normalised.chars().count();
             if chars == 0 {
@@ -399,10 +405,10 @@ fn required_text(
     }
 }
 
-fn optional_string(object: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+fn optional_string<'o>(object: &'o Object, field: &str, errors: &mut Vec<FieldError>) -> Option<&'o str> {
     match object.get(field) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(raw)) => Some(raw.clone()),
+        None | Some(Json::Null) => None,
+        Some(Json::String(raw)) => Some(raw),
         Some(_) => {
             errors.push(FieldError::wrong_type(field, "a string"));
             None
@@ -410,10 +416,10 @@ fn optional_string(object: &Map<String, Value>, field: &str, errors: &mut Vec<Fi
     }
 }
 
-fn optional_number(object: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<f64> {
+fn optional_number(object: &Object, field: &str, errors: &mut Vec<FieldError>) -> Option<f64> {
     match object.get(field) {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(number)) => number.as_f64(),
+        None | Some(Json::Null) => None,
+        Some(Json::Number(number)) => number.as_f64(),
         Some(_) => {
             errors.push(FieldError::wrong_type(field, "a number"));
             None
@@ -453,10 +459,10 @@ fn check_coordinates(lat: Option<f64>, lon: Option<f64>, errors: &mut Vec<FieldE
     }
 }
 
-fn parse_contact(object: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Contact {
+fn parse_contact(object: &Object, errors: &mut Vec<FieldError>) -> Contact {
     let mut contact = Contact::default();
     for key in object.keys() {
-        if !["name", "phone", "email"].contains(&key.as_str()) {
+        if !["name", "phone", "email"].contains(&key) {
             errors.push(FieldError::new(
                 &format!("contact.{key}"),
                 "unknown_field",
@@ -466,8 +472,8 @@ fn parse_contact(object: &Map<String, Value>, errors: &mut Vec<FieldError>) -> C
     }
     let mut field = |name: &str| -> Option<String> {
         match object.get(name) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(raw)) => Some(text::nfc(raw.trim())).filter(|s| !s.is_empty()),
+            None | Some(Json::Null) => None,
+            Some(Json::String(raw)) => Some(text::nfc(raw.trim())).filter(|s| !s.is_empty()),
             Some(_) => {
                 errors.push(FieldError::wrong_type(&format!("contact.{name}"), "a string"));
                 None
