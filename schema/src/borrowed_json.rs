@@ -185,7 +185,8 @@ mod tests {
     fn reads_the_same(a: &Json, b: &Json) -> bool {
         match (a, b) {
             (Json::Object(a), Json::Object(b)) => {
-                a.keys() == b.keys() && a.keys().iter().all(|key| reads_the_same(&a.get(key).unwrap(), &b.get(key).unwrap()))
+                a.keys() == b.keys()
+                    && a.keys().iter().all(|key| reads_the_same(&a.get(key).unwrap(), &b.get(key).unwrap()))
             }
             _ => a == b,
         }

@@ -370,12 +370,7 @@ impl Submission {
     }
 }
 
-fn required_text(
-    object: &Object,
-    field: &str,
-    max_chars: usize,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
+fn required_text(object: &Object, field: &str, max_chars: usize, errors: &mut Vec<FieldError>) -> Option<String> {
     match object.get(field) {
         None | Some(Json::Null) => {
             errors.push(FieldError::required(field));
