@@ -95,9 +95,9 @@ impl KafkaConfig {
             .set("linger.ms", LINGER.as_millis().to_string())
             // Petitions are Vietnamese text in JSON: LZ4 makes a batch less than half the bytes
             // (2.4x on 110 KB of news-text petitions) for the broker to receive, store and
-            // serve, at little CPU here. With tansu on the same
-            // machine, its CPU per 100,000 petitions fell from 1.0-1.1 to 0.6-0.7 CPU-s and the
-            // ingest benchmark rose 4.7% (docs/BENCHMARKS.md). Every Kafka client reads LZ4.
+            // serve, at little CPU here. With tansu on the same machine, its CPU per 100,000
+            // petitions fell from 1.0-1.1 to 0.6-0.7 CPU-s and the ingest benchmark rose 4.7%
+            // (docs/BENCHMARKS.md). Every Kafka client reads LZ4.
             .set("compression.type", "lz4");
         config
     }
