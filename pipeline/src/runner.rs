@@ -111,9 +111,9 @@ const INDEX_QUEUE_BATCHES: usize = 2;
 /// Feeds the index in lake order from a background task. Each lake version's petitions are added
 /// as they come; they are committed (searchable, and the index's checkpoint moves) at once when
 /// no further batch is being read, and otherwise together with the next batches, at most
-/// [`PipelineConfig::index_commit_interval`] after the previous commit. A trickle is searchable as soon as it
-/// is in the lake; a burst makes fewer, larger segments. Lake versions that queue up while the
-/// index is busy are added in one step.
+/// [`PipelineConfig::index_commit_interval`] after the previous commit. A trickle is searchable
+/// as soon as it is in the lake; a burst makes fewer, larger segments. Lake versions that queue
+/// up while the index is busy are added in one step.
 struct IndexFeeder {
     sender: tokio::sync::mpsc::Sender<(Vec<Petition>, i64)>,
     task: tokio::task::JoinHandle<PipelineResult<()>>,

@@ -183,7 +183,7 @@ impl Submission {
                 format!("request body is not valid UTF-8 (byte {})", err.valid_up_to()),
             )]
         })?;
-        let document = Json::from_str(text).map_err(|err| {
+        let document = Json::parse(text).map_err(|err| {
             vec![FieldError::new(
                 "",
                 "malformed_json",
