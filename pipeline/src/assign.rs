@@ -136,15 +136,18 @@ impl TopicAssigner {
             let chunk = petitions.len().div_ceil(threads);
             std::thread::scope(|scope| {
                 for part in petitions.chunks_mut(chunk) {
-                    scope.spawn(move || self.assign_sequentially(part));
+                    scope.spawn(move || self.assign_each(part));
                 }
             });
         } else {
-            self.assign_sequentially(petitions);
+            self.assign_each(petitions);
         }
     }
 
-    fn assign_sequentially(&self, petitions: &mut [Petition]) {
+    /// [`TopicAssigner::assign_all`] on the calling thread only: for callers that already keep
+    /// the cores busy with several batches at once (the pipeline's chunks), where splitting each
+    /// batch again would only add threads that compete for the same cores.
+    pub fn assign_each(&self, petitions: &mut [Petition]) {
         for petition in petitions {
             let assigned = self.assign(&petition.title, &petition.body);
             petition.topic_confidence = assigned.as_ref().map(|(_, confidence)| *confidence);

@@ -460,7 +460,8 @@ fn enrich_batch(enricher: &Enricher, assigner: &TopicAssigner, batch: &[Consumed
         }
     }
     enricher.detect_languages(&mut accepted);
-    assigner.assign_all(&mut accepted);
+    // Chunks already run side by side on the blocking pool.
+    assigner.assign_each(&mut accepted);
     (accepted, dead)
 }
 
