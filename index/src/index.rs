@@ -144,6 +144,13 @@ impl PetitionIndex {
         let fields = PetitionFields::new();
         let index = IndexBuilder::new()
             .schema(fields.schema.clone())
+            // Stored fields are compressed by the indexing thread that wrote them instead of by one
+            // more thread per segment: on 2 cores shared with intake and the pipeline, the extra
+            // threads only took turns on the same cores. Eight alternating pairs of
+            // `voxpop bench ingest`: 23,930 -> 24,651/s end to end, tantivy alone 4.78 -> 4.59
+            // CPU-s per 100,000 (docs/BENCHMARKS.md). Read at creation only: older indexes keep
+            // the dedicated thread, which changes nothing but speed.
+            .settings(tantivy::IndexSettings { docstore_compress_dedicated_thread: false, ..Default::default() })
             .tokenizers(tokenizers())
             .open_or_create(directory)
             .map_err(|err| match err {
