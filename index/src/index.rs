@@ -25,8 +25,10 @@ use crate::search::build_query_parser;
 /// [`PetitionIndex::add_bulk`]). One message per document cost a channel operation, and often a
 /// thread wake-up, per petition. A group goes to one indexing thread whole, and tantivy checks a
 /// thread's memory budget between groups, with a 1 MB margin: 50,000 benchmark petitions fit in
-/// one thread's 100 MB without a flush (under 2 KB each), so 64 stay far inside that margin.
-const ADD_GROUP: usize = 64;
+/// one thread's 100 MB without a flush (under 2 KB each), so 256 (under 0.5 MB) stay inside that
+/// margin. 256 rather than 64: fewer hand-overs between the feeder and the indexing threads took
+/// 3.4% off the CPU of ingest end to end (docs/BENCHMARKS.md, ninth session).
+const ADD_GROUP: usize = 256;
 
 /// Default memory budget of the writer, shared by its indexing threads. A thread flushes a
 /// segment when its share is full, so a larger budget means fewer, larger segments and fewer merges.
