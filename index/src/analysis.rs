@@ -10,12 +10,11 @@
 //!
 //! Token offsets always point into the original text, which is what the snippet highlighter uses.
 
-use std::str::CharIndices;
-
-use rustc_hash::FxHashMap;
 use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer, TokenizerManager};
 use unicode_normalization::char::is_combining_mark;
+use voxpop_schema::short_keys::{MAX_KEY, ShortKeyMap};
 use voxpop_schema::text;
+use voxpop_schema::text::WordRuns;
 
 /// Name of the folded (diacritic-insensitive) analyser in the index's tokenizer manager.
 /// Stored in the index schema: renaming it makes existing indexes unreadable.
@@ -55,22 +54,60 @@ pub enum View {
 pub struct VietnameseTokenizer {
     view: View,
     token: Token,
-    cache: FxHashMap<Box<str>, Box<str>>,
+    cache: FormCache,
 }
 
 impl VietnameseTokenizer {
     pub fn new(view: View) -> Self {
-        VietnameseTokenizer { view, token: Token::default(), cache: FxHashMap::default() }
+        VietnameseTokenizer { view, token: Token::default(), cache: FormCache::new() }
+    }
+}
+
+/// The forms a tokenizer has computed, by the text they came from. Keys sit inside the slots of
+/// a [`ShortKeyMap`] (every Vietnamese syllable fits) and the forms one after the other in one
+/// string, so that a look-up reads one slot and one place of `forms` instead of a hash bucket
+/// and two heap blocks. Texts longer than [`MAX_KEY`] bytes are normalised each time.
+#[derive(Debug, Clone)]
+struct FormCache {
+    /// Where each form is in `forms`: (start, length); length 0 stands for [`SPLIT`].
+    slots: ShortKeyMap<(u32, u32)>,
+    forms: String,
+}
+
+impl FormCache {
+    fn new() -> FormCache {
+        FormCache { slots: ShortKeyMap::with_max_entries(CACHE_CAPACITY), forms: String::new() }
+    }
+
+    /// The form cached for `text[from..to]`.
+    fn get(&self, text: &str, from: usize, to: usize) -> Option<&str> {
+        let (start, len) = self.slots.get_in(text.as_bytes(), from, to)?;
+        Some(&self.forms[start as usize..(start + len) as usize])
+    }
+
+    fn remember(&mut self, text: &str, form: &str) {
+        if text.len() > MAX_KEY {
+            return;
+        }
+        if self.slots.len() >= CACHE_CAPACITY {
+            self.slots.clear();
+            self.forms.clear();
+        }
+        let start = self.forms.len() as u32;
+        self.forms.push_str(form);
+        self.slots.insert(text.as_bytes(), (start, form.len() as u32));
     }
 }
 
 /// The token stream of a [`VietnameseTokenizer`].
 pub struct VietnameseTokenStream<'a> {
     text: &'a str,
-    chars: CharIndices<'a>,
+    runs: WordRuns<'a>,
+    /// A run being split character by character: the next byte to look at and the run's end.
+    split: Option<(usize, usize)>,
     view: View,
     token: &'a mut Token,
-    cache: &'a mut FxHashMap<Box<str>, Box<str>>,
+    cache: &'a mut FormCache,
 }
 
 impl Tokenizer for VietnameseTokenizer {
@@ -80,7 +117,8 @@ impl Tokenizer for VietnameseTokenizer {
         self.token.reset();
         VietnameseTokenStream {
             text,
-            chars: text.char_indices(),
+            runs: WordRuns::new(text),
+            split: None,
             view: self.view,
             token: &mut self.token,
             cache: &mut self.cache,
@@ -129,16 +167,32 @@ fn normalise_into(view: View, syllable: &str, out: &mut String) {
     }
 }
 
-impl TokenStream for VietnameseTokenStream<'_> {
-    fn advance(&mut self) -> bool {
-        loop {
-            let Some(offset_from) = self.chars.by_ref().find(|(_, ch)| is_word_char(*ch)).map(|(offset, _)| offset)
-            else {
+/// Cached for a run that is not one syllable kept as a term (a non-ASCII separator inside it, a
+/// run of marks alone, a long run): split it character by character. No term is empty, so this
+/// never stands for a syllable's form.
+const SPLIT: &str = "";
+
+impl VietnameseTokenStream<'_> {
+    /// Points the token, whose text is set, at `text[from..to]`, one position on.
+    fn emit(&mut self, from: usize, to: usize) -> bool {
+        self.token.offset_from = from;
+        self.token.offset_to = to;
+        self.token.position = self.token.position.wrapping_add(1);
+        true
+    }
+
+    /// The next syllable kept as a term inside the run being split, if any: runs of word
+    /// characters, minus overlong runs and runs of marks alone (see [`VietnameseTokenStream::advance`]).
+    fn next_in_split(&mut self) -> bool {
+        while let Some((at, end)) = self.split {
+            let mut chars = self.text[at..end].char_indices();
+            let Some(from) = chars.by_ref().find(|(_, ch)| is_word_char(*ch)).map(|(offset, _)| at + offset) else {
+                self.split = None;
                 return false;
             };
-            let offset_to =
-                self.chars.by_ref().find(|(_, ch)| !is_word_char(*ch)).map_or(self.text.len(), |(offset, _)| offset);
-            let syllable = &self.text[offset_from..offset_to];
+            let to = chars.by_ref().find(|(_, ch)| !is_word_char(*ch)).map_or(end, |(offset, _)| at + offset);
+            self.split = Some((to, end));
+            let syllable = &self.text[from..to];
             // Both checks look at the original text, not at the view's output, so that the
             // folded and the exact view skip the same runs and their positions stay aligned.
             if syllable.len() > MAX_TERM_BYTES
@@ -148,29 +202,78 @@ impl TokenStream for VietnameseTokenStream<'_> {
                 // takes no position, so a phrase across it still matches.
                 continue;
             }
-            // ASCII syllables are lower-cased directly: cheaper than a lookup.
-            let cached = if syllable.is_ascii() { None } else { self.cache.get(syllable) };
-            if let Some(normalised) = cached {
-                self.token.text.clear();
-                self.token.text.push_str(normalised);
-            } else {
-                normalise_into(self.view, syllable, &mut self.token.text);
-                if self.token.text.is_empty() {
-                    // Cannot happen for a run with a base letter, but an empty term would shift
-                    // this view against the other: keep the run as written instead.
-                    self.token.text.push_str(&syllable.to_lowercase());
+            self.normalise_cached(from, to);
+            return self.emit(from, to);
+        }
+        false
+    }
+
+    /// Writes the normalised form of a syllable into the token: an ASCII one lower-cased
+    /// directly (cheaper than a look-up), any other from the cache when this tokenizer has met it
+    /// before.
+    fn normalise_cached(&mut self, from: usize, to: usize) {
+        let syllable = &self.text[from..to];
+        if syllable.is_ascii() {
+            self.token.text.clear();
+            self.token.text.push_str(syllable);
+            self.token.text.make_ascii_lowercase();
+            return;
+        }
+        if let Some(normalised) = self.cache.get(self.text, from, to) {
+            self.token.text.clear();
+            self.token.text.push_str(normalised);
+            return;
+        }
+        normalise_into(self.view, syllable, &mut self.token.text);
+        if self.token.text.is_empty() {
+            // Cannot happen for a run with a base letter, but an empty term would shift
+            // this view against the other: keep the run as written instead.
+            self.token.text.push_str(&syllable.to_lowercase());
+        }
+        self.cache.remember(syllable, &self.token.text);
+    }
+}
+
+impl TokenStream for VietnameseTokenStream<'_> {
+    /// Splits the text at ASCII separators first ([`WordRuns`]), 64 bytes at a time. A run of
+    /// ASCII letters and digits is one syllable, lower-cased directly. Any other run is looked up
+    /// whole in the cache, which holds its form when it is one syllable (almost always) and
+    /// [`SPLIT`] when it must be split again at non-ASCII separators, character by character.
+    fn advance(&mut self) -> bool {
+        loop {
+            if self.split.is_some() && self.next_in_split() {
+                return true;
+            }
+            let Some((from, to)) = self.runs.next() else {
+                return false;
+            };
+            let run = &self.text[from..to];
+            if run.is_ascii() {
+                if run.len() > MAX_TERM_BYTES {
+                    continue;
                 }
-                if !syllable.is_ascii() {
-                    if self.cache.len() >= CACHE_CAPACITY {
-                        self.cache.clear();
+                self.normalise_cached(from, to);
+                return self.emit(from, to);
+            }
+            match self.cache.get(self.text, from, to) {
+                Some(form) if !form.is_empty() => {
+                    self.token.text.clear();
+                    self.token.text.push_str(form);
+                    return self.emit(from, to);
+                }
+                Some(_) => self.split = Some((from, to)),
+                None => {
+                    let one_term = run.len() <= MAX_TERM_BYTES
+                        && run.chars().all(is_word_char)
+                        && !run.chars().all(is_combining_mark);
+                    if one_term {
+                        self.normalise_cached(from, to);
+                        return self.emit(from, to);
                     }
-                    self.cache.insert(syllable.into(), self.token.text.as_str().into());
+                    self.cache.remember(run, SPLIT);
+                    self.split = Some((from, to));
                 }
             }
-            self.token.offset_from = offset_from;
-            self.token.offset_to = offset_to;
-            self.token.position = self.token.position.wrapping_add(1);
-            return true;
         }
     }
 
@@ -325,7 +428,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn the_stream_agrees_with_the_definition(
-            text in "([a-zA-Z0-9 .,\\-ĐđăâêôơưáàảãạếềểễệốồổỗộớờởỡợứừửữựíìỉĩịýỳỷỹỵÀÁẠ\u{0300}\u{0301}ßæ]|\\PC){0,120}"
+            text in "([a-zA-Z0-9 .,\\-ĐđăâêôơưáàảãạếềểễệốồổỗộớờởỡợứừửữựíìỉĩịýỳỷỹỵÀÁẠ\u{0300}\u{0301}ßæ“”×÷…]|\\PC){0,120}"
         ) {
             for view in [View::Folded, View::Exact] {
                 // Twice through one analyser: the second pass reads the cache.

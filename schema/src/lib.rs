@@ -16,6 +16,7 @@ pub mod petition;
 pub mod privacy;
 pub mod registers;
 pub mod reports;
+pub mod short_keys;
 pub mod text;
 pub mod topics;
 pub mod units;

@@ -179,6 +179,115 @@ fn latin_fold_table() -> &'static [Option<char>] {
     })
 }
 
+/// Calls `each` with the byte range of every run of `text` between ASCII bytes that are neither
+/// letters nor digits (spaces, punctuation, control characters), in order; empty runs are skipped.
+///
+/// Such a byte is a whole character in UTF-8 and splits a syllable in every view of the text
+/// (folded, exact, the topic rules' syllables), so the analysers split at these bytes first, 64
+/// bytes at a time, and look at the characters of a run only when they need to: a run then holds
+/// one syllable in all but rare cases (a non-ASCII punctuation mark or symbol inside it).
+pub fn for_each_word_run(text: &str, mut each: impl FnMut(usize, usize)) {
+    for (from, to) in WordRuns::new(text) {
+        each(from, to);
+    }
+}
+
+/// The runs of [`for_each_word_run`] as an iterator of byte ranges `(from, to)`.
+#[derive(Debug, Clone)]
+pub struct WordRuns<'a> {
+    bytes: &'a [u8],
+    /// Where the block of `word` starts.
+    base: usize,
+    /// Bit i set: byte `base + i` belongs to a run. Bits past the end stay clear.
+    word: u64,
+    /// The next bit to look at in `word` (64: the block is done).
+    bit: u32,
+    in_run: bool,
+    start: usize,
+}
+
+impl<'a> WordRuns<'a> {
+    pub fn new(text: &'a str) -> WordRuns<'a> {
+        let bytes = text.as_bytes();
+        let word = word_byte_mask(&bytes[..bytes.len().min(64)]);
+        WordRuns { bytes, base: 0, word, bit: 0, in_run: false, start: 0 }
+    }
+}
+
+impl Iterator for WordRuns<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        loop {
+            if self.bit < 64 {
+                // The next byte from `bit` on where a run starts (or, inside one, ends).
+                let flips = if self.in_run { !self.word } else { self.word } >> self.bit;
+                if flips != 0 {
+                    self.bit += flips.trailing_zeros();
+                    let at = self.base + self.bit as usize;
+                    self.in_run = !self.in_run;
+                    if self.in_run {
+                        self.start = at;
+                        continue;
+                    }
+                    return Some((self.start, at));
+                }
+            }
+            self.base += 64;
+            if self.base >= self.bytes.len() {
+                self.bit = 64;
+                self.base = self.bytes.len();
+                if self.in_run {
+                    self.in_run = false;
+                    return Some((self.start, self.bytes.len()));
+                }
+                return None;
+            }
+            self.word = word_byte_mask(&self.bytes[self.base..(self.base + 64).min(self.bytes.len())]);
+            self.bit = 0;
+        }
+    }
+}
+
+/// Bit i set when `block[i]` (at most 64 bytes) is an ASCII letter or digit or any byte of a
+/// non-ASCII character.
+fn word_byte_mask(block: &[u8]) -> u64 {
+    let mut padded = [0u8; 64];
+    let block: &[u8; 64] = match block.try_into() {
+        Ok(whole) => whole,
+        Err(_) => {
+            // NUL is a separator, so the padding adds no run.
+            padded[..block.len()].copy_from_slice(block);
+            &padded
+        }
+    };
+    let mut mask = 0;
+    for (part, bytes) in block.chunks_exact(8).enumerate() {
+        let eight = u64::from_le_bytes(bytes.try_into().expect("chunks of 8"));
+        mask |= word_byte_bits(eight) << (part * 8);
+    }
+    mask
+}
+
+/// [`word_byte_mask`] of 8 bytes at once (SWAR: each byte's test lands in its own high bit, with
+/// no borrow across bytes), packed into the low 8 bits.
+fn word_byte_bits(eight: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // With the high bit set on each 7-bit byte, subtracting at most 0x7F borrows from no
+    // neighbour, and the high bit stays set exactly when the byte was at least `low`.
+    let at_least = |seven: u64, low: u8| (seven | HIGH).wrapping_sub(ONES * u64::from(low)) & HIGH;
+    let seven = eight & !HIGH;
+    let digit = at_least(seven, b'0') & !at_least(seven, b'9' + 1);
+    let lower = seven | ONES * 0x20;
+    let letter = at_least(lower, b'a') & !at_least(lower, b'z' + 1);
+    // Non-ASCII bytes (high bit set) belong to a character that is no ASCII separator.
+    let word = (eight & HIGH) | digit | letter;
+    // Gather the eight high bits into the low byte: bit 8i + 7 moves to bit 56 + i, and no two
+    // partial products meet, so nothing carries.
+    ((word >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+}
+
 /// True when folding would change `text` (it carries Vietnamese diacritics or `đ`).
 pub fn has_diacritics(text: &str) -> bool {
     text.chars().any(|ch| {
@@ -333,6 +442,30 @@ mod tests {
             if expected {
                 proptest::prop_assert_eq!(nfc(&text), text.nfc().collect::<String>());
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn word_runs_are_the_runs_between_ascii_separators(
+            text in "([a-zA-Z0-9 .,;\\-_@~]|\\PC|[Đđăâơư“”–…]){0,200}"
+        ) {
+            let mut expected = Vec::new();
+            let mut start = None;
+            for (offset, byte) in text.bytes().enumerate().chain([(text.len(), b' ')]) {
+                let word = offset < text.len() && (!byte.is_ascii() || byte.is_ascii_alphanumeric());
+                match (word, start) {
+                    (true, None) => start = Some(offset),
+                    (false, Some(from)) => {
+                        expected.push((from, offset));
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            let mut got = Vec::new();
+            for_each_word_run(&text, |from, to| got.push((from, to)));
+            proptest::prop_assert_eq!(got, expected);
         }
     }
 

@@ -6,8 +6,12 @@
 //! ([`Taxonomy::from_toml_str`]). Rules are matched diacritic- and case-insensitively on whole
 //! syllables, so a rule written with Vietnamese diacritics also finds text typed without them.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::short_keys::ShortKeyMap;
 
 use serde::Deserialize;
 
@@ -41,14 +45,45 @@ struct PhraseIndex {
     by_first: Vec<Vec<usize>>,
     /// (topic index, the rule's phrases as global ids, its expression over them) per rule.
     rules: Vec<(usize, Vec<usize>, Expr)>,
+    /// Which index this is, for the per-thread [`RunCache`]: clones share it (and their ids).
+    generation: u64,
 }
 
 /// A syllable that is in no phrase.
 const NO_SYLLABLE: u32 = u32::MAX;
 
+/// Word runs ([`crate::text::for_each_word_run`]) holding a non-ASCII character, with the
+/// syllable ids they fold to, remembered per thread for one [`PhraseIndex`] at a time.
+///
+/// Folding a run character by character costs several times more than looking it up, and text
+/// repeats its syllables: Vietnamese has about 7,000 (more with case variants), so after a few
+/// petitions nearly every run is found here. The bound only stops junk from growing it.
+/// Runs longer than [`crate::short_keys::MAX_KEY`] bytes (no Vietnamese syllable is) are folded each
+/// time.
+struct RunCache {
+    generation: u64,
+    /// The run's syllable id ([`NO_SYLLABLE`] included), or [`RUN_OF_MARKS`], or
+    /// [`SEVERAL_SYLLABLES`].
+    runs: ShortKeyMap<u32>,
+}
+
+/// Cached for a run of marks alone: no syllable.
+const RUN_OF_MARKS: u32 = u32::MAX - 1;
+/// Cached for a run with a non-ASCII separator inside: split again each time (rare).
+const SEVERAL_SYLLABLES: u32 = u32::MAX - 2;
+
+const RUN_CACHE_CAPACITY: usize = 1 << 16;
+
+thread_local! {
+    static RUN_CACHE: RefCell<RunCache> =
+        RefCell::new(RunCache { generation: 0, runs: ShortKeyMap::with_max_entries(RUN_CACHE_CAPACITY) });
+}
+
 impl PhraseIndex {
     fn new(topics: &[Topic]) -> PhraseIndex {
-        let mut index = PhraseIndex { shapes: vec![0; 256], ..PhraseIndex::default() };
+        static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+        let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        let mut index = PhraseIndex { shapes: vec![0; 256], generation, ..PhraseIndex::default() };
         let mut ids: HashMap<Vec<String>, usize> = HashMap::new();
         for (topic_index, topic) in topics.iter().enumerate() {
             for rule in &topic.rules {
@@ -96,11 +131,60 @@ impl PhraseIndex {
     /// Matched rules per topic, over the syllables of `parts` read one after the other.
     fn rule_hits_in(&self, parts: &[&str], topics: usize) -> Vec<usize> {
         let mut ids = Vec::with_capacity(parts.iter().map(|part| part.len() / 4).sum());
-        let mut syllable = String::new();
-        for part in parts {
-            for_each_folded_syllable(part, &mut syllable, |s| ids.push(self.syllable_id(s)));
-        }
+        RUN_CACHE.with_borrow_mut(|cache| {
+            if cache.generation != self.generation {
+                cache.runs.clear();
+                cache.generation = self.generation;
+            }
+            for part in parts {
+                self.push_syllable_ids(part, cache, &mut ids);
+            }
+        });
         self.hits_of_ids(&ids, topics)
+    }
+
+    /// Appends the id of each syllable of `text` (as [`for_each_folded_syllable`] splits it): a
+    /// word run of ASCII letters and digits is one syllable, lower-cased in place; any other run
+    /// is looked up in `cache`, and folded only the first time.
+    fn push_syllable_ids(&self, text: &str, cache: &mut RunCache, ids: &mut Vec<u32>) {
+        let bytes = text.as_bytes();
+        let mut syllable = String::new();
+        crate::text::for_each_word_run(text, |from, to| {
+            let run = &bytes[from..to];
+            if run.is_ascii() {
+                ids.push(self.ascii_syllable_id(run, &mut syllable));
+                return;
+            }
+            match cache.runs.get_in(bytes, from, to) {
+                Some(RUN_OF_MARKS) => {}
+                Some(id) if id != SEVERAL_SYLLABLES => ids.push(id),
+                cached => {
+                    let first = ids.len();
+                    for_each_folded_syllable(&text[from..to], &mut syllable, |s| ids.push(self.syllable_id(s)));
+                    if cached.is_none() {
+                        let found = match ids[first..] {
+                            [] => RUN_OF_MARKS,
+                            [id] => id,
+                            _ => SEVERAL_SYLLABLES,
+                        };
+                        // Refused (not stored) when the run is too long to be a syllable.
+                        cache.runs.insert(run, found);
+                    }
+                }
+            }
+        });
+    }
+
+    /// [`PhraseIndex::syllable_id`] of a run of ASCII letters and digits, lower-cased into
+    /// `buffer` only when its first letter and length are those of some phrase syllable.
+    fn ascii_syllable_id(&self, run: &[u8], buffer: &mut String) -> u32 {
+        let first = usize::from(run[0].to_ascii_lowercase());
+        if self.shapes[first] & (1 << run.len().min(31)) == 0 {
+            return NO_SYLLABLE;
+        }
+        buffer.clear();
+        buffer.extend(run.iter().map(|byte| char::from(byte.to_ascii_lowercase())));
+        self.syllable_ids.get(buffer.as_str()).copied().unwrap_or(NO_SYLLABLE)
     }
 
     /// Matched rules per topic, over syllables already folded.
@@ -588,6 +672,58 @@ mod tests {
             let expected: Vec<String> =
                 folded.split(|ch: char| !ch.is_alphanumeric()).filter(|s| !s.is_empty()).map(str::to_owned).collect();
             proptest::prop_assert_eq!(folded_syllables(&text), expected);
+        }
+    }
+
+    /// The ids of the syllables of `text` as the one-pass split gives them, one by one.
+    fn ids_by_folding(index: &PhraseIndex, text: &str) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for_each_folded_syllable(text, &mut String::new(), |s| ids.push(index.syllable_id(s)));
+        ids
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn syllable_ids_by_word_run_agree_with_folding_each_syllable(
+            words in proptest::collection::vec(
+                "(thu|hồi|HỒI|đất|Đất|rác|thải|ô|nhiễm|bồi|thường|Hoà|hòa|ngập|x|[a-zA-Z0-9]{1,3}|\\PC{1,3}|[Đđăâơư“”–…×÷ßæ\u{0301}]{1,2})",
+                0..40,
+            ),
+            separators in proptest::collection::vec("[ ,.;\\-]{1,2}|“|×", 40),
+        ) {
+            let taxonomy = Taxonomy::default_embedded();
+            let text: String =
+                words.iter().zip(&separators).flat_map(|(word, separator)| [word.as_str(), separator]).collect();
+            let expected = ids_by_folding(&taxonomy.phrases, &text);
+            // Twice: the first pass fills this thread's cache of runs, the second reads it.
+            for _ in 0..2 {
+                let mut ids = Vec::new();
+                RUN_CACHE.with_borrow_mut(|cache| {
+                    if cache.generation != taxonomy.phrases.generation {
+                        cache.runs.clear();
+                        cache.generation = taxonomy.phrases.generation;
+                    }
+                    taxonomy.phrases.push_syllable_ids(&text, cache, &mut ids);
+                });
+                proptest::prop_assert_eq!(&ids, &expected);
+            }
+        }
+    }
+
+    #[test]
+    fn the_run_cache_follows_the_taxonomy_in_use() {
+        // Two taxonomies with different phrases on one thread: each reads its own ids.
+        let taxonomy = |code: &str, rule: &str| {
+            Taxonomy::from_toml_str(&format!(
+                "[[topic]]\ncode = \"{code}\"\nvi = \"x\"\nen = \"x\"\nrules = ['\"{rule}\"']\n"
+            ))
+            .unwrap()
+        };
+        let (land, waste) = (taxonomy("land", "thu hồi đất"), taxonomy("waste", "rác thải"));
+        for _ in 0..2 {
+            assert_eq!(land.rule_hits_in(&["Thu hồi đất", "rác thải"]), [1]);
+            assert_eq!(waste.rule_hits_in(&["Thu hồi đất", "rác thải"]), [1]);
+            assert_eq!(waste.rule_hits_in(&["thu hồi đất"]), [0]);
         }
     }
 

@@ -1,0 +1,205 @@
+//! A map from short byte strings to small values, for the per-thread syllable caches of the
+//! analysers (the index's tokenizer, the topic rules).
+//!
+//! Those caches are looked up once per syllable of every petition, and their tables outgrow the
+//! core's first-level cache (thousands of syllables with their case variants), so a look-up is
+//! bound by its loads. A `HashMap<Box<str>, _>` reads a control group, a bucket and the key's heap
+//! block (and the value's); here the key sits inside its slot, next to the value, and is compared
+//! as one integer. A Vietnamese syllable is at most 9 bytes of UTF-8 (`nghiễng`).
+
+/// Keys longer than this are not stored ([`ShortKeyMap::insert`] refuses them): callers compute
+/// what they would have cached instead.
+pub const MAX_KEY: usize = 15;
+
+/// An open-addressing map (linear probing) from byte strings of 1 to [`MAX_KEY`] bytes to `V`.
+///
+/// The table doubles while it stays under the limit it was made with; at the limit it is
+/// cleared instead, which bounds a cache that junk text could otherwise grow without end.
+#[derive(Debug, Clone)]
+pub struct ShortKeyMap<V> {
+    /// Each key as 16 bytes: its bytes, zeros, and its length in the last byte (0: empty slot).
+    slots: Vec<(u128, V)>,
+    len: usize,
+    max_slots: usize,
+}
+
+const MIN_SLOTS: usize = 1 << 10;
+
+impl<V: Copy + Default> ShortKeyMap<V> {
+    /// A map that holds up to `max_entries` keys before it starts over.
+    pub fn with_max_entries(max_entries: usize) -> ShortKeyMap<V> {
+        // At most half full, so that probes stay short.
+        let max_slots = (max_entries.max(1) * 2).next_power_of_two().max(MIN_SLOTS);
+        ShortKeyMap { slots: vec![(0, V::default()); MIN_SLOTS], len: 0, max_slots }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.fill((0, V::default()));
+        self.len = 0;
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<V> {
+        self.find(pack(key)?)
+    }
+
+    /// [`ShortKeyMap::get`] of `text[from..to]`: the key is read with one 16-byte load where
+    /// `text` goes on that far (almost always), which is what a tokenizer looking up each
+    /// syllable of a text wants.
+    pub fn get_in(&self, text: &[u8], from: usize, to: usize) -> Option<V> {
+        let len = to - from;
+        if len == 0 || len > MAX_KEY {
+            return None;
+        }
+        let packed = match text.get(from..from + 16) {
+            Some(window) => {
+                let window = u128::from_le_bytes(window.try_into().expect("16 bytes"));
+                window & ((1 << (len * 8)) - 1) | (len as u128) << 120
+            }
+            None => pack(&text[from..to])?,
+        };
+        self.find(packed)
+    }
+
+    fn find(&self, packed: u128) -> Option<V> {
+        let mask = self.slots.len() - 1;
+        let mut at = slot_of(packed, mask);
+        loop {
+            let (stored, value) = self.slots[at];
+            if stored == packed {
+                return Some(value);
+            }
+            if stored == 0 {
+                return None;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Stores `value` under `key` (replacing any value it had); false, and nothing stored, when
+    /// the key is empty or longer than [`MAX_KEY`].
+    pub fn insert(&mut self, key: &[u8], value: V) -> bool {
+        let Some(packed) = pack(key) else {
+            return false;
+        };
+        if (self.len + 1) * 2 > self.slots.len() {
+            if self.slots.len() < self.max_slots {
+                self.grow();
+            } else {
+                self.clear();
+            }
+        }
+        if self.put(packed, value) {
+            self.len += 1;
+        }
+        true
+    }
+
+    /// Puts a packed key in its slot; true when the key is new.
+    fn put(&mut self, packed: u128, value: V) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut at = slot_of(packed, mask);
+        loop {
+            let stored = self.slots[at].0;
+            if stored == packed || stored == 0 {
+                self.slots[at] = (packed, value);
+                return stored == 0;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let doubled = vec![(0, V::default()); self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        for (packed, value) in old {
+            if packed != 0 {
+                self.put(packed, value);
+            }
+        }
+    }
+}
+
+/// A key as 16 bytes: its bytes, zeros, and its length in the last byte. Built with shifts
+/// rather than copied into a buffer, which would cost a call and a stalled load.
+fn pack(key: &[u8]) -> Option<u128> {
+    if key.is_empty() || key.len() > MAX_KEY {
+        return None;
+    }
+    let mut packed = (key.len() as u128) << 120;
+    for (at, &byte) in key.iter().enumerate() {
+        packed |= u128::from(byte) << (at * 8);
+    }
+    Some(packed)
+}
+
+fn slot_of(packed: u128, mask: usize) -> usize {
+    // Multiply-fold both halves (as in FxHash and foldhash): every key byte reaches the top bits,
+    // which pick the slot.
+    let mixed = ((packed as u64) ^ ((packed >> 64) as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let folded = (u128::from(mixed) * 0xa076_1d64_78bd_642f_u128) as u64 ^ mixed;
+    (folded.rotate_left(26) as usize) & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn keeps_what_a_hash_map_keeps_until_it_starts_over() {
+        let mut map = ShortKeyMap::with_max_entries(5_000);
+        let mut reference = HashMap::new();
+        let syllables = ["đất", "Đất", "ĐẤT", "dat", "nghiễng", "người", "a", "123456789012345"];
+        for round in 0..3_000u32 {
+            let key = format!("{}{}", syllables[round as usize % syllables.len()], round % 700);
+            let key = &key.as_bytes()[..key.len().min(MAX_KEY)];
+            assert!(map.insert(key, round));
+            reference.insert(key.to_vec(), round);
+            assert_eq!(map.len(), reference.len());
+        }
+        for (key, value) in &reference {
+            assert_eq!(map.get(key), Some(*value));
+        }
+        assert_eq!(map.get(b"absent"), None);
+        // Looked up inside a longer text, near its end too (no 16-byte window there).
+        let text = b"xx nghi\xe1\xbb\x85ng yy a";
+        let mut inside = ShortKeyMap::with_max_entries(8);
+        inside.insert("nghiễng".as_bytes(), 7u32);
+        inside.insert(b"a", 1);
+        assert_eq!(inside.get_in(text, 3, 12), Some(7));
+        assert_eq!(inside.get_in(text, 3, 11), None);
+        assert_eq!(inside.get_in(text, text.len() - 1, text.len()), Some(1));
+        assert_eq!(inside.get_in(text, 0, 1), None);
+        assert_eq!(map.get(b""), None);
+        // Keys that do not fit are refused, and found nowhere.
+        assert!(!map.insert(b"0123456789abcdef", 1));
+        assert!(!map.insert(b"", 1));
+        assert_eq!(map.get(b"0123456789abcdef"), None);
+        // A key is not a prefix of a longer one, nor equal to it padded with zeros.
+        let mut small = ShortKeyMap::with_max_entries(4);
+        small.insert(b"ab", 1u32);
+        assert_eq!(small.get(b"a"), None);
+        assert_eq!(small.get(b"ab\0"), None);
+    }
+
+    #[test]
+    fn starts_over_at_its_limit() {
+        let mut map = ShortKeyMap::with_max_entries(100);
+        for n in 0..10_000u32 {
+            map.insert(n.to_string().as_bytes(), n);
+            assert!(map.len() <= map.max_slots / 2);
+            // The last key is always there.
+            assert_eq!(map.get(n.to_string().as_bytes()), Some(n));
+        }
+        assert!(map.slots.len() <= 1 << 10);
+    }
+}
