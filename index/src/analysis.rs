@@ -147,7 +147,8 @@ fn normalise_into(view: View, syllable: &str, out: &mut String) {
     out.clear();
     if syllable.is_ascii() {
         // The common case for folded queries, numbers and codes: no Unicode work needed.
-        out.extend(syllable.chars().map(|ch| ch.to_ascii_lowercase()));
+        out.push_str(syllable);
+        out.make_ascii_lowercase();
         return;
     }
     match view {
@@ -208,17 +209,10 @@ impl VietnameseTokenStream<'_> {
         false
     }
 
-    /// Writes the normalised form of a syllable into the token: an ASCII one lower-cased
-    /// directly (cheaper than a look-up), any other from the cache when this tokenizer has met it
-    /// before.
+    /// Writes the normalised form of a syllable into the token, from the cache when this
+    /// tokenizer has met it before (ASCII syllables too: one look-up costs less than lower-casing).
     fn normalise_cached(&mut self, from: usize, to: usize) {
         let syllable = &self.text[from..to];
-        if syllable.is_ascii() {
-            self.token.text.clear();
-            self.token.text.push_str(syllable);
-            self.token.text.make_ascii_lowercase();
-            return;
-        }
         if let Some(normalised) = self.cache.get(self.text, from, to) {
             self.token.text.clear();
             self.token.text.push_str(normalised);
@@ -248,13 +242,6 @@ impl TokenStream for VietnameseTokenStream<'_> {
                 return false;
             };
             let run = &self.text[from..to];
-            if run.is_ascii() {
-                if run.len() > MAX_TERM_BYTES {
-                    continue;
-                }
-                self.normalise_cached(from, to);
-                return self.emit(from, to);
-            }
             match self.cache.get(self.text, from, to) {
                 Some(form) if !form.is_empty() => {
                     self.token.text.clear();
@@ -262,6 +249,13 @@ impl TokenStream for VietnameseTokenStream<'_> {
                     return self.emit(from, to);
                 }
                 Some(_) => self.split = Some((from, to)),
+                None if run.is_ascii() => {
+                    if run.len() > MAX_TERM_BYTES {
+                        continue;
+                    }
+                    self.normalise_cached(from, to);
+                    return self.emit(from, to);
+                }
                 None => {
                     let one_term = run.len() <= MAX_TERM_BYTES
                         && run.chars().all(is_word_char)

@@ -151,13 +151,16 @@ impl PhraseIndex {
         let mut syllable = String::new();
         crate::text::for_each_word_run(text, |from, to| {
             let run = &bytes[from..to];
-            if run.is_ascii() {
-                ids.push(self.ascii_syllable_id(run, &mut syllable));
-                return;
-            }
             match cache.runs.get_in(bytes, from, to) {
                 Some(RUN_OF_MARKS) => {}
                 Some(id) if id != SEVERAL_SYLLABLES => ids.push(id),
+                cached if run.is_ascii() => {
+                    let id = self.ascii_syllable_id(run, &mut syllable);
+                    ids.push(id);
+                    if cached.is_none() {
+                        cache.runs.insert(run, id);
+                    }
+                }
                 cached => {
                     let first = ids.len();
                     for_each_folded_syllable(&text[from..to], &mut syllable, |s| ids.push(self.syllable_id(s)));
