@@ -11,11 +11,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::short_keys::ShortKeyMap;
-
 use serde::Deserialize;
 
 use crate::error::{SchemaError, SchemaResult};
+use crate::short_keys::ShortKeyMap;
 
 const DEFAULT_TOML: &str = include_str!("../data/topics.toml");
 
@@ -52,14 +51,14 @@ struct PhraseIndex {
 /// A syllable that is in no phrase.
 const NO_SYLLABLE: u32 = u32::MAX;
 
-/// Word runs ([`crate::text::for_each_word_run`]) holding a non-ASCII character, with the
-/// syllable ids they fold to, remembered per thread for one [`PhraseIndex`] at a time.
+/// Word runs ([`crate::text::for_each_word_run`]) with the syllable ids they fold to, remembered
+/// per thread for one [`PhraseIndex`] at a time.
 ///
-/// Folding a run character by character costs several times more than looking it up, and text
-/// repeats its syllables: Vietnamese has about 7,000 (more with case variants), so after a few
-/// petitions nearly every run is found here. The bound only stops junk from growing it.
-/// Runs longer than [`crate::short_keys::MAX_KEY`] bytes (no Vietnamese syllable is) are folded each
-/// time.
+/// Folding a run character by character, or lower-casing an ASCII one and hashing it, costs
+/// several times more than one look-up here, and text repeats its syllables: Vietnamese has about
+/// 7,000 (more with case variants), so after a few petitions nearly every run is found. The bound
+/// only stops junk from growing it. Runs longer than [`crate::short_keys::MAX_KEY`] bytes (no
+/// Vietnamese syllable is) are folded each time.
 struct RunCache {
     generation: u64,
     /// The run's syllable id ([`NO_SYLLABLE`] included), or [`RUN_OF_MARKS`], or
@@ -143,9 +142,9 @@ impl PhraseIndex {
         self.hits_of_ids(&ids, topics)
     }
 
-    /// Appends the id of each syllable of `text` (as [`for_each_folded_syllable`] splits it): a
-    /// word run of ASCII letters and digits is one syllable, lower-cased in place; any other run
-    /// is looked up in `cache`, and folded only the first time.
+    /// Appends the id of each syllable of `text` (as [`for_each_folded_syllable`] splits it). Each
+    /// word run is looked up in `cache`; the first time, a run of ASCII letters and digits (one
+    /// syllable) goes through the shape test, any other run is folded.
     fn push_syllable_ids(&self, text: &str, cache: &mut RunCache, ids: &mut Vec<u32>) {
         let bytes = text.as_bytes();
         let mut syllable = String::new();
