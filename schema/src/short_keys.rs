@@ -7,6 +7,8 @@
 //! block (and the value's); here the key sits inside its slot, next to the value, and is compared
 //! as one integer. A Vietnamese syllable is at most 9 bytes of UTF-8 (`nghiễng`).
 
+use std::hash::BuildHasher;
+
 /// Keys longer than this are not stored ([`ShortKeyMap::insert`] refuses them): callers compute
 /// what they would have cached instead.
 pub const MAX_KEY: usize = 15;
@@ -21,6 +23,10 @@ pub struct ShortKeyMap<V> {
     slots: Vec<(u128, V)>,
     len: usize,
     max_slots: usize,
+    /// Mixed into every key's hash, and drawn at random for each map: keys come from citizens'
+    /// text, and without a secret anyone could write a petition of syllables that all land in
+    /// one run of slots, turning each look-up into a scan of the table.
+    seeds: (u64, u64),
 }
 
 const MIN_SLOTS: usize = 1 << 10;
@@ -30,7 +36,9 @@ impl<V: Copy + Default> ShortKeyMap<V> {
     pub fn with_max_entries(max_entries: usize) -> ShortKeyMap<V> {
         // At most half full, so that probes stay short.
         let max_slots = (max_entries.max(1) * 2).next_power_of_two().max(MIN_SLOTS);
-        ShortKeyMap { slots: vec![(0, V::default()); MIN_SLOTS], len: 0, max_slots }
+        let random = std::collections::hash_map::RandomState::new();
+        let seeds = (random.hash_one(1u8), random.hash_one(2u8));
+        ShortKeyMap { slots: vec![(0, V::default()); MIN_SLOTS], len: 0, max_slots, seeds }
     }
 
     pub fn len(&self) -> usize {
@@ -70,7 +78,7 @@ impl<V: Copy + Default> ShortKeyMap<V> {
 
     fn find(&self, packed: u128) -> Option<V> {
         let mask = self.slots.len() - 1;
-        let mut at = slot_of(packed, mask);
+        let mut at = slot_of(packed, self.seeds, mask);
         loop {
             let (stored, value) = self.slots[at];
             if stored == packed {
@@ -105,7 +113,7 @@ impl<V: Copy + Default> ShortKeyMap<V> {
     /// Puts a packed key in its slot; true when the key is new.
     fn put(&mut self, packed: u128, value: V) -> bool {
         let mask = self.slots.len() - 1;
-        let mut at = slot_of(packed, mask);
+        let mut at = slot_of(packed, self.seeds, mask);
         loop {
             let stored = self.slots[at].0;
             if stored == packed || stored == 0 {
@@ -140,12 +148,12 @@ fn pack(key: &[u8]) -> Option<u128> {
     Some(packed)
 }
 
-fn slot_of(packed: u128, mask: usize) -> usize {
-    // Multiply-fold both halves (as in FxHash and foldhash): every key byte reaches the top bits,
-    // which pick the slot.
-    let mixed = ((packed as u64) ^ ((packed >> 64) as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let folded = (u128::from(mixed) * 0xa076_1d64_78bd_642f_u128) as u64 ^ mixed;
-    (folded.rotate_left(26) as usize) & mask
+fn slot_of(packed: u128, seeds: (u64, u64), mask: usize) -> usize {
+    // A folded multiply of the two seeded halves (as in foldhash): which keys collide depends on
+    // the seeds, and every key byte reaches the bits that pick the slot.
+    let product = u128::from(packed as u64 ^ seeds.0) * u128::from((packed >> 64) as u64 ^ seeds.1);
+    let folded = (product as u64) ^ ((product >> 64) as u64);
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask
 }
 
 #[cfg(test)]
