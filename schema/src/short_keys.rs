@@ -4,58 +4,48 @@
 //! Those caches are looked up once per syllable of every petition, and their tables outgrow the
 //! core's first-level cache (thousands of syllables with their case variants), so a look-up is
 //! bound by its loads. A `HashMap<Box<str>, _>` reads a control group, a bucket and the key's heap
-//! block (and the value's); here the key sits inside its slot, next to the value, and is compared
-//! as one integer. A Vietnamese syllable is at most 9 bytes of UTF-8 (`nghiễng`).
+//! block (and the value's); here the key is packed into a `u128` held in the bucket next to the
+//! value, and compared as one integer. A Vietnamese syllable is at most 9 bytes of UTF-8
+//! (`nghiễng`).
 
-use std::hash::BuildHasher;
+use std::collections::HashMap;
 
 /// Keys longer than this are not stored ([`ShortKeyMap::insert`] refuses them): callers compute
 /// what they would have cached instead.
 pub const MAX_KEY: usize = 15;
 
-/// An open-addressing map (linear probing) from byte strings of 1 to [`MAX_KEY`] bytes to `V`.
+/// A map from byte strings of 1 to [`MAX_KEY`] bytes to `V`, each key packed into a `u128` (its
+/// bytes, zeros, its length in the last byte) and held in the table itself.
 ///
-/// The table doubles while it stays under the limit it was made with; at the limit it is
-/// cleared instead, which bounds a cache that junk text could otherwise grow without end.
+/// At its limit the map is cleared, which bounds a cache that junk text could otherwise grow
+/// without end. The hash is foldhash with random seeds per map: keys come from citizens' text,
+/// and with a fixed hash anyone could write petitions whose syllables all collide.
 #[derive(Debug, Clone)]
 pub struct ShortKeyMap<V> {
-    /// Each key as 16 bytes: its bytes, zeros, and its length in the last byte (0: empty slot).
-    slots: Vec<(u128, V)>,
-    len: usize,
-    max_slots: usize,
-    /// Mixed into every key's hash, and drawn at random for each map: keys come from citizens'
-    /// text, and without a secret anyone could write a petition of syllables that all land in
-    /// one run of slots, turning each look-up into a scan of the table.
-    seeds: (u64, u64),
+    map: HashMap<u128, V, foldhash::fast::RandomState>,
+    max_entries: usize,
 }
 
-const MIN_SLOTS: usize = 1 << 10;
-
-impl<V: Copy + Default> ShortKeyMap<V> {
+impl<V: Copy> ShortKeyMap<V> {
     /// A map that holds up to `max_entries` keys before it starts over.
     pub fn with_max_entries(max_entries: usize) -> ShortKeyMap<V> {
-        // At most half full, so that probes stay short.
-        let max_slots = (max_entries.max(1) * 2).next_power_of_two().max(MIN_SLOTS);
-        let random = std::collections::hash_map::RandomState::new();
-        let seeds = (random.hash_one(1u8), random.hash_one(2u8));
-        ShortKeyMap { slots: vec![(0, V::default()); MIN_SLOTS], len: 0, max_slots, seeds }
+        ShortKeyMap { map: HashMap::default(), max_entries: max_entries.max(1) }
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.map.is_empty()
     }
 
     pub fn clear(&mut self) {
-        self.slots.fill((0, V::default()));
-        self.len = 0;
+        self.map.clear();
     }
 
     pub fn get(&self, key: &[u8]) -> Option<V> {
-        self.find(pack(key)?)
+        self.map.get(&pack(key)?).copied()
     }
 
     /// [`ShortKeyMap::get`] of `text[from..to]`: the key is read with one 16-byte load where
@@ -73,22 +63,7 @@ impl<V: Copy + Default> ShortKeyMap<V> {
             }
             None => pack(&text[from..to])?,
         };
-        self.find(packed)
-    }
-
-    fn find(&self, packed: u128) -> Option<V> {
-        let mask = self.slots.len() - 1;
-        let mut at = slot_of(packed, self.seeds, mask);
-        loop {
-            let (stored, value) = self.slots[at];
-            if stored == packed {
-                return Some(value);
-            }
-            if stored == 0 {
-                return None;
-            }
-            at = (at + 1) & mask;
-        }
+        self.map.get(&packed).copied()
     }
 
     /// Stores `value` under `key` (replacing any value it had); false, and nothing stored, when
@@ -97,41 +72,11 @@ impl<V: Copy + Default> ShortKeyMap<V> {
         let Some(packed) = pack(key) else {
             return false;
         };
-        if (self.len + 1) * 2 > self.slots.len() {
-            if self.slots.len() < self.max_slots {
-                self.grow();
-            } else {
-                self.clear();
-            }
+        if self.map.len() >= self.max_entries && !self.map.contains_key(&packed) {
+            self.map.clear();
         }
-        if self.put(packed, value) {
-            self.len += 1;
-        }
+        self.map.insert(packed, value);
         true
-    }
-
-    /// Puts a packed key in its slot; true when the key is new.
-    fn put(&mut self, packed: u128, value: V) -> bool {
-        let mask = self.slots.len() - 1;
-        let mut at = slot_of(packed, self.seeds, mask);
-        loop {
-            let stored = self.slots[at].0;
-            if stored == packed || stored == 0 {
-                self.slots[at] = (packed, value);
-                return stored == 0;
-            }
-            at = (at + 1) & mask;
-        }
-    }
-
-    fn grow(&mut self) {
-        let doubled = vec![(0, V::default()); self.slots.len() * 2];
-        let old = std::mem::replace(&mut self.slots, doubled);
-        for (packed, value) in old {
-            if packed != 0 {
-                self.put(packed, value);
-            }
-        }
     }
 }
 
@@ -146,14 +91,6 @@ fn pack(key: &[u8]) -> Option<u128> {
         packed |= u128::from(byte) << (at * 8);
     }
     Some(packed)
-}
-
-fn slot_of(packed: u128, seeds: (u64, u64), mask: usize) -> usize {
-    // A folded multiply of the two seeded halves (as in foldhash): which keys collide depends on
-    // the seeds, and every key byte reaches the bits that pick the slot.
-    let product = u128::from(packed as u64 ^ seeds.0) * u128::from((packed >> 64) as u64 ^ seeds.1);
-    let folded = (product as u64) ^ ((product >> 64) as u64);
-    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask
 }
 
 #[cfg(test)]
@@ -204,10 +141,9 @@ mod tests {
         let mut map = ShortKeyMap::with_max_entries(100);
         for n in 0..10_000u32 {
             map.insert(n.to_string().as_bytes(), n);
-            assert!(map.len() <= map.max_slots / 2);
+            assert!(map.len() <= 100);
             // The last key is always there.
             assert_eq!(map.get(n.to_string().as_bytes()), Some(n));
         }
-        assert!(map.slots.len() <= 1 << 10);
     }
 }
