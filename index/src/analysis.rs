@@ -47,8 +47,8 @@ pub enum View {
 /// Splits on every character that is neither alphanumeric nor a combining mark (so text in NFD
 /// still forms whole syllables), then normalises each syllable for its [`View`].
 ///
-/// Normalising a non-ASCII syllable (lower case, tone placement, NFC or folding) costs far more
-/// than looking it up, so each tokenizer keeps the forms it has computed. Tantivy clones the
+/// Normalising a syllable (lower case, tone placement, NFC or folding) costs more than looking it
+/// up, so each tokenizer keeps the forms it has computed. Tantivy clones the
 /// analyser for each indexing thread, so the cache is per thread and needs no lock.
 #[derive(Debug, Clone)]
 pub struct VietnameseTokenizer {
@@ -63,10 +63,10 @@ impl VietnameseTokenizer {
     }
 }
 
-/// The forms a tokenizer has computed, by the text they came from. Keys sit inside the slots of
-/// a [`ShortKeyMap`] (every Vietnamese syllable fits) and the forms one after the other in one
-/// string, so that a look-up reads one slot and one place of `forms` instead of a hash bucket
-/// and two heap blocks. Texts longer than [`MAX_KEY`] bytes are normalised each time.
+/// The forms a tokenizer has computed, by the text they came from. Keys are packed into the table
+/// of a [`ShortKeyMap`] (every Vietnamese syllable fits) and the forms kept one after the other in
+/// one string, so that a look-up reads the table and one place of `forms` instead of the key's
+/// and the value's heap blocks. Texts longer than [`MAX_KEY`] bytes are normalised each time.
 #[derive(Debug, Clone)]
 struct FormCache {
     /// Where each form is in `forms`: (start, length); length 0 stands for [`SPLIT`].
@@ -212,12 +212,18 @@ impl VietnameseTokenStream<'_> {
     /// Writes the normalised form of a syllable into the token, from the cache when this
     /// tokenizer has met it before (ASCII syllables too: one look-up costs less than lower-casing).
     fn normalise_cached(&mut self, from: usize, to: usize) {
-        let syllable = &self.text[from..to];
         if let Some(normalised) = self.cache.get(self.text, from, to) {
             self.token.text.clear();
             self.token.text.push_str(normalised);
             return;
         }
+        self.normalise_and_remember(from, to);
+    }
+
+    /// Writes the normalised form of a syllable the cache does not hold into the token, and
+    /// remembers it.
+    fn normalise_and_remember(&mut self, from: usize, to: usize) {
+        let syllable = &self.text[from..to];
         normalise_into(self.view, syllable, &mut self.token.text);
         if self.token.text.is_empty() {
             // Cannot happen for a run with a base letter, but an empty term would shift
@@ -229,10 +235,11 @@ impl VietnameseTokenStream<'_> {
 }
 
 impl TokenStream for VietnameseTokenStream<'_> {
-    /// Splits the text at ASCII separators first ([`WordRuns`]), 64 bytes at a time. A run of
-    /// ASCII letters and digits is one syllable, lower-cased directly. Any other run is looked up
-    /// whole in the cache, which holds its form when it is one syllable (almost always) and
-    /// [`SPLIT`] when it must be split again at non-ASCII separators, character by character.
+    /// Splits the text at ASCII separators first ([`WordRuns`]), 64 bytes at a time, and looks each
+    /// run up whole in the cache, which holds its form when it is one syllable (almost always) and
+    /// [`SPLIT`] when it must be split again at non-ASCII separators, character by character. A
+    /// run met for the first time is one syllable when it is ASCII (letters and digits only);
+    /// otherwise its characters decide.
     fn advance(&mut self) -> bool {
         loop {
             if self.split.is_some() && self.next_in_split() {
@@ -253,7 +260,7 @@ impl TokenStream for VietnameseTokenStream<'_> {
                     if run.len() > MAX_TERM_BYTES {
                         continue;
                     }
-                    self.normalise_cached(from, to);
+                    self.normalise_and_remember(from, to);
                     return self.emit(from, to);
                 }
                 None => {
@@ -261,7 +268,7 @@ impl TokenStream for VietnameseTokenStream<'_> {
                         && run.chars().all(is_word_char)
                         && !run.chars().all(is_combining_mark);
                     if one_term {
-                        self.normalise_cached(from, to);
+                        self.normalise_and_remember(from, to);
                         return self.emit(from, to);
                     }
                     self.cache.remember(run, SPLIT);

@@ -179,20 +179,13 @@ fn latin_fold_table() -> &'static [Option<char>] {
     })
 }
 
-/// Calls `each` with the byte range of every run of `text` between ASCII bytes that are neither
-/// letters nor digits (spaces, punctuation, control characters), in order; empty runs are skipped.
+/// The byte ranges `(from, to)` of the runs of a text between ASCII bytes that are neither letters
+/// nor digits (spaces, punctuation, control characters), in order; empty runs are skipped.
 ///
 /// Such a byte is a whole character in UTF-8 and splits a syllable in every view of the text
 /// (folded, exact, the topic rules' syllables), so the analysers split at these bytes first, 64
 /// bytes at a time, and look at the characters of a run only when they need to: a run then holds
 /// one syllable in all but rare cases (a non-ASCII punctuation mark or symbol inside it).
-pub fn for_each_word_run(text: &str, mut each: impl FnMut(usize, usize)) {
-    for (from, to) in WordRuns::new(text) {
-        each(from, to);
-    }
-}
-
-/// The runs of [`for_each_word_run`] as an iterator of byte ranges `(from, to)`.
 #[derive(Debug, Clone)]
 pub struct WordRuns<'a> {
     bytes: &'a [u8],
@@ -463,8 +456,7 @@ mod tests {
                     _ => {}
                 }
             }
-            let mut got = Vec::new();
-            for_each_word_run(&text, |from, to| got.push((from, to)));
+            let got: Vec<(usize, usize)> = WordRuns::new(&text).collect();
             proptest::prop_assert_eq!(got, expected);
         }
     }

@@ -51,7 +51,7 @@ struct PhraseIndex {
 /// A syllable that is in no phrase.
 const NO_SYLLABLE: u32 = u32::MAX;
 
-/// Word runs ([`crate::text::for_each_word_run`]) with the syllable ids they fold to, remembered
+/// Word runs ([`crate::text::WordRuns`]) with the syllable ids they fold to, remembered
 /// per thread for one [`PhraseIndex`] at a time.
 ///
 /// Folding a run character by character, or lower-casing an ASCII one and hashing it, costs
@@ -148,7 +148,7 @@ impl PhraseIndex {
     fn push_syllable_ids(&self, text: &str, cache: &mut RunCache, ids: &mut Vec<u32>) {
         let bytes = text.as_bytes();
         let mut syllable = String::new();
-        crate::text::for_each_word_run(text, |from, to| {
+        for (from, to) in crate::text::WordRuns::new(text) {
             let run = &bytes[from..to];
             match cache.runs.get_in(bytes, from, to) {
                 Some(RUN_OF_MARKS) => {}
@@ -174,7 +174,7 @@ impl PhraseIndex {
                     }
                 }
             }
-        });
+        }
     }
 
     /// [`PhraseIndex::syllable_id`] of a run of ASCII letters and digits, lower-cased into
