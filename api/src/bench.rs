@@ -188,12 +188,90 @@ fn stage_costs(jsons: &[Vec<u8>]) {
 /// `/proc/self/stat`; `None` where there is no such file. On 2 cores the rate follows the CPU
 /// each petition costs, and this says where a change moved it, with less noise than the rate.
 fn process_usage() -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (ticks, faults) = cpu_ticks_and_faults(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    Some((ticks as f64 / TICKS_PER_SECOND, faults))
+}
+
+/// USER_HZ, fixed at 100 in Linux's ABI.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU ticks (user + system) and minor page faults from a process's or thread's `stat` file.
+fn cpu_ticks_and_faults(stat: &str) -> Option<(u64, u64)> {
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-    let ticks_per_second = 100.0; // USER_HZ, fixed at 100 in Linux's ABI
-    Some(((field(14)? + field(15)?) as f64 / ticks_per_second, field(10)?))
+    Some((field(14)? + field(15)?, field(10)?))
+}
+
+/// How tantivy's indexing threads are named (`thrd-tantivy-index{n}`, cut to 15 bytes by Linux).
+/// They end at each commit, so their CPU time is the process's minus that of the other threads.
+const TANTIVY_INDEXING_THREADS: &str = "thrd-tantivy";
+
+/// The process's CPU use per 100 ms while a phase runs, sampled on a thread of its own: where
+/// the cores idle (the start of a burst, the tail), which totals do not show.
+struct CpuTimeline {
+    running: Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<Vec<u32>>,
+}
+
+impl CpuTimeline {
+    fn start() -> CpuTimeline {
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sampling = running.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut percents = Vec::new();
+            let mut last = process_usage();
+            while sampling.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                let now = process_usage();
+                if let (Some((before, _)), Some((after, _))) = (last, now) {
+                    // CPU-s in 0.1 s, as a percentage of one core.
+                    percents.push(((after - before) * 1000.0).round() as u32);
+                }
+                last = now;
+            }
+            percents
+        });
+        CpuTimeline { running, sampler }
+    }
+
+    /// Percent of one core per 100 ms so far (ticks are 10 ms, so each is a multiple of 10 ± 10).
+    fn finish(self) -> Vec<u32> {
+        self.running.store(false, Ordering::Relaxed);
+        self.sampler.join().unwrap_or_default()
+    }
+}
+
+/// CPU ticks used so far by each live thread of this process whose name does not start with
+/// `prefix`, by thread id.
+fn other_threads_ticks(prefix: &str) -> BTreeMap<u64, u64> {
+    let mut ticks = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return ticks;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let Some(tid) = path.file_name().and_then(|name| name.to_str()).and_then(|name| name.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.starts_with(prefix)) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).ok();
+        if let Some((used, _)) = stat.as_deref().and_then(cpu_ticks_and_faults) {
+            ticks.insert(tid, used);
+        }
+    }
+    ticks
+}
+
+/// CPU seconds the threads not named `prefix` used since `before` (threads that ended in
+/// between are not counted: tantivy's indexing threads end at each commit, the others live).
+fn other_threads_cpu_since(before: &BTreeMap<u64, u64>, prefix: &str) -> f64 {
+    let now = other_threads_ticks(prefix);
+    let ticks: u64 = now.iter().map(|(tid, ticks)| ticks - before.get(tid).copied().unwrap_or(0).min(*ticks)).sum();
+    ticks as f64 / TICKS_PER_SECOND
 }
 
 /// What a phase cost the process: "CPU s per 100,000 petitions, page faults per petition".
@@ -220,6 +298,7 @@ fn indexing_ceiling(jsons: &[Vec<u8>]) -> anyhow::Result<f64> {
         .assign_all(&mut petitions);
     let dir = tempfile::tempdir()?;
     let index = PetitionIndex::open_or_create(dir.path())?;
+    let others_before = other_threads_ticks(TANTIVY_INDEXING_THREADS);
     let usage = process_usage();
     let started = Instant::now();
     for chunk in petitions.chunks(20_000) {
@@ -227,7 +306,13 @@ fn indexing_ceiling(jsons: &[Vec<u8>]) -> anyhow::Result<f64> {
     }
     index.commit(0)?;
     let rate = petitions.len() as f64 / started.elapsed().as_secs_f64();
-    println!("  tantivy alone: {}", usage_since(usage, petitions.len()));
+    let cpu = process_usage().zip(usage).map(|((after, _), (before, _))| after - before);
+    let others_cpu = other_threads_cpu_since(&others_before, TANTIVY_INDEXING_THREADS);
+    println!(
+        "  tantivy alone: {}; tantivy's indexing threads {:.2} CPU-s, the rest (documents built) {others_cpu:.2}",
+        usage_since(usage, petitions.len()),
+        cpu.unwrap_or(0.0) - others_cpu
+    );
     Ok(rate)
 }
 
@@ -248,11 +333,13 @@ async fn end_to_end(
         lake.append(Topic::Petitions, &[], &existing).await?;
     }
     let stack = Stack::start(config).await?;
+    let others_before = other_threads_ticks(TANTIVY_INDEXING_THREADS);
     let count = jsons.len();
     let target = count as u64;
     let bar = progress_bar(target, &format!("ingest on {}", stack.log.kind()));
     let usage = process_usage();
     let started = Instant::now();
+    let timeline = CpuTimeline::start();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..clients.max(1) {
@@ -282,7 +369,10 @@ async fn end_to_end(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = process_usage().zip(usage).map(|((after, _), (before, _))| after - before);
     let usage = usage_since(usage, count);
+    let others_cpu = other_threads_cpu_since(&others_before, TANTIVY_INDEXING_THREADS);
+    let timeline = timeline.finish();
     bar.finish_and_clear();
     let searchable = stack.index.num_docs();
     println!(
@@ -293,12 +383,20 @@ async fn end_to_end(
     );
     let seconds = |micros: &std::sync::atomic::AtomicU64| micros.load(Ordering::Relaxed) as f64 / 1e6;
     println!(
-        "  pipeline stages (CPU-bound parts in parallel): decode+validate+language {:.2} s, delta commits {:.2} s, index {:.2} s, {} batches",
+        "  pipeline stages (CPU-bound parts in parallel): decode+validate+language {:.2} s, delta commits {:.2} s, index {:.2} s, {} batches, {} index commits",
         seconds(&stack.stats.enrich_micros),
         seconds(&stack.stats.lake_micros),
         seconds(&stack.stats.index_micros),
-        stack.stats.batches.load(Ordering::Relaxed)
+        stack.stats.batches.load(Ordering::Relaxed),
+        stack.stats.index_commits.load(Ordering::Relaxed)
     );
+    if let Some(cpu) = cpu {
+        println!(
+            "  CPU-s: tantivy's indexing threads {:.2}, the rest {others_cpu:.2}; use per 100 ms (% of one core): {}",
+            cpu - others_cpu,
+            timeline.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+        );
+    }
     stack.stop().await;
     Ok(count as f64 / elapsed.as_secs_f64())
 }

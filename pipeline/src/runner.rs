@@ -74,6 +74,8 @@ pub struct PipelineStats {
     /// Records read from the log whose batch has not reached the index yet: the index defers
     /// its commit while there are some ([`PipelineConfig::index_commit_interval`]).
     pub reading: AtomicU64,
+    /// tantivy commits made by the index feeder (each writes one segment per indexing thread).
+    pub index_commits: AtomicU64,
 }
 
 /// What a dead-letter record carries: why, where from, and the original bytes.
@@ -171,6 +173,7 @@ impl IndexFeeder {
                     .await?;
                     stats.index_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     stats.index_version.store(version, Ordering::Relaxed);
+                    stats.index_commits.fetch_add(1, Ordering::Relaxed);
                     last_commit = Some(Instant::now());
                 }
                 if stopped {

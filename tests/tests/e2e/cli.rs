@@ -102,6 +102,18 @@ fn bench_ingest_runs_the_ceiling_and_the_embedded_path_in_turn() {
         assert!(text.contains(&format!("{run}: end to end on the embedded log")), "{text}");
     }
     assert!(text.contains("600 accepted (durable)") && text.contains("index holds 600"), "{text}");
+    // Where the CPU went: tantivy's indexing threads and the rest, each a number of CPU-s, and
+    // at least one index commit per run.
+    let split: Vec<f64> = text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("CPU-s: tantivy's indexing threads "))
+        .filter_map(|rest| {
+            let (tantivy, rest) = rest.split_once(", the rest ")?;
+            Some(tantivy.parse::<f64>().ok()? + rest.split(';').next()?.parse::<f64>().ok()?)
+        })
+        .collect();
+    assert_eq!(split.len(), 2, "{text}");
+    assert!(text.matches(" index commits").count() == 2 && !text.contains(" 0 index commits"), "{text}");
     let median = text.lines().find(|line| line.starts_with("median of 2 runs: end to end on the embedded log"));
     let rate: f64 = median
         .and_then(|line| line.split("log ").nth(1))
