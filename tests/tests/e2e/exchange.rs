@@ -7,13 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use voxpop_tests::paths::{py_script, python};
 use voxpop_tests::server::create_token as token;
 use voxpop_tests::server::{Server, voxpop_bin};
-
-fn python() -> String {
-    let venv = std::env::var("VOXPOP_VENV").unwrap_or_else(|_| "/root/.cache/voxpop-venv".to_owned());
-    format!("{venv}/bin/python")
-}
 
 fn export(data_dir: &Path, out: &Path, args: &[&str]) -> (bool, String) {
     let output = Command::new(voxpop_bin())
@@ -33,7 +29,7 @@ fn export(data_dir: &Path, out: &Path, args: &[&str]) -> (bool, String) {
 
 /// The package as frictionless, pyarrow and DuckDB see it.
 fn check(package: &Path) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/check_export.py");
+    let script = py_script("check_export.py");
     let output = Command::new(python()).arg(script).arg(package).output().expect("run python");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
@@ -302,7 +298,7 @@ async fn imports_go_through_the_pipeline_once_and_report_rejected_rows() {
 }
 
 fn flight_query(port: u16, sql: &str) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/flight_query.py");
+    let script = py_script("flight_query.py");
     let output = Command::new(python())
         .arg(script)
         .arg(format!("grpc://127.0.0.1:{port}"))

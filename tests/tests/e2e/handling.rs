@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voxpop_tests::paths::{py_dir, python};
 use voxpop_tests::server::Server;
 use voxpop_tests::server::create_token as token;
 
@@ -20,11 +21,10 @@ fn delta_rows(table: &std::path::Path) -> Vec<Value> {
          files, _ = read_delta.active_files({table:?})\nrows = []\n\
          for path in files:\n    rows += pq.read_table(os.path.join({table:?}, path)).to_pylist()\n\
          print(json.dumps(rows, default=str))\n",
-        py = concat!(env!("CARGO_MANIFEST_DIR"), "/py"),
+        py = py_dir(),
         table = table.to_str().unwrap(),
     );
-    let python = "/root/.cache/voxpop-venv/bin/python";
-    let output = Command::new(python).args(["-c", &script]).output().unwrap();
+    let output = Command::new(python()).args(["-c", &script]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
 }

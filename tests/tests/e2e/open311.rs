@@ -7,12 +7,8 @@ use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use voxpop_tests::paths::{py_script, python};
 use voxpop_tests::server::Server;
-
-fn python() -> String {
-    let venv = std::env::var("VOXPOP_VENV").unwrap_or_else(|_| "/root/.cache/voxpop-venv".to_owned());
-    format!("{venv}/bin/python")
-}
 
 fn ids_of(list: &Value) -> HashSet<String> {
     list.as_array()
@@ -61,7 +57,7 @@ async fn open311_clients_discover_file_and_read_requests() {
     // The API's own read paths still want the token.
     assert_eq!(client.get(server.url("/api/v1/search?q=")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/open311_client.py");
+    let script = py_script("open311_client.py");
     let output = Command::new(python()).arg(script).arg(server.url("/open311/v2")).output().expect("run python");
     assert!(
         output.status.success(),

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
+use voxpop_tests::paths::{py_script, python};
 use voxpop_tests::server::Server;
 
 /// Runs headless chromium with the flags that need no network; returns stdout.
@@ -200,11 +201,8 @@ async fn staff_sign_in_and_handle_petitions_from_the_inbox_in_a_real_browser() {
         .await;
     server.wait_written(3, Duration::from_secs(30)).await;
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/staff_pages.py");
-    let output = Command::new("/root/.cache/voxpop-venv/bin/python")
-        .args([script, &server.url(""), &token, &first, &second])
-        .output()
-        .unwrap();
+    let script = py_script("staff_pages.py");
+    let output = Command::new(python()).arg(script).args([&server.url(""), &token, &first, &second]).output().unwrap();
     assert!(
         output.status.success(),
         "browser run failed:\n{}\n{}",

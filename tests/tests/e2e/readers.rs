@@ -6,12 +6,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use voxpop_tests::paths::{py_script, python};
 use voxpop_tests::server::Server;
-
-fn python() -> String {
-    let venv = std::env::var("VOXPOP_VENV").unwrap_or_else(|_| "/root/.cache/voxpop-venv".to_owned());
-    format!("{venv}/bin/python")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pyarrow_reads_every_acknowledged_petition_from_the_delta_table() {
@@ -30,7 +26,7 @@ async fn pyarrow_reads_every_acknowledged_petition_from_the_delta_table() {
     }
     server.wait_for_ids(&acked, Duration::from_secs(30)).await;
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/read_delta.py");
+    let script = py_script("read_delta.py");
     let output = Command::new(python())
         .arg(script)
         .arg(server.data_dir.join("lake").join("petitions"))

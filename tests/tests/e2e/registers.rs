@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voxpop_tests::paths::{py_dir, python};
 use voxpop_tests::server::create_token as token;
 use voxpop_tests::server::{Server, voxpop_bin};
 
@@ -31,11 +32,7 @@ print(json.dumps(rows, default=str))
 
 /// Rows of a Delta table, read by a reader that shares no code with voxpop.
 fn delta_rows(table: &std::path::Path) -> Vec<Value> {
-    let output = Command::new("/root/.cache/voxpop-venv/bin/python")
-        .args(["-c", READ_ROWS, concat!(env!("CARGO_MANIFEST_DIR"), "/py")])
-        .arg(table)
-        .output()
-        .unwrap();
+    let output = Command::new(python()).args(["-c", READ_ROWS]).arg(py_dir()).arg(table).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
 }
