@@ -130,16 +130,23 @@ impl PhraseIndex {
     /// Matched rules per topic, over the syllables of `parts` read one after the other.
     fn rule_hits_in(&self, parts: &[&str], topics: usize) -> Vec<usize> {
         let mut ids = Vec::with_capacity(parts.iter().map(|part| part.len() / 4).sum());
-        RUN_CACHE.with_borrow_mut(|cache| {
-            if cache.generation != self.generation {
-                cache.runs.clear();
-                cache.generation = self.generation;
-            }
+        self.with_run_cache(|cache| {
             for part in parts {
                 self.push_syllable_ids(part, cache, &mut ids);
             }
         });
         self.hits_of_ids(&ids, topics)
+    }
+
+    /// Runs `work` with this thread's [`RunCache`], emptied first if it was filled for another index.
+    fn with_run_cache<T>(&self, work: impl FnOnce(&mut RunCache) -> T) -> T {
+        RUN_CACHE.with_borrow_mut(|cache| {
+            if cache.generation != self.generation {
+                cache.runs.clear();
+                cache.generation = self.generation;
+            }
+            work(cache)
+        })
     }
 
     /// Appends the id of each syllable of `text` (as [`for_each_folded_syllable`] splits it). Each
@@ -700,13 +707,7 @@ mod tests {
             // Twice: the first pass fills this thread's cache of runs, the second reads it.
             for _ in 0..2 {
                 let mut ids = Vec::new();
-                RUN_CACHE.with_borrow_mut(|cache| {
-                    if cache.generation != taxonomy.phrases.generation {
-                        cache.runs.clear();
-                        cache.generation = taxonomy.phrases.generation;
-                    }
-                    taxonomy.phrases.push_syllable_ids(&text, cache, &mut ids);
-                });
+                taxonomy.phrases.with_run_cache(|cache| taxonomy.phrases.push_syllable_ids(&text, cache, &mut ids));
                 proptest::prop_assert_eq!(&ids, &expected);
             }
         }
