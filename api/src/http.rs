@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "")
         })
+        .layer(axum::middleware::map_response(crate::problem::plain_rejections_as_problems))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
@@ -268,6 +269,48 @@ async fn weekly_summary(
     }
 }
 
+/// The `province` and `commune` filters of a search, checked against the unit lists: an unknown
+/// code is an error rather than a search that can only come back empty, and a commune named by
+/// its pre-2025 code finds the petitions of the commune it became (as intake files them).
+fn search_place(
+    params: &HashMap<String, String>,
+    errors: &mut Vec<voxpop_schema::FieldError>,
+) -> (Option<String>, Option<String>) {
+    let units = voxpop_schema::units::Units::embedded();
+    let province = params.get("province").filter(|p| !p.is_empty()).cloned();
+    if let Some(code) = &province
+        && units.province(code).is_none()
+    {
+        errors.push(voxpop_schema::FieldError::new(
+            "province",
+            "unknown_province",
+            format!("unknown province code `{code}`"),
+        ));
+        return (None, None);
+    }
+    let Some(raw) = params.get("commune").filter(|c| !c.is_empty()) else {
+        return (province, None);
+    };
+    match units.resolve_commune(raw, None) {
+        Ok(resolved) => {
+            if let Some(asked) = &province
+                && *asked != resolved.province.code
+            {
+                errors.push(voxpop_schema::FieldError::new(
+                    "commune",
+                    "not_in_province",
+                    format!("commune {raw} is not in province {asked}"),
+                ));
+            }
+            (province, Some(resolved.commune.code.clone()))
+        }
+        Err(err) => {
+            errors.push(voxpop_schema::FieldError::new("commune", "unknown_commune", err.to_string()));
+            (province, None)
+        }
+    }
+}
+
 /// Reads the search parameters, naming every bad one.
 pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, Problem> {
     let mut errors = Vec::new();
@@ -353,19 +396,18 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
             false
         }
     };
+    let q = params.get("q").cloned().unwrap_or_default();
+    let chars = q.chars().count();
+    if chars > voxpop_index::MAX_QUERY_CHARS {
+        errors.push(voxpop_schema::FieldError::new(
+            "q",
+            "too_long",
+            format!("`q` has {chars} characters, at most {} are accepted", voxpop_index::MAX_QUERY_CHARS),
+        ));
+    }
+    let (province, commune) = search_place(params, &mut errors);
     if !errors.is_empty() {
         return Err(Problem::invalid(&errors).with_status(StatusCode::BAD_REQUEST));
     }
-    Ok(SearchRequest {
-        proximity,
-        q: params.get("q").cloned().unwrap_or_default(),
-        province: params.get("province").filter(|p| !p.is_empty()).cloned(),
-        commune: params.get("commune").filter(|c| !c.is_empty()).cloned(),
-        topic,
-        state,
-        from,
-        to,
-        limit,
-        offset,
-    })
+    Ok(SearchRequest { proximity, q, province, commune, topic, state, from, to, limit, offset })
 }

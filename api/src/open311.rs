@@ -35,7 +35,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
@@ -161,6 +161,18 @@ pub fn router() -> Router<AppState> {
             Open311Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource")
                 .into_response_as(Format::Json)
         })
+        .layer(axum::middleware::from_fn(plain_rejections_as_errors))
+}
+
+/// axum's own rejections (a path that is not UTF-8, a body over the limit) come as a
+/// `text/plain` sentence; GeoReport clients get them as an error list in the format the path
+/// asked for, like every other Open311 error.
+async fn plain_rejections_as_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let format = if request.uri().path().to_ascii_lowercase().ends_with(".xml") { Format::Xml } else { Format::Json };
+    match crate::problem::rejection_text(next.run(request).await).await {
+        Ok((parts, text)) => Open311Error::new(parts.status, text).into_response_as(format),
+        Err(response) => response,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -448,15 +460,26 @@ pub fn w3c(at: DateTime<Utc>) -> String {
 
 /// A W3C date-time (`2025-09-15T08:30:00Z`, `...+07:00`) or a day (`2025-09-15`, in Vietnam's
 /// time: its first moment, or its last with `end_of_day`).
+/// Years a date filter may name.
+const W3C_YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
 fn parse_w3c(name: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, Open311Error> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    if let Ok(day) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+    let parsed = DateTime::parse_from_rfc3339(raw).map(|at| at.with_timezone(&Utc)).ok().or_else(|| {
+        let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()?;
         let time = if end_of_day { day.and_hms_micro_opt(23, 59, 59, 999_999) } else { day.and_hms_opt(0, 0, 0) };
-        if let Some(local) = time.and_then(|t| vietnam_offset().from_local_datetime(&t).single()) {
-            return Ok(local.with_timezone(&Utc));
+        time.and_then(|t| vietnam_offset().from_local_datetime(&t).single()).map(|local| local.with_timezone(&Utc))
+    });
+    if let Some(at) = parsed {
+        // Dates from chrono's whole range (year -262143 and on) would overflow the window
+        // arithmetic below; no petition was received outside these years.
+        if !(W3C_YEARS).contains(&at.year()) {
+            return Err(Open311Error::bad_request(format!(
+                "{name}: `{raw}` is outside the years {} to {}",
+                W3C_YEARS.start(),
+                W3C_YEARS.end()
+            )));
         }
+        return Ok(at);
     }
     Err(Open311Error::bad_request(format!(
         "{name}: `{raw}` is not a W3C date-time such as 2025-09-15T08:30:00+07:00 or 2025-09-15T01:30:00Z"
@@ -1270,6 +1293,11 @@ mod tests {
         let day = parse_w3c("start_date", "2025-09-15", false).unwrap();
         assert_eq!(w3c(day), "2025-09-15T00:00:00+07:00");
         assert!(parse_w3c("end_date", "15/09/2025", true).is_err());
+        // chrono parses years far outside any petition's; they are refused before any arithmetic.
+        for extreme in ["-262143-01-01", "262142-12-31", "1969-12-31", "+10000-01-01T00:00:00Z"] {
+            let err = parse_w3c("end_date", extreme, true).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{extreme}");
+        }
     }
 
     #[test]

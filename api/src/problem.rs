@@ -115,3 +115,113 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+/// The longest rejection text read back: axum's sentences are short.
+const REJECTION_TEXT_LIMIT: usize = 16 * 1024;
+
+/// Whether `response` is one of axum's own rejections: a client error whose body is a
+/// `text/plain` sentence (a path segment that is not UTF-8, a query string of the wrong type, a
+/// body over the size limit, ...). Our handlers answer errors as problems or as pages, never so.
+fn is_plain_rejection(response: &Response) -> bool {
+    response.status().is_client_error()
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/plain"))
+}
+
+/// The text of a rejection found by [`is_plain_rejection`], or `None` for any other response
+/// (given back untouched).
+pub async fn rejection_text(response: Response) -> Result<(axum::http::response::Parts, String), Response> {
+    if !is_plain_rejection(&response) {
+        return Err(response);
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, REJECTION_TEXT_LIMIT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    Ok((parts, text))
+}
+
+/// The parameter an axum rejection names, if it names one: "Invalid UTF-8 in `id`" (a path
+/// parameter), "Failed to deserialize query string: limit: invalid digit ..." (a query
+/// parameter, by serde's path).
+pub fn rejected_field(text: &str) -> Option<String> {
+    if let Some((_, rest)) = text.split_once(" in `")
+        && let Some((name, _)) = rest.split_once('`')
+    {
+        return Some(name.to_owned());
+    }
+    let (_, rest) = text.split_once(": ")?;
+    let (path, _) = rest.split_once(": ")?;
+    let is_path =
+        !path.is_empty() && path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '-'));
+    is_path.then(|| path.to_owned())
+}
+
+/// Turns axum's `text/plain` rejections into problems, keeping their status and naming the
+/// field where the sentence names one, so that every error of the API is
+/// `application/problem+json` (a router layer: `axum::middleware::map_response`).
+pub async fn plain_rejections_as_problems(response: Response) -> Response {
+    let (parts, text) = match rejection_text(response).await {
+        Ok(rejection) => rejection,
+        Err(response) => return response,
+    };
+    let status = parts.status;
+    let mut problem = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(status, "request-body", "The request body is too large", text)
+    } else {
+        Problem::new(status, "request", "The request could not be read", text)
+    };
+    if let Some(field) = rejected_field(&problem.detail) {
+        problem.errors = vec![ProblemField::from(&FieldError::new(&field, "invalid", problem.detail.clone()))];
+    }
+    let mut converted = problem.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            converted.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    converted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_name_their_parameter() {
+        assert_eq!(rejected_field("Invalid URL: Invalid UTF-8 in `id`").as_deref(), Some("id"));
+        assert_eq!(
+            rejected_field("Failed to deserialize query string: limit: invalid digit found in string").as_deref(),
+            Some("limit")
+        );
+        assert_eq!(rejected_field("Failed to buffer the request body: length limit exceeded"), None);
+        assert_eq!(rejected_field("Failed to deserialize query string: invalid digit found in string"), None);
+    }
+
+    #[tokio::test]
+    async fn a_plain_rejection_becomes_a_problem_and_others_pass() {
+        let rejection = (StatusCode::BAD_REQUEST, "Invalid URL: Invalid UTF-8 in `id`").into_response();
+        let converted = plain_rejections_as_problems(rejection).await;
+        assert_eq!(converted.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(converted.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(converted.into_body(), 1 << 16).await.unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["errors"][0]["field"], "id");
+        assert_eq!(problem["status"], 400);
+
+        let too_large = (StatusCode::PAYLOAD_TOO_LARGE, "Failed to buffer the request body").into_response();
+        let converted = plain_rejections_as_problems(too_large).await;
+        assert_eq!(converted.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(converted.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+
+        let page = (StatusCode::NOT_FOUND, axum::response::Html("<p>không thấy</p>")).into_response();
+        let passed = plain_rejections_as_problems(page).await;
+        assert!(passed.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        let fine = (StatusCode::OK, "ok").into_response();
+        assert_eq!(plain_rejections_as_problems(fine).await.status(), StatusCode::OK);
+    }
+}

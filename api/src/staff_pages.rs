@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -48,7 +48,14 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 
 /// Only a path of this site may follow a sign-in (no open redirect).
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') { next } else { "/xu-ly" }
+    // A path of this site only: not another host (`//host`, `/\\host`), and nothing that cannot
+    // stand in a `Location` header (control characters such as a CR LF would end it).
+    let valid = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && HeaderValue::from_str(next).is_ok()
+        && !next.chars().any(char::is_control);
+    if valid { next } else { "/xu-ly" }
 }
 
 /// The sign-in page (also what a page answers, with 401, to a request without a valid token).
@@ -419,6 +426,19 @@ pub async fn handle_action(
                 let _ = write!(message, " — được phép: {}", allowed.join(", "));
             }
             render_petition(&state, &caller, &id, None, Some(&format!("Không thực hiện được: {message}"))).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn sign_in_returns_only_to_a_path_of_this_site() {
+        assert_eq!(safe_next("/xu-ly/0199?tab=1"), "/xu-ly/0199?tab=1");
+        for unsafe_next in ["https://evil.example", "//evil.example", "/\\evil.example", "/\r\nX: y", "/a\u{7f}", ""] {
+            assert_eq!(safe_next(unsafe_next), "/xu-ly", "{unsafe_next:?}");
         }
     }
 }

@@ -32,6 +32,14 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub const FUTURE_TOLERANCE_SECONDS: i64 = 300;
 /// Name of the Delta table under the lake directory.
 pub const TABLE_NAME: &str = "petitions";
+/// The earliest `submitted_at` accepted: older than any digital record of petitions a system
+/// could import. It also keeps ids in range, since a petition id (UUID v7) holds its time of
+/// receipt only from 1970 on, and an imported petition is received at its `submitted_at`.
+pub fn earliest_submission() -> DateTime<Utc> {
+    DateTime::from_timestamp(EARLIEST_SUBMISSION_SECONDS, 0).expect("a fixed, valid time")
+}
+/// 1990-01-01T00:00:00Z, in seconds since 1970 ([`earliest_submission`]).
+const EARLIEST_SUBMISSION_SECONDS: i64 = 631_152_000;
 /// The partition column: the ISO week of `received_at`, e.g. `2025-W38`.
 pub const PARTITION_COLUMN: &str = "received_week";
 
@@ -218,8 +226,8 @@ impl Submission {
                 format!("unsupported schema version, expected {SCHEMA_VERSION}"),
             ));
         }
-        let title = required_text(object, "title", MAX_TITLE_CHARS, &mut errors);
-        let body = required_text(object, "body", MAX_BODY_CHARS, &mut errors);
+        let title = required_text(object, "title", MAX_TITLE_CHARS, false, &mut errors);
+        let body = required_text(object, "body", MAX_BODY_CHARS, true, &mut errors);
         let code_version = match optional_string(object, "commune_code_version", &mut errors) {
             None => None,
             Some("2025") => Some(CodeVersion::V2025),
@@ -275,6 +283,16 @@ impl Submission {
                     let at = at.with_timezone(&Utc).trunc_subsecs(6);
                     if (at - now).num_seconds() > FUTURE_TOLERANCE_SECONDS {
                         errors.push(FieldError::new("submitted_at", "in_future", format!("`{raw}` is in the future")));
+                        None
+                    } else if at < earliest_submission() {
+                        errors.push(FieldError::new(
+                            "submitted_at",
+                            "too_early",
+                            format!(
+                                "`{raw}` is before {}, the earliest date accepted",
+                                earliest_submission().date_naive()
+                            ),
+                        ));
                         None
                     } else {
                         Some(at)
@@ -370,7 +388,15 @@ impl Submission {
     }
 }
 
-fn required_text(object: &Object, field: &str, max_chars: usize, errors: &mut Vec<FieldError>) -> Option<String> {
+/// A required text of at most `max_chars` characters that shows something, with line breaks and
+/// tabs where `lines` allows them and no other control character.
+fn required_text(
+    object: &Object,
+    field: &str,
+    max_chars: usize,
+    lines: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     match object.get(field) {
         None | Some(Json::Null) => {
             errors.push(FieldError::required(field));
@@ -379,8 +405,15 @@ fn required_text(object: &Object, field: &str, max_chars: usize, errors: &mut Ve
         Some(Json::String(raw)) => {
             let normalised = text::nfc(raw.trim());
             let chars = normalised.chars().count();
-            if chars == 0 {
+            if text::is_blank(&normalised) {
                 errors.push(FieldError::new(field, "empty", format!("`{field}` must not be empty")));
+                None
+            } else if let Some(control) = text::stray_control(&normalised, lines) {
+                errors.push(FieldError::new(
+                    field,
+                    "control_character",
+                    format!("`{field}` holds the control character U+{:04X}", u32::from(control)),
+                ));
                 None
             } else if chars > max_chars {
                 errors.push(FieldError::new(
@@ -955,6 +988,41 @@ mod tests {
         let wire = petition.to_json_bytes();
         assert!(String::from_utf8_lossy(&wire).contains("\"schema_version\":1"));
         assert_eq!(Petition::from_json_slice(&wire).unwrap(), petition);
+    }
+
+    #[test]
+    fn texts_that_show_nothing_or_hold_control_characters_are_refused() {
+        let with = |title: &str, body: &str| {
+            parse(json!({"title": title, "body": body, "commune_code": "00097"}))
+                .map_err(|errors| errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect::<Vec<_>>())
+        };
+        let refused = |field: &str, code: &str| Err(vec![(field.to_owned(), code.to_owned())]);
+        assert_eq!(with("\u{200B}", "b").map(|_| ()), refused("title", "empty"));
+        assert_eq!(with("t", " \u{FEFF}\u{00AD} ").map(|_| ()), refused("body", "empty"));
+        assert_eq!(with("t\u{0}", "b").map(|_| ()), refused("title", "control_character"));
+        assert_eq!(with("t\nt", "b").map(|_| ()), refused("title", "control_character"));
+        assert_eq!(with("t", "b\u{1b}[31m").map(|_| ()), refused("body", "control_character"));
+        let accepted = with("Đường\u{200B}làng", "Dòng một\r\nDòng hai\tcuối").unwrap();
+        assert_eq!(accepted.body, "Dòng một\r\nDòng hai\tcuối");
+    }
+
+    #[test]
+    fn a_submission_date_before_the_earliest_accepted_is_refused() {
+        let at = |submitted_at: &str| {
+            parse(json!({"title": "t", "body": "b", "commune_code": "00097", "channel": "import",
+                "external_id": "x", "submitted_at": submitted_at}))
+        };
+        for early in ["0001-01-01T00:00:00Z", "1900-06-01T00:00:00+07:00", "1989-12-31T23:59:59Z"] {
+            let errors = at(early).unwrap_err();
+            assert_eq!(fields(&errors), ["submitted_at"], "{early}");
+            assert_eq!(errors[0].code, "too_early");
+        }
+        let earliest = at("1990-01-01T00:00:00Z").unwrap();
+        let submitted_at = earliest.submitted_at.unwrap();
+        let petition = earliest.accept(submitted_at);
+        // The id still carries the time of receipt, which is how a petition is found by id.
+        let (seconds, _) = petition.id.get_timestamp().unwrap().to_unix();
+        assert_eq!(seconds as i64, petition.received_at.timestamp());
     }
 
     #[test]

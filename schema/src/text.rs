@@ -281,6 +281,25 @@ fn word_byte_bits(eight: u64) -> u64 {
     ((word >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
+/// Characters that take no room when shown: zero-width spaces and joiners, the word joiner and
+/// its kin, the byte-order mark, the soft hyphen and the Mongolian vowel separator. A text made
+/// of these and white space looks empty to whoever reads it.
+pub fn is_invisible(ch: char) -> bool {
+    matches!(ch, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
+}
+
+/// True when `text` shows nothing: only white space and [`is_invisible`] characters.
+pub fn is_blank(text: &str) -> bool {
+    text.chars().all(|ch| ch.is_whitespace() || is_invisible(ch))
+}
+
+/// The first control character of `text` that a citizen's text has no use for: any, or with
+/// `lines` any but line breaks and tabs. NUL, escape sequences and the like only garble what
+/// staff read and what exports write.
+pub fn stray_control(text: &str, lines: bool) -> Option<char> {
+    text.chars().find(|&ch| ch.is_control() && !(lines && matches!(ch, '\n' | '\r' | '\t')))
+}
+
 /// True when folding would change `text` (it carries Vietnamese diacritics or `đ`).
 pub fn has_diacritics(text: &str) -> bool {
     text.chars().any(|ch| {
