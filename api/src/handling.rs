@@ -16,23 +16,26 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 use voxpop_pipeline::handling::HandlingLake;
 use voxpop_pipeline::{EventLog, Record, Topic};
-use voxpop_schema::Units;
+use voxpop_schema::reports::{Level, UnitRef};
 use voxpop_schema::workflow::{
     self, ActionRequest, Actor, Event, Handling, PetitionRef, Rejected, State as Stage, Status,
 };
+use voxpop_schema::{FieldError, Units};
 
 use crate::auth::{Caller, Role};
 use crate::http::AppState;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemField};
 
 /// The API's book of statuses and the one place actions are decided.
 pub struct Desk {
@@ -310,34 +313,162 @@ fn staff_actor(caller: &Caller, token: Option<String>) -> Result<Actor, Problem>
     Ok(Actor { id: token.unwrap_or_else(|| "token".to_owned()), role: role.to_owned(), unit: caller.unit.clone() })
 }
 
+/// The fields of a staff action's body.
+const STAFF_ACTION_FIELDS: [&str; 6] = ["action", "note", "answer", "unit", "days", "rating"];
+/// The fields of a citizen's action's body.
+const CITIZEN_ACTION_FIELDS: [&str; 4] = ["secret", "action", "rating", "note"];
+
+/// Reads an action's JSON body (an object of `known` fields), naming every field at fault: 413
+/// past the body limit, 400 for a body that is not a JSON object, 422 for an unknown field or a
+/// value of the wrong type. Typed here rather than by serde, whose messages name no field.
+fn action_body(
+    body: Result<Bytes, BytesRejection>,
+    known: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let (code, message) = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ("too_large", format!("the body is larger than {} bytes", crate::http::MAX_REQUEST_BYTES))
+        } else {
+            ("unreadable", rejection.body_text())
+        };
+        let mut problem = Problem::new(status, "request-body", "The action could not be read", message.clone());
+        problem.errors = vec![ProblemField::from(&FieldError::new("", code, message))];
+        problem
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|err| {
+        Problem::invalid(&[FieldError::new("", "malformed_json", format!("the body is not JSON: {err}"))])
+    })?;
+    let serde_json::Value::Object(object) = value else {
+        return Err(Problem::invalid(&[FieldError::new("", "type", "the body must be a JSON object")]));
+    };
+    let unknown: Vec<FieldError> = object
+        .keys()
+        .filter(|key| !known.contains(&key.as_str()))
+        .map(|key| {
+            FieldError::new(
+                key,
+                "unknown_field",
+                format!("unknown field `{key}`, expected one of {}", known.join(", ")),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Problem::invalid(&unknown));
+    }
+    Ok(object)
+}
+
+/// The typed fields of an action's body; every problem goes to `errors`.
+struct BodyFields<'a> {
+    object: &'a serde_json::Map<String, serde_json::Value>,
+    errors: Vec<FieldError>,
+}
+
+impl BodyFields<'_> {
+    /// A string field; `null` is absent.
+    fn text(&mut self, name: &str) -> Option<String> {
+        match self.object.get(name) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(_) => {
+                self.errors.push(FieldError::wrong_type(name, "a string"));
+                None
+            }
+        }
+    }
+
+    /// A whole number from 0 to `max`; `null` is absent.
+    fn whole(&mut self, name: &str, max: u64) -> Option<u64> {
+        match self.object.get(name) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Number(number)) if number.as_u64().is_some_and(|n| n <= max) => number.as_u64(),
+            Some(_) => {
+                self.errors.push(FieldError::wrong_type(name, &format!("a whole number from 0 to {max}")));
+                None
+            }
+        }
+    }
+
+    /// The required `action`.
+    fn action(&mut self) -> String {
+        let action = self.text("action");
+        if action.is_none() && !self.errors.iter().any(|e| e.field == "action") {
+            self.errors.push(FieldError::required("action"));
+        }
+        action.unwrap_or_default()
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, Problem> {
+        if self.errors.is_empty() { Ok(value) } else { Err(Problem::invalid(&self.errors)) }
+    }
+}
+
+/// A staff action's body as an [`ActionRequest`].
+fn staff_request(body: Result<Bytes, BytesRejection>) -> Result<ActionRequest, Problem> {
+    let object = action_body(body, &STAFF_ACTION_FIELDS)?;
+    let mut fields = BodyFields { object: &object, errors: Vec::new() };
+    let request = ActionRequest {
+        action: fields.action(),
+        note: fields.text("note"),
+        answer: fields.text("answer"),
+        unit: fields.text("unit"),
+        days: fields.whole("days", u64::from(u32::MAX)).map(|days| days as u32),
+        rating: fields.whole("rating", u64::from(u8::MAX)).map(|rating| rating as u8),
+    };
+    fields.finish(request)
+}
+
+/// A problem of the actions routes with the field at fault named: `id` for a petition not found,
+/// `action` for an action the state, the role or the authority does not allow.
+fn naming_field(mut problem: Problem) -> Problem {
+    if problem.errors.is_empty() && (400..500).contains(&problem.status) {
+        let field = if problem.status == StatusCode::NOT_FOUND.as_u16() { "id" } else { "action" };
+        let code = problem.kind.rsplit('/').next().unwrap_or_default().replace('-', "_");
+        problem.errors = vec![ProblemField::from(&FieldError::new(field, &code, problem.detail.clone()))];
+    }
+    problem
+}
+
 /// `POST /api/v1/petitions/{id}/actions`: accept, decline, assign, start, answer, close,
 /// transfer, escalate, extend. 409 with the allowed actions when the state does not allow it.
 pub async fn act(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "request-body",
-                "The action could not be read",
-                rejection.body_text(),
-            )
-            .into_response();
-        }
+    let request = match staff_request(body) {
+        Ok(request) => request,
+        Err(problem) => return problem.into_response(),
     };
     match act_as(&state, &caller, id, &request).await {
         Ok((event, status)) => Json(json!({ "event": event, "status": view(&status, &state.desk) })).into_response(),
-        Err(problem) => problem.into_response(),
+        Err(problem) => naming_field(problem).into_response(),
     }
+}
+
+/// 422 naming `unit` when an action hands a petition to a village the register does not hold
+/// (never registered, or removed): the state machine knows the shape of village codes, only the
+/// register knows which villages exist.
+async fn check_target_village(state: &AppState, request: &ActionRequest) -> Result<(), Problem> {
+    let Some(code) = request.unit.as_deref().map(str::trim).filter(|code| Level::of_code(code) == Some(Level::Village))
+    else {
+        return Ok(());
+    };
+    let unknown = |message: String| Problem::invalid(&[FieldError::new("unit", "unknown_village", message)]);
+    if let Err(err) = UnitRef::parse(code, Units::embedded()) {
+        return Err(unknown(err.to_string()));
+    }
+    let villages = state.registers.villages().await.map_err(|err| Problem::internal(&err))?;
+    if !villages.iter().any(|village| village.code == code) {
+        return Err(unknown(format!("unknown village `{code}`: not in the villages register of its commune")));
+    }
+    Ok(())
 }
 
 /// A staff caller's action on petition `id` (the API and the inbox page share it).
@@ -352,6 +483,7 @@ pub async fn act_as(
         Some(petition) if visible(caller, &petition, state.desk.status(&id).as_ref()) => petition,
         _ => return Err(not_found(&id)),
     };
+    check_target_village(state, request).await?;
     state.desk.act(id, &petition, request, &actor).await.map_err(ActError::into_problem)
 }
 
@@ -450,17 +582,125 @@ pub async fn history(State(state): State<AppState>, caller: Caller, Path(id): Pa
     .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 pub struct InboxParams {
     /// Defaults to the caller's unit.
-    #[serde(default)]
     pub unit: Option<String>,
-    #[serde(default)]
     pub state: Option<String>,
-    #[serde(default)]
     pub overdue: Option<bool>,
-    #[serde(default)]
     pub limit: Option<usize>,
+}
+
+/// Most petitions one inbox page lists.
+pub const MAX_INBOX_LIMIT: usize = 1_000;
+
+impl InboxParams {
+    /// Reads `unit`, `state`, `overdue` (true/false, 1/0) and `limit` (1 to
+    /// [`MAX_INBOX_LIMIT`]), naming every bad or unknown parameter.
+    pub fn from_query(params: &HashMap<String, String>) -> Result<InboxParams, Problem> {
+        let mut errors = unknown_parameters(params, &["unit", "state", "overdue", "limit"]);
+        let overdue = match params.get("overdue").map(|_| flag(params, "overdue")) {
+            None => None,
+            Some(Ok(overdue)) => Some(overdue),
+            Some(Err(problem)) => {
+                errors.extend(problem_errors(&problem));
+                None
+            }
+        };
+        let limit = match params.get("limit") {
+            None => None,
+            Some(raw) => match raw.trim().parse::<usize>() {
+                Ok(limit) if (1..=MAX_INBOX_LIMIT).contains(&limit) => Some(limit),
+                _ => {
+                    errors.push(FieldError::new(
+                        "limit",
+                        "invalid",
+                        format!("`limit` must be an integer from 1 to {MAX_INBOX_LIMIT}"),
+                    ));
+                    None
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(Problem::invalid(&errors).with_status(StatusCode::BAD_REQUEST));
+        }
+        let text = |name: &str| params.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        Ok(InboxParams { unit: text("unit"), state: text("state"), overdue, limit })
+    }
+}
+
+/// The query string as name -> value, refusing a repeated name (which of the values was meant is
+/// not ours to guess). Read as `GET /api/v1/search` reads its parameters, not with axum's typed
+/// `Query`, whose rejections are plain text naming no parameter.
+pub fn query_params(raw: Option<&str>) -> Result<HashMap<String, String>, Problem> {
+    let mut params = HashMap::new();
+    let mut errors: Vec<FieldError> = Vec::new();
+    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if params.insert(name.clone().into_owned(), value.into_owned()).is_some()
+            && !errors.iter().any(|e| e.field == name)
+        {
+            errors.push(FieldError::new(&name, "duplicate_parameter", format!("`{name}` is given more than once")));
+        }
+    }
+    if errors.is_empty() { Ok(params) } else { Err(Problem::invalid(&errors).with_status(StatusCode::BAD_REQUEST)) }
+}
+
+/// A true/false query parameter (`true`/`1`, `false`/`0`); absent is false. Anything else is a
+/// 400 naming it rather than a silent false.
+pub fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, Problem> {
+    match params.get(name).map(|value| value.trim()) {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(_) => Err(Problem::bad_parameter(name, format!("`{name}` must be true or false (1 or 0)"))),
+    }
+}
+
+fn unknown_parameters(params: &HashMap<String, String>, known: &[&str]) -> Vec<FieldError> {
+    params
+        .keys()
+        .filter(|name| !known.contains(&name.as_str()))
+        .map(|name| {
+            FieldError::new(
+                name,
+                "unknown_parameter",
+                format!("unknown parameter `{name}`, expected one of {}", known.join(", ")),
+            )
+        })
+        .collect()
+}
+
+/// The field errors of a problem, to gather with others.
+fn problem_errors(problem: &Problem) -> Vec<FieldError> {
+    problem.errors.iter().map(|e| FieldError::new(&e.field, &e.code, e.message.clone())).collect()
+}
+
+/// The unit a handling read asks about (the caller's own when none is given): 400 naming `unit`
+/// unless it is `00`, a province, a 2025 commune or a village the register has held (a removed
+/// village still has its petitions), checked before the 403 for a unit outside the caller's.
+async fn read_unit(state: &AppState, caller: &Caller, asked: Option<&str>) -> Result<String, Problem> {
+    let units = Units::embedded();
+    let Some(code) = asked.map(str::trim).filter(|code| !code.is_empty()) else {
+        return Ok(caller.unit.clone());
+    };
+    let unit = UnitRef::parse(code, units).map_err(|err| Problem::bad_parameter("unit", err.to_string()))?;
+    if !workflow::covers(units, &caller.unit, code) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "out-of-scope",
+            "Outside your unit",
+            format!("unit {code} is outside unit {}", caller.unit),
+        ));
+    }
+    if unit.level() == Level::Village {
+        let taken = state.registers.village_codes_taken().await.map_err(|err| Problem::internal(&err))?;
+        if !taken.contains(code) {
+            return Err(Problem::bad_parameter(
+                "unit",
+                format!("unknown village `{code}`: not in the villages register of its commune"),
+            ));
+        }
+    }
+    Ok(unit.code())
 }
 
 /// The petitions a unit must act on, overdue first then by deadline.
@@ -470,22 +710,14 @@ pub async fn inbox_items(
     params: &InboxParams,
 ) -> Result<(String, Vec<Status>), Problem> {
     let units = Units::embedded();
-    let unit = params.unit.clone().unwrap_or_else(|| caller.unit.clone());
-    if !workflow::covers(units, &caller.unit, &unit) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "out-of-scope",
-            "Outside your unit",
-            format!("unit {unit} is outside unit {}", caller.unit),
-        ));
-    }
+    let unit = read_unit(state, caller, params.unit.as_deref()).await?;
     let wanted = match params.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => {
             Some(Stage::parse(raw).ok_or_else(|| Problem::bad_parameter("state", format!("unknown state `{raw}`")))?)
         }
     };
-    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = params.limit.unwrap_or(100).clamp(1, MAX_INBOX_LIMIT);
     let now = Utc::now();
     let keep = |s: &Status| {
         workflow::covers(units, &unit, &s.unit)
@@ -521,7 +753,11 @@ pub async fn inbox_items(
 }
 
 /// `GET /api/v1/inbox?unit=&state=&overdue=&limit=`.
-pub async fn inbox(State(state): State<AppState>, caller: Caller, Query(params): Query<InboxParams>) -> Response {
+pub async fn inbox(State(state): State<AppState>, caller: Caller, RawQuery(query): RawQuery) -> Response {
+    let params = match query_params(query.as_deref()).and_then(|params| InboxParams::from_query(&params)) {
+        Ok(params) => params,
+        Err(problem) => return problem.into_response(),
+    };
     match inbox_items(&state, &caller, &params).await {
         Ok((unit, items)) => {
             let views: Vec<_> = items.iter().map(|s| view(s, &state.desk)).collect();
@@ -580,20 +816,18 @@ fn acceptance_cutoff(handling: &Handling, now: DateTime<Utc>) -> DateTime<Utc> {
     at
 }
 
-#[derive(Debug, Deserialize)]
-pub struct PerformanceParams {
-    #[serde(default)]
-    pub unit: Option<String>,
-}
-
 /// `GET /api/v1/handling/performance?unit=`: the unit and each unit one level below it:
 /// on-time rate, overdue, satisfaction and reopen rates, rolled up the hierarchy.
-pub async fn performance(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(params): Query<PerformanceParams>,
-) -> Response {
-    match performance_rows(&state, &caller, params.unit.as_deref()).await {
+pub async fn performance(State(state): State<AppState>, caller: Caller, RawQuery(query): RawQuery) -> Response {
+    let params = match query_params(query.as_deref()) {
+        Ok(params) => params,
+        Err(problem) => return problem.into_response(),
+    };
+    let unknown = unknown_parameters(&params, &["unit"]);
+    if !unknown.is_empty() {
+        return Problem::invalid(&unknown).with_status(StatusCode::BAD_REQUEST).into_response();
+    }
+    match performance_rows(&state, &caller, params.get("unit").map(String::as_str)).await {
         Ok((total, children)) => Json(json!({ "unit": total, "children": children })).into_response(),
         Err(problem) => problem.into_response(),
     }
@@ -606,15 +840,7 @@ pub async fn performance_rows(
     unit: Option<&str>,
 ) -> Result<(Performance, Vec<Performance>), Problem> {
     let units = Units::embedded();
-    let unit = unit.unwrap_or(&caller.unit).to_owned();
-    if !workflow::covers(units, &caller.unit, &unit) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "out-of-scope",
-            "Outside your unit",
-            format!("unit {unit} is outside unit {}", caller.unit),
-        ));
-    }
+    let unit = read_unit(state, caller, unit).await?;
     let now = Utc::now();
     // The unit directly under `unit` that `of` lies in (or `unit` itself).
     let child_of = |of: &str| -> Option<String> {
@@ -776,15 +1002,25 @@ pub async fn track(
     Json(citizen_view(&status, &events)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct CitizenAction {
-    #[serde(default)]
     pub secret: Option<String>,
     pub action: String,
-    #[serde(default)]
     pub rating: Option<u8>,
-    #[serde(default)]
     pub note: Option<String>,
+}
+
+/// A citizen's action's body as a [`CitizenAction`].
+fn citizen_request(body: Result<Bytes, BytesRejection>) -> Result<CitizenAction, Problem> {
+    let object = action_body(body, &CITIZEN_ACTION_FIELDS)?;
+    let mut fields = BodyFields { object: &object, errors: Vec::new() };
+    let action = CitizenAction {
+        secret: fields.text("secret"),
+        action: fields.action(),
+        rating: fields.whole("rating", u64::from(u8::MAX)).map(|rating| rating as u8),
+        note: fields.text("note"),
+    };
+    fields.finish(action)
 }
 
 /// `POST /api/v1/track/{code}/actions`: the citizen rates the answer (1-5) or reopens.
@@ -792,24 +1028,19 @@ pub async fn track_act(
     State(state): State<AppState>,
     Path(code): Path<String>,
     headers: HeaderMap,
-    body: Result<Json<CitizenAction>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Json(body) = match body {
+    let body = match citizen_request(body) {
         Ok(body) => body,
-        Err(rejection) => {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "request-body",
-                "The action could not be read",
-                rejection.body_text(),
-            )
-            .into_response();
-        }
+        Err(problem) => return problem.into_response(),
     };
     let secret = citizen_secret(&headers, &HashMap::new(), body.secret.as_deref());
     let (id, petition) = match tracked(&state, &code, secret.as_deref()).await {
         Ok(found) => found,
-        Err(problem) => return problem.into_response(),
+        Err(mut problem) => {
+            problem.errors = vec![ProblemField::from(&FieldError::new("secret", "not_found", problem.detail.clone()))];
+            return problem.into_response();
+        }
     };
     if !matches!(body.action.as_str(), "rate" | "reopen") {
         return Problem::invalid(&[voxpop_schema::FieldError::new(
@@ -823,7 +1054,7 @@ pub async fn track_act(
     let actor = Actor { id: "citizen".to_owned(), role: "citizen".to_owned(), unit: String::new() };
     match state.desk.act(id, &petition, &request, &actor).await {
         Ok((_, status)) => Json(citizen_view(&status, &[])).into_response(),
-        Err(err) => err.into_problem().into_response(),
+        Err(err) => naming_field(err.into_problem()).into_response(),
     }
 }
 
@@ -836,6 +1067,55 @@ pub fn status_of(state: &AppState, id: &Uuid, petition: &PetitionRef) -> Status 
 mod tests {
     use super::*;
     use voxpop_pipeline::embedded::EmbeddedLog;
+
+    fn fields(problem: &Problem) -> Vec<(&str, &str)> {
+        problem.errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect()
+    }
+
+    #[test]
+    fn handling_query_parameters_are_named_when_wrong() {
+        let inbox = |raw: &str| query_params(Some(raw)).and_then(|params| InboxParams::from_query(&params));
+        for (raw, field) in [
+            ("limit=-1", "limit"),
+            ("limit=abc", "limit"),
+            ("limit=", "limit"),
+            ("limit=1001", "limit"),
+            ("overdue=maybe", "overdue"),
+            ("unit=00&unit=01", "unit"),
+            ("colour=red", "colour"),
+        ] {
+            let problem = inbox(raw).unwrap_err();
+            assert_eq!((problem.status, fields(&problem)[0].0), (400, field), "{raw}: {problem:?}");
+        }
+        let params = inbox("unit=00004&overdue=1&limit=5&state=").unwrap();
+        assert_eq!(
+            (params.unit.as_deref(), params.overdue, params.limit, params.state),
+            (Some("00004"), Some(true), Some(5), None)
+        );
+        let params = query_params(Some("include_removed=maybe&partial=0")).unwrap();
+        assert_eq!(fields(&flag(&params, "include_removed").unwrap_err()), [("include_removed", "invalid")]);
+        assert_eq!((flag(&params, "partial").unwrap(), flag(&params, "absent").unwrap()), (false, false));
+    }
+
+    #[test]
+    fn handling_action_bodies_name_the_field_at_fault() {
+        let read = |body: &str| staff_request(Ok(Bytes::from(body.to_owned())));
+        let request = read(r#"{"action": "transfer", "unit": "00097", "note": "x", "days": null}"#).unwrap();
+        assert_eq!((request.action.as_str(), request.unit.as_deref()), ("transfer", Some("00097")));
+        let problem = read(r#"{"action": 5, "unit": 4, "days": -1, "rating": 300, "colour": "red"}"#).unwrap_err();
+        assert_eq!((problem.status, fields(&problem)), (422, vec![("colour", "unknown_field")]));
+        let problem = read(r#"{"action": 5, "unit": 4, "days": -1, "rating": 300}"#).unwrap_err();
+        let mut found = fields(&problem);
+        found.sort();
+        assert_eq!(found, [("action", "type"), ("days", "type"), ("rating", "type"), ("unit", "type")]);
+        assert_eq!(fields(&read("{}").unwrap_err()), [("action", "required")]);
+        assert_eq!(read("[1]").unwrap_err().status, 400);
+        assert_eq!(read("{").unwrap_err().status, 400);
+        // Problems of the state machine name the action; a petition not found, its id.
+        let conflict = naming_field(Problem::new(StatusCode::CONFLICT, "invalid-transition", "t", "not now"));
+        assert_eq!(fields(&conflict), [("action", "invalid_transition")]);
+        assert_eq!(fields(&naming_field(not_found(&Uuid::nil()))), [("id", "not_found")]);
+    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn handling_desks_of_two_nodes_follow_each_others_decisions() {

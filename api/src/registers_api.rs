@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
@@ -27,10 +27,11 @@ use voxpop_pipeline::{EventLog, PipelineConfig, Record, Topic};
 use voxpop_queries::registers::{ListRequest, Period, RegisterSummary};
 use voxpop_queries::summary::IsoWeek;
 use voxpop_schema::Units;
-use voxpop_schema::registers::{Register, RegisterError, RegisterIntake, RegisterRecord};
-use voxpop_schema::reports::UnitRef;
+use voxpop_schema::registers::{EARLIEST_DATE, LATEST_DATE, Register, RegisterError, RegisterIntake, RegisterRecord};
+use voxpop_schema::reports::{Level, UnitRef};
 
 use crate::auth::{Caller, Role};
+use crate::handling::{flag, query_params};
 use crate::http::AppState;
 use crate::problem::Problem;
 
@@ -49,8 +50,9 @@ fn out_of_scope(detail: String) -> Response {
 }
 
 /// The unit a read asks about (`unit=`, the caller's own by default): 400 when it is not a
-/// unit, 403 when it is outside the caller's subtree.
-fn asked_unit(caller: &Caller, params: &HashMap<String, String>) -> Result<UnitRef, Response> {
+/// unit, 403 when it is outside the caller's subtree, 400 for a village the register never held
+/// (a removed village is still read: its history is there).
+async fn asked_unit(state: &AppState, caller: &Caller, params: &HashMap<String, String>) -> Result<UnitRef, Response> {
     let scope = caller_scope(caller)?;
     let Some(code) = params.get("unit").map(|code| code.trim()).filter(|code| !code.is_empty()) else {
         return Ok(scope);
@@ -60,7 +62,25 @@ fn asked_unit(caller: &Caller, params: &HashMap<String, String>) -> Result<UnitR
     if !scope.contains(&unit) {
         return Err(out_of_scope(format!("unit `{code}` is outside unit {}", caller.unit)));
     }
+    if unit.level() == Level::Village {
+        let taken =
+            state.registers.village_codes_taken().await.map_err(|err| Problem::internal(&err).into_response())?;
+        if !taken.contains(&unit.code()) {
+            return Err(Problem::bad_parameter(
+                "unit",
+                format!("unknown village `{code}`: not in the villages register of its commune"),
+            )
+            .into_response());
+        }
+    }
     Ok(unit)
+}
+
+/// The query parameters of a request, or the 400 naming a repeated or unknown one.
+fn params_of(raw: Option<String>, known: &[&str]) -> Result<HashMap<String, String>, Response> {
+    let params = query_params(raw.as_deref()).map_err(IntoResponse::into_response)?;
+    unknown_parameters(&params, known)?;
+    Ok(params)
 }
 
 /// Lists are kept by the units' officers and leaders (and admins); data engineers exchange
@@ -172,16 +192,18 @@ pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) 
 /// `POST /api/v1/registers/upload?format=xlsx|csv[&register=officer|member][&partial=true]` with
 /// the file as the body (the format is sniffed when not given). `register` is the list of every
 /// row when the sheet has no `register` column.
-pub async fn upload(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(params): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
+pub async fn upload(State(state): State<AppState>, caller: Caller, RawQuery(query): RawQuery, body: Bytes) -> Response {
     if let Err(response) = may_write(&caller) {
         return response;
     }
-    let partial = matches!(params.get("partial").map(String::as_str), Some("true" | "1"));
+    let params = match params_of(query, &["format", "register", "partial"]) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let partial = match flag(&params, "partial") {
+        Ok(partial) => partial,
+        Err(problem) => return problem.into_response(),
+    };
     let default_register = match params.get("register") {
         None => None,
         Some(text) => match Register::parse(text) {
@@ -235,7 +257,11 @@ pub async fn upload(
 }
 
 /// `GET /api/v1/registers/template?register=officer|member`: the XLSX to fill in.
-pub async fn template(Query(params): Query<HashMap<String, String>>) -> Response {
+pub async fn template(RawQuery(query): RawQuery) -> Response {
+    let params = match params_of(query, &["register"]) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
     let register = match params.get("register").map(|text| Register::parse(text)) {
         None => Register::Officer,
         Some(Some(register)) => register,
@@ -281,15 +307,12 @@ fn unknown_parameters(params: &HashMap<String, String>, known: &[&str]) -> Resul
 
 /// `GET /api/v1/registers?unit=00004[&register=officer|member][&include_removed=true]
 /// [&limit=100&offset=0]`: the current entries of the unit and the units below it.
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(response) = unknown_parameters(&params, &["unit", "register", "include_removed", "limit", "offset"]) {
-        return response;
-    }
-    let unit = match asked_unit(&caller, &params) {
+pub async fn list(State(state): State<AppState>, caller: Caller, RawQuery(query): RawQuery) -> Response {
+    let params = match params_of(query, &["unit", "register", "include_removed", "limit", "offset"]) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let unit = match asked_unit(&state, &caller, &params).await {
         Ok(unit) => unit,
         Err(response) => return response,
     };
@@ -307,10 +330,14 @@ pub async fn list(
         (Ok(limit), Ok(offset)) => (limit, offset),
         (Err(response), _) | (_, Err(response)) => return response,
     };
+    let include_removed = match flag(&params, "include_removed") {
+        Ok(include_removed) => include_removed,
+        Err(problem) => return problem.into_response(),
+    };
     let request = ListRequest {
         unit,
         register,
-        include_removed: matches!(params.get("include_removed").map(String::as_str), Some("true" | "1")),
+        include_removed,
         // Every entry listed is within the caller's unit: the role alone decides.
         personal_data: caller.personal_data(),
         limit,
@@ -323,14 +350,20 @@ pub async fn list(
 }
 
 /// The period of `from`/`to` (dates, inclusive) or `week`; the current week by default. `from`
-/// alone runs to today, `to` alone covers the 7 days up to it.
+/// alone runs to today, `to` alone covers the 7 days up to it. Every day of the period lies
+/// within the dates a register accepts ([`EARLIEST_DATE`] to [`LATEST_DATE`]): outside them a
+/// date is a typing error, and near the ends of the calendar its arithmetic would overflow.
 fn period(params: &HashMap<String, String>) -> Result<Period, Response> {
+    let bad = |name: &str, message: String| Problem::bad_parameter(name, message).into_response();
+    let out_of_range = |name: &str| bad(name, format!("`{name}` must be from {EARLIEST_DATE} to {LATEST_DATE}"));
     let date = |name: &str| -> Result<Option<NaiveDate>, Response> {
         match params.get(name) {
             None => Ok(None),
-            Some(raw) => NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").map(Some).map_err(|_| {
-                Problem::bad_parameter(name, format!("`{name}` must be a date such as 2025-09-15")).into_response()
-            }),
+            Some(raw) => match NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
+                Ok(date) if (EARLIEST_DATE..=LATEST_DATE).contains(&date) => Ok(Some(date)),
+                Ok(_) => Err(out_of_range(name)),
+                Err(_) => Err(bad(name, format!("`{name}` must be a date such as 2025-09-15"))),
+            },
         }
     };
     let (from, to) = (date("from")?, date("to")?);
@@ -339,17 +372,18 @@ fn period(params: &HashMap<String, String>) -> Result<Period, Response> {
         Period::new(from, to).map_err(|err| Problem::bad_parameter("to", err.to_string()).into_response())
     };
     match (params.get("week"), from, to) {
-        (Some(week), None, None) => {
-            match IsoWeek::parse(week) {
-                Some(week) => Ok(Period::week(week)),
-                None => Err(Problem::bad_parameter("week", format!("`{week}` is not an ISO week such as 2025-W38"))
-                    .into_response()),
-            }
-        }
+        (Some(week), None, None) => match IsoWeek::parse(week).map(Period::week) {
+            Some(period) if period.from >= EARLIEST_DATE && period.to <= LATEST_DATE => Ok(period),
+            Some(_) => Err(out_of_range("week")),
+            None => Err(bad("week", format!("`{week}` is not an ISO week such as 2025-W38"))),
+        },
         (Some(_), _, _) => Err(Problem::bad_parameter("week", "give `week` or `from`/`to`, not both").into_response()),
         (None, None, None) => Ok(Period::week_of(Utc::now())),
         (None, Some(from), None) => checked(from, today.max(from)),
-        (None, None, Some(to)) => checked(to - chrono::Duration::days(6), to),
+        (None, None, Some(to)) => match to.checked_sub_days(chrono::Days::new(6)) {
+            Some(from) => checked(from.max(EARLIEST_DATE), to),
+            None => Err(out_of_range("to")),
+        },
         (None, Some(from), Some(to)) => checked(from, to),
     }
 }
@@ -357,15 +391,12 @@ fn period(params: &HashMap<String, String>) -> Result<Period, Response> {
 /// `GET /api/v1/registers/summary?unit=01[&from=2025-09-01&to=2025-09-30 | &week=2025-W38]`:
 /// officers and members per level, and the share of units of each level that updated their
 /// lists in the period.
-pub async fn summary(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(response) = unknown_parameters(&params, &["unit", "from", "to", "week"]) {
-        return response;
-    }
-    let unit = match asked_unit(&caller, &params) {
+pub async fn summary(State(state): State<AppState>, caller: Caller, RawQuery(query): RawQuery) -> Response {
+    let params = match params_of(query, &["unit", "from", "to", "week"]) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let unit = match asked_unit(&state, &caller, &params).await {
         Ok(unit) => unit,
         Err(response) => return response,
     };
@@ -418,15 +449,12 @@ pub async fn create_villages(State(state): State<AppState>, caller: Caller, body
 }
 
 /// `GET /api/v1/villages[?unit=00004]`: the villages register within the caller's unit.
-pub async fn list_villages(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(response) = unknown_parameters(&params, &["unit"]) {
-        return response;
-    }
-    let unit = match asked_unit(&caller, &params) {
+pub async fn list_villages(State(state): State<AppState>, caller: Caller, RawQuery(query): RawQuery) -> Response {
+    let params = match params_of(query, &["unit"]) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let unit = match asked_unit(&state, &caller, &params).await {
         Ok(unit) => unit,
         Err(response) => return response,
     };
@@ -557,4 +585,36 @@ pub async fn import_villages(data_dir: &Path, source: &Path, kafka: Option<Strin
     info!(villages = records.len(), file = %file_name, "villages imported");
     println!("{} villages imported from {file_name}", records.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn period_of(query: &[(&str, &str)]) -> Result<Period, u16> {
+        let params = query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        period(&params).map_err(|response| response.status().as_u16())
+    }
+
+    #[test]
+    fn registers_periods_at_the_ends_of_the_calendar_are_refused_not_overflowed() {
+        for query in [
+            [("to", "-262143-01-01")],
+            [("to", "-262143-01-03")],
+            [("to", "+262142-12-31")],
+            [("from", "-262143-01-01")],
+            [("from", "+262142-12-31")],
+            [("to", "1929-12-31")],
+            [("week", "9999-W52")],
+            [("week", "1900-W01")],
+        ] {
+            assert_eq!(period_of(&query), Err(400), "{query:?}");
+        }
+        let to = NaiveDate::from_ymd_opt(1930, 1, 3).unwrap();
+        assert_eq!(period_of(&[("to", "1930-01-03")]), Ok(Period { from: EARLIEST_DATE, to }));
+        let to = NaiveDate::from_ymd_opt(2025, 9, 21).unwrap();
+        let from = NaiveDate::from_ymd_opt(2025, 9, 15).unwrap();
+        assert_eq!(period_of(&[("to", "2025-09-21")]), Ok(Period { from, to }));
+        assert_eq!(period_of(&[("week", "2025-W38")]), Ok(Period { from, to }));
+    }
 }

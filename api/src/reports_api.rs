@@ -5,19 +5,20 @@
 //! the reports pipeline writes them to the lake. A rejected upload names the row, column and
 //! reason of every problem and accepts nothing unless `partial=true`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::json;
 use voxpop_pipeline::{Record, Topic};
 use voxpop_schema::Units;
-use voxpop_schema::reports::{self, Catalogue, ReportError, ReportValue};
+use voxpop_schema::reports::{self, Catalogue, Level, ReportError, ReportValue, UnitRef};
 
+use crate::handling::{flag, query_params};
 use crate::http::AppState;
 use crate::problem::Problem;
 
@@ -26,13 +27,85 @@ const SCOPE: &str = reports::CENTRAL_CODE;
 
 fn report_problem(errors: &[ReportError]) -> Response {
     let body = json!({
-        "type": "https://voxpop.example/problems/validation",
+        "type": "https://voxpop.vn/problems/validation",
         "title": "The report has invalid values",
         "status": 422,
         "detail": format!("{} problem(s); nothing was accepted", errors.len()),
         "errors": errors,
     });
-    (StatusCode::UNPROCESSABLE_ENTITY, [(header::CONTENT_TYPE, "application/problem+json")], Json(body)).into_response()
+    (StatusCode::UNPROCESSABLE_ENTITY, [(header::CONTENT_TYPE, crate::problem::PROBLEM_JSON)], Json(body))
+        .into_response()
+}
+
+/// The codes of the villages the weekly synthesis knows (the CSV register with the lake's
+/// entries on top, removed ones dropped): a report is accepted for those villages only, so that
+/// what is accepted can be read back.
+async fn known_villages(state: &AppState) -> Result<HashSet<String>, Response> {
+    let register = voxpop_queries::reports::read_villages(&state.villages).unwrap_or_default();
+    match state.reports.villages(&register).await {
+        Ok(villages) => Ok(villages.into_iter().map(|village| village.code).collect()),
+        Err(err) => Err(Problem::internal(&err).into_response()),
+    }
+}
+
+/// Whether a JSON report names a village as its unit: only then is the villages register read.
+fn names_village(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).ok().is_some_and(|value| {
+        value.get("unit").and_then(|unit| unit.as_str()).and_then(|unit| Level::of_code(unit.trim()))
+            == Some(Level::Village)
+    })
+}
+
+/// The query parameters of a request, or the 400 naming a repeated or unknown one.
+fn params_of(raw: Option<String>, known: &[&str]) -> Result<HashMap<String, String>, Response> {
+    let params = query_params(raw.as_deref()).map_err(IntoResponse::into_response)?;
+    match params.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(key) => {
+            Err(Problem::bad_parameter(key, format!("unknown parameter `{key}`, expected one of {}", known.join(", ")))
+                .into_response())
+        }
+        None => Ok(params),
+    }
+}
+
+/// A week a read asks about: an ISO week (`2025-W38`) no later than the current one, in Vietnam
+/// time, as reports are accepted for; its canonical label.
+fn asked_week(raw: &str) -> Result<String, Response> {
+    let Some(week) = reports::parse_week(raw) else {
+        return Err(
+            Problem::bad_parameter("week", format!("`{raw}` is not an ISO week such as 2025-W38")).into_response()
+        );
+    };
+    let current = reports::current_week(Utc::now());
+    // Labels are `YYYY-Www` with four-digit years: their order is the weeks' order.
+    if week > current {
+        return Err(Problem::bad_parameter("week", format!("week {week} has not begun (this is week {current})"))
+            .into_response());
+    }
+    Ok(week)
+}
+
+/// The unit a request asks about (`00` when none is given): 400 unless it is a unit of the tree
+/// (a village the register holds), 403 outside the caller's unit when there is a caller to limit.
+async fn asked_unit(
+    state: &AppState,
+    caller: Option<&crate::auth::Caller>,
+    params: &HashMap<String, String>,
+) -> Result<String, Response> {
+    let code = params.get("unit").map_or(SCOPE, |unit| unit.trim());
+    let unit = UnitRef::parse(code, Units::embedded())
+        .map_err(|err| Problem::bad_parameter("unit", err.to_string()).into_response())?;
+    if caller.is_some_and(|caller| !in_scope(caller, &unit)) {
+        return Err(out_of_scope());
+    }
+    if unit.level() == Level::Village && !known_villages(state).await?.contains(code) {
+        return Err(Problem::bad_parameter(
+            "unit",
+            format!("unknown unit `{code}`: 00, a province, a commune or a registered village code"),
+        )
+        .into_response());
+    }
+    Ok(unit.code())
 }
 
 async fn append(state: &AppState, rows: &[ReportValue]) -> Result<(), Response> {
@@ -53,6 +126,14 @@ async fn append(state: &AppState, rows: &[ReportValue]) -> Result<(), Response> 
 
 /// `POST /api/v1/reports`: `{"unit": "00004", "week": "2025-W38", "values": {"meetings_held": 3}}`.
 pub async fn submit(State(state): State<AppState>, caller: crate::auth::Caller, body: Bytes) -> Response {
+    let villages = if names_village(&body) {
+        match known_villages(&state).await {
+            Ok(villages) => Some(villages),
+            Err(response) => return response,
+        }
+    } else {
+        None
+    };
     // Units report, not citizens: the sender's token sets what it may report for.
     let intake = reports::Intake {
         units: Units::embedded(),
@@ -60,6 +141,7 @@ pub async fn submit(State(state): State<AppState>, caller: crate::auth::Caller, 
         scope: &caller.unit,
         now: Utc::now(),
         submitted_by: None,
+        villages: villages.as_ref(),
     };
     match intake.parse_json_bytes(&body) {
         Err(errors) => report_problem(&errors),
@@ -75,22 +157,35 @@ pub async fn submit(State(state): State<AppState>, caller: crate::auth::Caller, 
 pub async fn upload(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let partial = matches!(params.get("partial").map(String::as_str), Some("true" | "1"));
+    let params = match params_of(query, &["format", "partial"]) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let partial = match flag(&params, "partial") {
+        Ok(partial) => partial,
+        Err(problem) => return problem.into_response(),
+    };
+    let xlsx = match params.get("format").map(String::as_str) {
+        Some("xlsx") => true,
+        Some("csv") => false,
+        _ => return Problem::bad_parameter("format", "`format` must be xlsx or csv").into_response(),
+    };
+    let villages = match known_villages(&state).await {
+        Ok(villages) => villages,
+        Err(response) => return response,
+    };
     let intake = reports::Intake {
         units: Units::embedded(),
         catalogue: Catalogue::default_embedded(),
         scope: &caller.unit,
         now: Utc::now(),
         submitted_by: None,
+        villages: Some(&villages),
     };
-    let outcome = match params.get("format").map(String::as_str) {
-        Some("xlsx") => intake.parse_xlsx(&body, partial),
-        Some("csv") => intake.parse_csv(&body, partial),
-        _ => return Problem::bad_parameter("format", "`format` must be xlsx or csv").into_response(),
-    };
+    let outcome = if xlsx { intake.parse_xlsx(&body, partial) } else { intake.parse_csv(&body, partial) };
     if outcome.rows.is_empty() && !outcome.errors.is_empty() {
         return report_problem(&outcome.errors);
     }
@@ -112,21 +207,27 @@ pub async fn upload(
 
 /// `GET /api/v1/reports/template?unit=00004[&week=2025-W38]`: the XLSX a unit fills in for itself
 /// and the units below it.
-pub async fn template(State(state): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Response {
-    let unit = params.get("unit").map_or(SCOPE, String::as_str);
+pub async fn template(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let params = match params_of(query, &["unit", "week"]) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    let week = match params.get("week").map(|raw| asked_week(raw)).transpose() {
+        Ok(week) => week,
+        Err(response) => return response,
+    };
+    let unit = match asked_unit(&state, None, &params).await {
+        Ok(unit) => unit,
+        Err(response) => return response,
+    };
+    let unit = unit.as_str();
     // The CSV register with the villages created through the API or an import.
     let register = voxpop_queries::reports::read_villages(&state.villages).unwrap_or_default();
     let villages = match state.reports.villages(&register).await {
         Ok(villages) => villages,
         Err(err) => return Problem::internal(&err).into_response(),
     };
-    match reports::template_xlsx(
-        Catalogue::default_embedded(),
-        Units::embedded(),
-        unit,
-        params.get("week").map(String::as_str),
-        &villages,
-    ) {
+    match reports::template_xlsx(Catalogue::default_embedded(), Units::embedded(), unit, week.as_deref(), &villages) {
         Ok(bytes) => (
             [
                 (header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned()),
@@ -140,18 +241,8 @@ pub async fn template(State(state): State<AppState>, Query(params): Query<HashMa
 }
 
 /// Whether `caller` may read the reports of `unit` (its own unit or one below it).
-fn in_scope(caller: &crate::auth::Caller, unit: &str) -> bool {
-    match caller.unit.len() {
-        5 => unit == caller.unit || unit.starts_with(&format!("{}-", caller.unit)),
-        2 if caller.unit != "00" => {
-            unit == caller.unit
-                || unit
-                    .get(..5)
-                    .and_then(|c| Units::embedded().commune(c))
-                    .is_some_and(|c| c.province_code == caller.unit)
-        }
-        _ => true,
-    }
+fn in_scope(caller: &crate::auth::Caller, unit: &UnitRef) -> bool {
+    UnitRef::parse(&caller.unit, Units::embedded()).is_ok_and(|scope| scope.contains(unit))
 }
 
 fn out_of_scope() -> Response {
@@ -160,20 +251,24 @@ fn out_of_scope() -> Response {
 }
 
 /// `GET /api/v1/reports/weekly?week=2025-W38[&unit=00]`: the synthesis for one unit.
-pub async fn weekly(
-    State(state): State<AppState>,
-    caller: crate::auth::Caller,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    if !in_scope(&caller, params.get("unit").map_or(SCOPE, String::as_str)) {
-        return out_of_scope();
-    }
+pub async fn weekly(State(state): State<AppState>, caller: crate::auth::Caller, RawQuery(query): RawQuery) -> Response {
+    let params = match params_of(query, &["unit", "week"]) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
     let Some(week) = params.get("week") else {
         return Problem::bad_parameter("week", "`week` is required, e.g. 2025-W38").into_response();
     };
-    let unit = params.get("unit").map_or(SCOPE, String::as_str);
+    let week = match asked_week(week) {
+        Ok(week) => week,
+        Err(response) => return response,
+    };
+    let unit = match asked_unit(&state, Some(&caller), &params).await {
+        Ok(unit) => unit,
+        Err(response) => return response,
+    };
     let villages = voxpop_queries::reports::read_villages(&state.villages).unwrap_or_default();
-    match state.reports.weekly(week, unit, &villages).await {
+    match state.reports.weekly(&week, &unit, &villages).await {
         Ok(synthesis) => Json(synthesis).into_response(),
         Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
             Problem::bad_parameter(field, message).into_response()
@@ -241,7 +336,9 @@ pub async fn page(
     crate::auth::PageCaller(caller): crate::auth::PageCaller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if !in_scope(&caller, params.get("unit").map_or(SCOPE, String::as_str)) {
+    let in_scope = UnitRef::parse(params.get("unit").map_or(SCOPE, String::as_str), Units::embedded())
+        .map_or(caller.unit == SCOPE, |unit| in_scope(&caller, &unit));
+    if !in_scope {
         return out_of_scope();
     }
     use std::fmt::Write;

@@ -332,7 +332,16 @@ impl DeliveryBoard {
 }
 
 /// `GET /api/v1/notifications/deliveries`: the board, for central callers (unit `00`) only.
-pub async fn deliveries(State(state): State<AppState>, caller: Caller) -> Response {
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    // The board takes no parameters: one that is sent anyway was meant to do something.
+    if let Some((name, _)) = query.as_deref().and_then(|query| form_urlencoded::parse(query.as_bytes()).next()) {
+        return Problem::bad_parameter(&name, format!("unknown parameter `{name}`: the deliveries take none"))
+            .into_response();
+    }
     board_response(&state.webhooks, &caller)
 }
 

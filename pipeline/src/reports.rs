@@ -76,6 +76,7 @@ fn prepare(payload: &[u8], units: &Units, catalogue: &Catalogue) -> Result<Repor
         scope: reports::CENTRAL_CODE,
         now: chrono::Utc::now() + chrono::Duration::days(7),
         submitted_by: None,
+        villages: None,
     };
     let problems = intake.validate_row(&row);
     if problems.is_empty() {

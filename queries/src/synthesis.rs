@@ -835,6 +835,7 @@ pub fn bench_reports() -> QueryResult<ReportsBench> {
         scope: CENTRAL_CODE,
         now: Utc.with_ymd_and_hms(2025, 9, 21, 12, 0, 0).single().unwrap_or_default(),
         submitted_by: Some(SYNTHETIC_SENDER),
+        villages: None,
     };
     let started = Instant::now();
     let outcome = intake.parse_xlsx(&bytes, false);
@@ -1196,6 +1197,7 @@ levels = ["central"]
             scope: "00",
             now: Utc.with_ymd_and_hms(2025, 9, 22, 0, 0, 0).unwrap(),
             submitted_by: None,
+            villages: None,
         };
         for row in &week {
             assert_eq!(intake.validate_row(row), [], "{row:?}");

@@ -72,6 +72,18 @@ pub const MAX_PERSON_ID_CHARS: usize = 64;
 pub const MAX_ENTRIES: usize = 200_000;
 /// Highest village number of a commune (`ccccc-999`).
 pub const MAX_VILLAGE_NUMBER: u16 = 999;
+/// The earliest date a register accepts, for terms and for the periods of a summary: the Front
+/// was founded in 1930, so an earlier date is a typing error (or a year read as `-0001`).
+pub const EARLIEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(1930, 1, 1) {
+    Some(date) => date,
+    None => panic!("1930-01-01 is a date"),
+};
+/// The latest date a register accepts: far beyond any term (terms are five years), and far
+/// enough from the end of the calendar that date arithmetic on it cannot overflow.
+pub const LATEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2100, 12, 31) {
+    Some(date) => date,
+    None => panic!("2100-12-31 is a date"),
+};
 
 /// One problem with a submitted register entry: the same shape as a weekly report's problems
 /// (field, code, Vietnamese message; row and column letter for spreadsheets).
@@ -809,16 +821,34 @@ fn check_phone(value: &str) -> Result<String, Problem> {
     Ok(phone.to_owned())
 }
 
-/// Terms start at most a year ahead (a list prepared before a congress) and end after they start.
+/// Terms start at most a year ahead (a list prepared before a congress) and end after they start,
+/// all within [`EARLIEST_DATE`] to [`LATEST_DATE`].
 fn check_term(start: NaiveDate, end: Option<NaiveDate>, today: NaiveDate) -> Vec<(Col, Problem)> {
     let mut problems = Vec::new();
-    if start > today + chrono::Duration::days(366) {
+    let out_of_range = |date: NaiveDate| {
+        problem(
+            "out_of_range",
+            format!(
+                "ngày {} nằm ngoài khoảng {} đến {}",
+                date.format("%d/%m/%Y"),
+                EARLIEST_DATE.format("%d/%m/%Y"),
+                LATEST_DATE.format("%d/%m/%Y")
+            ),
+        )
+    };
+    if start < EARLIEST_DATE || start > LATEST_DATE {
+        problems.push((Col::TermStart, out_of_range(start)));
+    } else if today.checked_add_days(chrono::Days::new(366)).is_some_and(|latest| start > latest) {
         problems.push((
             Col::TermStart,
             problem("future_term", format!("nhiệm kỳ bắt đầu {} còn quá xa (quá một năm)", start.format("%d/%m/%Y"))),
         ));
     }
     if let Some(end) = end
+        && (end < EARLIEST_DATE || end > LATEST_DATE)
+    {
+        problems.push((Col::TermEnd, out_of_range(end)));
+    } else if let Some(end) = end
         && end < start
     {
         problems.push((
@@ -1070,12 +1100,19 @@ impl RegisterIntake<'_> {
         let empty = Cell::Empty;
         let cell = |col: Col| fields.get(&col).map_or(&empty, |(cell, _)| cell);
         let mut problems: Vec<(Col, Problem)> = Vec::new();
-        let name = match cell(Col::Name).text() {
-            Some(text) => check_text(&text, "tên thôn, tổ dân phố", MAX_NAME_CHARS)
+        let name = match (cell(Col::Name), cell(Col::Name).text()) {
+            (_, Some(text)) => check_text(&text, "tên thôn, tổ dân phố", MAX_NAME_CHARS)
                 .map_err(|p| problems.push((Col::Name, p)))
                 .ok(),
-            None => {
+            (Cell::Empty, None) => {
                 problems.push((Col::Name, problem("required", "thiếu tên thôn, tổ dân phố (`name`)")));
+                None
+            }
+            (other, None) => {
+                problems.push((
+                    Col::Name,
+                    problem("type", format!("{} không phải là tên thôn, tổ dân phố", other.describe())),
+                ));
                 None
             }
         };
@@ -1252,7 +1289,7 @@ impl RegisterIntake<'_> {
         for (key, value) in object {
             match columns.iter().find(|(col, _)| *col != Col::Ignored && col.name() == key) {
                 Some((col, _)) => {
-                    fields.insert(*col, (Cell::from_json(value).into_owned(), None));
+                    fields.insert(*col, (json_cell(*col, value), None));
                 }
                 None => {
                     unknown.push((key.clone(), problem("unknown_field", format!("trường `{key}` không được hỗ trợ"))))
@@ -1659,6 +1696,37 @@ fn same(cleaned: &str, stored: &str) -> Result<(), Problem> {
     }
 }
 
+/// A JSON value as the cell of `col`, strictly typed: text fields are strings, `birth_year` a
+/// whole number, `removed` true or false (`null` is an absent field). Spreadsheets are read
+/// leniently because Excel turns typed ids into numbers; a JSON client states the type, so a
+/// number sent for a name, or a year sent as a string, is a mistake to refuse, not to store. A
+/// value of the wrong type becomes an error cell, which the field's check names.
+fn json_cell(col: Col, value: &Json) -> Cell<'static> {
+    let expected = match col {
+        Col::BirthYear => "số nguyên",
+        Col::Removed => "true hoặc false",
+        _ => "chuỗi",
+    };
+    let fits = match (col, value) {
+        (_, Json::Null) => true,
+        (Col::BirthYear, Json::Number(number)) => number.is_i64() || number.is_u64(),
+        (Col::BirthYear, _) => false,
+        (Col::Removed, value) => value.is_boolean(),
+        (_, value) => value.is_string(),
+    };
+    if fits {
+        return Cell::from_json(value).into_owned();
+    }
+    let kind = match value {
+        Json::Bool(_) => "giá trị true/false",
+        Json::Number(_) => "số",
+        Json::String(_) => "chuỗi",
+        Json::Array(_) => "mảng",
+        Json::Object(_) | Json::Null => "đối tượng",
+    };
+    Cell::Error(format!("{kind} JSON `{}`, cần {expected}", shorten(&value.to_string())))
+}
+
 /// The value of a check, or `None` with its problem recorded against `col`.
 fn take<T>(problems: &mut Vec<(Col, Problem)>, col: Col, result: Result<T, Problem>) -> Option<T> {
     result.map_err(|p| problems.push((col, p))).ok()
@@ -1736,6 +1804,14 @@ fn read_csv(bytes: &[u8]) -> Result<Table, RegisterError> {
         .into_iter()
         .max_by_key(|&candidate| (first_line.bytes().filter(|&b| b == candidate).count(), candidate == b','))
         .unwrap_or(b',');
+    if let Some(line) = crate::reports::unterminated_quote(text, delimiter) {
+        let mut problem = file_error(
+            "malformed_file",
+            format!("tệp CSV sai cú pháp: dấu ngoặc kép mở ở dòng {line} không được đóng"),
+        );
+        problem.row = Some(line);
+        return Err(problem);
+    }
     let mut reader =
         csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
     let mut records = reader.records();
@@ -1821,6 +1897,50 @@ mod tests {
 
     fn codes(errors: &[RegisterError]) -> Vec<(String, String)> {
         errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect()
+    }
+
+    #[test]
+    fn registers_json_is_strictly_typed_and_dates_stay_in_range() {
+        let known = villages();
+        let body = serde_json::json!([
+            {"register": "officer", "person_id": 5, "unit": "00004", "full_name": 1, "role": "Chủ tịch",
+             "birth_year": "1975", "term_start": "-0001-01-01"},
+            {"register": "member", "person_id": "HV-1", "unit": "00004", "full_name": "Lê Văn C", "role": "Hội viên",
+             "term_start": "2024-10-01", "term_end": "+262142-01-01", "removed": "yes"}
+        ]);
+        let errors = intake("00", &known).parse_people_json(body.to_string().as_bytes()).unwrap_err();
+        let mut found = codes(&errors);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("0.birth_year", "type"),
+                ("0.full_name", "type"),
+                ("0.person_id", "type"),
+                ("0.term_start", "out_of_range"),
+                ("1.removed", "type"),
+                ("1.term_end", "out_of_range"),
+            ]
+            .map(|(field, code)| (field.to_owned(), code.to_owned()))
+        );
+        let taken = villages();
+        let errors = intake("00004", &taken)
+            .parse_villages_json(r#"[{"name": 5}, {"name": "Thôn Đông", "code": 12}]"#.as_bytes(), &taken);
+        assert_eq!(
+            codes(&errors.unwrap_err()),
+            [("0.name".to_owned(), "type".to_owned()), ("1.code".to_owned(), "malformed_unit".to_owned())]
+        );
+        // The same values in a spreadsheet are what Excel makes of typed text: read as before.
+        let csv = "register,person_id,unit,full_name,role,birth_year,term_start\nofficer,5,00004,An,Chủ tịch,1975,2024-10-01\n";
+        let outcome = intake("00", &known).parse_people_csv(csv.as_bytes(), None, false);
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(outcome.entries[0].birth_year, Some(1975));
+        let open_quote = "register,person_id\n\"officer,5\n";
+        let outcome = intake("00", &known).parse_people_csv(open_quote.as_bytes(), None, false);
+        assert_eq!(
+            outcome.errors.iter().map(|e| (e.row, e.code.as_str())).collect::<Vec<_>>(),
+            [(Some(2), "malformed_file")]
+        );
     }
 
     #[test]

@@ -1173,6 +1173,10 @@ pub struct Intake<'a> {
     pub now: DateTime<Utc>,
     /// The sender's account, stored with the values.
     pub submitted_by: Option<&'a str>,
+    /// The codes of the registered villages; a report for a village not in it is refused, as the
+    /// weekly synthesis (whose tree holds only registered villages) would refuse to read it.
+    /// `None` skips that check (the pipeline: the API checked it when the report came in).
+    pub villages: Option<&'a HashSet<String>>,
 }
 
 /// What a spreadsheet upload gave.
@@ -1214,6 +1218,18 @@ impl Intake<'_> {
             return Err(problem(
                 "out_of_scope",
                 format!("đơn vị `{}` không thuộc phạm vi báo cáo của đơn vị gửi `{}`", unit.code(), scope.code()),
+            ));
+        }
+        if unit.level() == Level::Village
+            && let Some(known) = self.villages
+            && !known.contains(&unit.code())
+        {
+            return Err(problem(
+                "unknown_village",
+                format!(
+                    "thôn, tổ dân phố `{}` chưa có trong danh sách thôn, tổ dân phố của xã (tạo qua POST /api/v1/villages)",
+                    unit.code()
+                ),
             ));
         }
         Ok(unit)
@@ -1335,6 +1351,16 @@ impl Intake<'_> {
                         ));
                         continue;
                     };
+                    // JSON says what type a value is: text is sent as a string, never as a
+                    // number or a flag that would be stored as its spelling.
+                    if indicator.value_type == ValueType::Text && matches!(raw, Json::Number(_) | Json::Bool(_)) {
+                        errors.push(ReportError::new(
+                            &field,
+                            "type",
+                            format!("chỉ tiêu `{code}` là văn bản: hãy gửi một chuỗi JSON"),
+                        ));
+                        continue;
+                    }
                     let cell = match raw {
                         Json::Null => Cell::Empty,
                         Json::Bool(flag) => Cell::Bool(*flag),
@@ -1524,6 +1550,15 @@ impl Intake<'_> {
             .into_iter()
             .max_by_key(|&candidate| (first_line.bytes().filter(|&b| b == candidate).count(), candidate == b','))
             .unwrap_or(b',');
+        if let Some(line) = unterminated_quote(text, delimiter) {
+            let mut error = ReportError::new(
+                "",
+                "malformed_file",
+                format!("tệp CSV sai cú pháp: dấu ngoặc kép mở ở dòng {line} không được đóng"),
+            );
+            error.row = Some(line);
+            return SheetOutcome { errors: vec![error], ..SheetOutcome::default() };
+        }
         let mut csv_reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -1560,6 +1595,39 @@ impl Intake<'_> {
         }
         reader.finish(accept_partial)
     }
+}
+
+/// The 1-based line of a quoted CSV field that is never closed, if any. The `csv` crate reads
+/// such a field to the end of the file without an error, which turns the rest of the file into
+/// one cell (and a report row into one without values, silently skipped): the sender must hear
+/// of it instead. Quotes open a field only at its start, as the reader treats them.
+pub(crate) fn unterminated_quote(text: &str, delimiter: u8) -> Option<usize> {
+    let (mut line, mut opened_at) = (1, None);
+    let mut at_field_start = true;
+    let mut bytes = text.bytes().peekable();
+    while let Some(byte) = bytes.next() {
+        if byte == b'\n' {
+            line += 1;
+        }
+        match opened_at {
+            Some(_) if byte == b'"' => {
+                if bytes.peek() == Some(&b'"') {
+                    bytes.next();
+                } else {
+                    opened_at = None;
+                }
+            }
+            Some(_) => {}
+            None if byte == b'"' && at_field_start => opened_at = Some(line),
+            None => {}
+        }
+        if opened_at.is_none() {
+            at_field_start = byte == delimiter || byte == b'\n' || byte == b'\r';
+        } else {
+            at_field_start = false;
+        }
+    }
+    opened_at
 }
 
 fn required_string<'j>(
@@ -2082,6 +2150,7 @@ mod tests {
             scope,
             now: now(),
             submitted_by: Some("canbo.badinh"),
+            villages: None,
         }
     }
 
@@ -2600,6 +2669,45 @@ mod tests {
         );
         assert!(outcome.rows.is_empty());
         assert_eq!(codes(&intake("00").parse_xlsx(b"not a zip", false).errors), ["malformed_file"]);
+    }
+
+    #[test]
+    fn reports_refuse_unregistered_villages_text_as_numbers_and_open_quotes() {
+        let known: HashSet<String> = ["00004-001".to_owned()].into();
+        let with_villages = Intake { villages: Some(&known), ..intake("00") };
+        let body = |unit: &str| json!({"unit": unit, "week": "2025-W38", "values": {"meetings_held": 3}});
+        assert_eq!(with_villages.parse_json(&body("00004-001")).unwrap().len(), 1);
+        let errors = with_villages.parse_json(&body("00004-999")).unwrap_err();
+        assert_eq!((errors[0].field.as_str(), errors[0].code.as_str()), ("unit", "unknown_village"));
+        // The same row of a sheet is named by row and column.
+        let outcome = with_villages.parse_csv(b"unit_code,week,meetings_held\n00004-999,2025-W38,3\n", false);
+        assert_eq!(
+            outcome.errors.iter().map(|e| (e.row, e.column.as_deref(), e.code.as_str())).collect::<Vec<_>>(),
+            [(Some(2), Some("A"), "unknown_village")]
+        );
+        assert!(outcome.rows.is_empty());
+
+        let text = json!({"unit": "00004", "week": "2025-W38", "values": {"notable_issues": 5}});
+        let errors = intake("00").parse_json(&text).unwrap_err();
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].code.as_str()),
+            ("values.notable_issues", "type"),
+            "{errors:?}"
+        );
+        let flag = json!({"unit": "00004", "week": "2025-W38", "values": {"notable_issues": true}});
+        assert_eq!(codes(&intake("00").parse_json(&flag).unwrap_err()), ["type"]);
+
+        // A quote never closed would swallow the rest of the file into one cell.
+        let outcome = csv_outcome("unit_code,week,meetings_held\n\"00004,2025-W38,3\n", "00", false);
+        assert_eq!(
+            outcome.errors.iter().map(|e| (e.row, e.code.as_str())).collect::<Vec<_>>(),
+            [(Some(2), "malformed_file")]
+        );
+        assert_eq!(outcome.data_rows, 0);
+        // Quotes closed, doubled inside a field, or in the middle of a field are fine.
+        assert_eq!(unterminated_quote("a,b\n\"x, \"\"y\"\"\",2\n", b','), None);
+        assert_eq!(unterminated_quote("a,b\nc\"d,2\n", b','), None);
+        assert_eq!(unterminated_quote("a;b\n1;2\n3;\"4\n", b';'), Some(3));
     }
 
     #[test]

@@ -307,3 +307,72 @@ async fn the_public_intake_answers_429_with_retry_after_past_the_limit() {
     let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
     assert!((1..=10).contains(&seconds), "{seconds}");
 }
+
+/// Status, content type and body of a response.
+async fn problem_of(response: reqwest::Response) -> (StatusCode, String, Value) {
+    let status = response.status();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, content_type, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handling_names_the_bad_unit_parameter_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(data_dir.join("reference")).unwrap();
+    std::fs::write(data_dir.join("reference/villages.csv"), "code,name\n00004-001,Tổ dân phố số 1\n").unwrap();
+    let commune = token(&data_dir, "00004", "officer");
+    let leader = token(&data_dir, "01", "leader");
+    let server = Server::start(&data_dir, None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+    let receipt = api
+        .submit(json!({"title": "Đèn đường hỏng", "body": "Đèn đường hỏng cả tháng nay.", "commune_code": "00004"}))
+        .await;
+    let id = receipt["id"].as_str().unwrap().to_owned();
+    server.wait_written(1, Duration::from_secs(30)).await;
+    let act = |body: Value| {
+        api.client.post(server.url(&format!("/api/v1/petitions/{id}/actions"))).bearer_auth(&commune).json(&body).send()
+    };
+
+    // Handed to a village the register does not hold: 422 naming `unit`; a registered one is fine.
+    let (status, content_type, problem) =
+        problem_of(act(json!({"action": "transfer", "unit": "00004-999", "note": "x"})).await.unwrap()).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"));
+    assert_eq!(problem["errors"][0]["field"], "unit", "{problem}");
+    // Every problem of the route names its field: the action the state does not allow, a wrong type.
+    let (status, _, problem) = problem_of(act(json!({"action": "answer", "answer": "x"})).await.unwrap()).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (StatusCode::CONFLICT, Some("action")), "{problem}");
+    let (status, _, problem) = problem_of(act(json!({"action": "extend", "days": "5"})).await.unwrap()).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("days")));
+    let (status, body) = api.act(&id, &commune, json!({"action": "accept"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.act(&id, &commune, json!({"action": "assign", "unit": "00004-001"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Past the body limit: 413.
+    let huge = json!({"action": "accept", "note": "x".repeat(300 * 1024)});
+    let (status, content_type, problem) = problem_of(act(huge).await.unwrap()).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "application/problem+json"));
+    assert!(problem["errors"].is_array(), "{problem}");
+
+    for (path, field) in [
+        ("/api/v1/inbox?unit=99", "unit"),
+        ("/api/v1/inbox?unit=abc", "unit"),
+        ("/api/v1/inbox?unit=00004-999", "unit"),
+        ("/api/v1/inbox?limit=-1", "limit"),
+        ("/api/v1/inbox?limit=abc", "limit"),
+        ("/api/v1/inbox?limit=", "limit"),
+        ("/api/v1/inbox?overdue=maybe", "overdue"),
+        ("/api/v1/inbox?unit=00&unit=01", "unit"),
+        ("/api/v1/handling/performance?unit=00004-", "unit"),
+        ("/api/v1/handling/performance?unit=99", "unit"),
+    ] {
+        let response = api.client.get(server.url(path)).bearer_auth(&leader).send().await.unwrap();
+        let (status, content_type, problem) = problem_of(response).await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::BAD_REQUEST, "application/problem+json"), "{path}");
+        assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+    }
+    let (status, inbox) = api.get("/api/v1/inbox?overdue=1&limit=5", Some(&commune), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    assert_eq!(api.get("/api/v1/inbox?unit=01", Some(&commune), &[]).await.0, StatusCode::FORBIDDEN);
+}

@@ -183,6 +183,9 @@ async fn staff_sign_in_and_handle_petitions_from_the_inbox_in_a_real_browser() {
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
     let token = voxpop_tests::server::create_token(&data_dir, "00004", "officer");
+    // The village the browser assigns a petition to is in the register (an unregistered one is refused).
+    std::fs::create_dir_all(data_dir.join("reference")).unwrap();
+    std::fs::write(data_dir.join("reference/villages.csv"), "code,name\n00004-001,Tổ dân phố số 1\n").unwrap();
     let server = Server::start(&data_dir, None).await;
     let first = server
         .submit(

@@ -306,3 +306,65 @@ async fn registers_and_villages_flow_from_the_api_to_the_lake_and_the_summaries(
     let (status, _) = api.get("/api/v1/registers/summary?unit=00&from=2025-09-30&to=2025-09-01", &engineer).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Status, content type and body of a request expected to fail.
+async fn problem_of(request: reqwest::RequestBuilder) -> (StatusCode, String, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, content_type, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registers_name_every_bad_parameter_and_field_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(data_dir.join("reference")).unwrap();
+    std::fs::write(data_dir.join("reference/villages.csv"), "code,name\n00004-001,Tổ dân phố số 1\n").unwrap();
+    let admin = token(&data_dir, "00", "admin");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(server.url(path)).bearer_auth(&admin);
+
+    for (path, field) in [
+        // Year -262143 is the end of the calendar: 6 days before it does not exist.
+        ("/api/v1/registers/summary?to=-262143-01-01", "to"),
+        ("/api/v1/registers/summary?to=-262143-01-03", "to"),
+        ("/api/v1/registers/summary?from=%2B262142-12-31", "from"),
+        ("/api/v1/registers/summary?week=9999-W52", "week"),
+        ("/api/v1/registers?unit=00004-999", "unit"),
+        ("/api/v1/villages?unit=00004-999", "unit"),
+        ("/api/v1/registers?include_removed=maybe", "include_removed"),
+        ("/api/v1/registers?unit=00&unit=01", "unit"),
+    ] {
+        let (status, content_type, problem) = problem_of(get(path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
+        assert_eq!(content_type, "application/problem+json", "{path}");
+        assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+    }
+    assert_eq!(get("/api/v1/registers?unit=00004-001").send().await.unwrap().status(), StatusCode::OK);
+    let upload = client
+        .post(server.url("/api/v1/registers/upload?format=csv&partial=maybe"))
+        .bearer_auth(&admin)
+        .body("register,person_id,unit,full_name,role,term_start\nofficer,A1,00004,An,Chủ tịch,2024-10-01\n");
+    let (status, content_type, problem) = problem_of(upload).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::BAD_REQUEST, "application/problem+json"));
+    assert_eq!(problem["errors"][0]["field"], "partial", "{problem}");
+
+    // JSON states its types: numbers for text, a year as text and year -1 are refused, named.
+    let people = json!([{"register": "officer", "person_id": 5, "unit": "00004", "full_name": 1, "role": "Chủ tịch",
+        "birth_year": "1975", "term_start": "-0001-01-01"}]);
+    let (status, content_type, problem) =
+        problem_of(client.post(server.url("/api/v1/registers")).bearer_auth(&admin).json(&people)).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"));
+    let mut fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    fields.sort();
+    assert_eq!(fields, ["0.birth_year", "0.full_name", "0.person_id", "0.term_start"], "{problem}");
+    let village = json!([{"code": "00004-002", "name": 5}]);
+    let (status, content_type, problem) =
+        problem_of(client.post(server.url("/api/v1/villages")).bearer_auth(&admin).json(&village)).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"));
+    assert_eq!(problem["errors"][0]["field"], "0.name", "{problem}");
+}

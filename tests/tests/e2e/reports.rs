@@ -173,3 +173,85 @@ async fn reports_survive_sigkill_exactly_once() {
     assert!(accepted.is_subset(&present), "acknowledged values missing from the lake");
     assert!(counts.iter().all(|row| row["n"] == 1), "a value was written twice: {rows}");
 }
+
+/// Status, content type and body of a response.
+async fn problem_of(response: reqwest::Response) -> (reqwest::StatusCode, String, Value) {
+    let status = response.status();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, content_type, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_refuse_unregistered_villages_open_quotes_and_bad_parameters_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(data_dir.join("reference")).unwrap();
+    std::fs::write(data_dir.join("reference/villages.csv"), "code,name\n00004-001,Tổ dân phố số 1\n").unwrap();
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+    let post = |body: Value| client.post(server.url("/api/v1/reports")).json(&body).send();
+    let upload = |query: &str, body: &'static str| {
+        client.post(server.url(&format!("/api/v1/reports/upload?{query}"))).body(body).send()
+    };
+    let unprocessable = (reqwest::StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json".to_owned());
+
+    // A village the register does not hold: refused at submission, as the weekly read refuses it.
+    let registered = post(json!({"unit": "00004-001", "week": "2025-W38", "values": {"meetings_held": 3}})).await;
+    assert_eq!(registered.unwrap().status(), reqwest::StatusCode::CREATED);
+    let (status, content_type, problem) = problem_of(
+        post(json!({"unit": "00004-999", "week": "2025-W38", "values": {"meetings_held": 3}})).await.unwrap(),
+    )
+    .await;
+    assert_eq!((status, content_type), unprocessable, "{problem}");
+    assert_eq!(
+        (problem["errors"][0]["field"].as_str(), problem["errors"][0]["code"].as_str()),
+        (Some("unit"), Some("unknown_village"))
+    );
+    let (status, content_type, problem) =
+        problem_of(upload("format=csv", "unit_code,week,meetings_held\n00004-999,2025-W38,3\n").await.unwrap()).await;
+    assert_eq!((status, content_type), unprocessable, "{problem}");
+    let error = &problem["errors"][0];
+    assert_eq!(
+        (error["row"].as_u64(), error["column"].as_str(), error["field"].as_str()),
+        (Some(2), Some("A"), Some("unit_code"))
+    );
+
+    // An unterminated quote is named with its line, not dropped.
+    let (status, content_type, problem) =
+        problem_of(upload("format=csv", "unit_code,week,meetings_held\n\"00004,2025-W38,3\n").await.unwrap()).await;
+    assert_eq!((status, content_type), unprocessable, "{problem}");
+    assert_eq!(
+        (problem["errors"][0]["row"].as_u64(), problem["errors"][0]["code"].as_str()),
+        (Some(2), Some("malformed_file"))
+    );
+
+    // Text is sent as text.
+    let (status, content_type, problem) =
+        problem_of(post(json!({"unit": "00004", "week": "2025-W38", "values": {"notable_issues": 5}})).await.unwrap())
+            .await;
+    assert_eq!((status, content_type), unprocessable, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "values.notable_issues");
+
+    for (path, field) in [
+        ("/api/v1/reports/template?week=x", "week"),
+        ("/api/v1/reports/template?week=2025-W99", "week"),
+        ("/api/v1/reports/template?unit=00004-999", "unit"),
+        ("/api/v1/reports/weekly?week=2099-W01", "week"),
+        ("/api/v1/reports/weekly?week=2025-W38&unit=00004-999", "unit"),
+        ("/api/v1/reports/weekly?week=2025-W38&week=2025-W37", "week"),
+    ] {
+        let (status, content_type, problem) = problem_of(client.get(server.url(path)).send().await.unwrap()).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (reqwest::StatusCode::BAD_REQUEST, "application/problem+json"),
+            "{path}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+    }
+    let (status, _, problem) = problem_of(
+        upload("format=csv&partial=maybe", "unit_code,week,meetings_held\n00004,2025-W38,3\n").await.unwrap(),
+    )
+    .await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (reqwest::StatusCode::BAD_REQUEST, Some("partial")));
+}
