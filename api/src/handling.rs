@@ -35,6 +35,7 @@ use voxpop_schema::{FieldError, Units};
 
 use crate::auth::{Caller, Role};
 use crate::http::AppState;
+use crate::params::{flag, known_params, problem_errors, query_params, unknown_parameters};
 use crate::problem::{Problem, ProblemField};
 
 /// The API's book of statuses and the one place actions are decided.
@@ -629,51 +630,6 @@ impl InboxParams {
     }
 }
 
-/// The query string as name -> value, refusing a repeated name (which of the values was meant is
-/// not ours to guess). Read as `GET /api/v1/search` reads its parameters, not with axum's typed
-/// `Query`, whose rejections are plain text naming no parameter.
-pub fn query_params(raw: Option<&str>) -> Result<HashMap<String, String>, Problem> {
-    let mut params = HashMap::new();
-    let mut errors: Vec<FieldError> = Vec::new();
-    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if params.insert(name.clone().into_owned(), value.into_owned()).is_some()
-            && !errors.iter().any(|e| e.field == name)
-        {
-            errors.push(FieldError::new(&name, "duplicate_parameter", format!("`{name}` is given more than once")));
-        }
-    }
-    if errors.is_empty() { Ok(params) } else { Err(Problem::invalid(&errors).with_status(StatusCode::BAD_REQUEST)) }
-}
-
-/// A true/false query parameter (`true`/`1`, `false`/`0`); absent is false. Anything else is a
-/// 400 naming it rather than a silent false.
-pub fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, Problem> {
-    match params.get(name).map(|value| value.trim()) {
-        None | Some("false" | "0") => Ok(false),
-        Some("true" | "1") => Ok(true),
-        Some(_) => Err(Problem::bad_parameter(name, format!("`{name}` must be true or false (1 or 0)"))),
-    }
-}
-
-fn unknown_parameters(params: &HashMap<String, String>, known: &[&str]) -> Vec<FieldError> {
-    params
-        .keys()
-        .filter(|name| !known.contains(&name.as_str()))
-        .map(|name| {
-            FieldError::new(
-                name,
-                "unknown_parameter",
-                format!("unknown parameter `{name}`, expected one of {}", known.join(", ")),
-            )
-        })
-        .collect()
-}
-
-/// The field errors of a problem, to gather with others.
-fn problem_errors(problem: &Problem) -> Vec<FieldError> {
-    problem.errors.iter().map(|e| FieldError::new(&e.field, &e.code, e.message.clone())).collect()
-}
-
 /// The unit a handling read asks about (the caller's own when none is given): 400 naming `unit`
 /// unless it is `00`, a province, a 2025 commune or a village the register has held (a removed
 /// village still has its petitions), checked before the 403 for a unit outside the caller's.
@@ -819,14 +775,10 @@ fn acceptance_cutoff(handling: &Handling, now: DateTime<Utc>) -> DateTime<Utc> {
 /// `GET /api/v1/handling/performance?unit=`: the unit and each unit one level below it:
 /// on-time rate, overdue, satisfaction and reopen rates, rolled up the hierarchy.
 pub async fn performance(State(state): State<AppState>, caller: Caller, RawQuery(query): RawQuery) -> Response {
-    let params = match query_params(query.as_deref()) {
+    let params = match known_params(query.as_deref(), &["unit"]) {
         Ok(params) => params,
         Err(problem) => return problem.into_response(),
     };
-    let unknown = unknown_parameters(&params, &["unit"]);
-    if !unknown.is_empty() {
-        return Problem::invalid(&unknown).with_status(StatusCode::BAD_REQUEST).into_response();
-    }
     match performance_rows(&state, &caller, params.get("unit").map(String::as_str)).await {
         Ok((total, children)) => Json(json!({ "unit": total, "children": children })).into_response(),
         Err(problem) => problem.into_response(),
@@ -1092,9 +1044,6 @@ mod tests {
             (params.unit.as_deref(), params.overdue, params.limit, params.state),
             (Some("00004"), Some(true), Some(5), None)
         );
-        let params = query_params(Some("include_removed=maybe&partial=0")).unwrap();
-        assert_eq!(fields(&flag(&params, "include_removed").unwrap_err()), [("include_removed", "invalid")]);
-        assert_eq!((flag(&params, "partial").unwrap(), flag(&params, "absent").unwrap()), (false, false));
     }
 
     #[test]

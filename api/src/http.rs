@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -197,12 +197,11 @@ pub fn scoped_search(mut request: SearchRequest, caller: &crate::auth::Caller) -
     Ok(request)
 }
 
-async fn search(
-    State(state): State<AppState>,
-    caller: crate::auth::Caller,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let request = match search_request(&params).and_then(|request| scoped_search(request, &caller)) {
+async fn search(State(state): State<AppState>, caller: crate::auth::Caller, RawQuery(query): RawQuery) -> Response {
+    let request = match crate::params::query_params(query.as_deref())
+        .and_then(|params| search_request(&params))
+        .and_then(|request| scoped_search(request, &caller))
+    {
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
     };
@@ -223,8 +222,12 @@ async fn search(
 async fn weekly_summary(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
-    Query(mut params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    let mut params = match crate::params::known_params(query.as_deref(), &["week", "province", "commune"]) {
+        Ok(params) => params,
+        Err(problem) => return problem.into_response(),
+    };
     // A commune's staff read their commune's summary; a province's, their province's.
     for (key, mine) in [("province", caller.province()), ("commune", caller.commune())] {
         if let Some(mine) = mine {
@@ -238,12 +241,6 @@ async fn weekly_summary(
                 .into_response();
             }
             params.insert(key.to_owned(), mine);
-        }
-    }
-    for key in params.keys() {
-        if !["week", "province", "commune"].contains(&key.as_str()) {
-            return Problem::bad_parameter(key, format!("unknown parameter `{key}`, expected week, province, commune"))
-                .into_response();
         }
     }
     let week = match params.get("week") {
@@ -313,18 +310,9 @@ fn search_place(
 
 /// Reads the search parameters, naming every bad one.
 pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, Problem> {
-    let mut errors = Vec::new();
     const KNOWN: [&str; 10] =
         ["q", "province", "commune", "topic", "state", "from", "to", "limit", "offset", "proximity"];
-    for key in params.keys() {
-        if !KNOWN.contains(&key.as_str()) {
-            errors.push(voxpop_schema::FieldError::new(
-                key,
-                "unknown_parameter",
-                format!("unknown parameter `{key}`, expected one of {}", KNOWN.join(", ")),
-            ));
-        }
-    }
+    let mut errors = crate::params::unknown_parameters(params, &KNOWN);
     let mut number = |name: &str, default: usize, max: usize| -> usize {
         match params.get(name) {
             None => default,

@@ -13,6 +13,7 @@ pub mod handling;
 pub mod http;
 pub mod open311;
 pub mod pages;
+pub mod params;
 pub mod problem;
 pub mod ratelimit;
 pub mod registers_api;

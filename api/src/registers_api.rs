@@ -31,8 +31,8 @@ use voxpop_schema::registers::{EARLIEST_DATE, LATEST_DATE, Register, RegisterErr
 use voxpop_schema::reports::{Level, UnitRef};
 
 use crate::auth::{Caller, Role};
-use crate::handling::{flag, query_params};
 use crate::http::AppState;
+use crate::params::{flag, known_params};
 use crate::problem::Problem;
 
 /// Entries in one listing page unless `limit` says otherwise.
@@ -76,11 +76,9 @@ async fn asked_unit(state: &AppState, caller: &Caller, params: &HashMap<String, 
     Ok(unit)
 }
 
-/// The query parameters of a request, or the 400 naming a repeated or unknown one.
+/// The query parameters of a request, or the 400 naming every repeated or unknown one.
 fn params_of(raw: Option<String>, known: &[&str]) -> Result<HashMap<String, String>, Response> {
-    let params = query_params(raw.as_deref()).map_err(IntoResponse::into_response)?;
-    unknown_parameters(&params, known)?;
-    Ok(params)
+    known_params(raw.as_deref(), known).map_err(IntoResponse::into_response)
 }
 
 /// Lists are kept by the units' officers and leaders (and admins); data engineers exchange
@@ -292,16 +290,6 @@ fn number(params: &HashMap<String, String>, name: &str, default: usize, max: usi
                     .into_response()),
             }
         }
-    }
-}
-
-fn unknown_parameters(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Response> {
-    match params.keys().find(|key| !known.contains(&key.as_str())) {
-        Some(key) => {
-            Err(Problem::bad_parameter(key, format!("unknown parameter `{key}`, expected one of {}", known.join(", ")))
-                .into_response())
-        }
-        None => Ok(()),
     }
 }
 

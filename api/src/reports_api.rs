@@ -18,8 +18,8 @@ use voxpop_pipeline::{Record, Topic};
 use voxpop_schema::Units;
 use voxpop_schema::reports::{self, Catalogue, Level, ReportError, ReportValue, UnitRef};
 
-use crate::handling::{flag, query_params};
 use crate::http::AppState;
+use crate::params::{flag, known_params};
 use crate::problem::Problem;
 
 /// The unit a request is about when it names none: the whole country.
@@ -56,16 +56,9 @@ fn names_village(body: &[u8]) -> bool {
     })
 }
 
-/// The query parameters of a request, or the 400 naming a repeated or unknown one.
+/// The query parameters of a request, or the 400 naming every repeated or unknown one.
 fn params_of(raw: Option<String>, known: &[&str]) -> Result<HashMap<String, String>, Response> {
-    let params = query_params(raw.as_deref()).map_err(IntoResponse::into_response)?;
-    match params.keys().find(|key| !known.contains(&key.as_str())) {
-        Some(key) => {
-            Err(Problem::bad_parameter(key, format!("unknown parameter `{key}`, expected one of {}", known.join(", ")))
-                .into_response())
-        }
-        None => Ok(params),
-    }
+    known_params(raw.as_deref(), known).map_err(IntoResponse::into_response)
 }
 
 /// A week a read asks about: an ISO week (`2025-W38`) no later than the current one, in Vietnam

@@ -164,6 +164,7 @@ async fn bad_input_gets_a_problem_naming_every_field_and_never_a_500() {
         (vec![("province", "99")], "province"),
         (vec![("commune", "abc")], "commune"),
         (vec![("province", "79"), ("commune", "00004")], "commune"),
+        (vec![("limit", "10"), ("limit", "100")], "limit"),
     ] {
         let response = client.get(server.url("/api/v1/search")).query(&params).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{params:?}");

@@ -1,0 +1,92 @@
+//! Query parameters, read from the raw query string so that every bad one is named in a problem
+//! (axum's typed `Query` answers a plain-text sentence that names none, and a map keeps the last
+//! of two values without a word).
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use voxpop_schema::FieldError;
+
+use crate::problem::Problem;
+
+/// The query string as name -> value, refusing a repeated name (which of the values was meant is
+/// not ours to guess).
+pub fn query_params(raw: Option<&str>) -> Result<HashMap<String, String>, Problem> {
+    let mut params = HashMap::new();
+    let mut errors: Vec<FieldError> = Vec::new();
+    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if params.insert(name.clone().into_owned(), value.into_owned()).is_some()
+            && !errors.iter().any(|e| e.field == name)
+        {
+            errors.push(FieldError::new(&name, "duplicate_parameter", format!("`{name}` is given more than once")));
+        }
+    }
+    if errors.is_empty() { Ok(params) } else { Err(Problem::invalid(&errors).with_status(StatusCode::BAD_REQUEST)) }
+}
+
+/// [`query_params`] of which every name is one of `known`: the 400 otherwise names every repeated
+/// or unknown parameter.
+pub fn known_params(raw: Option<&str>, known: &[&str]) -> Result<HashMap<String, String>, Problem> {
+    let params = query_params(raw)?;
+    let unknown = unknown_parameters(&params, known);
+    if unknown.is_empty() { Ok(params) } else { Err(Problem::invalid(&unknown).with_status(StatusCode::BAD_REQUEST)) }
+}
+
+/// One error per parameter of `params` that is not one of `known`.
+pub fn unknown_parameters(params: &HashMap<String, String>, known: &[&str]) -> Vec<FieldError> {
+    let mut unknown: Vec<&String> = params.keys().filter(|name| !known.contains(&name.as_str())).collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|name| {
+            FieldError::new(
+                name,
+                "unknown_parameter",
+                format!("unknown parameter `{name}`, expected one of {}", known.join(", ")),
+            )
+        })
+        .collect()
+}
+
+/// A true/false query parameter (`true`/`1`, `false`/`0`); absent is false. Anything else is a
+/// 400 naming it rather than a silent false.
+pub fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, Problem> {
+    match params.get(name).map(|value| value.trim()) {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(_) => Err(Problem::bad_parameter(name, format!("`{name}` must be true or false (1 or 0)"))),
+    }
+}
+
+/// The field errors of a problem, to gather with others.
+pub fn problem_errors(problem: &Problem) -> Vec<FieldError> {
+    problem.errors.iter().map(|e| FieldError::new(&e.field, &e.code, e.message.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(problem: &Problem) -> Vec<(&str, &str)> {
+        problem.errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect()
+    }
+
+    #[test]
+    fn repeated_and_unknown_parameters_are_named() {
+        let repeated = query_params(Some("limit=101&limit=100&q=a")).unwrap_err();
+        assert_eq!(fields(&repeated), [("limit", "duplicate_parameter")]);
+        assert_eq!(repeated.status, 400);
+        let unknown = known_params(Some("week=2025-W38&foo=1&bar=%FF"), &["week"]).unwrap_err();
+        assert_eq!(fields(&unknown), [("bar", "unknown_parameter"), ("foo", "unknown_parameter")]);
+        let params = known_params(Some("week=2025-W38&unit="), &["week", "unit"]).unwrap();
+        assert_eq!((params["week"].as_str(), params["unit"].as_str()), ("2025-W38", ""));
+    }
+
+    #[test]
+    fn flags_are_true_or_false_and_nothing_else() {
+        let params = query_params(Some("include_removed=maybe&partial=0&on=1")).unwrap();
+        assert_eq!(fields(&flag(&params, "include_removed").unwrap_err()), [("include_removed", "invalid")]);
+        assert_eq!((flag(&params, "partial").unwrap(), flag(&params, "absent").unwrap()), (false, false));
+        assert!(flag(&params, "on").unwrap());
+    }
+}
