@@ -297,7 +297,17 @@ pub fn is_blank(text: &str) -> bool {
 /// `lines` any but line breaks and tabs. NUL, escape sequences and the like only garble what
 /// staff read and what exports write.
 pub fn stray_control(text: &str, lines: bool) -> Option<char> {
-    text.chars().find(|&ch| ch.is_control() && !(lines && matches!(ch, '\n' | '\r' | '\t')))
+    // Every control character is U+0000-U+001F, U+007F (one byte each, never inside a longer
+    // sequence) or U+0080-U+009F (0xC2 then 0x80-0x9F), so the bytes are tested, not the
+    // characters: intake checks each petition's body on its way in.
+    let bytes = text.as_bytes();
+    let at = bytes.iter().enumerate().position(|(i, &byte)| match byte {
+        b'\n' | b'\r' | b'\t' => !lines,
+        0x00..=0x1F | 0x7F => true,
+        0xC2 => bytes.get(i + 1).is_some_and(|next| (0x80..=0x9F).contains(next)),
+        _ => false,
+    })?;
+    text[at..].chars().next()
 }
 
 /// True when folding would change `text` (it carries Vietnamese diacritics or `đ`).
@@ -429,6 +439,17 @@ fn tone_target(letters: &[(char, Vec<char>)]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn the_control_character_scan_agrees_with_the_characters(
+            text in "([a-z \t\r\nĐđăơư\u{0}\u{1b}\u{7f}\u{80}\u{9f}\u{a0}\u{c2}\u{200b}]|\\PC|\\p{Cc}){0,40}",
+            lines: bool,
+        ) {
+            let expected = text.chars().find(|&ch| ch.is_control() && !(lines && matches!(ch, '\n' | '\r' | '\t')));
+            proptest::prop_assert_eq!(stray_control(&text, lines), expected);
+        }
+    }
 
     proptest::proptest! {
         #[test]
