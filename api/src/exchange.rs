@@ -17,12 +17,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 use voxpop_queries::QueryError;
 use voxpop_queries::export::{ExportFormat, ExportReport, ExportRequest};
-use voxpop_queries::sql::{self, SqlRequest};
+use voxpop_queries::sql::{self, SqlFormat, SqlRequest, SqlResult};
 use voxpop_schema::FieldError;
 
 use crate::http::AppState;
@@ -35,75 +36,155 @@ fn query_problem(err: QueryError) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The members of a JSON object body. A body that is not JSON, or not an object, is refused as
+/// a whole (the field is empty, so the problem is a 400); each key outside `known` is named as
+/// an unknown field, as the petitions intake answers.
+fn body_members(bytes: &[u8], known: &[&str]) -> Result<(Map<String, Value>, Vec<FieldError>), Vec<FieldError>> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
+        vec![FieldError::new(
+            "",
+            "malformed_json",
+            format!("malformed JSON at line {} column {}: {err}", err.line(), err.column()),
+        )]
+    })?;
+    let Value::Object(members) = value else {
+        return Err(vec![FieldError::new("", "type", "expected a JSON object")]);
+    };
+    let unknown = members
+        .keys()
+        .filter(|key| !known.contains(&key.as_str()))
+        .map(|key| {
+            FieldError::new(
+                key,
+                "unknown_field",
+                format!("unknown field `{key}`, expected one of {}", known.join(", ")),
+            )
+        })
+        .collect();
+    Ok((members, unknown))
+}
+
+/// The member `name` as a `T` (absent or `null`: `None`), or an error naming `name` that says it
+/// must be `expected`, with serde's reason.
+fn member<T: DeserializeOwned>(
+    members: &Map<String, Value>,
+    name: &str,
+    expected: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    let value = members.get(name).filter(|value| !value.is_null())?;
+    match T::deserialize(value) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            errors.push(FieldError::new(name, "type", format!("`{name}` must be {expected}: {err}")));
+            None
+        }
+    }
+}
+
+/// A `POST /api/v1/sql` body: `{"sql": "...", "max_rows": .., "timeout_s": ..}`.
+#[derive(Debug)]
 pub struct SqlBody {
     pub sql: String,
     pub max_rows: Option<usize>,
     pub timeout_s: Option<u64>,
 }
 
+impl SqlBody {
+    /// Every problem of the body at once, each naming its field.
+    pub fn parse(bytes: &[u8]) -> Result<SqlBody, Vec<FieldError>> {
+        let (members, mut errors) = body_members(bytes, &["sql", "max_rows", "timeout_s"])?;
+        let sql = member::<String>(&members, "sql", "a string holding one query, e.g. \"SELECT ...\"", &mut errors);
+        if sql.is_none() && !errors.iter().any(|e| e.field == "sql") {
+            errors.push(FieldError::required("sql"));
+        }
+        let max_rows =
+            member(&members, "max_rows", &format!("a whole number from 0 to {}", sql::MAX_ROWS), &mut errors);
+        let limit = sql::MAX_TIMEOUT.as_secs();
+        let timeout_s =
+            member(&members, "timeout_s", &format!("a whole number of seconds from 1 to {limit}"), &mut errors);
+        if timeout_s == Some(0) {
+            errors.push(FieldError::new("timeout_s", "range", format!("`timeout_s` must be from 1 to {limit}")));
+        }
+        match sql {
+            Some(sql) if errors.is_empty() => Ok(SqlBody { sql, max_rows, timeout_s }),
+            _ => Err(errors),
+        }
+    }
+}
+
 /// `POST /api/v1/sql[?format=json|csv|arrow|parquet]` with `{"sql": "...", "max_rows": .., "timeout_s": ..}`.
+///
+/// The time limit covers the whole answer: planning, running, reading and encoding the result
+/// (the result is at most [`sql::MAX_RESULT_BYTES`] of Arrow data, so encoding is bounded too).
 pub async fn run_sql(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let body: SqlBody = match serde_json::from_slice(&body) {
-        Ok(body) => body,
-        Err(err) => {
-            let field = if err.to_string().contains("missing field `sql`") { "sql" } else { "body" };
-            return Problem::invalid(&[FieldError::new(
-                field,
-                "invalid",
-                format!("expected {{\"sql\": \"SELECT ...\"}}: {err}"),
-            )])
-            .into_response();
-        }
-    };
     let format = params.get("format").map_or("json", String::as_str);
-    if !matches!(format, "json" | "csv" | "arrow" | "parquet") {
+    let Some(format) = SqlFormat::parse(format) else {
         return Problem::bad_parameter("format", "`format` must be json, csv, arrow or parquet").into_response();
-    }
+    };
+    let body = match SqlBody::parse(&body) {
+        Ok(body) => body,
+        Err(errors) => return Problem::invalid(&errors).into_response(),
+    };
     let mut request = SqlRequest::new(&body.sql);
     request.max_rows = body.max_rows.unwrap_or(sql::DEFAULT_MAX_ROWS);
     request.timeout = body.timeout_s.map_or(sql::DEFAULT_TIMEOUT, Duration::from_secs);
     request.province = caller.province();
     request.commune = caller.commune();
     request.personal_data = caller.personal_data();
-    let result = match state.queries.sql(&request).await {
-        Ok(result) => result,
-        Err(err) => return query_problem(err),
-    };
-    let truncated = if result.truncated { "true" } else { "false" };
-    let encoded = match format {
-        "csv" => sql::to_csv(&result).map(|bytes| ("text/csv; charset=utf-8", bytes)),
-        "arrow" => sql::to_arrow_ipc(&result).map(|bytes| ("application/vnd.apache.arrow.stream", bytes)),
-        "parquet" => sql::to_parquet(&result).map(|bytes| ("application/vnd.apache.parquet", bytes)),
-        _ => {
-            return match sql::to_json_rows(&result) {
-                Ok(rows) => Json(json!({
-                    "columns": result.schema.fields().iter()
-                        .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
-                        .collect::<Vec<_>>(),
-                    "rows": rows,
-                    "row_count": result.rows,
-                    "truncated": result.truncated,
-                    "elapsed_ms": result.elapsed.as_millis() as u64,
-                }))
-                .into_response(),
-                Err(err) => query_problem(err),
+    request.format = Some(format);
+    let timeout = request.timeout.min(sql::MAX_TIMEOUT);
+    let answer = async {
+        let result = state.queries.sql(&request).await?;
+        // Encoding is CPU work: off the async workers.
+        let encoded = tokio::task::spawn_blocking(move || {
+            let bytes = match format {
+                SqlFormat::Json => json_answer(&result)?,
+                _ => format.encode(&result)?,
             };
-        }
+            Ok::<_, QueryError>((bytes, result.truncated))
+        })
+        .await
+        .map_err(|err| QueryError::Export(format!("encoding the result failed: {err}")))??;
+        Ok::<_, QueryError>(encoded)
     };
-    match encoded {
-        Ok((content_type, bytes)) => {
-            ([(header::CONTENT_TYPE, content_type), (header::HeaderName::from_static("x-truncated"), truncated)], bytes)
-                .into_response()
-        }
-        Err(err) => query_problem(err),
-    }
+    let (bytes, truncated) = match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(encoded)) => encoded,
+        Ok(Err(err)) => return query_problem(err),
+        Err(_) => return query_problem(sql::timed_out(timeout)),
+    };
+    let truncated = if truncated { "true" } else { "false" };
+    (
+        [(header::CONTENT_TYPE, format.content_type()), (header::HeaderName::from_static("x-truncated"), truncated)],
+        bytes,
+    )
+        .into_response()
+}
+
+/// The JSON answer: the columns, the counts, then the rows spliced in as the Arrow JSON writer
+/// wrote them, without a tree of every value in between.
+fn json_answer(result: &SqlResult) -> Result<Vec<u8>, QueryError> {
+    let rows = sql::to_json_array(result)?;
+    let head = json!({
+        "columns": result.schema.fields().iter()
+            .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+            .collect::<Vec<_>>(),
+        "row_count": result.rows,
+        "truncated": result.truncated,
+        "elapsed_ms": result.elapsed.as_millis() as u64,
+    });
+    let mut body = serde_json::to_vec(&head).map_err(|err| QueryError::Export(err.to_string()))?;
+    body.pop(); // the object's closing brace: the rows follow
+    body.reserve(rows.len() + 10);
+    body.extend_from_slice(b",\"rows\":");
+    body.extend_from_slice(&rows);
+    body.push(b'}');
+    Ok(body)
 }
 
 /// Where an export job stands.
@@ -142,53 +223,93 @@ impl ExportJobs {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A `POST /api/v1/exports` body.
+#[derive(Debug)]
 pub struct ExportBody {
     pub dataset: String,
-    #[serde(default)]
-    pub format: Option<String>,
+    pub format: ExportFormat,
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
     pub since_version: Option<i64>,
 }
 
-/// `POST /api/v1/exports`: starts an export, answers `202` with the job's URL.
-pub async fn start_export(State(state): State<AppState>, caller: crate::auth::Caller, body: Bytes) -> Response {
-    let body: ExportBody = match serde_json::from_slice(&body) {
-        Ok(body) => body,
-        Err(err) => {
-            let field = if err.to_string().contains("dataset") { "dataset" } else { "body" };
-            return Problem::invalid(&[FieldError::new(field, "invalid", err.to_string())]).into_response();
+impl ExportBody {
+    /// Every problem of the body at once, each naming its field.
+    pub fn parse(bytes: &[u8]) -> Result<ExportBody, Vec<FieldError>> {
+        let (members, mut errors) = body_members(bytes, &["dataset", "format", "from", "to", "since_version"])?;
+        let dataset = member::<String>(&members, "dataset", "the name of a dataset, e.g. \"petitions\"", &mut errors);
+        match &dataset {
+            None if !errors.iter().any(|e| e.field == "dataset") => errors.push(FieldError::required("dataset")),
+            Some(name) if voxpop_schema::datasets::dataset(name).is_none() => {
+                let known: Vec<&str> = voxpop_schema::datasets::datasets().iter().map(|d| d.name).collect();
+                errors.push(FieldError::new(
+                    "dataset",
+                    "unknown_dataset",
+                    format!("unknown dataset `{name}`, expected one of {}", known.join(", ")),
+                ));
+            }
+            _ => {}
         }
+        let format = member::<String>(&members, "format", "parquet, csv or xlsx", &mut errors);
+        let format = match format.as_deref().map(ExportFormat::parse) {
+            None => Some(ExportFormat::Parquet),
+            Some(Some(format)) => Some(format),
+            Some(None) => {
+                errors.push(FieldError::new("format", "invalid", "`format` must be parquet, csv or xlsx"));
+                None
+            }
+        };
+        let from = member(&members, "from", "a date YYYY-MM-DD", &mut errors);
+        let to = member(&members, "to", "a date YYYY-MM-DD", &mut errors);
+        let since_version = member::<i64>(&members, "since_version", "a table version (a whole number)", &mut errors);
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            errors.push(FieldError::new("to", "range", format!("`to` ({to}) is before `from` ({from})")));
+        }
+        if let Some(since) = since_version {
+            if since < 0 {
+                errors.push(FieldError::new(
+                    "since_version",
+                    "range",
+                    format!("`since_version` is a table version, 0 or more, not {since}"),
+                ));
+            }
+            if from.is_some() || to.is_some() {
+                errors.push(FieldError::new("since_version", "conflict", "give either `since_version` or `from`/`to`"));
+            }
+        }
+        match (dataset, format) {
+            (Some(dataset), Some(format)) if errors.is_empty() => {
+                Ok(ExportBody { dataset, format, from, to, since_version })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// `POST /api/v1/exports`: starts an export, answers `202` with the job's URL. What the job
+/// would refuse (a `since_version` above the table's version, an XLSX sheet too long) is
+/// refused here, before the job starts.
+pub async fn start_export(State(state): State<AppState>, caller: crate::auth::Caller, body: Bytes) -> Response {
+    let body = match ExportBody::parse(&body) {
+        Ok(body) => body,
+        Err(errors) => return Problem::invalid(&errors).into_response(),
     };
-    let mut errors = Vec::new();
-    let format = body.format.as_deref().unwrap_or("parquet");
-    let Some(format) = ExportFormat::parse(format) else {
-        errors.push(FieldError::new("format", "invalid", "`format` must be parquet, csv or xlsx"));
-        return Problem::invalid(&errors).into_response();
-    };
-    if voxpop_schema::datasets::dataset(&body.dataset).is_none() {
-        let known: Vec<&str> = voxpop_schema::datasets::datasets().iter().map(|d| d.name).collect();
-        errors.push(FieldError::new(
-            "dataset",
-            "unknown_dataset",
-            format!("unknown dataset `{}`, expected one of {}", body.dataset, known.join(", ")),
-        ));
-    }
-    if body.since_version.is_some() && (body.from.is_some() || body.to.is_some()) {
-        errors.push(FieldError::new("since_version", "conflict", "give either `since_version` or `from`/`to`"));
-    }
-    if !errors.is_empty() {
-        return Problem::invalid(&errors).into_response();
-    }
-    let mut request = ExportRequest::new(&body.dataset, format);
+    let mut request = ExportRequest::new(&body.dataset, body.format);
     request.from = body.from;
     request.to = body.to;
     request.since_version = body.since_version;
     request.province = caller.province();
     request.commune = caller.commune();
     request.personal_data = caller.personal_data();
+    match state.queries.check_export(&request).await {
+        Ok(_) => {}
+        Err(QueryError::BadRequest { field, message }) => {
+            return Problem::invalid(&[FieldError::new(field, "invalid", message)]).into_response();
+        }
+        Err(err) => return Problem::internal(&err).into_response(),
+    }
     let id = Uuid::now_v7();
     let dir = state.exports.root.join(id.to_string());
     let rows_written = Arc::new(AtomicU64::new(0));
@@ -309,5 +430,44 @@ pub async fn export_file(
     match tokio::fs::read(dir.join(&path)).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
         Err(err) => Problem::internal(&err).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(errors: Vec<FieldError>) -> Vec<String> {
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn sql_body_errors_name_the_field() {
+        assert_eq!(fields(SqlBody::parse(br#"{"sql": "SELECT 1", "max_rows": -1}"#).unwrap_err()), ["max_rows"]);
+        assert_eq!(fields(SqlBody::parse(br#"{"sql": "SELECT 1", "timeout_s": 0}"#).unwrap_err()), ["timeout_s"]);
+        assert_eq!(fields(SqlBody::parse(br#"{"sql": 1}"#).unwrap_err()), ["sql"]);
+        assert_eq!(fields(SqlBody::parse(br#"{"query": "SELECT 1"}"#).unwrap_err()), ["query", "sql"]);
+        assert_eq!(fields(SqlBody::parse(b"{").unwrap_err()), [""]);
+        let body = SqlBody::parse(br#"{"sql": "SELECT 1", "max_rows": 5, "timeout_s": null}"#).unwrap();
+        assert_eq!((body.sql.as_str(), body.max_rows, body.timeout_s), ("SELECT 1", Some(5), None));
+    }
+
+    #[test]
+    fn export_body_errors_name_the_field() {
+        let cases: [(&[u8], &[&str]); 7] = [
+            (br#"{"dataset": "petitions", "x": 1}"#, &["x"]),
+            (br#"{"dataset": "petitions", "from": "2025-13-01"}"#, &["from"]),
+            (br#"{"dataset": 1}"#, &["dataset"]),
+            (br#"{"dataset": "petitions", "from": "2025-09-10", "to": "2025-09-01"}"#, &["to"]),
+            (br#"{"dataset": "petitions", "since_version": -1}"#, &["since_version"]),
+            (br#"{"dataset": "petitions", "format": "xls"}"#, &["format"]),
+            (br#"{"format": "csv"}"#, &["dataset"]),
+        ];
+        for (body, expected) in cases {
+            let errors = ExportBody::parse(body).unwrap_err();
+            assert_eq!(fields(errors), expected, "{}", String::from_utf8_lossy(body));
+        }
+        let body = ExportBody::parse(br#"{"dataset": "petitions", "since_version": 3}"#).unwrap();
+        assert_eq!((body.format, body.since_version), (ExportFormat::Parquet, Some(3)));
     }
 }

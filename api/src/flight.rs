@@ -45,10 +45,15 @@ impl FlightSql {
     }
 }
 
+/// The query's own faults (its text, its data, its size, its time) are `INVALID_ARGUMENT`;
+/// ours are `INTERNAL`, logged as the HTTP API logs them.
 fn status(err: QueryError) -> Status {
     match err {
         QueryError::BadRequest { field, message } => Status::invalid_argument(format!("{field}: {message}")),
-        other => Status::internal(other.to_string()),
+        other => {
+            tracing::error!(error = %other, "flight sql query failed");
+            Status::internal(other.to_string())
+        }
     }
 }
 

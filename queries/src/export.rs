@@ -477,33 +477,65 @@ impl PetitionQueries {
         open_table(&self.dataset_path(spec.name)).await
     }
 
-    /// Writes the package of `request` into `out_dir` (created if needed; existing files of the
-    /// same names are replaced). `progress` receives the rows written so far.
-    pub async fn export(
+    /// The lake version an export of `request` covers, or the problem with the request: an
+    /// unknown dataset, `to` before `from`, a `since_version` below 0 or above the version of
+    /// the dataset's table. Everything [`Self::export`] would refuse of the request itself,
+    /// checked before a job starts so that the caller hears it at once.
+    pub async fn check_export(&self, request: &ExportRequest) -> QueryResult<i64> {
+        let spec = export_spec(request)?;
+        let table = if spec.in_lake() { self.dataset_table(&spec).await? } else { None };
+        let version = self.checked_version(request, &spec, &table).await?;
+        // A sheet holds so many rows: counted first rather than failing after minutes of
+        // writing. Weekly reports scoped to a unit are filtered row by row while written, so
+        // their count here would be too high: the job itself refuses those.
+        let unchanged = request.since_version.is_some_and(|since| since >= version);
+        let filtered_while_written = spec.name == voxpop_schema::reports::TABLE_NAME
+            && (request.province.is_some() || request.commune.is_some());
+        if request.format == ExportFormat::Xlsx
+            && !unchanged
+            && !filtered_while_written
+            && let Some(table) = &table
+        {
+            let rows = self.lake_frame(request, &spec, table).await?.count().await?;
+            if rows > XLSX_MAX_ROWS {
+                return Err(QueryError::BadRequest {
+                    field: "format",
+                    message: format!(
+                        "{rows} rows do not fit an XLSX sheet (at most {XLSX_MAX_ROWS}): export Parquet or CSV, \
+                         or narrow the dates"
+                    ),
+                });
+            }
+        }
+        Ok(version)
+    }
+
+    /// The checks of [`Self::check_export`] on the request itself, with the dataset's table
+    /// opened (`None` while it does not exist).
+    async fn checked_version(
         &self,
         request: &ExportRequest,
-        out_dir: &Path,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> QueryResult<ExportReport> {
-        let started = Instant::now();
-        let Some(spec) = datasets::dataset(&request.dataset) else {
-            let known: Vec<&str> = datasets::datasets().iter().map(|d| d.name).collect();
-            return Err(QueryError::BadRequest {
-                field: "dataset",
-                message: format!("unknown dataset `{}`, expected one of {}", request.dataset, known.join(", ")),
-            });
-        };
+        spec: &DatasetSpec,
+        table: &Option<DeltaTable>,
+    ) -> QueryResult<i64> {
         if let (Some(from), Some(to)) = (request.from, request.to)
             && from > to
         {
-            return Err(QueryError::BadRequest { field: "to", message: "`to` is before `from`".to_owned() });
+            return Err(QueryError::BadRequest {
+                field: "to",
+                message: format!("`to` ({to}) is before `from` ({from})"),
+            });
         }
-        let data_dir = out_dir.join("data");
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|err| QueryError::Export(format!("{}: {err}", data_dir.display())))?;
+        if let Some(since) = request.since_version
+            && since < 0
+        {
+            return Err(QueryError::BadRequest {
+                field: "since_version",
+                message: format!("`since_version` is a table version, 0 or more, not {since}"),
+            });
+        }
         // The version of the dataset's own table (a code list reports the petitions' version).
-        let table = if spec.in_lake() { self.dataset_table(&spec).await? } else { None };
-        let version = match (&table, spec.in_lake()) {
+        let version = match (table, spec.in_lake()) {
             (Some(table), _) => table.version().map_or(-1, |v| v as i64),
             (None, true) => -1,
             (None, false) => self.version().await?,
@@ -519,6 +551,27 @@ impl PetitionQueries {
                 ),
             });
         }
+        Ok(version)
+    }
+
+    /// Writes the package of `request` into `out_dir` (created if needed; existing files of the
+    /// same names are replaced). `progress` receives the rows written so far.
+    pub async fn export(
+        &self,
+        request: &ExportRequest,
+        out_dir: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> QueryResult<ExportReport> {
+        let started = Instant::now();
+        let spec = export_spec(request)?;
+        let table = if spec.in_lake() { self.dataset_table(&spec).await? } else { None };
+        let version = self.checked_version(request, &spec, &table).await?;
+        // Nothing was added or changed after the table's current version: no rows to read (the
+        // change feed has no version after the last).
+        let unchanged = request.since_version.is_some_and(|since| since >= version);
+        let data_dir = out_dir.join("data");
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|err| QueryError::Export(format!("{}: {err}", data_dir.display())))?;
         let mut files = Vec::new();
         let mut coverage = (None::<DateTime<Utc>>, None::<DateTime<Utc>>, std::collections::BTreeSet::new());
         let units = Units::embedded();
@@ -562,7 +615,7 @@ impl PetitionQueries {
                     }
                     Ok((sink, coverage))
                 });
-                if let Some(table) = &table {
+                if let Some(table) = table.as_ref().filter(|_| !unchanged) {
                     let mut stream = self.lake_batches(request, resource, table).await?;
                     while let Some(batch) = stream.next().await {
                         // Conforming and masking here, on the reading side, balance the two
@@ -614,6 +667,16 @@ impl PetitionQueries {
         spec: &DatasetSpec,
         table: &DeltaTable,
     ) -> QueryResult<datafusion::physical_plan::SendableRecordBatchStream> {
+        Ok(self.lake_frame(request, spec, table).await?.execute_stream().await?)
+    }
+
+    /// The rows of a lake dataset the request selects.
+    async fn lake_frame(
+        &self,
+        request: &ExportRequest,
+        spec: &DatasetSpec,
+        table: &DeltaTable,
+    ) -> QueryResult<datafusion::dataframe::DataFrame> {
         let path = self.dataset_path(spec.name);
         let delta = |source| QueryError::Delta { path: path.clone(), source };
         // Plain Utf8 strings, as the export writers take them (see `PetitionQueries::session`).
@@ -661,8 +724,19 @@ impl PetitionQueries {
         {
             frame = frame.filter(col("commune_code").eq(lit(commune.as_str())))?;
         }
-        Ok(frame.execute_stream().await?)
+        Ok(frame)
     }
+}
+
+/// The dataset `request` names, or the problem naming `dataset`.
+fn export_spec(request: &ExportRequest) -> QueryResult<DatasetSpec> {
+    datasets::dataset(&request.dataset).ok_or_else(|| {
+        let known: Vec<&str> = datasets::datasets().iter().map(|d| d.name).collect();
+        QueryError::BadRequest {
+            field: "dataset",
+            message: format!("unknown dataset `{}`, expected one of {}", request.dataset, known.join(", ")),
+        }
+    })
 }
 
 type Coverage = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, std::collections::BTreeSet<String>);
@@ -786,4 +860,32 @@ fn data_package(request: &ExportRequest, specs: &[DatasetSpec], report: &ExportR
             })).collect::<Vec<_>>(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn export_requests_are_checked_before_a_job_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = PetitionQueries::new(&dir.path().join("lake").join("petitions"));
+        let field = |result: QueryResult<i64>| match result {
+            Err(QueryError::BadRequest { field, .. }) => field,
+            other => panic!("expected a bad request, got {other:?}"),
+        };
+        let mut request = ExportRequest::new("petitions", ExportFormat::Csv);
+        assert_eq!(queries.check_export(&request).await.unwrap(), -1);
+        request.from = NaiveDate::from_ymd_opt(2025, 9, 10);
+        request.to = NaiveDate::from_ymd_opt(2025, 9, 1);
+        assert_eq!(field(queries.check_export(&request).await), "to");
+        let mut request = ExportRequest::new("petitions", ExportFormat::Csv);
+        for since in [-1, 1, i64::MAX] {
+            request.since_version = Some(since);
+            assert_eq!(field(queries.check_export(&request).await), "since_version", "{since}");
+        }
+        request.since_version = Some(0);
+        assert!(queries.check_export(&request).await.is_ok());
+        assert_eq!(field(queries.check_export(&ExportRequest::new("people", ExportFormat::Csv)).await), "dataset");
+    }
 }

@@ -7,18 +7,32 @@
 //! `communes`, `communes_pre2025` and `unit_crosswalk_2025`, and the handling tables
 //! `petition_events` and `petition_status` (scoped and masked like the petitions). DDL, DML, `COPY` and other
 //! statements are refused before planning finishes, URLs and file paths are not tables, and
-//! every query has a row limit and a time limit.
+//! every query has a row limit, a byte limit on its result ([`MAX_RESULT_BYTES`]), a memory
+//! limit for its sorts, aggregations and joins ([`MEMORY_LIMIT_BYTES`]) and a time limit that
+//! cancels it.
+//!
+//! A query that fails because of its own text or the data it computes on (a plan error, a cast
+//! of a title to a number, a division by zero, an overflow, the memory limit) is the caller's
+//! fault and comes back as [`QueryError::BadRequest`] naming `sql`, with DataFusion's message;
+//! I/O and DataFusion's own faults stay [`QueryError::DataFusion`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, new_null_array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::common::cast::as_string_array;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-use datafusion::prelude::{Expr, SessionContext, col, lit};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{ColumnarValue, LogicalPlan, Volatility, create_udf};
+use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion::optimizer::{ApplyOrder, Optimizer, OptimizerConfig, OptimizerRule};
+use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
 use futures::StreamExt;
 use voxpop_schema::datasets;
 use voxpop_schema::privacy::{mask_contact, mask_numbers};
@@ -34,6 +48,96 @@ pub const MAX_ROWS: usize = 1_000_000;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a query may run at all.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most Arrow data one result may hold (64 MiB), counted batch by batch while the result is
+/// read, before anything is encoded: `max_rows` bounds the rows, this their size, so neither one
+/// long value (`repeat('a', 2000000000)`) nor many wide rows can exhaust the server while the
+/// result is turned into JSON, CSV or Parquet.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
+/// Memory one query may hold for its sorts, aggregations and joins (1 GiB). Sorts and
+/// aggregations spill to disk beyond it; what cannot spill fails as the caller's fault, so one
+/// query cannot take the server's memory.
+pub const MEMORY_LIMIT_BYTES: usize = 1024 * 1024 * 1024;
+
+/// The encodings a result is answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlFormat {
+    Json,
+    Csv,
+    Arrow,
+    Parquet,
+}
+
+impl SqlFormat {
+    pub fn parse(value: &str) -> Option<SqlFormat> {
+        match value {
+            "json" => Some(SqlFormat::Json),
+            "csv" => Some(SqlFormat::Csv),
+            "arrow" => Some(SqlFormat::Arrow),
+            "parquet" => Some(SqlFormat::Parquet),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SqlFormat::Json => "json",
+            SqlFormat::Csv => "csv",
+            SqlFormat::Arrow => "arrow",
+            SqlFormat::Parquet => "parquet",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            SqlFormat::Json => "application/json",
+            SqlFormat::Csv => "text/csv; charset=utf-8",
+            SqlFormat::Arrow => "application/vnd.apache.arrow.stream",
+            SqlFormat::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    /// The result encoded: rows as a JSON array for `Json` (the HTTP answer wraps it), the whole
+    /// file for the others.
+    pub fn encode(self, result: &SqlResult) -> QueryResult<Vec<u8>> {
+        match self {
+            SqlFormat::Json => to_json_array(result),
+            SqlFormat::Csv => to_csv(result),
+            SqlFormat::Arrow => to_arrow_ipc(result),
+            SqlFormat::Parquet => to_parquet(result),
+        }
+    }
+
+    /// The first column of `schema` this format cannot hold (CSV has no nested values, Parquet
+    /// no month-day-nano intervals, ...), with its type. Found by encoding one null value of each
+    /// column with the writer itself, so the answer follows the writers rather than a list.
+    pub fn unsupported_column(self, schema: &Schema) -> Option<(String, DataType)> {
+        schema.fields().iter().find_map(|field| {
+            let probe = Arc::new(Schema::new(vec![Field::new(field.name(), field.data_type().clone(), true)]));
+            let batch = RecordBatch::try_new(probe.clone(), vec![new_null_array(field.data_type(), 1)])
+                .unwrap_or_else(|_| RecordBatch::new_empty(probe.clone()));
+            let rows = batch.num_rows();
+            let result =
+                SqlResult { schema: probe, batches: vec![batch], rows, truncated: false, elapsed: Duration::ZERO };
+            self.encode(&result).is_err().then(|| (field.name().clone(), field.data_type().clone()))
+        })
+    }
+
+    /// A problem naming `format` when the result of `schema` cannot be written in this format:
+    /// found before the query runs, not halfway through writing the answer.
+    pub fn check(self, schema: &Schema) -> QueryResult<()> {
+        match self.unsupported_column(schema) {
+            None => Ok(()),
+            Some((column, data_type)) => Err(QueryError::BadRequest {
+                field: "format",
+                message: format!(
+                    "{} cannot hold column `{column}` of type {data_type}: cast it (e.g. to a string), \
+                     leave it out, or ask for format=arrow",
+                    self.name()
+                ),
+            }),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct SqlRequest {
@@ -46,6 +150,9 @@ pub struct SqlRequest {
     pub province: Option<String>,
     /// Only this commune's petitions are visible.
     pub commune: Option<String>,
+    /// The encoding the result will be answered in, when known: a result it cannot hold is
+    /// refused before the query runs.
+    pub format: Option<SqlFormat>,
 }
 
 impl SqlRequest {
@@ -57,6 +164,7 @@ impl SqlRequest {
             personal_data: false,
             province: None,
             commune: None,
+            format: None,
         }
     }
 }
@@ -73,6 +181,176 @@ pub struct SqlResult {
 
 fn bad(message: impl Into<String>) -> QueryError {
     QueryError::BadRequest { field: "sql", message: message.into() }
+}
+
+/// The answer to a query that ran out of time (also for the time spent encoding its result).
+pub fn timed_out(timeout: Duration) -> QueryError {
+    bad(format!("the query ran longer than {} s; narrow it (WHERE on received_week helps)", timeout.as_secs()))
+}
+
+/// Whether a failed query is the caller's fault: what its text or the data it computes on
+/// caused (planning, SQL, execution, casts, division by zero, overflow, schema errors, features
+/// DataFusion lacks, the memory limit). Read at the root of the error, under the `Context` and
+/// `Diagnostic` wrappers the optimizer and planner add. I/O, the object store, Parquet decoding,
+/// joins of tasks and DataFusion's internal errors are ours.
+fn callers_fault(root: &DataFusionError) -> bool {
+    match root {
+        DataFusionError::ArrowError(arrow, _) => !matches!(
+            arrow.as_ref(),
+            ArrowError::IoError(..)
+                | ArrowError::ExternalError(_)
+                | ArrowError::CDataInterface(_)
+                | ArrowError::IpcError(_)
+                | ArrowError::CsvError(_)
+                | ArrowError::JsonError(_)
+                | ArrowError::AvroError(_)
+                | ArrowError::ParquetError(_)
+        ),
+        DataFusionError::Plan(_)
+        | DataFusionError::SQL(..)
+        | DataFusionError::Execution(_)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::ResourcesExhausted(_) => true,
+        _ => false,
+    }
+}
+
+/// A failed query as its caller sees it: a problem naming `sql` with DataFusion's message where
+/// the query is at fault (see [`callers_fault`]), our error otherwise.
+fn query_error(err: DataFusionError) -> QueryError {
+    let root = err.find_root();
+    if !callers_fault(root) {
+        return QueryError::DataFusion(err);
+    }
+    let message = root.strip_backtrace();
+    if matches!(root, DataFusionError::ResourcesExhausted(_)) {
+        return bad(format!(
+            "the query needs more than the {} MiB a query may use: filter or aggregate sooner, join \
+             smaller inputs, or add a LIMIT ({message})",
+            MEMORY_LIMIT_BYTES >> 20
+        ));
+    }
+    bad(message)
+}
+
+/// The bytes of Arrow data `batch` holds: the slices' own bytes (a `LIMIT 5` of a large batch
+/// counts five rows), the whole buffers where a type has no slice size.
+fn result_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| column.to_data().get_slice_memory_size().unwrap_or_else(|_| column.get_array_memory_size()))
+        .sum()
+}
+
+/// The optimizer's constant folding, refusing a constant larger than a result may be.
+///
+/// `SELECT repeat('a', 2000000000)` folds into one 2 GB literal while the query is planned,
+/// and every later rewrite of the plan copies it: gigabytes and minutes before a single batch
+/// exists to be measured. Refused as soon as it is folded, the query costs one such value.
+#[derive(Debug)]
+struct BoundedConstants(Arc<dyn OptimizerRule + Send + Sync>);
+
+impl OptimizerRule for BoundedConstants {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        self.0.apply_order()
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> datafusion::error::Result<Transformed<LogicalPlan>> {
+        let rewritten = self.0.rewrite(plan, config)?;
+        rewritten.data.apply_expressions(|expr| {
+            expr.apply(|expr| match expr {
+                Expr::Literal(value, _) if value.size() > MAX_RESULT_BYTES => Err(DataFusionError::Plan(format!(
+                    "a value of the query is larger than the {} MiB a result may hold; make it shorter",
+                    MAX_RESULT_BYTES >> 20
+                ))),
+                _ => Ok(TreeNodeRecursion::Continue),
+            })
+        })?;
+        Ok(rewritten)
+    }
+}
+
+/// The default optimizer rules, constant folding bounded by [`BoundedConstants`].
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    Optimizer::new()
+        .rules
+        .into_iter()
+        .map(|rule| -> Arc<dyn OptimizerRule + Send + Sync> {
+            if rule.name() == SimplifyExpressions::new().name() { Arc::new(BoundedConstants(rule)) } else { rule }
+        })
+        .collect()
+}
+
+/// Functions whose result grows with a count argument, and the index of that argument: a
+/// literal count beyond [`MAX_RESULT_BYTES`] makes a value no result may hold (`repeat`,
+/// `lpad`, `rpad`: at least a byte per unit; `array_repeat`: an element per unit).
+const GROWING_FUNCTIONS: [(&str, usize); 4] = [("repeat", 1), ("lpad", 1), ("rpad", 1), ("array_repeat", 1)];
+
+/// Refuses a call of a [`GROWING_FUNCTIONS`] with a literal count too large for any result,
+/// before the optimizer folds it into a constant of gigabytes.
+fn check_growing_calls(plan: &LogicalPlan) -> QueryResult<()> {
+    let mut refused = None;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|expr| {
+                if let Expr::ScalarFunction(call) = expr
+                    && let Some((name, index)) = GROWING_FUNCTIONS.iter().find(|(name, _)| *name == call.name())
+                    && let Some(Expr::Literal(count, _)) = call.args.get(*index)
+                    && let Ok(count) = count.cast_to(&DataType::Int64)
+                    && let datafusion::scalar::ScalarValue::Int64(Some(count)) = count
+                    && count > MAX_RESULT_BYTES as i64
+                {
+                    refused = Some(format!(
+                        "`{name}` with a count of {count} makes a value larger than the {} MiB a result may hold",
+                        MAX_RESULT_BYTES >> 20
+                    ));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    match refused {
+        Some(message) => Err(bad(message)),
+        None => Ok(()),
+    }
+}
+
+/// The threads user queries run on, apart from the server's own: a query that computes for
+/// long without yielding (folding a huge constant, a cross join) cannot be interrupted, but it
+/// then holds one of these threads, not the ones that answer requests and fire time limits.
+fn sql_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        // A few more threads than cores: a short query still gets one while a long batch runs.
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2) + 2;
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("voxpop-sql")
+            .enable_all()
+            .build()
+            .expect("the SQL runtime starts")
+    })
+}
+
+/// Aborts the task of a running query when the query's future is dropped: on the time limit,
+/// or when the client that asked goes away.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A string UDF applying `f` to every non-null value.
@@ -141,7 +419,15 @@ fn scoped(
 impl PetitionQueries {
     /// The session a query runs in: the caller's view of the lake and the code lists.
     async fn sql_session(&self, request: &SqlRequest) -> QueryResult<SessionContext> {
-        let ctx = SessionContext::new();
+        // A runtime of its own per query: its memory pool bounds this query alone.
+        let runtime = RuntimeEnvBuilder::new().with_memory_limit(MEMORY_LIMIT_BYTES, 1.0).build_arc()?;
+        let state = SessionStateBuilder::new()
+            .with_config(SessionConfig::new())
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_optimizer_rules(optimizer_rules())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let units = Units::embedded();
         for spec in datasets::datasets() {
             if let Some(batch) = spec.reference_batch(units) {
@@ -239,9 +525,9 @@ impl PetitionQueries {
         Ok(ctx)
     }
 
-    /// Runs one read-only query.
+    /// Runs one read-only query within its time limit: planning, execution and reading the
+    /// result all count, and on the limit the query's task is aborted, not left running.
     pub async fn sql(&self, request: &SqlRequest) -> QueryResult<SqlResult> {
-        let started = Instant::now();
         if request.sql.trim().is_empty() {
             return Err(bad("empty query"));
         }
@@ -252,44 +538,57 @@ impl PetitionQueries {
             });
         }
         let timeout = request.timeout.min(MAX_TIMEOUT);
+        tokio::time::timeout(timeout, self.run_sql(request)).await.map_err(|_| timed_out(timeout))?
+    }
+
+    async fn run_sql(&self, request: &SqlRequest) -> QueryResult<SqlResult> {
+        let started = Instant::now();
         let ctx = self.sql_session(request).await?;
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let frame = ctx.sql_with_options(&request.sql, options).await.map_err(|err| {
-            let message = err.to_string();
+            let message = err.find_root().strip_backtrace();
             if message.contains("not supported") {
                 bad(format!("read-only SQL: only queries (SELECT, WITH, VALUES, EXPLAIN) are allowed ({message})"))
             } else {
                 bad(message)
             }
         })?;
+        check_growing_calls(frame.logical_plan())?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let run = async {
-            let mut stream = frame.execute_stream().await?;
+        if let Some(format) = request.format {
+            format.check(&schema)?;
+        }
+        let max_rows = request.max_rows;
+        // Execution runs as a task of its own on the SQL threads, so that the time limit holds
+        // even while an operator computes without yielding, and dropping this future aborts it.
+        let task = sql_runtime().spawn(async move {
+            let mut stream = frame.execute_stream().await.map_err(query_error)?;
             let mut batches = Vec::new();
-            let mut rows = 0usize;
-            let mut truncated = false;
+            let (mut rows, mut bytes, mut truncated) = (0usize, 0usize, false);
             while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                if rows + batch.num_rows() > request.max_rows {
-                    let keep = request.max_rows - rows;
-                    batches.push(batch.slice(0, keep));
-                    rows += keep;
+                let mut batch = batch.map_err(query_error)?;
+                if rows + batch.num_rows() > max_rows {
+                    batch = batch.slice(0, max_rows - rows);
                     truncated = true;
-                    break;
+                }
+                bytes += result_bytes(&batch);
+                if bytes > MAX_RESULT_BYTES {
+                    return Err(bad(format!(
+                        "the result is larger than {} MiB; select fewer or shorter columns, or add a LIMIT",
+                        MAX_RESULT_BYTES >> 20
+                    )));
                 }
                 rows += batch.num_rows();
                 batches.push(batch);
+                if truncated {
+                    break;
+                }
             }
             Ok::<_, QueryError>((batches, rows, truncated))
-        };
+        });
+        let _abort = AbortOnDrop(task.abort_handle());
         let (batches, rows, truncated) =
-            tokio::time::timeout(timeout, run).await.map_err(|_| QueryError::BadRequest {
-                field: "sql",
-                message: format!(
-                    "the query ran longer than {} s; narrow it (WHERE on received_week helps)",
-                    timeout.as_secs()
-                ),
-            })??;
+            task.await.map_err(|err| QueryError::DataFusion(DataFusionError::ExecutionJoin(Box::new(err))))??;
         Ok(SqlResult { schema, batches, rows, truncated, elapsed: started.elapsed() })
     }
 }
@@ -306,6 +605,23 @@ pub fn to_json_rows(result: &SqlResult) -> QueryResult<serde_json::Value> {
         return Ok(serde_json::Value::Array(Vec::new()));
     }
     serde_json::from_slice(&bytes).map_err(|err| QueryError::Export(err.to_string()))
+}
+
+/// Rows as one JSON array of objects, as bytes: what the HTTP answer embeds without building a
+/// tree of every value in memory.
+pub fn to_json_array(result: &SqlResult) -> QueryResult<Vec<u8>> {
+    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+    for batch in &result.batches {
+        writer.write(batch).map_err(DataFusionError::from)?;
+    }
+    writer.finish().map_err(DataFusionError::from)?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        return Ok(b"[]".to_vec());
+    }
+    // Checked without building it: what is embedded must be JSON.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|err| QueryError::Export(err.to_string()))?;
+    Ok(bytes)
 }
 
 /// Rows as CSV with a header.
@@ -358,4 +674,142 @@ pub fn to_table(result: &SqlResult) -> QueryResult<String> {
     Ok(datafusion::arrow::util::pretty::pretty_format_batches(&result.batches)
         .map_err(datafusion::error::DataFusionError::from)?
         .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queries(dir: &tempfile::TempDir) -> PetitionQueries {
+        PetitionQueries::new(&dir.path().join("lake").join("petitions"))
+    }
+
+    async fn refused(queries: &PetitionQueries, request: &SqlRequest) -> (&'static str, String) {
+        match queries.sql(request).await {
+            Err(QueryError::BadRequest { field, message }) => (field, message),
+            other => panic!("{}: expected a bad request, got {other:?}", request.sql),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runtime_errors_of_the_query_are_the_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = queries(&dir);
+        for (sql, expected) in [
+            ("SELECT 1/0", "Divide by zero"),
+            ("SELECT CAST('abc' AS INT)", "Cannot cast string 'abc'"),
+            ("SELECT CAST('notadate' AS TIMESTAMP)", "notadate"),
+            ("SELECT regexp_match('a','(')", "unclosed group"),
+            ("SELECT sqrt(-1)", "square root"),
+            ("SELECT CAST(1e38 AS DECIMAL(38,0))*10", "Overflow"),
+            ("SELECT to_timestamp(9223372036854775807)", "exceeds"),
+            ("SELECT substr('abc',-5,-1)", "negative"),
+            ("SELECT chr(99999999)", "Unicode"),
+            ("SELECT to_char(now(),'%Q')", "Format error"),
+            ("SELECT date_trunc('fortnight',now())", "fortnight"),
+            ("SELECT CAST(name AS INT) FROM provinces", "Cannot cast string"),
+        ] {
+            let (field, message) = refused(&queries, &SqlRequest::new(sql)).await;
+            assert_eq!(field, "sql", "{sql}");
+            assert!(message.contains(expected), "{sql}: {message}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sql_results_are_bounded_in_bytes_before_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = queries(&dir);
+        // A literal count too large is refused before it is folded into one huge constant.
+        for sql in ["SELECT repeat('a', 2000000000)", "SELECT lpad('a', 2147483647)", "SELECT rpad('a', 200000000)"] {
+            let (field, message) = refused(&queries, &SqlRequest::new(sql)).await;
+            assert_eq!(field, "sql");
+            assert!(message.contains("64 MiB"), "{sql}: {message}");
+        }
+        // A constant folded larger than a result may be.
+        let (_, message) = refused(&queries, &SqlRequest::new("SELECT repeat('ab', 40000000)")).await;
+        assert!(message.contains("64 MiB"), "{message}");
+        // Many rows of moderate values: counted batch by batch.
+        let mut request = SqlRequest::new("SELECT repeat('a', 1000) AS r FROM generate_series(1, 200000)");
+        request.max_rows = MAX_ROWS;
+        let (_, message) = refused(&queries, &request).await;
+        assert!(message.contains("LIMIT"), "{message}");
+        // Under the limit the rows come back.
+        let mut request = SqlRequest::new("SELECT repeat('a', 1000) AS r FROM generate_series(1, 1000)");
+        request.max_rows = MAX_ROWS;
+        assert_eq!(queries.sql(&request).await.unwrap().rows, 1000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sql_time_limit_answers_on_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = queries(&dir);
+        let mut request = SqlRequest::new(
+            "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b WHERE a.value + b.value = 7",
+        );
+        request.timeout = Duration::from_secs(1);
+        let started = Instant::now();
+        let (field, message) = refused(&queries, &request).await;
+        assert_eq!(field, "sql");
+        assert!(message.contains("longer than 1 s"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(3), "answered after {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn sql_errors_are_classified_at_their_root() {
+        let arrow = |err| DataFusionError::ArrowError(Box::new(err), None);
+        let callers = [
+            arrow(ArrowError::DivideByZero).context("Optimizer rule 'simplify_expressions' failed"),
+            DataFusionError::Execution("negative count".into()),
+            DataFusionError::ResourcesExhausted("Failed to allocate".into()),
+            DataFusionError::Shared(Arc::new(DataFusionError::Plan("no such column".into()))),
+        ];
+        for err in callers {
+            assert!(matches!(query_error(err), QueryError::BadRequest { field: "sql", .. }));
+        }
+        let ours = [
+            DataFusionError::Internal("bug".into()),
+            DataFusionError::IoError(std::io::Error::other("disk")),
+            arrow(ArrowError::IoError("read".into(), std::io::Error::other("disk"))).context("reading"),
+        ];
+        for err in ours {
+            assert!(matches!(query_error(err), QueryError::DataFusion(_)));
+        }
+        match query_error(DataFusionError::ResourcesExhausted("Failed to allocate".into())) {
+            QueryError::BadRequest { message, .. } => assert!(message.contains("1024 MiB"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sql_formats_name_the_column_they_cannot_hold() {
+        let schema = |data_type: DataType| {
+            Schema::new(vec![Field::new("n", DataType::Int64, false), Field::new("c", data_type, true)])
+        };
+        let map = DataType::Map(
+            Arc::new(Field::new(
+                "entries",
+                DataType::Struct(
+                    vec![Field::new("key", DataType::Utf8, false), Field::new("value", DataType::Int64, true)].into(),
+                ),
+                false,
+            )),
+            false,
+        );
+        let structure = DataType::Struct(vec![Field::new("a", DataType::Int64, true)].into());
+        let interval = DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano);
+        for data_type in [map.clone(), structure.clone()] {
+            let err = SqlFormat::Csv.check(&schema(data_type)).unwrap_err();
+            assert!(matches!(&err, QueryError::BadRequest { field: "format", message } if message.contains("`c`")));
+        }
+        assert!(SqlFormat::Parquet.check(&schema(interval.clone())).is_err());
+        assert!(SqlFormat::Csv.check(&schema(interval.clone())).is_ok());
+        for format in [SqlFormat::Json, SqlFormat::Arrow] {
+            for data_type in [map.clone(), structure.clone(), interval.clone()] {
+                assert!(format.check(&schema(data_type)).is_ok());
+            }
+        }
+        for format in [SqlFormat::Json, SqlFormat::Csv, SqlFormat::Arrow, SqlFormat::Parquet] {
+            assert_eq!(format.unsupported_column(&schema(DataType::Utf8)), None);
+        }
+    }
 }

@@ -450,3 +450,99 @@ async fn handling_events_and_statuses_export_as_valid_packages() {
     assert_eq!(report["resources"]["petition_events"]["declared_rows"], 1, "{report}");
     assert!(std::fs::read_to_string(since.join("data/petition_events.csv")).unwrap().contains(",close,"));
 }
+
+/// Asserts a problem answer naming `field`, and returns its message.
+async fn problem_naming(response: reqwest::Response, status: reqwest::StatusCode, field: &str, what: &str) -> String {
+    assert_eq!(response.status(), status, "{what}");
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json", "{what}");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], field, "{what}: {problem}");
+    problem["errors"][0]["message"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_and_export_requests_a_client_gets_wrong_are_problems_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    submit_batch(&server, 0, 2).await;
+    let client = reqwest::Client::new();
+    let sql = |body: Value, format: &'static str| {
+        let client = client.clone();
+        let url = server.url(&format!("/api/v1/sql?format={format}"));
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+    let bad = reqwest::StatusCode::BAD_REQUEST;
+    let invalid = reqwest::StatusCode::UNPROCESSABLE_ENTITY;
+
+    // Runtime errors of the query itself, with DataFusion's message.
+    for statement in [
+        "SELECT 1/0",
+        "SELECT CAST('abc' AS INT)",
+        "SELECT CAST(title AS INT) FROM petitions",
+        "SELECT CAST('notadate' AS TIMESTAMP)",
+        "SELECT regexp_match('a','(')",
+        "SELECT CAST(1e38 AS DECIMAL(38,0))*10",
+        "SELECT substr('abc',-5,-1)",
+        "SELECT date_trunc('fortnight',now())",
+    ] {
+        problem_naming(sql(json!({"sql": statement}), "json").await, bad, "sql", statement).await;
+    }
+
+    // Results too large are refused at once, not encoded for minutes.
+    let started = std::time::Instant::now();
+    for statement in ["SELECT repeat('a', 2000000000)", "SELECT lpad('a', 2147483647)", "SELECT repeat('a', 200000000)"]
+    {
+        let message = problem_naming(sql(json!({"sql": statement}), "json").await, bad, "sql", statement).await;
+        assert!(message.contains("64 MiB"), "{statement}: {message}");
+    }
+    let wide = json!({"sql": "SELECT repeat('a', 1000) AS r FROM generate_series(1, 200000)", "max_rows": 1000000});
+    let message = problem_naming(sql(wide, "json").await, bad, "sql", "wide rows").await;
+    assert!(message.contains("LIMIT"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+
+    // The time limit answers on time.
+    let started = std::time::Instant::now();
+    let cross = json!({
+        "sql": "SELECT count(*) FROM generate_series(1, 200000) a, generate_series(1, 200000) b WHERE a.value + b.value = 7",
+        "timeout_s": 2,
+    });
+    problem_naming(sql(cross, "json").await, bad, "sql", "cross join").await;
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+
+    // Types a format cannot hold name `format` and the column.
+    for (statement, format) in [
+        ("SELECT map(['a'],[1]) AS m", "csv"),
+        ("SELECT named_struct('a',1) AS s", "csv"),
+        ("SELECT interval '1 day' AS i", "parquet"),
+    ] {
+        let message = problem_naming(sql(json!({"sql": statement}), format).await, bad, "format", statement).await;
+        let column = format!("column `{}`", &statement[statement.len() - 1..]);
+        assert!(message.contains(&column), "{message}");
+    }
+    assert_eq!(sql(json!({"sql": "SELECT interval '1 day' AS i"}), "csv").await.status(), reqwest::StatusCode::OK);
+
+    // Body fields by name.
+    problem_naming(sql(json!({"sql": "SELECT 1", "max_rows": -1}), "json").await, invalid, "max_rows", "max_rows")
+        .await;
+
+    // Exports: what the job would refuse is refused before 202.
+    let export = |body: Value| {
+        let client = client.clone();
+        let url = server.url("/api/v1/exports");
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+    for (body, field) in [
+        (json!({"dataset": "petitions", "from": "2025-09-10", "to": "2025-09-01"}), "to"),
+        (json!({"dataset": "petitions", "since_version": 9223372036854775807i64}), "since_version"),
+        (json!({"dataset": "petitions", "since_version": 999}), "since_version"),
+        (json!({"dataset": "petitions", "since_version": -1}), "since_version"),
+        (json!({"dataset": "petitions", "x": 1}), "x"),
+        (json!({"dataset": "petitions", "from": "2025-13-01"}), "from"),
+        (json!({"dataset": 1}), "dataset"),
+    ] {
+        problem_naming(export(body.clone()).await, invalid, field, &body.to_string()).await;
+    }
+    let response = export(json!({"dataset": "petitions", "since_version": 0})).await;
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+}
