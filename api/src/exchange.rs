@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use uuid::Uuid;
 use voxpop_queries::QueryError;
 use voxpop_queries::export::{ExportFormat, ExportReport, ExportRequest};
@@ -27,58 +26,13 @@ use voxpop_queries::sql::{self, SqlFormat, SqlRequest, SqlResult};
 use voxpop_schema::FieldError;
 
 use crate::http::AppState;
+use crate::params::{body_members, member};
 use crate::problem::Problem;
 
 fn query_problem(err: QueryError) -> Response {
     match err {
         QueryError::BadRequest { field, message } => Problem::bad_parameter(field, message).into_response(),
         other => Problem::internal(&other).into_response(),
-    }
-}
-
-/// The members of a JSON object body. A body that is not JSON, or not an object, is refused as
-/// a whole (the field is empty, so the problem is a 400); each key outside `known` is named as
-/// an unknown field, as the petitions intake answers.
-fn body_members(bytes: &[u8], known: &[&str]) -> Result<(Map<String, Value>, Vec<FieldError>), Vec<FieldError>> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
-        vec![FieldError::new(
-            "",
-            "malformed_json",
-            format!("malformed JSON at line {} column {}: {err}", err.line(), err.column()),
-        )]
-    })?;
-    let Value::Object(members) = value else {
-        return Err(vec![FieldError::new("", "type", "expected a JSON object")]);
-    };
-    let unknown = members
-        .keys()
-        .filter(|key| !known.contains(&key.as_str()))
-        .map(|key| {
-            FieldError::new(
-                key,
-                "unknown_field",
-                format!("unknown field `{key}`, expected one of {}", known.join(", ")),
-            )
-        })
-        .collect();
-    Ok((members, unknown))
-}
-
-/// The member `name` as a `T` (absent or `null`: `None`), or an error naming `name` that says it
-/// must be `expected`, with serde's reason.
-fn member<T: DeserializeOwned>(
-    members: &Map<String, Value>,
-    name: &str,
-    expected: &str,
-    errors: &mut Vec<FieldError>,
-) -> Option<T> {
-    let value = members.get(name).filter(|value| !value.is_null())?;
-    match T::deserialize(value) {
-        Ok(value) => Some(value),
-        Err(err) => {
-            errors.push(FieldError::new(name, "type", format!("`{name}` must be {expected}: {err}")));
-            None
-        }
     }
 }
 
@@ -120,9 +74,13 @@ impl SqlBody {
 pub async fn run_sql(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
-    Query(params): Query<HashMap<String, String>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: Bytes,
 ) -> Response {
+    let params = match crate::params::known_params(query.as_deref(), &["format"]) {
+        Ok(params) => params,
+        Err(problem) => return problem.into_response(),
+    };
     let format = params.get("format").map_or("json", String::as_str);
     let Some(format) = SqlFormat::parse(format) else {
         return Problem::bad_parameter("format", "`format` must be json, csv, arrow or parquet").into_response();

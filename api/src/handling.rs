@@ -35,7 +35,7 @@ use voxpop_schema::{FieldError, Units};
 
 use crate::auth::{Caller, Role};
 use crate::http::AppState;
-use crate::params::{flag, known_params, problem_errors, query_params, unknown_parameters};
+use crate::params::{body_members, flag, known_params, problem_errors, query_params, unknown_parameters};
 use crate::problem::{Problem, ProblemField};
 
 /// The API's book of statuses and the one place actions are decided.
@@ -337,23 +337,7 @@ fn action_body(
         problem.errors = vec![ProblemField::from(&FieldError::new("", code, message))];
         problem
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|err| {
-        Problem::invalid(&[FieldError::new("", "malformed_json", format!("the body is not JSON: {err}"))])
-    })?;
-    let serde_json::Value::Object(object) = value else {
-        return Err(Problem::invalid(&[FieldError::new("", "type", "the body must be a JSON object")]));
-    };
-    let unknown: Vec<FieldError> = object
-        .keys()
-        .filter(|key| !known.contains(&key.as_str()))
-        .map(|key| {
-            FieldError::new(
-                key,
-                "unknown_field",
-                format!("unknown field `{key}`, expected one of {}", known.join(", ")),
-            )
-        })
-        .collect();
+    let (object, unknown) = body_members(&body, known).map_err(|errors| Problem::invalid(&errors))?;
     if !unknown.is_empty() {
         return Err(Problem::invalid(&unknown));
     }

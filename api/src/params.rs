@@ -1,10 +1,13 @@
-//! Query parameters, read from the raw query string so that every bad one is named in a problem
-//! (axum's typed `Query` answers a plain-text sentence that names none, and a map keeps the last
-//! of two values without a word).
+//! Query parameters and JSON object bodies, read so that every bad one is named in a problem:
+//! query parameters from the raw query string (axum's typed `Query` answers a plain-text sentence
+//! that names none, and a map keeps the last of two values without a word), bodies member by
+//! member (serde's messages for a typed body name the first bad field at best).
 
 use std::collections::HashMap;
 
 use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use voxpop_schema::FieldError;
 
 use crate::problem::Problem;
@@ -61,6 +64,52 @@ pub fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, Proble
 /// The field errors of a problem, to gather with others.
 pub fn problem_errors(problem: &Problem) -> Vec<FieldError> {
     problem.errors.iter().map(|e| FieldError::new(&e.field, &e.code, e.message.clone())).collect()
+}
+
+/// The members of a JSON object body. A body that is not JSON, or not an object, is refused as
+/// a whole (the field is empty, so the problem is a 400); each key outside `known` is named as
+/// an unknown field, as the petitions intake answers.
+pub fn body_members(bytes: &[u8], known: &[&str]) -> Result<(Map<String, Value>, Vec<FieldError>), Vec<FieldError>> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
+        vec![FieldError::new(
+            "",
+            "malformed_json",
+            format!("malformed JSON at line {} column {}: {err}", err.line(), err.column()),
+        )]
+    })?;
+    let Value::Object(members) = value else {
+        return Err(vec![FieldError::new("", "type", "expected a JSON object")]);
+    };
+    let unknown = members
+        .keys()
+        .filter(|key| !known.contains(&key.as_str()))
+        .map(|key| {
+            FieldError::new(
+                key,
+                "unknown_field",
+                format!("unknown field `{key}`, expected one of {}", known.join(", ")),
+            )
+        })
+        .collect();
+    Ok((members, unknown))
+}
+
+/// The member `name` as a `T` (absent or `null`: `None`), or an error naming `name` that says it
+/// must be `expected`, with serde's reason.
+pub fn member<T: DeserializeOwned>(
+    members: &Map<String, Value>,
+    name: &str,
+    expected: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    let value = members.get(name).filter(|value| !value.is_null())?;
+    match T::deserialize(value) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            errors.push(FieldError::new(name, "type", format!("`{name}` must be {expected}: {err}")));
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -930,26 +930,8 @@ impl RegisterIntake<'_> {
 
     /// A unit code: well formed, in the reference lists, a registered village, in scope.
     fn check_unit(&self, code: &str, scope: &UnitRef) -> Result<UnitRef, Problem> {
-        let unit = UnitRef::parse(code.trim(), self.units).map_err(|err| problem(err.code(), err.message_vi()))?;
-        if !scope.contains(&unit) {
-            return Err(problem(
-                "out_of_scope",
-                format!("đơn vị `{}` không thuộc phạm vi của đơn vị gửi `{}`", unit.code(), scope.code()),
-            ));
-        }
-        if unit.level() == Level::Village
-            && let Some(known) = self.villages
-            && !known.contains(&unit.code())
-        {
-            return Err(problem(
-                "unknown_village",
-                format!(
-                    "thôn, tổ dân phố `{}` chưa có trong danh sách thôn, tổ dân phố của xã (tạo qua POST /api/v1/villages)",
-                    unit.code()
-                ),
-            ));
-        }
-        Ok(unit)
+        crate::reports::unit_in_scope(self.units, self.villages, code, scope, "phạm vi")
+            .map_err(|(code, message)| problem(code, message))
     }
 
     /// A unit code from a cell: Excel turns a typed `00004` into the number 4 unless the column

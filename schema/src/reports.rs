@@ -945,6 +945,38 @@ impl std::fmt::Display for ReportError {
     }
 }
 
+/// A unit code as typed, checked against the reference lists, the villages register (when
+/// `villages` is given) and the sender's scope (`scope_name` says which, in the message): the
+/// unit, or the error's code and message. Weekly reports and the registers check their units so.
+pub(crate) fn unit_in_scope(
+    units: &Units,
+    villages: Option<&HashSet<String>>,
+    code: &str,
+    scope: &UnitRef,
+    scope_name: &str,
+) -> Result<UnitRef, (&'static str, String)> {
+    let unit = UnitRef::parse(code.trim(), units).map_err(|err| (err.code(), err.message_vi()))?;
+    if !scope.contains(&unit) {
+        return Err((
+            "out_of_scope",
+            format!("đơn vị `{}` không thuộc {scope_name} của đơn vị gửi `{}`", unit.code(), scope.code()),
+        ));
+    }
+    if unit.level() == Level::Village
+        && let Some(known) = villages
+        && !known.contains(&unit.code())
+    {
+        return Err((
+            "unknown_village",
+            format!(
+                "thôn, tổ dân phố `{}` chưa có trong danh sách thôn, tổ dân phố của xã (tạo qua POST /api/v1/villages)",
+                unit.code()
+            ),
+        ));
+    }
+    Ok(unit)
+}
+
 /// A problem with one value, before it is placed in a row and column.
 struct Problem {
     code: &'static str,
@@ -1213,26 +1245,8 @@ impl Intake<'_> {
 
     /// A unit code as typed, checked against the reference lists and the sender's scope.
     fn check_unit(&self, code: &str, scope: &UnitRef) -> Result<UnitRef, Problem> {
-        let unit = UnitRef::parse(code.trim(), self.units).map_err(|err| problem(err.code(), err.message_vi()))?;
-        if !scope.contains(&unit) {
-            return Err(problem(
-                "out_of_scope",
-                format!("đơn vị `{}` không thuộc phạm vi báo cáo của đơn vị gửi `{}`", unit.code(), scope.code()),
-            ));
-        }
-        if unit.level() == Level::Village
-            && let Some(known) = self.villages
-            && !known.contains(&unit.code())
-        {
-            return Err(problem(
-                "unknown_village",
-                format!(
-                    "thôn, tổ dân phố `{}` chưa có trong danh sách thôn, tổ dân phố của xã (tạo qua POST /api/v1/villages)",
-                    unit.code()
-                ),
-            ));
-        }
-        Ok(unit)
+        unit_in_scope(self.units, self.villages, code, scope, "phạm vi báo cáo")
+            .map_err(|(code, message)| problem(code, message))
     }
 
     /// A week as typed: well formed and not after the current week (Vietnam time).
