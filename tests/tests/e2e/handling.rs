@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voxpop_tests::paths::{py_dir, python};
+use voxpop_tests::problem::problem_of;
 use voxpop_tests::server::Server;
 use voxpop_tests::server::create_token as token;
 
@@ -306,14 +307,6 @@ async fn the_public_intake_answers_429_with_retry_after_past_the_limit() {
     assert!(statuses[5..].contains(&429), "{statuses:?}");
     let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
     assert!((1..=10).contains(&seconds), "{seconds}");
-}
-
-/// Status, content type and body of a response.
-async fn problem_of(response: reqwest::Response) -> (StatusCode, String, Value) {
-    let status = response.status();
-    let content_type =
-        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    (status, content_type, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voxpop_tests::problem::problem_fields;
 use voxpop_tests::server::Server;
 
 async fn post(server: &Server, body: impl Into<reqwest::Body>) -> (StatusCode, Option<String>, Value) {
@@ -18,13 +19,6 @@ async fn post(server: &Server, body: impl Into<reqwest::Body>) -> (StatusCode, O
     let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap_or_default().to_owned());
     let body = response.json::<Value>().await.unwrap_or(Value::Null);
     (status, content_type, body)
-}
-
-fn problem_fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .map(|errors| errors.iter().map(|e| e["field"].as_str().unwrap_or_default().to_owned()).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

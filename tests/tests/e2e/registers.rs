@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voxpop_tests::paths::{py_dir, python};
+use voxpop_tests::problem::problem_of;
 use voxpop_tests::server::create_token as token;
 use voxpop_tests::server::{Server, voxpop_bin};
 
@@ -307,15 +308,6 @@ async fn registers_and_villages_flow_from_the_api_to_the_lake_and_the_summaries(
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
-/// Status, content type and body of a request expected to fail.
-async fn problem_of(request: reqwest::RequestBuilder) -> (StatusCode, String, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let content_type =
-        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    (status, content_type, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn registers_name_every_bad_parameter_and_field_instead_of_failing() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,7 +330,7 @@ async fn registers_name_every_bad_parameter_and_field_instead_of_failing() {
         ("/api/v1/registers?include_removed=maybe", "include_removed"),
         ("/api/v1/registers?unit=00&unit=01", "unit"),
     ] {
-        let (status, content_type, problem) = problem_of(get(path)).await;
+        let (status, content_type, problem) = problem_of(get(path).send().await.unwrap()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
         assert_eq!(content_type, "application/problem+json", "{path}");
         assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
@@ -348,23 +340,27 @@ async fn registers_name_every_bad_parameter_and_field_instead_of_failing() {
         .post(server.url("/api/v1/registers/upload?format=csv&partial=maybe"))
         .bearer_auth(&admin)
         .body("register,person_id,unit,full_name,role,term_start\nofficer,A1,00004,An,Chủ tịch,2024-10-01\n");
-    let (status, content_type, problem) = problem_of(upload).await;
+    let (status, content_type, problem) = problem_of(upload.send().await.unwrap()).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::BAD_REQUEST, "application/problem+json"));
     assert_eq!(problem["errors"][0]["field"], "partial", "{problem}");
 
     // JSON states its types: numbers for text, a year as text and year -1 are refused, named.
     let people = json!([{"register": "officer", "person_id": 5, "unit": "00004", "full_name": 1, "role": "Chủ tịch",
         "birth_year": "1975", "term_start": "-0001-01-01"}]);
-    let (status, content_type, problem) =
-        problem_of(client.post(server.url("/api/v1/registers")).bearer_auth(&admin).json(&people)).await;
+    let (status, content_type, problem) = problem_of(
+        client.post(server.url("/api/v1/registers")).bearer_auth(&admin).json(&people).send().await.unwrap(),
+    )
+    .await;
     assert_eq!((status, content_type.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"));
     let mut fields: Vec<&str> =
         problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     fields.sort();
     assert_eq!(fields, ["0.birth_year", "0.full_name", "0.person_id", "0.term_start"], "{problem}");
     let village = json!([{"code": "00004-002", "name": 5}]);
-    let (status, content_type, problem) =
-        problem_of(client.post(server.url("/api/v1/villages")).bearer_auth(&admin).json(&village)).await;
+    let (status, content_type, problem) = problem_of(
+        client.post(server.url("/api/v1/villages")).bearer_auth(&admin).json(&village).send().await.unwrap(),
+    )
+    .await;
     assert_eq!((status, content_type.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"));
     assert_eq!(problem["errors"][0]["field"], "0.name", "{problem}");
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use voxpop_tests::problem::problem_of;
 use voxpop_tests::server::Server;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,14 +173,6 @@ async fn reports_survive_sigkill_exactly_once() {
         counts.iter().map(|row| row["unit_code"].as_str().unwrap().to_owned()).collect();
     assert!(accepted.is_subset(&present), "acknowledged values missing from the lake");
     assert!(counts.iter().all(|row| row["n"] == 1), "a value was written twice: {rows}");
-}
-
-/// Status, content type and body of a response.
-async fn problem_of(response: reqwest::Response) -> (reqwest::StatusCode, String, Value) {
-    let status = response.status();
-    let content_type =
-        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    (status, content_type, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread")]
