@@ -112,6 +112,41 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A body declared as something other than JSON (a form, multipart, text in another encoding) is
+/// refused with 415 rather than read as JSON anyway; no `Content-Type` at all is taken as JSON,
+/// as command-line clients send it.
+fn json_content_type(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let declared = value.to_str().unwrap_or_default();
+    let mut parts = declared.split(';').map(str::trim);
+    let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let json =
+        media_type == "application/json" || (media_type.starts_with("application/") && media_type.ends_with("+json"));
+    let utf8 = parts.all(|parameter| match parameter.split_once('=') {
+        Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
+            charset.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    if json && utf8 {
+        return Ok(());
+    }
+    let mut problem = Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "media-type",
+        "The body must be JSON",
+        format!("`Content-Type: {declared}`: send the petition as application/json in UTF-8"),
+    );
+    problem.errors = vec![crate::problem::ProblemField::from(&voxpop_schema::FieldError::new(
+        "Content-Type",
+        "unsupported_media_type",
+        "expected application/json (charset utf-8)",
+    ))];
+    Err(problem)
+}
+
 async fn submit_petition(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -119,6 +154,9 @@ async fn submit_petition(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(problem) = state.intake_limit.check(&headers, &extensions) {
+        return problem.into_response();
+    }
+    if let Err(problem) = json_content_type(&headers) {
         return problem.into_response();
     }
     let body = match body {

@@ -139,6 +139,18 @@ async fn bad_input_gets_a_problem_naming_every_field_and_never_a_500() {
             assert!(fields.iter().any(|f| f == field), "{name}: field `{field}` not named in {problem}");
         }
     }
+    // A body declared as something other than JSON in UTF-8.
+    for content_type in ["text/plain", "multipart/form-data; boundary=x", "application/json; charset=utf-16"] {
+        let response = reqwest::Client::new()
+            .post(server.url("/api/v1/petitions"))
+            .header("content-type", content_type)
+            .body(json!({"title": "t", "body": "b", "commune_code": "00004"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
+        assert_eq!(problem_fields(&response.json().await.unwrap()), ["Content-Type"], "{content_type}");
+    }
     // A request larger than the transport limit.
     let (status, content_type, _) = post(&server, vec![b'x'; 400 * 1024]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
