@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -926,8 +926,18 @@ pub async fn track(
     State(state): State<AppState>,
     Path(code): Path<String>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Response {
+    // A repeated or unknown parameter is named rather than one of the values guessed at.
+    let query = match known_params(query.as_deref(), &["secret"]) {
+        Ok(query) => query,
+        Err(problem) => return problem.into_response(),
+    };
+    // Percent-decoding turns bytes that are not UTF-8 into U+FFFD; a secret is plain text, so
+    // such a value was not sent as one and no petition could match it.
+    if query.get("secret").is_some_and(|secret| secret.contains(char::REPLACEMENT_CHARACTER)) {
+        return Problem::bad_parameter("secret", "`secret` is not UTF-8 text once percent-decoded").into_response();
+    }
     let secret = citizen_secret(&headers, &query, None);
     let (id, petition) = match tracked(&state, &code, secret.as_deref()).await {
         Ok(found) => found,

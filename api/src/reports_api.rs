@@ -20,9 +20,9 @@ use voxpop_schema::reports::{self, Catalogue, Level, ReportError, ReportValue, U
 
 use crate::http::AppState;
 use crate::params::{flag, known_params};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemField};
 
-/// The unit a request is about when it names none: the whole country.
+/// The central unit, every caller's unit in open mode (no tokens): the whole country.
 const SCOPE: &str = reports::CENTRAL_CODE;
 
 fn report_problem(errors: &[ReportError]) -> Response {
@@ -78,17 +78,18 @@ fn asked_week(raw: &str) -> Result<String, Response> {
     Ok(week)
 }
 
-/// The unit a request asks about (`00` when none is given): 400 unless it is a unit of the tree
-/// (a village the register holds), 403 outside the caller's unit when there is a caller to limit.
+/// The unit a request asks about (the caller's own unit when none is given, so that a commune
+/// officer's plain request is about its commune, not the whole country it may not read): 400
+/// unless it is a unit of the tree (a village the register holds), 403 outside the caller's unit.
 async fn asked_unit(
     state: &AppState,
-    caller: Option<&crate::auth::Caller>,
+    caller: &crate::auth::Caller,
     params: &HashMap<String, String>,
 ) -> Result<String, Response> {
-    let code = params.get("unit").map_or(SCOPE, |unit| unit.trim());
+    let code = params.get("unit").map_or(caller.unit.as_str(), |unit| unit.trim());
     let unit = UnitRef::parse(code, Units::embedded())
         .map_err(|err| Problem::bad_parameter("unit", err.to_string()).into_response())?;
-    if caller.is_some_and(|caller| !in_scope(caller, &unit)) {
+    if !in_scope(caller, &unit) {
         return Err(out_of_scope());
     }
     if unit.level() == Level::Village && !known_villages(state).await?.contains(code) {
@@ -199,8 +200,13 @@ pub async fn upload(
 }
 
 /// `GET /api/v1/reports/template?unit=00004[&week=2025-W38]`: the XLSX a unit fills in for itself
-/// and the units below it.
-pub async fn template(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+/// and the units below it. It lists the units and villages below `unit`, so it is read within the
+/// caller's unit like the synthesis.
+pub async fn template(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match params_of(query, &["unit", "week"]) {
         Ok(params) => params,
         Err(response) => return response,
@@ -209,7 +215,7 @@ pub async fn template(State(state): State<AppState>, RawQuery(query): RawQuery) 
         Ok(week) => week,
         Err(response) => return response,
     };
-    let unit = match asked_unit(&state, None, &params).await {
+    let unit = match asked_unit(&state, &caller, &params).await {
         Ok(unit) => unit,
         Err(response) => return response,
     };
@@ -238,12 +244,16 @@ fn in_scope(caller: &crate::auth::Caller, unit: &UnitRef) -> bool {
     UnitRef::parse(&caller.unit, Units::embedded()).is_ok_and(|scope| scope.contains(unit))
 }
 
+/// The 403 for a unit outside the caller's, naming `unit` in `errors` as a 400 would.
 fn out_of_scope() -> Response {
-    Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside your unit", "`unit` is outside your unit")
-        .into_response()
+    let message = "`unit` is outside your unit";
+    let mut problem = Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside your unit", message);
+    problem.errors = vec![ProblemField::from(&voxpop_schema::FieldError::new("unit", "out_of_scope", message))];
+    problem.into_response()
 }
 
-/// `GET /api/v1/reports/weekly?week=2025-W38[&unit=00]`: the synthesis for one unit.
+/// `GET /api/v1/reports/weekly?week=2025-W38[&unit=00]`: the synthesis for one unit, the caller's
+/// own when none is named.
 pub async fn weekly(State(state): State<AppState>, caller: crate::auth::Caller, RawQuery(query): RawQuery) -> Response {
     let params = match params_of(query, &["unit", "week"]) {
         Ok(params) => params,
@@ -256,7 +266,7 @@ pub async fn weekly(State(state): State<AppState>, caller: crate::auth::Caller, 
         Ok(week) => week,
         Err(response) => return response,
     };
-    let unit = match asked_unit(&state, Some(&caller), &params).await {
+    let unit = match asked_unit(&state, &caller, &params).await {
         Ok(unit) => unit,
         Err(response) => return response,
     };
@@ -329,15 +339,16 @@ pub async fn page(
     crate::auth::PageCaller(caller): crate::auth::PageCaller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let in_scope = UnitRef::parse(params.get("unit").map_or(SCOPE, String::as_str), Units::embedded())
-        .map_or(caller.unit == SCOPE, |unit| in_scope(&caller, &unit));
+    // Without `unit`, the caller's own unit, as the API answers.
+    let unit = params.get("unit").map_or(caller.unit.as_str(), String::as_str);
+    let in_scope =
+        UnitRef::parse(unit, Units::embedded()).map_or(caller.unit == SCOPE, |unit| in_scope(&caller, &unit));
     if !in_scope {
         return out_of_scope();
     }
     use std::fmt::Write;
     use voxpop_index::html_escape as escape;
     let week = params.get("week").cloned().unwrap_or_else(|| reports::current_week(Utc::now()));
-    let unit = params.get("unit").map_or(SCOPE, String::as_str);
     let villages = voxpop_queries::reports::read_villages(&state.villages).unwrap_or_default();
     let synthesis = match state.reports.weekly(&week, unit, &villages).await {
         Ok(synthesis) => synthesis,

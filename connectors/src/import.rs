@@ -188,27 +188,87 @@ fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<SourceRow>), ImportError> {
     Ok((headers, rows))
 }
 
+/// Most columns an XLSX file may use: A to IV, as many as Excel 97-2003 had.
+pub const MAX_COLUMNS: usize = 256;
+
+/// The first sheet, its first row with a value as the header. The cells are streamed and kept
+/// only where they hold a value: calamine's `worksheet_range` builds a dense grid up to the
+/// farthest cell, which for one value at `XFD1048576` is 17 billion cells. A value past row
+/// [`MAX_ROWS`] + 1 or column [`MAX_COLUMNS`] refuses the file, naming the sheet and the cell.
+/// Rows without any value are skipped, as the CSV reader skips empty lines.
 fn read_xlsx(path: &Path) -> Result<(Vec<String>, Vec<SourceRow>), ImportError> {
     use calamine::{Data, Reader, Xlsx, open_workbook};
     let mut workbook: Xlsx<_> = open_workbook(path).map_err(|err: calamine::XlsxError| read_error(path, err))?;
     let sheet = workbook.sheet_names().first().cloned().ok_or_else(|| read_error(path, "the workbook has no sheet"))?;
-    let range = workbook.worksheet_range(&sheet).map_err(|err| read_error(path, err))?;
-    let mut lines = range.rows();
-    let Some(header) = lines.next() else { return Ok((Vec::new(), Vec::new())) };
     let text = |cell: &Data| match cell {
         Data::Empty => String::new(),
         Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
         other => other.to_string(),
     };
-    let headers: Vec<String> = header.iter().map(|c| text(c).trim().to_owned()).collect();
-    let rows = lines
-        .enumerate()
-        .map(|(i, cells)| SourceRow {
-            line: i + 2,
-            cells: headers.iter().cloned().zip(cells.iter().map(text)).collect(),
+    let unreadable = |err: calamine::XlsxError| read_error(path, format!("sheet `{sheet}`: {err}"));
+    let mut cells = workbook.worksheet_cells_reader(&sheet).map_err(unreadable)?;
+    // Each row with a value: its 1-based number and its values by 0-based column.
+    let mut rows: Vec<(usize, Vec<(usize, String)>)> = Vec::new();
+    let mut first_column = usize::MAX;
+    while let Some(cell) = cells.next_cell().map_err(unreadable)? {
+        let value = Data::from(cell.get_value().clone());
+        if value == Data::Empty {
+            continue;
+        }
+        let (row, column) = cell.get_position();
+        let (number, column) = (row as usize + 1, column as usize);
+        if number > MAX_ROWS + 1 || column >= MAX_COLUMNS {
+            return Err(read_error(
+                path,
+                format!(
+                    "sheet `{sheet}` has a value in cell {}{number}, beyond the limits ({} rows, {MAX_COLUMNS} columns): \
+                     clear the stray cells or split the file",
+                    column_name(column),
+                    MAX_ROWS + 1
+                ),
+            ));
+        }
+        first_column = first_column.min(column);
+        match rows.last_mut() {
+            Some((last, values)) if *last == number => values.push((column, text(&value))),
+            Some((last, _)) if *last > number => {
+                return Err(read_error(path, format!("sheet `{sheet}` lists row {number} after row {last}")));
+            }
+            _ => rows.push((number, vec![(column, text(&value))])),
+        }
+    }
+    let mut rows = rows.into_iter();
+    let Some((_, header)) = rows.next() else { return Ok((Vec::new(), Vec::new())) };
+    let width = header.iter().map(|(column, _)| column + 1 - first_column).max().unwrap_or(0);
+    let mut headers = vec![String::new(); width];
+    for (column, value) in header {
+        headers[column - first_column] = value.trim().to_owned();
+    }
+    let rows = rows
+        .map(|(number, values)| {
+            let mut cells: HashMap<String, String> =
+                headers.iter().map(|header| (header.clone(), String::new())).collect();
+            for (column, value) in values {
+                if let Some(header) = headers.get(column - first_column) {
+                    cells.insert(header.clone(), value);
+                }
+            }
+            SourceRow { line: number, cells }
         })
         .collect();
     Ok((headers, rows))
+}
+
+/// `0` -> `A`, `26` -> `AA`.
+fn column_name(index: usize) -> String {
+    let mut letters = Vec::new();
+    let mut rest = index + 1;
+    while rest > 0 {
+        letters.push(b'A' + ((rest - 1) % 26) as u8);
+        rest = (rest - 1) / 26;
+    }
+    letters.reverse();
+    String::from_utf8(letters).unwrap_or_default()
 }
 
 fn read_parquet(path: &Path) -> Result<(Vec<String>, Vec<SourceRow>), ImportError> {

@@ -2,6 +2,7 @@
 //! registers reads it, and the helpers their row/column problems are written with.
 
 use std::borrow::Cow;
+use std::io::Cursor;
 
 use chrono::NaiveDate;
 use serde_json::Value as Json;
@@ -114,4 +115,180 @@ pub(crate) fn column_letter(index: usize) -> String {
     }
     letters.reverse();
     String::from_utf8(letters).unwrap_or_default()
+}
+
+/// Most columns a spreadsheet may use: A to IV, as many as Excel 97-2003 had. The templates use a
+/// few dozen; the bound keeps one row small whatever a file holds.
+pub const MAX_SHEET_COLUMNS: usize = 256;
+
+/// Why a workbook could not be read, or where it holds a cell beyond the limits.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SheetProblem {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    /// 1-based row of the cell at fault.
+    pub(crate) row: Option<usize>,
+    /// 0-based column of the cell at fault.
+    pub(crate) column: Option<usize>,
+}
+
+impl SheetProblem {
+    fn file(code: &'static str, message: String) -> SheetProblem {
+        SheetProblem { code, message, row: None, column: None }
+    }
+}
+
+/// Reads the first sheet of an XLSX workbook that `wanted` accepts, row by row in order: `row` is
+/// called with each row's 1-based number and its cells from column A up to its last value (rows
+/// without any value are skipped) and returns false to stop. Answers the name of the sheet read.
+///
+/// Only one row is held at a time. calamine's `worksheet_range` builds a dense grid up to the
+/// farthest cell, so that a 9 KB file with one value at `XFD1048576` asks for 17 billion cells:
+/// the cells are streamed instead, and a value in a row past `max_rows` or a column past
+/// [`MAX_SHEET_COLUMNS`] stops the reading with a problem naming the sheet and the cell. Empty
+/// cells (formatting only) are ignored wherever they are.
+pub(crate) fn read_xlsx_rows(
+    bytes: &[u8],
+    wanted: impl Fn(&str) -> bool,
+    max_rows: usize,
+    mut row: impl FnMut(usize, &[Cell]) -> bool,
+) -> Result<String, SheetProblem> {
+    use calamine::Reader;
+    let mut workbook = calamine::Xlsx::new(Cursor::new(bytes))
+        .map_err(|err| SheetProblem::file("malformed_file", format!("không đọc được tệp XLSX: {err}")))?;
+    let Some(sheet) = workbook.sheet_names().into_iter().find(|name| wanted(name)) else {
+        return Err(SheetProblem::file("empty_sheet", "tệp không có trang tính dữ liệu".to_owned()));
+    };
+    let unreadable = |err: calamine::XlsxError| {
+        SheetProblem::file("malformed_file", format!("không đọc được trang tính `{sheet}`: {err}"))
+    };
+    let mut cells = workbook.worksheet_cells_reader(&sheet).map_err(unreadable)?;
+    let (mut current, mut values): (Option<usize>, Vec<Cell<'static>>) = (None, Vec::new());
+    while let Some(cell) = cells.next_cell().map_err(unreadable)? {
+        let value = Cell::from_xlsx(&calamine::Data::from(cell.get_value().clone())).into_owned();
+        if value.is_empty() {
+            continue;
+        }
+        let (row_index, column) = cell.get_position();
+        let (number, column) = (row_index as usize + 1, column as usize);
+        let beyond = if column >= MAX_SHEET_COLUMNS {
+            Some((
+                "too_many_columns",
+                format!("tối đa {MAX_SHEET_COLUMNS} cột (A đến {})", column_letter(MAX_SHEET_COLUMNS - 1)),
+            ))
+        } else if number > max_rows {
+            Some(("too_many_rows", format!("tối đa {max_rows} dòng")))
+        } else {
+            None
+        };
+        if let Some((code, limit)) = beyond {
+            return Err(SheetProblem {
+                code,
+                message: format!(
+                    "ô `{}{number}` của trang tính `{sheet}` nằm ngoài giới hạn ({limit}): hãy xoá các ô thừa hoặc chia thành nhiều tệp",
+                    column_letter(column)
+                ),
+                row: Some(number),
+                column: Some(column),
+            });
+        }
+        match current {
+            Some(previous) if number < previous => {
+                return Err(SheetProblem {
+                    code: "malformed_file",
+                    message: format!("trang tính `{sheet}` ghi dòng {number} sau dòng {previous}"),
+                    row: Some(number),
+                    column: None,
+                });
+            }
+            Some(previous) if number > previous => {
+                if !row(previous, &values) {
+                    return Ok(sheet);
+                }
+                values.clear();
+            }
+            _ => {}
+        }
+        current = Some(number);
+        if values.len() <= column {
+            values.resize(column + 1, Cell::Empty);
+        }
+        values[column] = value;
+    }
+    let Some(last) = current else {
+        return Err(SheetProblem::file("empty_sheet", format!("trang tính `{sheet}` trống")));
+    };
+    row(last, &values);
+    Ok(sheet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A workbook of one sheet with `unit_code` and `week` headers and the given string cells.
+    fn workbook(cells: &[(u32, u16, &str)]) -> Vec<u8> {
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        let sheet = workbook.add_worksheet();
+        sheet.write_string(0, 0, "unit_code").unwrap();
+        sheet.write_string(0, 1, "week").unwrap();
+        for (row, column, text) in cells {
+            sheet.write_string(*row, *column, *text).unwrap();
+        }
+        workbook.save_to_buffer().unwrap()
+    }
+
+    fn read(bytes: &[u8], max_rows: usize) -> (Result<String, SheetProblem>, Vec<(usize, Vec<Cell<'static>>)>) {
+        let mut rows = Vec::new();
+        let outcome = read_xlsx_rows(
+            bytes,
+            |_| true,
+            max_rows,
+            |number, cells| {
+                rows.push((number, cells.iter().map(|cell| cell.clone().into_owned()).collect()));
+                true
+            },
+        );
+        (outcome, rows)
+    }
+
+    #[test]
+    fn a_value_in_the_last_cell_of_a_sheet_is_refused_without_building_the_grid() {
+        let started = std::time::Instant::now();
+        let (outcome, _) = read(&workbook(&[(1_048_575, 16_383, "x")]), 200_001);
+        let problem = outcome.unwrap_err();
+        assert_eq!((problem.code, problem.row, problem.column), ("too_many_columns", Some(1_048_576), Some(16_383)));
+        assert!(
+            problem.message.contains("`XFD1048576`") && problem.message.contains("`Sheet1`"),
+            "{}",
+            problem.message
+        );
+        let (outcome, _) = read(&workbook(&[(1_048_575, 0, "x")]), 200_001);
+        let problem = outcome.unwrap_err();
+        assert_eq!((problem.code, problem.row, problem.column), ("too_many_rows", Some(1_048_576), Some(0)));
+        assert!(problem.message.contains("`A1048576`"), "{}", problem.message);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn rows_stream_in_order_with_their_numbers_and_blank_cells_anywhere_are_ignored() {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet.write_string(0, 1, "unit_code").unwrap();
+        sheet.write_number(4, 2, 3.0).unwrap();
+        // Formatting alone, as Excel leaves it on whole columns: no value, no limit.
+        sheet.write_blank(1_048_575, 16_383, &rust_xlsxwriter::Format::new().set_bold()).unwrap();
+        let (outcome, rows) = read(&book.save_to_buffer().unwrap(), 10);
+        assert_eq!(outcome.unwrap(), "Sheet1");
+        assert_eq!(
+            rows,
+            [
+                (1, vec![Cell::Empty, Cell::Text("unit_code".into())]),
+                (5, vec![Cell::Empty, Cell::Empty, Cell::Number(3.0)]),
+            ]
+        );
+        let (outcome, rows) = read(&workbook(&[]), 10);
+        assert_eq!((outcome.unwrap(), rows.len()), ("Sheet1".to_owned(), 1));
+        assert_eq!(read(b"not a zip", 10).0.unwrap_err().code, "malformed_file");
+    }
 }

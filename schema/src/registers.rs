@@ -39,7 +39,6 @@
 //! spreadsheets, the row and column. Messages are in Vietnamese, for the staff who keep the lists.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Cursor;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
@@ -1739,37 +1738,33 @@ fn file_error(code: &'static str, message: String) -> RegisterError {
     error("", problem(code, message))
 }
 
-/// The first sheet of a workbook (a guide sheet named `Hướng dẫn` is skipped).
+/// The first sheet of a workbook (a guide sheet named `Hướng dẫn` is skipped), streamed so that
+/// memory follows the values present: a value beyond the rows an upload may hold (a header and
+/// [`MAX_ENTRIES`] rows) or beyond [`crate::reports::MAX_SHEET_COLUMNS`] refuses the file, naming
+/// the sheet and the cell.
 fn read_xlsx(bytes: &[u8]) -> Result<Table, RegisterError> {
-    use calamine::Reader;
-    let mut workbook = calamine::Xlsx::new(Cursor::new(bytes))
-        .map_err(|err| file_error("malformed_file", format!("không đọc được tệp XLSX: {err}")))?;
     let guide = header_key(crate::reports::GUIDE_SHEET);
-    let Some(sheet) = workbook.sheet_names().into_iter().find(|name| header_key(name) != guide) else {
-        return Err(file_error("empty_sheet", "tệp không có trang tính dữ liệu".to_owned()));
-    };
-    let range = workbook
-        .worksheet_range(&sheet)
-        .map_err(|err| file_error("malformed_file", format!("không đọc được trang tính `{sheet}`: {err}")))?;
-    let Some((first_row, first_column)) = range.start() else {
-        return Err(file_error("empty_sheet", format!("trang tính `{sheet}` trống")));
-    };
-    let mut rows = range.rows();
-    let Some(header) = rows.next() else {
-        return Err(file_error("empty_sheet", format!("trang tính `{sheet}` trống")));
-    };
-    let header_row = first_row as usize + 1;
-    Ok(Table {
-        header_row,
-        first_column: first_column as usize,
-        header: header.iter().map(|data| Cell::from_xlsx(data).into_owned()).collect(),
-        rows: rows
-            .enumerate()
-            .map(|(offset, row)| {
-                (header_row + 1 + offset, row.iter().map(|data| Cell::from_xlsx(data).into_owned()).collect())
-            })
-            .collect(),
-    })
+    let mut table: Option<Table> = None;
+    crate::cells::read_xlsx_rows(
+        bytes,
+        |name| header_key(name) != guide,
+        MAX_ENTRIES + 1,
+        |number, cells| {
+            let cells: Vec<Cell<'static>> = cells.iter().map(|cell| cell.clone().into_owned()).collect();
+            match table.as_mut() {
+                Some(table) => table.rows.push((number, cells)),
+                None => table = Some(Table { header_row: number, first_column: 0, header: cells, rows: Vec::new() }),
+            }
+            true
+        },
+    )
+    .map_err(|problem| {
+        let mut error = file_error(problem.code, problem.message);
+        error.row = problem.row;
+        error.column = problem.column.map(column_letter);
+        error
+    })?;
+    table.ok_or_else(|| file_error("empty_sheet", "trang tính dữ liệu trống".to_owned()))
 }
 
 /// A CSV file: UTF-8 with or without a BOM, the separator (`,` `;` or tab) taken from the header.
@@ -2076,6 +2071,21 @@ mod tests {
         assert_eq!(person.term_start, NaiveDate::from_ymd_opt(2024, 10, 1).unwrap());
         assert_eq!(person.source, EntrySource::Xlsx);
         assert_eq!(&template_xlsx(Register::Officer).unwrap()[..2], b"PK");
+    }
+
+    #[test]
+    fn a_value_far_beyond_the_sheet_refuses_the_register_upload_naming_the_cell() {
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        let sheet = workbook.add_worksheet();
+        for (column, heading) in ["register", "person_id", "unit", "full_name", "role"].iter().enumerate() {
+            sheet.write_string(0, column as u16, *heading).unwrap();
+        }
+        sheet.write_string(1_048_575, 2, "00004").unwrap();
+        let known = villages();
+        let outcome = intake("00004", &known).parse_people_xlsx(&workbook.save_to_buffer().unwrap(), None, true);
+        assert_eq!(codes(&outcome.errors), vec![(String::new(), "too_many_rows".to_owned())]);
+        assert_eq!((outcome.errors[0].row, outcome.errors[0].column.as_deref()), (Some(1_048_576), Some("C")));
+        assert!(outcome.entries.is_empty());
     }
 
     fn person(unit: &str, id: &str, role: &str, at_minutes: i64) -> PersonEntry {

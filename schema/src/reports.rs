@@ -34,7 +34,6 @@
 //! read by the staff who filled in the sheet.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Cursor;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
@@ -46,6 +45,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, SubsecRound, TimeZone, 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+pub use crate::cells::MAX_SHEET_COLUMNS;
 use crate::cells::{Cell, column_letter, shorten};
 use crate::error::{FieldError, SchemaError};
 use crate::text::{self, fold};
@@ -1499,44 +1499,55 @@ impl Intake<'_> {
 
     /// Parses and validates the first data sheet of an XLSX workbook (a sheet named
     /// [`GUIDE_SHEET`] is skipped). All or nothing unless `accept_partial` (see [`SheetOutcome`]).
+    /// The sheet is streamed: a value past row [`MAX_SHEET_ROWS`] + 1 or column
+    /// [`MAX_SHEET_COLUMNS`] refuses the whole file with `too_many_rows` or `too_many_columns` at
+    /// that cell, whatever the size of the grid it would span.
     pub fn parse_xlsx(&self, bytes: &[u8], accept_partial: bool) -> SheetOutcome {
-        use calamine::Reader;
-        let file_error = |code: &str, message: String| SheetOutcome {
-            errors: vec![ReportError::new("", code, message)],
-            ..SheetOutcome::default()
-        };
-        let mut workbook = match calamine::Xlsx::new(Cursor::new(bytes)) {
-            Ok(workbook) => workbook,
-            Err(err) => return file_error("malformed_file", format!("không đọc được tệp XLSX: {err}")),
-        };
         let guide_key = header_key(GUIDE_SHEET);
-        let Some(sheet) = workbook.sheet_names().into_iter().find(|name| header_key(name) != guide_key) else {
-            return file_error("empty_sheet", "tệp không có trang tính dữ liệu".to_owned());
-        };
-        let range = match workbook.worksheet_range(&sheet) {
-            Ok(range) => range,
-            Err(err) => return file_error("malformed_file", format!("không đọc được trang tính `{sheet}`: {err}")),
-        };
-        let Some((first_row, first_column)) = range.start() else {
-            return file_error("empty_sheet", format!("trang tính `{sheet}` trống"));
-        };
-        let mut rows = range.rows();
-        let Some(header) = rows.next() else {
-            return file_error("empty_sheet", format!("trang tính `{sheet}` trống"));
-        };
-        let header: Vec<Cell> = header.iter().map(Cell::from_xlsx).collect();
-        let header_row = first_row as usize + 1;
-        let mut reader = match SheetReader::new(self, Source::Xlsx, &header, header_row, first_column as usize) {
-            Ok(reader) => reader,
-            Err(outcome) => return outcome,
-        };
-        for (offset, row) in rows.enumerate() {
-            let cells: Vec<Cell> = row.iter().map(Cell::from_xlsx).collect();
-            if !reader.row(header_row + 1 + offset, &cells) {
-                break;
-            }
+        // The header is the first row with a value; the reader exists once it is read.
+        let mut reader: Option<SheetReader> = None;
+        let mut refused: Option<SheetOutcome> = None;
+        let read = crate::cells::read_xlsx_rows(
+            bytes,
+            |name| header_key(name) != guide_key,
+            MAX_SHEET_ROWS + 1,
+            |number, cells| match reader.as_mut() {
+                Some(reader) => reader.row(number, cells),
+                None => match SheetReader::new(self, Source::Xlsx, cells, number, 0) {
+                    Ok(created) => {
+                        reader = Some(created);
+                        true
+                    }
+                    Err(outcome) => {
+                        refused = Some(outcome);
+                        false
+                    }
+                },
+            },
+        );
+        if let Some(outcome) = refused {
+            return outcome;
         }
-        reader.finish(accept_partial)
+        let problem = read.err().map(|problem| {
+            let mut error = ReportError::new("", problem.code, problem.message);
+            error.row = problem.row;
+            error.column = problem.column.map(column_letter);
+            error
+        });
+        match (reader, problem) {
+            (Some(mut reader), Some(error)) => {
+                // A cell beyond the limits refuses the whole file, partial or not: what lies past
+                // it was never read.
+                reader.errors.push(error);
+                SheetOutcome { errors: reader.errors, ..SheetOutcome::default() }
+            }
+            (Some(reader), None) => reader.finish(accept_partial),
+            (None, Some(error)) => SheetOutcome { errors: vec![error], ..SheetOutcome::default() },
+            (None, None) => SheetOutcome {
+                errors: vec![ReportError::new("", "empty_sheet", "trang tính dữ liệu trống")],
+                ..SheetOutcome::default()
+            },
+        }
     }
 
     /// Parses and validates a CSV file (UTF-8, with or without a byte-order mark; the separator,
@@ -2149,6 +2160,8 @@ pub fn template_xlsx(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
     use serde_json::json;
 
@@ -2683,6 +2696,29 @@ mod tests {
         );
         assert!(outcome.rows.is_empty());
         assert_eq!(codes(&intake("00").parse_xlsx(b"not a zip", false).errors), ["malformed_file"]);
+    }
+
+    #[test]
+    fn a_value_far_beyond_the_sheet_refuses_the_upload_naming_the_cell() {
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        let sheet = workbook.add_worksheet().set_name(DATA_SHEET).unwrap();
+        for (column, heading) in ["unit_code", "week", "meetings_held"].iter().enumerate() {
+            sheet.write_string(0, column as u16, *heading).unwrap();
+        }
+        for (column, value) in ["00004-001", "2025-W38"].iter().enumerate() {
+            sheet.write_string(1, column as u16, *value).unwrap();
+        }
+        sheet.write_number(1, 2, 2.0).unwrap();
+        sheet.write_string(1_048_575, 16_383, "x").unwrap();
+        let bytes = workbook.save_to_buffer().unwrap();
+        for partial in [false, true] {
+            let outcome = intake("00004").parse_xlsx(&bytes, partial);
+            let found: Vec<(Option<usize>, Option<&str>, &str)> =
+                outcome.errors.iter().map(|e| (e.row, e.column.as_deref(), e.code.as_str())).collect();
+            assert_eq!(found, [(Some(1_048_576), Some("XFD"), "too_many_columns")]);
+            assert!(outcome.errors[0].message.contains("`XFD1048576`"), "{}", outcome.errors[0].message);
+            assert!(outcome.rows.is_empty(), "nothing is accepted from a file not read to its end");
+        }
     }
 
     #[test]

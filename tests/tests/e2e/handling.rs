@@ -369,3 +369,39 @@ async fn handling_names_the_bad_unit_parameter_and_field() {
     assert_eq!(status, StatusCode::OK, "{inbox}");
     assert_eq!(api.get("/api/v1/inbox?unit=01", Some(&commune), &[]).await.0, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tracking_names_unknown_repeated_and_undecodable_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+    let receipt = api
+        .submit(json!({"title": "Cống tắc", "body": "Cống thoát nước bị tắc sau mưa lớn.", "commune_code": "00004"}))
+        .await;
+    let (code, secret) = (receipt["tracking_code"].as_str().unwrap(), receipt["secret"].as_str().unwrap());
+    server.wait_written(1, Duration::from_secs(30)).await;
+    let track = format!("/api/v1/track/{code}");
+
+    for (query, field, code) in [
+        ("foo=1".to_owned(), "foo", "unknown_parameter"),
+        (format!("secret={secret}&secret=b"), "secret", "duplicate_parameter"),
+        ("secret=%FF".to_owned(), "secret", "invalid"),
+    ] {
+        let response = api.client.get(server.url(&format!("{track}?{query}"))).send().await.unwrap();
+        let (status, content_type, problem) = problem_of(response).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (StatusCode::BAD_REQUEST, "application/problem+json"),
+            "{query}: {problem}"
+        );
+        assert_eq!(
+            (problem["errors"][0]["field"].as_str(), problem["errors"][0]["code"].as_str()),
+            (Some(field), Some(code)),
+            "{query}: {problem}"
+        );
+    }
+    // The secret in the query still opens the petition; a wrong one is the usual 404.
+    let (status, view) = api.get(&format!("{track}?secret={secret}"), None, &[]).await;
+    assert_eq!((status, view["tracking_code"].as_str()), (StatusCode::OK, Some(code)), "{view}");
+    assert_eq!(api.get(&format!("{track}?secret=0000000000"), None, &[]).await.0, StatusCode::NOT_FOUND);
+}

@@ -364,3 +364,51 @@ async fn registers_name_every_bad_parameter_and_field_instead_of_failing() {
     assert_eq!((status, content_type.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"));
     assert_eq!(problem["errors"][0]["field"], "0.name", "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registers_and_imports_refuse_a_far_cell_quickly_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let commune = token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let workbook = crate::reports::far_cell_xlsx(&["register", "person_id", "unit", "full_name", "role", "term_start"]);
+
+    // One value in the sheet's last cell: a 422 naming the cell at once, and the server lives on.
+    let started = Instant::now();
+    let response = client
+        .post(server.url("/api/v1/registers/upload?format=xlsx&register=officer"))
+        .bearer_auth(&commune)
+        .body(workbook.clone())
+        .send()
+        .await
+        .expect("an answer, not a dead server");
+    let (status, content_type, problem) = problem_of(response).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"));
+    let error = &problem["errors"][0];
+    assert_eq!(
+        (error["row"].as_u64(), error["column"].as_str(), error["code"].as_str()),
+        (Some(1_048_576), Some("XFD"), Some("too_many_columns")),
+        "{problem}"
+    );
+    assert!(error["message"].as_str().unwrap().contains("XFD1048576"), "{problem}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let alive = client.get(server.url("/api/v1/registers")).bearer_auth(&commune).send().await.unwrap();
+    assert_eq!(alive.status(), StatusCode::OK);
+
+    // `voxpop import` reads spreadsheets the same way: an error naming the cell, not a dead process.
+    let path = dir.path().join("petitions.xlsx");
+    std::fs::write(&path, &workbook).unwrap();
+    let started = Instant::now();
+    let output = Command::new(voxpop_bin())
+        .arg("import")
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path().join("import"))
+        .output()
+        .expect("run voxpop import");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("XFD1048576"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}
