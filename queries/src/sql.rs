@@ -3,13 +3,20 @@
 //! Each query runs in a fresh session that holds only what the caller may read: `petitions` as
 //! a view (limited to the caller's province when scoped, personal data masked unless the role
 //! allows it; the underlying Delta table is registered under no name, so SQL cannot reach
-//! around the view), `weekly_reports` when units have reported, and the code lists `provinces`,
+//! around the view), `weekly_reports` when units have reported (the caller's unit and the units
+//! under it, like exports), and the code lists `provinces`,
 //! `communes`, `communes_pre2025` and `unit_crosswalk_2025`, and the handling tables
 //! `petition_events` and `petition_status` (scoped and masked like the petitions). DDL, DML, `COPY` and other
 //! statements are refused before planning finishes, URLs and file paths are not tables, and
 //! every query has a row limit, a byte limit on its result ([`MAX_RESULT_BYTES`]), a memory
 //! limit for its sorts, aggregations and joins ([`MEMORY_LIMIT_BYTES`]) and a time limit that
-//! cancels it.
+//! cancels it. The functions whose output grows with their arguments (`repeat`, `range`, ...)
+//! check each batch before computing it (`guarded`), since neither the memory pool nor the time
+//! limit can stop one call; expressions nest at most [`MAX_EXPRESSION_DEPTH`] deep and a
+//! `GROUP BY` makes at most [`MAX_GROUPING_SETS`] grouping sets.
+//!
+//! Parsing, planning and running happen on threads of their own with large stacks, apart from
+//! the server's: a panic of the engine on a query ends that query alone, as a problem naming `sql`.
 //!
 //! A query that fails because of its own text or the data it computes on (a plan error, a cast
 //! of a title to a number, a division by zero, an overflow, the memory limit) is the caller's
@@ -19,7 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, new_null_array};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::cast::as_string_array;
@@ -39,6 +46,8 @@ use voxpop_schema::privacy::{mask_contact, mask_numbers};
 use voxpop_schema::{Contact, Units};
 
 use crate::{PetitionQueries, QueryError, QueryResult};
+
+mod guarded;
 
 /// Rows returned when the caller does not say.
 pub const DEFAULT_MAX_ROWS: usize = 10_000;
@@ -291,34 +300,111 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
         .collect()
 }
 
-/// Functions whose result grows with a count argument, and the index of that argument: a
-/// literal count beyond [`MAX_RESULT_BYTES`] makes a value no result may hold (`repeat`,
-/// `lpad`, `rpad`: at least a byte per unit; `array_repeat`: an element per unit).
-const GROWING_FUNCTIONS: [(&str, usize); 4] = [("repeat", 1), ("lpad", 1), ("rpad", 1), ("array_repeat", 1)];
+/// Deepest a query's expressions may nest: `1+1+...+1` with a thousand terms, or a thousand
+/// `OR`s. The parser builds a chain of any length without recursing, but planning, optimizing,
+/// naming and dropping it all recurse, so a chain of 100,000 terms (a 256 KiB body) could
+/// overflow even the SQL threads' stacks; refused after parsing, before any of that. A longer
+/// list of alternatives fits in `IN (...)`, which does not nest.
+pub const MAX_EXPRESSION_DEPTH: usize = 1_000;
+/// Most grouping sets one `GROUP BY` may make (DataFusion's own limit for mixed grouping sets):
+/// `CUBE` of n columns makes 2^n of them, enumerated in memory and each aggregated over every
+/// input row, so `CUBE` takes at most 12 columns.
+pub const MAX_GROUPING_SETS: u128 = 4_096;
+/// Longest a query's text may be (512 KiB; the HTTP API's bodies are smaller still, Arrow
+/// Flight's may be larger). The parser builds a chain of operators as long as the text without
+/// recursing, and a refused chain is dropped recursively on the SQL thread's stack: a 1 MiB chain
+/// fits in [`SQL_STACK_BYTES`], 4 MiB does not.
+pub const MAX_SQL_BYTES: usize = 512 * 1024;
+/// The stack of each SQL thread (64 MiB; reserved address space, touched only as used): room for
+/// DataFusion's recursive walks over plans as deep as [`MAX_EXPRESSION_DEPTH`] allows, and for
+/// dropping the parsed text of a deeper one before it is refused.
+const SQL_STACK_BYTES: usize = 64 * 1024 * 1024;
 
-/// Refuses a call of a [`GROWING_FUNCTIONS`] with a literal count too large for any result,
-/// before the optimizer folds it into a constant of gigabytes.
-fn check_growing_calls(plan: &LogicalPlan) -> QueryResult<()> {
+/// The first place where `statement` nests deeper than [`MAX_EXPRESSION_DEPTH`]: expressions
+/// within expressions, or set operations (`UNION`, ...) within set operations. The walk stops at
+/// the limit, so it recurses no deeper than a query that is allowed.
+fn too_deep(statement: &datafusion::sql::parser::Statement) -> Option<String> {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast::{SetExpr, Visit, Visitor};
+    use std::ops::ControlFlow;
+
+    struct Depth(usize);
+    impl Visitor for Depth {
+        type Break = String;
+
+        fn pre_visit_query(&mut self, query: &datafusion::sql::sqlparser::ast::Query) -> ControlFlow<String> {
+            // A chain of set operations, walked with a stack of its own.
+            let mut pending = vec![(query.body.as_ref(), 1usize)];
+            while let Some((body, depth)) = pending.pop() {
+                if depth > MAX_EXPRESSION_DEPTH {
+                    return ControlFlow::Break(format!(
+                        "set operations (UNION, ...) nested more than {MAX_EXPRESSION_DEPTH} deep"
+                    ));
+                }
+                if let SetExpr::SetOperation { left, right, .. } = body {
+                    pending.push((left, depth + 1));
+                    pending.push((right, depth + 1));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_expr(&mut self, _: &datafusion::sql::sqlparser::ast::Expr) -> ControlFlow<String> {
+            self.0 += 1;
+            if self.0 > MAX_EXPRESSION_DEPTH {
+                return ControlFlow::Break(format!(
+                    "expressions nested more than {MAX_EXPRESSION_DEPTH} deep (a long chain of operators \
+                     such as `a OR b OR ...` or `1 + 1 + ...` nests one level per operator); \
+                     use `IN (...)` for a list of values, or shorten the expression"
+                ));
+            }
+            ControlFlow::Continue(())
+        }
+
+        fn post_visit_expr(&mut self, _: &datafusion::sql::sqlparser::ast::Expr) -> ControlFlow<String> {
+            self.0 -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+
+    let mut statement = statement;
+    loop {
+        match statement {
+            Statement::Statement(inner) => return inner.visit(&mut Depth(0)).break_value(),
+            Statement::Explain(explain) => statement = &explain.statement,
+            // Refused as statements that are not queries.
+            _ => return None,
+        }
+    }
+}
+
+/// Refuses a `GROUP BY` that makes more than [`MAX_GROUPING_SETS`] grouping sets.
+fn check_grouping_sets(plan: &LogicalPlan) -> QueryResult<()> {
+    use datafusion::logical_expr::GroupingSet;
     let mut refused = None;
     plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|expr| {
-                if let Expr::ScalarFunction(call) = expr
-                    && let Some((name, index)) = GROWING_FUNCTIONS.iter().find(|(name, _)| *name == call.name())
-                    && let Some(Expr::Literal(count, _)) = call.args.get(*index)
-                    && let Ok(count) = count.cast_to(&DataType::Int64)
-                    && let datafusion::scalar::ScalarValue::Int64(Some(count)) = count
-                    && count > MAX_RESULT_BYTES as i64
-                {
-                    refused = Some(format!(
-                        "`{name}` with a count of {count} makes a value larger than the {} MiB a result may hold",
-                        MAX_RESULT_BYTES >> 20
-                    ));
-                    return Ok(TreeNodeRecursion::Stop);
+        let LogicalPlan::Aggregate(aggregate) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let sets = aggregate.group_expr.iter().fold(1u128, |sets, expr| {
+            let these = match expr {
+                Expr::GroupingSet(GroupingSet::Cube(columns)) => {
+                    1u128.checked_shl(columns.len() as u32).unwrap_or(u128::MAX)
                 }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
+                Expr::GroupingSet(GroupingSet::Rollup(columns)) => columns.len() as u128 + 1,
+                Expr::GroupingSet(GroupingSet::GroupingSets(sets)) => sets.len() as u128,
+                _ => 1,
+            };
+            sets.saturating_mul(these)
+        });
+        if sets > MAX_GROUPING_SETS {
+            refused = Some(format!(
+                "the GROUP BY makes more than {MAX_GROUPING_SETS} grouping sets (CUBE of n columns makes 2^n); \
+                 group by fewer columns"
+            ));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
     })?;
     match refused {
         Some(message) => Err(bad(message)),
@@ -326,9 +412,32 @@ fn check_growing_calls(plan: &LogicalPlan) -> QueryResult<()> {
     }
 }
 
+/// The message of a panic, as `panic!` or an `unwrap` left it.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// The end of a query's task that returned nothing: a panic of the query engine on this query
+/// is the query's (a bug DataFusion or Arrow has with what it asks, e.g. a cast to a dictionary
+/// of strings keyed by strings); a task cancelled otherwise is ours.
+fn join_error(err: tokio::task::JoinError) -> QueryError {
+    if !err.is_panic() {
+        return QueryError::DataFusion(DataFusionError::ExecutionJoin(Box::new(err)));
+    }
+    let message = panic_message(err.into_panic().as_ref());
+    tracing::warn!(panic = %message, "the query engine panicked on a query");
+    bad(format!("the query engine failed on this query: {message}"))
+}
+
 /// The threads user queries run on, apart from the server's own: a query that computes for
 /// long without yielding (folding a huge constant, a cross join) cannot be interrupted, but it
-/// then holds one of these threads, not the ones that answer requests and fire time limits.
+/// then holds one of these threads, not the ones that answer requests and fire time limits. Their
+/// stacks are large ([`SQL_STACK_BYTES`]): parsing, planning and optimizing recurse over the
+/// query, and a stack overflow aborts the whole process rather than failing the query.
 fn sql_runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RUNTIME.get_or_init(|| {
@@ -337,6 +446,7 @@ fn sql_runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("voxpop-sql")
+            .thread_stack_size(SQL_STACK_BYTES)
             .enable_all()
             .build()
             .expect("the SQL runtime starts")
@@ -416,6 +526,30 @@ fn scoped(
     Ok(frame)
 }
 
+/// Whether a unit code (`unit_code` of the weekly reports) is `scope` or a unit under it: a
+/// commune's villages (`00004-001`), a province's communes and their villages. The same test as
+/// exports apply ([`voxpop_schema::workflow::covers`]); a commune's province is found in the code
+/// lists, not in its code.
+fn within_unit(scope: &str) -> datafusion::logical_expr::ScalarUDF {
+    let scope = scope.to_owned();
+    create_udf(
+        "within_unit",
+        vec![DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let input = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+            let units = Units::embedded();
+            let output: BooleanArray = as_string_array(&input)?
+                .iter()
+                .map(|unit| Some(unit.is_some_and(|unit| voxpop_schema::workflow::covers(units, &scope, unit))))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(output) as ArrayRef))
+        }),
+    )
+}
+
 impl PetitionQueries {
     /// The session a query runs in: the caller's view of the lake and the code lists.
     async fn sql_session(&self, request: &SqlRequest) -> QueryResult<SessionContext> {
@@ -428,6 +562,7 @@ impl PetitionQueries {
             .with_optimizer_rules(optimizer_rules())
             .build();
         let ctx = SessionContext::new_with_state(state);
+        guarded::register(&ctx);
         let units = Units::embedded();
         for spec in datasets::datasets() {
             if let Some(batch) = spec.reference_batch(units) {
@@ -477,8 +612,13 @@ impl PetitionQueries {
         let Some(lake) = self.path.parent() else {
             return Ok(ctx);
         };
-        // The weekly reports, next to the petitions table in the lake (no personal data).
+        // The weekly reports, next to the petitions table in the lake (no personal data): a row
+        // per unit, so limited to the caller's unit and the units under it, as exports are.
         if let Some(frame) = lake_frame(&ctx, &lake.join(voxpop_schema::reports::TABLE_NAME)).await? {
+            let frame = match request.commune.as_ref().or(request.province.as_ref()) {
+                Some(scope) => frame.filter(within_unit(scope).call(vec![col("unit_code")]))?,
+                None => frame,
+            };
             ctx.register_table(voxpop_schema::reports::TABLE_NAME, frame.into_view())?;
         }
         // Handling events and statuses, limited like the petitions they are about; the free
@@ -531,6 +671,9 @@ impl PetitionQueries {
         if request.sql.trim().is_empty() {
             return Err(bad("empty query"));
         }
+        if request.sql.len() > MAX_SQL_BYTES {
+            return Err(bad(format!("at most {} KiB of query text", MAX_SQL_BYTES >> 10)));
+        }
         if request.max_rows > MAX_ROWS {
             return Err(QueryError::BadRequest {
                 field: "max_rows",
@@ -544,24 +687,17 @@ impl PetitionQueries {
     async fn run_sql(&self, request: &SqlRequest) -> QueryResult<SqlResult> {
         let started = Instant::now();
         let ctx = self.sql_session(request).await?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        let frame = ctx.sql_with_options(&request.sql, options).await.map_err(|err| {
-            let message = err.find_root().strip_backtrace();
-            if message.contains("not supported") {
-                bad(format!("read-only SQL: only queries (SELECT, WITH, VALUES, EXPLAIN) are allowed ({message})"))
-            } else {
-                bad(message)
-            }
-        })?;
-        check_growing_calls(frame.logical_plan())?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        if let Some(format) = request.format {
-            format.check(&schema)?;
-        }
-        let max_rows = request.max_rows;
-        // Execution runs as a task of its own on the SQL threads, so that the time limit holds
-        // even while an operator computes without yielding, and dropping this future aborts it.
+        let (sql, format, max_rows) = (request.sql.clone(), request.format, request.max_rows);
+        // Everything the query's text drives (parsing, planning, optimizing, executing) runs as
+        // a task of its own on the SQL threads: their stacks hold deep plans, a panic of the
+        // engine ends this task and not a thread of the server, the time limit holds while an
+        // operator computes without yielding, and dropping this future aborts the task.
         let task = sql_runtime().spawn(async move {
+            let frame = plan(&ctx, &sql).await?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            if let Some(format) = format {
+                format.check(&schema)?;
+            }
             let mut stream = frame.execute_stream().await.map_err(query_error)?;
             let mut batches = Vec::new();
             let (mut rows, mut bytes, mut truncated) = (0usize, 0usize, false);
@@ -584,13 +720,36 @@ impl PetitionQueries {
                     break;
                 }
             }
-            Ok::<_, QueryError>((batches, rows, truncated))
+            Ok::<_, QueryError>((schema, batches, rows, truncated))
         });
         let _abort = AbortOnDrop(task.abort_handle());
-        let (batches, rows, truncated) =
-            task.await.map_err(|err| QueryError::DataFusion(DataFusionError::ExecutionJoin(Box::new(err))))??;
+        let (schema, batches, rows, truncated) = task.await.map_err(join_error)??;
         Ok(SqlResult { schema, batches, rows, truncated, elapsed: started.elapsed() })
     }
+}
+
+/// The read-only plan of `sql` in `ctx`, refused where the text nests too deep
+/// ([`too_deep`]), is not a query, or groups by too many grouping sets.
+async fn plan(ctx: &SessionContext, sql: &str) -> QueryResult<datafusion::dataframe::DataFrame> {
+    let state = ctx.state();
+    let refused = |err: DataFusionError| {
+        let message = err.find_root().strip_backtrace();
+        if message.contains("not supported") {
+            bad(format!("read-only SQL: only queries (SELECT, WITH, VALUES, EXPLAIN) are allowed ({message})"))
+        } else {
+            bad(message)
+        }
+    };
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state.sql_to_statement(sql, &dialect).map_err(refused)?;
+    if let Some(what) = too_deep(&statement) {
+        return Err(bad(format!("the query is too deep to plan: {what}")));
+    }
+    let plan = state.statement_to_plan(statement).await.map_err(refused)?;
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    options.verify_plan(&plan).map_err(refused)?;
+    check_grouping_sets(&plan)?;
+    Ok(datafusion::dataframe::DataFrame::new(state, plan))
 }
 
 /// Rows as JSON objects.
@@ -752,6 +911,137 @@ mod tests {
         assert_eq!(field, "sql");
         assert!(message.contains("longer than 1 s"), "{message}");
         assert!(started.elapsed() < Duration::from_secs(3), "answered after {:?}", started.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deep_expressions_are_refused_before_planning() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = queries(&dir);
+        let chain = |terms: usize, term: &str, operator: &str| vec![term; terms].join(operator);
+        for sql in [
+            format!("SELECT {}", chain(2_000, "1", "+")),
+            format!("SELECT * FROM petitions WHERE {}", chain(3_000, "id='0'", " OR ")),
+            // What a 256 KiB body holds, and twice that.
+            format!("SELECT {}", chain(100_000, "1", "+")),
+            format!("SELECT {}", chain(MAX_SQL_BYTES / 2 - 8, "1", "+")),
+            chain(1_500, "SELECT 1", " UNION ALL "),
+        ] {
+            let (field, message) = refused(&queries, &SqlRequest::new(&sql)).await;
+            assert_eq!(field, "sql");
+            assert!(message.contains("1000 deep"), "{}: {message}", &sql[..40]);
+        }
+        let (field, message) =
+            refused(&queries, &SqlRequest::new(&format!("SELECT {}", chain(MAX_SQL_BYTES, "1", "+")))).await;
+        assert_eq!(field, "sql");
+        assert!(message.contains("512 KiB"), "{message}");
+        // Within the limit the query runs.
+        let result = queries.sql(&SqlRequest::new(&format!("SELECT {} AS n", chain(500, "1", "+")))).await.unwrap();
+        assert_eq!(result.rows, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn panics_of_the_engine_are_the_querys_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = queries(&dir);
+        // Arrow cannot make even a null of a dictionary keyed by strings, and panics trying: here
+        // while the result's type is checked against the format.
+        let mut request = SqlRequest::new("SELECT arrow_cast(1, 'Dictionary(Utf8, Int32)')");
+        request.format = Some(SqlFormat::Json);
+        let (field, message) = refused(&queries, &request).await;
+        assert_eq!(field, "sql");
+        assert!(message.starts_with("the query engine failed on this query: "), "{message}");
+        // The SQL threads are still there for the next query.
+        assert_eq!(queries.sql(&SqlRequest::new("SELECT 1")).await.unwrap().rows, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn growing_functions_are_refused_before_they_compute() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = queries(&dir);
+        let started = Instant::now();
+        for (sql, expected) in [
+            ("SELECT length(range(1, 1000000000))", "`range`"),
+            ("SELECT range(1, 1000000000)", "`range`"),
+            ("SELECT generate_series(1, 1000000000)", "`generate_series`"),
+            ("SELECT cardinality(array_repeat(1, 1000000000))", "`array_repeat`"),
+            ("SELECT levenshtein(repeat('a', 100000), repeat('b', 100000))", "`levenshtein`"),
+            // Counts from columns, which no literal check sees.
+            ("SELECT length(repeat(name, CAST(code AS INT) * 1000)) FROM communes", "`repeat`"),
+            ("SELECT length(lpad(name, 100000)) FROM communes", "`lpad`"),
+            ("SELECT cardinality(range(0, CAST(code AS BIGINT) * 1000)) FROM communes", "`range`"),
+        ] {
+            let (field, message) = refused(&queries, &SqlRequest::new(sql)).await;
+            assert_eq!(field, "sql");
+            assert!(message.contains(expected), "{sql}: {message}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "answered after {:?}", started.elapsed());
+        // Within the limits they answer as before.
+        let result = queries.sql(&SqlRequest::new("SELECT cardinality(range(1, 1000)) AS n, levenshtein('kitten', 'sitting') AS d, lpad('7', 3, '0') AS p")).await.unwrap();
+        let json = to_json_rows(&result).unwrap();
+        assert_eq!(json, serde_json::json!([{"n": 999, "d": 3, "p": "007"}]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouping_sets_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = queries(&dir);
+        let columns: Vec<String> = (0..14).map(|n| format!("c{n}")).collect();
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT {}) GROUP BY CUBE ({})",
+            columns.iter().map(|c| format!("1 AS {c}")).collect::<Vec<_>>().join(", "),
+            columns.join(", ")
+        );
+        let (field, message) = refused(&queries, &SqlRequest::new(&sql)).await;
+        assert_eq!(field, "sql");
+        assert!(message.contains("4096 grouping sets"), "{message}");
+        let result = queries
+            .sql(&SqlRequest::new("SELECT code, count(*) FROM provinces GROUP BY CUBE (code, name)"))
+            .await
+            .unwrap();
+        assert!(result.rows > 0);
+    }
+
+    #[test]
+    fn weekly_reports_are_seen_from_the_unit_down() {
+        let unit_codes = Arc::new(StringArray::from(vec![
+            Some("00004"),
+            Some("00004-001"),
+            Some("00127"),
+            Some("01"),
+            Some("00"),
+            Some("000041"),
+            None,
+        ]));
+        let visible = |scope: &str| -> Vec<bool> {
+            let ColumnarValue::Array(array) = within_unit(scope)
+                .invoke_with_args(datafusion::logical_expr::ScalarFunctionArgs {
+                    args: vec![ColumnarValue::Array(unit_codes.clone())],
+                    arg_fields: vec![Arc::new(Field::new("unit_code", DataType::Utf8, true))],
+                    number_rows: unit_codes.len(),
+                    return_field: Arc::new(Field::new("within", DataType::Boolean, true)),
+                    config_options: Arc::new(datafusion::config::ConfigOptions::default()),
+                })
+                .unwrap()
+            else {
+                panic!("an array");
+            };
+            array.as_any().downcast_ref::<BooleanArray>().unwrap().iter().map(|v| v.unwrap()).collect()
+        };
+        assert_eq!(visible("00004"), [true, true, false, false, false, false, false]);
+        // 00004 is a commune of Hà Nội (01); 00127 is not.
+        let province = Units::embedded().commune("00004").unwrap().province_code.clone();
+        assert_eq!(
+            visible(&province),
+            [
+                true,
+                true,
+                Units::embedded().commune("00127").is_some_and(|c| c.province_code == province),
+                true,
+                false,
+                false,
+                false
+            ]
+        );
     }
 
     #[test]

@@ -546,3 +546,115 @@ async fn sql_and_export_requests_a_client_gets_wrong_are_problems_naming_the_fie
     let response = export(json!({"dataset": "petitions", "since_version": 0})).await;
     assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_shows_weekly_reports_from_the_callers_unit_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(data_dir.join("reference")).unwrap();
+    std::fs::write(data_dir.join("reference/villages.csv"), "code,name\n00004-001,Tổ dân phố số 1\n").unwrap();
+    let central = token(&data_dir, "00", "data_engineer");
+    let province = token(&data_dir, "01", "officer");
+    let commune = token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+
+    // A commune and its village, another commune of the same province (Hà Nội), the province
+    // itself, and a commune of another province.
+    let units = ["00004", "00004-001", "00127", "01", "00976"];
+    for unit in units {
+        let report = json!({"unit": unit, "week": "2025-W38", "values": {"meetings_held": 1}});
+        let response =
+            client.post(server.url("/api/v1/reports")).bearer_auth(&central).json(&report).send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED, "{unit}: {}", response.text().await.unwrap());
+    }
+    let seen = |bearer: &str, sql: &str| {
+        let request = client.post(server.url("/api/v1/sql")).bearer_auth(bearer).json(&json!({"sql": sql}));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
+            let result: Value = response.json().await.unwrap();
+            let mut units: Vec<String> = result["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| row["unit_code"].as_str().unwrap().to_owned())
+                .collect();
+            units.sort();
+            units
+        }
+    };
+    let all = "SELECT DISTINCT unit_code FROM weekly_reports";
+    let mut everything = Vec::new();
+    for _ in 0..100 {
+        everything = seen(&central, all).await;
+        if everything.len() == units.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(everything, ["00004", "00004-001", "00127", "00976", "01"]);
+
+    assert_eq!(seen(&commune, all).await, ["00004", "00004-001"]);
+    assert_eq!(seen(&province, all).await, ["00004", "00004-001", "00127", "01"]);
+    // Asking for another unit by name finds nothing.
+    let other = "SELECT unit_code FROM weekly_reports WHERE unit_code LIKE '00127%' OR unit_code = '00976'";
+    assert!(seen(&commune, other).await.is_empty());
+    assert_eq!(seen(&province, other).await, ["00127"]);
+    let count = client
+        .post(server.url("/api/v1/sql"))
+        .bearer_auth(&commune)
+        .json(&json!({"sql": "SELECT count(*) AS n FROM weekly_reports"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(count["rows"][0]["n"], 2, "{count}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_that_broke_the_engine_is_a_problem_naming_sql_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    submit_batch(&server, 0, 3).await;
+    let client = reqwest::Client::new();
+    let chain = |terms: usize, term: &str, operator: &str| vec![term; terms].join(operator);
+    let cube: Vec<String> = (0..14).map(|n| format!("c{n}")).collect();
+    for (statement, expected) in [
+        // Deep enough to overflow a stack while planning.
+        (format!("SELECT {}", chain(2_000, "1", "+")), "1000 deep"),
+        (format!("SELECT * FROM petitions WHERE {}", chain(3_000, "id='0'", " OR ")), "1000 deep"),
+        (format!("SELECT {}", chain(100_000, "1", "+")), "1000 deep"),
+        // Panics of Arrow and DataFusion.
+        ("SELECT arrow_cast(1,'Dictionary(Utf8, Int32)')".to_owned(), "the query engine failed on this query"),
+        ("SELECT repeat(body, 1000000) FROM petitions".to_owned(), "`repeat`"),
+        // Work the time limit cannot stop.
+        ("SELECT length(range(1,1000000000))".to_owned(), "`range`"),
+        ("SELECT range(1,1000000000)".to_owned(), "`range`"),
+        ("SELECT levenshtein(repeat('a',100000),repeat('b',100000))".to_owned(), "`levenshtein`"),
+        (
+            format!(
+                "SELECT count(*) FROM (SELECT {}) GROUP BY CUBE ({})",
+                cube.iter().map(|c| format!("1 AS {c}")).collect::<Vec<_>>().join(", "),
+                cube.join(", ")
+            ),
+            "grouping sets",
+        ),
+    ] {
+        let what = &statement[..statement.len().min(60)];
+        let started = std::time::Instant::now();
+        let response = client.post(server.url("/api/v1/sql")).json(&json!({"sql": statement})).send().await.unwrap();
+        let message = problem_naming(response, reqwest::StatusCode::BAD_REQUEST, "sql", what).await;
+        assert!(message.contains(expected), "{what}: {message}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}: answered after {:?}", started.elapsed());
+        let started = std::time::Instant::now();
+        let health = client.get(server.url("/healthz")).timeout(Duration::from_secs(5)).send().await.unwrap();
+        assert!(health.status().is_success(), "{what}: /healthz answered {}", health.status());
+        assert!(started.elapsed() < Duration::from_secs(2), "{what}: /healthz after {:?}", started.elapsed());
+    }
+    let response = client.post(server.url("/api/v1/sql")).json(&json!({"sql": "SELECT count(*) AS n FROM petitions"}));
+    let result: Value = response.send().await.unwrap().json().await.unwrap();
+    assert_eq!(result["rows"][0]["n"], 3, "{result}");
+}
