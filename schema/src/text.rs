@@ -300,14 +300,28 @@ pub fn stray_control(text: &str, lines: bool) -> Option<char> {
     // Every control character is U+0000-U+001F, U+007F (one byte each, never inside a longer
     // sequence) or U+0080-U+009F (0xC2 then 0x80-0x9F), so the bytes are tested, not the
     // characters: intake checks each petition's body on its way in.
+    // Most texts hold none of those bytes (only the line breaks of a body): blocks of 32 bytes are
+    // tested without branches first, and only a block that holds one is looked at byte by byte.
+    const BLOCK: usize = 32;
     let bytes = text.as_bytes();
-    let at = bytes.iter().enumerate().position(|(i, &byte)| match byte {
-        b'\n' | b'\r' | b'\t' => !lines,
-        0x00..=0x1F | 0x7F => true,
-        0xC2 => bytes.get(i + 1).is_some_and(|next| (0x80..=0x9F).contains(next)),
-        _ => false,
-    })?;
-    text[at..].chars().next()
+    let suspect = |byte: u8| byte < 0x20 || byte == 0x7F || byte == 0xC2;
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = (start + BLOCK).min(bytes.len());
+        if bytes[start..end].iter().fold(false, |seen, &byte| seen | suspect(byte)) {
+            let found = (start..end).find(|&i| match bytes[i] {
+                b'\n' | b'\r' | b'\t' => !lines,
+                0x00..=0x1F | 0x7F => true,
+                0xC2 => bytes.get(i + 1).is_some_and(|next| (0x80..=0x9F).contains(next)),
+                _ => false,
+            });
+            if let Some(at) = found {
+                return text[at..].chars().next();
+            }
+        }
+        start = end;
+    }
+    None
 }
 
 /// True when folding would change `text` (it carries Vietnamese diacritics or `đ`).
