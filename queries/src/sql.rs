@@ -66,6 +66,11 @@ pub const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 /// aggregations spill to disk beyond it; what cannot spill fails as the caller's fault, so one
 /// query cannot take the server's memory.
 pub const MEMORY_LIMIT_BYTES: usize = 1024 * 1024 * 1024;
+/// Temporary files one query may write when its sorts, aggregations and joins spill beyond
+/// [`MEMORY_LIMIT_BYTES`] (2 GiB). Without a bound a query that keeps growing (a recursive
+/// `WITH` doubling a string) fills the server's disk and fails every other query and write
+/// with "No space left on device"; beyond it the query fails alone as the caller's fault.
+pub const MAX_SPILL_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// The encodings a result is answered in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,9 +240,10 @@ fn query_error(err: DataFusionError) -> QueryError {
     let message = root.strip_backtrace();
     if matches!(root, DataFusionError::ResourcesExhausted(_)) {
         return bad(format!(
-            "the query needs more than the {} MiB a query may use: filter or aggregate sooner, join \
-             smaller inputs, or add a LIMIT ({message})",
-            MEMORY_LIMIT_BYTES >> 20
+            "the query needs more than the {} MiB of memory (and {} MiB of disk to spill to) a query \
+             may use: filter or aggregate sooner, join smaller inputs, or add a LIMIT ({message})",
+            MEMORY_LIMIT_BYTES >> 20,
+            MAX_SPILL_BYTES >> 20
         ));
     }
     bad(message)
@@ -553,8 +559,11 @@ fn within_unit(scope: &str) -> datafusion::logical_expr::ScalarUDF {
 impl PetitionQueries {
     /// The session a query runs in: the caller's view of the lake and the code lists.
     async fn sql_session(&self, request: &SqlRequest) -> QueryResult<SessionContext> {
-        // A runtime of its own per query: its memory pool bounds this query alone.
-        let runtime = RuntimeEnvBuilder::new().with_memory_limit(MEMORY_LIMIT_BYTES, 1.0).build_arc()?;
+        // A runtime of its own per query: its memory pool and its spill files bound this query alone.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(MEMORY_LIMIT_BYTES, 1.0)
+            .with_max_temp_directory_size(MAX_SPILL_BYTES)
+            .build_arc()?;
         let state = SessionStateBuilder::new()
             .with_config(SessionConfig::new())
             .with_runtime_env(runtime)
@@ -979,6 +988,56 @@ mod tests {
         let result = queries.sql(&SqlRequest::new("SELECT cardinality(range(1, 1000)) AS n, levenshtein('kitten', 'sitting') AS d, lpad('7', 3, '0') AS p")).await.unwrap();
         let json = to_json_rows(&result).unwrap();
         assert_eq!(json, serde_json::json!([{"n": 999, "d": 3, "p": "007"}]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn copying_functions_are_refused_beyond_what_a_result_may_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = queries(&dir);
+        let started = Instant::now();
+        let forty = |term: &str| vec![term; 40].join(",");
+        for (sql, expected) in [
+            ("SELECT length(replace(repeat('a',1000000),'a',repeat('b',60000000)))".to_owned(), "`replace`"),
+            (format!("SELECT length(replace(repeat('a',60000000),'a','{}'))", "b".repeat(100)), "`replace`"),
+            (
+                format!("SELECT length(regexp_replace(repeat('a',60000000),'a','{}','g'))", "b".repeat(59)),
+                "`regexp_replace`",
+            ),
+            (
+                "SELECT length(regexp_replace(repeat('a',1000000),'a',repeat('b',10000),'g'))".to_owned(),
+                "`regexp_replace`",
+            ),
+            (format!("SELECT length(concat({}))", forty("repeat('b',60000000)")), "`concat`"),
+            (format!("SELECT length(concat_ws(repeat('b',60000000),{}))", forty("'x'")), "`concat_ws`"),
+            (
+                "SELECT length(array_to_string(array_repeat(repeat('x',1000000),60),repeat('y',60000000)))".to_owned(),
+                "`array_to_string`",
+            ),
+            // From a column, past constant folding.
+            ("SELECT length(replace(name, 'a', repeat('b', 10000000))) FROM communes".to_owned(), "`replace`"),
+        ] {
+            let (field, message) = refused(&queries, &SqlRequest::new(&sql)).await;
+            assert_eq!(field, "sql");
+            assert!(message.contains(expected), "{}: {message}", &sql[..60]);
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "answered after {:?}", started.elapsed());
+        // Ordinary uses answer as before.
+        let sql = "SELECT length(regexp_replace(repeat('a  b ', 4000), '\\s+', ' ', 'g')) AS r, \
+                   replace('a-b', '-', '+') AS p, concat('a', NULL, 'b') AS c, concat_ws('/', 'x', name) AS w, \
+                   array_to_string([1, 2, 3], ',') AS s FROM provinces LIMIT 1";
+        let result = queries.sql(&SqlRequest::new(sql)).await.unwrap();
+        let row = &to_json_rows(&result).unwrap()[0];
+        assert_eq!(
+            (&row["r"], &row["p"], &row["c"], &row["s"]),
+            (
+                &serde_json::json!(16000),
+                &serde_json::json!("a+b"),
+                &serde_json::json!("ab"),
+                &serde_json::json!("1,2,3")
+            ),
+            "{row}"
+        );
+        assert!(row["w"].as_str().unwrap().starts_with("x/"), "{row}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

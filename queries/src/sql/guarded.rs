@@ -13,6 +13,12 @@
 //! The wrappers replace the built-ins by name (and alias) in the query's session only. The table
 //! functions `range` and `generate_series` are not wrapped: they produce their rows batch by batch,
 //! within the row and time limits.
+//!
+//! The functions that copy their arguments into a longer value (`replace`, `regexp_replace`,
+//! `concat`, `concat_ws`, `array_to_string`) are measured by what they add: the bytes of the
+//! output beyond the largest argument, which already exists. `concat(title, ' ', body)` over a
+//! batch of long bodies is a copy; `replace(text, 'a', long)` or a long separator between many
+//! elements multiplies, and is refused past [`MAX_RESULT_BYTES`].
 
 use std::sync::Arc;
 
@@ -48,10 +54,24 @@ enum Growth {
     Series,
     /// `levenshtein(a, b)`: the product of the lengths, in time.
     Levenshtein,
+    /// `replace(text, from, to)`: `to` for each occurrence of `from` (or between every character
+    /// when `from` is empty).
+    Replace,
+    /// `regexp_replace(text, pattern, replacement [, flags])`: the replacement for each match, of
+    /// which there are at most one per byte and one more (empty matches), as if the `g` flag
+    /// applied; each `$1` / `\1` reference (two bytes or more) adds at most the text once.
+    RegexpReplace,
+    /// `concat(...)`: the arguments end to end.
+    Concat,
+    /// `concat_ws(separator, ...)`: the arguments with a separator between each.
+    ConcatWs,
+    /// `array_to_string(list, separator [, null])`: each element as text, with a separator (and
+    /// the null text) for each.
+    ArrayToString,
 }
 
 /// The functions wrapped, by name.
-const GUARDED: [(&str, Growth); 8] = [
+const GUARDED: [(&str, Growth); 13] = [
     ("repeat", Growth::Repeat),
     ("lpad", Growth::Pad),
     ("rpad", Growth::Pad),
@@ -60,6 +80,11 @@ const GUARDED: [(&str, Growth); 8] = [
     ("range", Growth::Series),
     ("generate_series", Growth::Series),
     ("levenshtein", Growth::Levenshtein),
+    ("replace", Growth::Replace),
+    ("regexp_replace", Growth::RegexpReplace),
+    ("concat", Growth::Concat),
+    ("concat_ws", Growth::ConcatWs),
+    ("array_to_string", Growth::ArrayToString),
 ];
 
 /// Replaces the built-ins of [`GUARDED`] in `ctx` by their guarded versions.
@@ -116,8 +141,37 @@ impl ScalarUDFImpl for Guarded {
         self.inner.short_circuits()
     }
 
+    /// The built-in's simplification, measured first and guarded after: `concat` and `concat_ws`
+    /// join their literal arguments into one string here, while the query is planned, and
+    /// return a call of the unguarded built-in.
     fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
-        self.inner.simplify(args, info)
+        if matches!(self.growth, Growth::Concat | Growth::ConcatWs) {
+            let literal = |arg: &Expr| match arg {
+                Expr::Literal(value, _) => value.try_as_str().flatten().map_or(0, |text| text.len() as u128),
+                _ => 0,
+            };
+            let lengths: Vec<u128> = args.iter().map(literal).collect();
+            let separators = match self.growth {
+                Growth::ConcatWs => lengths.first().copied().unwrap_or(0) * args.len() as u128,
+                _ => 0,
+            };
+            let total = sum(lengths.iter().copied()).saturating_add(separators);
+            refuse_beyond(
+                self.name(),
+                total.saturating_sub(lengths.iter().max().copied().unwrap_or(0)),
+                MAX_RESULT_BYTES as u128,
+                "bytes",
+            )?;
+        }
+        Ok(match self.inner.simplify(args, info)? {
+            ExprSimplifyResult::Simplified(Expr::ScalarFunction(mut call)) => {
+                if let Some((_, growth)) = GUARDED.iter().find(|(name, _)| *name == call.func.name()) {
+                    call.func = Arc::new(ScalarUDF::new_from_impl(Guarded { inner: call.func, growth: *growth }));
+                }
+                ExprSimplifyResult::Simplified(Expr::ScalarFunction(call))
+            }
+            other => other,
+        })
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -181,7 +235,60 @@ fn check(name: &str, growth: Growth, args: &[ColumnarValue], number_rows: usize)
             let (a, b) = (bytes(0), bytes(1));
             (sum((0..rows).map(|row| a[row] as u128 * b[row] as u128)), MAX_WORK, "character comparisons")
         }
+        Growth::Replace | Growth::RegexpReplace | Growth::Concat | Growth::ConcatWs | Growth::ArrayToString => {
+            let output = added(growth, args, rows, &bytes)?;
+            let largest = args.iter().map(held_bytes).max().unwrap_or(0);
+            (output.saturating_sub(largest), MAX_RESULT_BYTES as u128, "bytes")
+        }
     };
+    refuse_beyond(name, total, limit, what)
+}
+
+/// The bytes the output of one batch of a copying function holds at most (see [`Growth`]).
+fn added(growth: Growth, args: &[ColumnarValue], rows: usize, bytes: &dyn Fn(usize) -> Vec<usize>) -> Result<u128> {
+    let per_row = |f: &dyn Fn(usize) -> u128| sum((0..rows).map(f));
+    Ok(match growth {
+        Growth::Replace => {
+            let (text, from, to) = (bytes(0), bytes(1), bytes(2));
+            per_row(&|row| {
+                let (text, to) = (text[row] as u128, to[row] as u128);
+                match from[row] as u128 {
+                    // Between every character, and at both ends.
+                    0 => text + (text + 1) * to,
+                    // Each occurrence takes `from` out and puts `to` in.
+                    from => text + text / from * to.saturating_sub(from),
+                }
+            })
+        }
+        Growth::RegexpReplace => {
+            let (text, replacement) = (bytes(0), bytes(2));
+            per_row(&|row| {
+                let (text, replacement) = (text[row] as u128, replacement[row] as u128);
+                text + (text + 1) * replacement + replacement / 2 * text
+            })
+        }
+        Growth::Concat => {
+            let all: Vec<Vec<usize>> = (0..args.len()).map(bytes).collect();
+            per_row(&|row| sum(all.iter().map(|arg| arg[row] as u128)))
+        }
+        Growth::ConcatWs => {
+            let all: Vec<Vec<usize>> = (0..args.len()).map(bytes).collect();
+            let values = args.len().saturating_sub(1) as u128;
+            per_row(&|row| sum(all.iter().skip(1).map(|arg| arg[row] as u128)) + all[0][row] as u128 * values)
+        }
+        Growth::ArrayToString => {
+            let (lists, separator, null) = (list_text(&args[0], rows)?, bytes(1), bytes(2));
+            per_row(&|row| {
+                let (text, elements) = lists[row];
+                text + elements * (separator[row] + null[row]) as u128
+            })
+        }
+        _ => 0,
+    })
+}
+
+/// An execution error, the caller's fault, where `total` is beyond `limit`.
+fn refuse_beyond(name: &str, total: u128, limit: u128, what: &str) -> Result<()> {
     if total <= limit {
         return Ok(());
     }
@@ -293,6 +400,71 @@ fn value_bytes(arg: &ColumnarValue, rows: usize) -> Vec<usize> {
     lengths
 }
 
+/// The bytes `arg` holds in memory: a scalar once however many rows it stands for.
+fn held_bytes(arg: &ColumnarValue) -> u128 {
+    (match arg {
+        ColumnarValue::Scalar(value) => {
+            value.try_as_str().map_or_else(|| value.size(), |text| text.map_or(0, str::len))
+        }
+        ColumnarValue::Array(array) => {
+            array.to_data().get_slice_memory_size().unwrap_or_else(|_| array.get_array_memory_size())
+        }
+    }) as u128
+}
+
+/// For each row's list in `arg`: the bytes its elements make as text at most, and how many
+/// elements there are, nested lists flattened as `array_to_string` does.
+fn list_text(arg: &ColumnarValue, rows: usize) -> Result<Vec<(u128, u128)>> {
+    let (array, scalar) = match arg {
+        ColumnarValue::Scalar(value) => (value.to_array()?, true),
+        ColumnarValue::Array(array) => (Arc::clone(array), false),
+    };
+    Ok((0..rows)
+        .map(|row| {
+            let row = if scalar { 0 } else { row };
+            if row >= array.len() || array.is_null(row) {
+                return (0, 0);
+            }
+            match list_value(&array, row) {
+                Some(values) => elements_text(&values),
+                None => elements_text(&array.slice(row, 1)),
+            }
+        })
+        .collect())
+}
+
+/// The list in `row` of a list array, `None` for another type.
+fn list_value(array: &ArrayRef, row: usize) -> Option<ArrayRef> {
+    match array.data_type() {
+        DataType::List(_) => Some(array.as_list::<i32>().value(row)),
+        DataType::LargeList(_) => Some(array.as_list::<i64>().value(row)),
+        DataType::FixedSizeList(..) => Some(array.as_fixed_size_list().value(row)),
+        _ => None,
+    }
+}
+
+/// The bytes `values` make as text at most and how many they are: strings as they are, numbers,
+/// dates and the like at most 48 characters (three a byte for wider ones), nested lists flattened.
+fn elements_text(values: &ArrayRef) -> (u128, u128) {
+    let count = values.len() as u128;
+    match values.data_type() {
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => (0..values.len())
+            .filter(|row| values.is_valid(*row))
+            .filter_map(|row| list_value(values, row))
+            .map(|list| elements_text(&list))
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d)),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => (
+            sum(value_bytes(&ColumnarValue::Array(Arc::clone(values)), values.len()).into_iter().map(|n| n as u128)),
+            count,
+        ),
+        data_type => match data_type.primitive_width() {
+            Some(width) => (count * width.saturating_mul(3).max(48) as u128, count),
+            // Binary as hexadecimal, dictionaries and the rest by their size in memory.
+            None => ((values.get_array_memory_size() as u128 * 2).max(count * 48), count),
+        },
+    }
+}
+
 /// The bytes of one element of a list type.
 fn element_width(data_type: &DataType) -> usize {
     match data_type {
@@ -347,5 +519,62 @@ mod tests {
         let long = ColumnarValue::Scalar(ScalarValue::Utf8(Some("a".repeat(100_000))));
         assert!(check("levenshtein", Growth::Levenshtein, &[long.clone(), long], 1).is_err());
         assert!(check("levenshtein", Growth::Levenshtein, &[column.clone(), column], 8192).is_ok());
+    }
+
+    #[test]
+    fn copying_functions_are_measured_by_what_they_add() {
+        let text = |value: &str| ColumnarValue::Scalar(ScalarValue::Utf8(Some(value.into())));
+        let (a_million, b_60m) = (text(&"a".repeat(1_000_000)), text(&"b".repeat(60_000_000)));
+        let (a_60m, b_100) = (text(&"a".repeat(60_000_000)), text(&"b".repeat(100)));
+        assert!(check("replace", Growth::Replace, &[a_million.clone(), text("a"), b_60m.clone()], 1).is_err());
+        assert!(check("replace", Growth::Replace, &[a_60m.clone(), text("a"), b_100.clone()], 1).is_err());
+        assert!(check("replace", Growth::Replace, &[a_60m.clone(), text(""), text("bc")], 1).is_err());
+        let (b_59, b_10k) = (text(&"b".repeat(59)), text(&"b".repeat(10_000)));
+        let regexp = |args: &[ColumnarValue], rows| check("regexp_replace", Growth::RegexpReplace, args, rows);
+        assert!(regexp(&[a_60m.clone(), text("a"), b_59, text("g")], 1).is_err());
+        assert!(regexp(&[a_million.clone(), text("a"), b_10k, text("g")], 1).is_err());
+        // A `$1` may repeat the whole text.
+        assert!(regexp(&[a_60m.clone(), text("(a*)"), text("$1$1"), text("g")], 1).is_err());
+        // A batch of long bodies, spaces squeezed: a copy, not growth.
+        let bodies =
+            ColumnarValue::Array(Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                "a b ".repeat(5_000);
+                8192
+            ])));
+        // (Up to 64 MiB of bodies a batch: empty matches would put a space between every byte.)
+        let some_bodies =
+            ColumnarValue::Array(Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                "a b ".repeat(5_000);
+                2_000
+            ])));
+        assert!(regexp(&[some_bodies, text("\\s+"), text(" "), text("g")], 2_000).is_ok());
+        assert!(check("replace", Growth::Replace, &[bodies.clone(), text("a"), text("b")], 8192).is_ok());
+        assert!(check("replace", Growth::Replace, &[bodies.clone(), text("a"), text("bbb")], 8192).is_err());
+        let forty = vec![b_60m.clone(); 40];
+        assert!(check("concat", Growth::Concat, &forty, 1).is_err());
+        assert!(check("concat", Growth::Concat, &[b_60m.clone(), text("x")], 1).is_ok());
+        assert!(check("concat", Growth::Concat, &[bodies.clone(), text(" "), bodies.clone()], 8192).is_err());
+        assert!(check("concat", Growth::Concat, &[text("#"), text(" "), bodies.clone()], 8192).is_ok());
+        // A scalar stands for every row of the batch.
+        assert!(check("concat", Growth::Concat, &[bodies.clone(), text(&"x".repeat(10_000))], 8192).is_err());
+        let mut separated = vec![b_60m.clone()];
+        separated.extend(vec![text("x"); 40]);
+        assert!(check("concat_ws", Growth::ConcatWs, &separated, 1).is_err());
+        assert!(check("concat_ws", Growth::ConcatWs, &[text(", "), bodies.clone(), text("x")], 8192).is_ok());
+        let list = |values: Vec<String>| {
+            let array = datafusion::arrow::array::StringArray::from(values);
+            ColumnarValue::Scalar(ScalarValue::List(Arc::new(
+                datafusion::common::utils::SingleRowListArrayBuilder::new(Arc::new(array)).build_list_array(),
+            )))
+        };
+        let sixty = list(vec!["x".repeat(1_000_000); 60]);
+        assert!(check("array_to_string", Growth::ArrayToString, &[sixty.clone(), b_60m], 1).is_err());
+        assert!(check("array_to_string", Growth::ArrayToString, &[sixty, text(",")], 1).is_ok());
+        let numbers = ColumnarValue::Scalar(ScalarValue::List(ScalarValue::new_list_nullable(
+            &(0..1000).map(|n| ScalarValue::Int64(Some(n))).collect::<Vec<_>>(),
+            &DataType::Int64,
+        )));
+        assert!(check("array_to_string", Growth::ArrayToString, &[numbers.clone(), text(",")], 1).is_ok());
+        assert!(check("array_to_string", Growth::ArrayToString, &[numbers, text(&"y".repeat(100_000))], 1).is_err());
     }
 }

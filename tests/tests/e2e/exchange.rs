@@ -642,6 +642,20 @@ async fn sql_that_broke_the_engine_is_a_problem_naming_sql_and_the_server_stays_
             ),
             "grouping sets",
         ),
+        // Functions that copy their arguments many times over.
+        ("SELECT length(replace(repeat('a',1000000),'a',repeat('b',60000000)))".to_owned(), "`replace`"),
+        (format!("SELECT length(replace(repeat('a',60000000),'a','{}'))", "b".repeat(100)), "`replace`"),
+        (
+            format!("SELECT length(regexp_replace(repeat('a',60000000),'a','{}','g'))", "b".repeat(59)),
+            "`regexp_replace`",
+        ),
+        ("SELECT length(regexp_replace(repeat('a',1000000),'a',repeat('b',10000),'g'))".to_owned(), "`regexp_replace`"),
+        (format!("SELECT length(concat({}))", vec!["repeat('b',60000000)"; 40].join(",")), "`concat`"),
+        (format!("SELECT length(concat_ws(repeat('b',60000000),{}))", vec!["'x'"; 40].join(",")), "`concat_ws`"),
+        (
+            "SELECT length(array_to_string(array_repeat(repeat('x',1000000),60),repeat('y',60000000)))".to_owned(),
+            "`array_to_string`",
+        ),
     ] {
         let what = &statement[..statement.len().min(60)];
         let started = std::time::Instant::now();
