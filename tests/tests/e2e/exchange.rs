@@ -453,10 +453,9 @@ async fn handling_events_and_statuses_export_as_valid_packages() {
 
 /// Asserts a problem answer naming `field`, and returns its message.
 async fn problem_naming(response: reqwest::Response, status: reqwest::StatusCode, field: &str, what: &str) -> String {
-    assert_eq!(response.status(), status, "{what}");
-    let content_type = response.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+    let (actual, content_type, problem) = voxpop_tests::problem::problem_of(response).await;
+    assert_eq!(actual, status, "{what}: {problem}");
     assert_eq!(content_type, "application/problem+json", "{what}");
-    let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], field, "{what}: {problem}");
     problem["errors"][0]["message"].as_str().unwrap_or_default().to_owned()
 }

@@ -252,86 +252,14 @@ async fn reports_refuse_unregistered_villages_open_quotes_and_bad_parameters_by_
 
 /// An XLSX workbook of one sheet, `Data`: `headers` in row 1 and a value `x` in its last cell,
 /// `XFD1048576` — 9 KB that a reader building the sheet's dense grid turns into 17 billion cells.
-/// Written by hand (a stored zip of inline strings) so that the test depends on no XLSX writer.
 pub(crate) fn far_cell_xlsx(headers: &[&str]) -> Vec<u8> {
-    let mut row = String::new();
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet().set_name("Data").unwrap();
     for (column, header) in headers.iter().enumerate() {
-        let letter = char::from(b'A' + column as u8);
-        row.push_str(&format!(r#"<c r="{letter}1" t="inlineStr"><is><t>{header}</t></is></c>"#));
+        sheet.write_string(0, column as u16, *header).unwrap();
     }
-    let sheet = format!(
-        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><dimension ref="A1:XFD1048576"/><sheetData><row r="1">{row}</row><row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData></worksheet>"#
-    );
-    let relationships = "http://schemas.openxmlformats.org/package/2006/relationships";
-    let document = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
-    let parts = [
-        (
-            "[Content_Types].xml",
-            r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>"#.to_owned(),
-        ),
-        (
-            "_rels/.rels",
-            format!(r#"<Relationships xmlns="{relationships}"><Relationship Id="rId1" Type="{document}/officeDocument" Target="xl/workbook.xml"/></Relationships>"#),
-        ),
-        (
-            "xl/workbook.xml",
-            format!(r#"<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="{document}"><sheets><sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>"#),
-        ),
-        (
-            "xl/_rels/workbook.xml.rels",
-            format!(r#"<Relationships xmlns="{relationships}"><Relationship Id="rId1" Type="{document}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#),
-        ),
-        ("xl/worksheets/sheet1.xml", sheet),
-    ];
-    stored_zip(&parts)
-}
-
-/// A zip archive of `files`, stored without compression.
-fn stored_zip(files: &[(&str, String)]) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for byte in bytes {
-            crc ^= u32::from(*byte);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-    let (mut archive, mut directory) = (Vec::new(), Vec::new());
-    for (name, content) in files {
-        let (name, content) = (name.as_bytes(), content.as_bytes());
-        let offset = archive.len() as u32;
-        // Version 2.0, no flags, stored, 1980-01-01 00:00, CRC, sizes, name length, no extra field.
-        let mut common = Vec::new();
-        common.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
-        common.extend_from_slice(&crc32(content).to_le_bytes());
-        common.extend_from_slice(&(content.len() as u32).to_le_bytes());
-        common.extend_from_slice(&(content.len() as u32).to_le_bytes());
-        common.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        common.extend_from_slice(&[0, 0]);
-        archive.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        archive.extend_from_slice(&common);
-        archive.extend_from_slice(name);
-        archive.extend_from_slice(content);
-        directory.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        directory.extend_from_slice(&[20, 0]);
-        directory.extend_from_slice(&common);
-        // No comment, disk 0, no attributes, then where the entry starts.
-        directory.extend_from_slice(&[0; 10]);
-        directory.extend_from_slice(&offset.to_le_bytes());
-        directory.extend_from_slice(name);
-    }
-    let (start, size) = (archive.len() as u32, directory.len() as u32);
-    archive.extend_from_slice(&directory);
-    archive.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    archive.extend_from_slice(&[0; 4]);
-    archive.extend_from_slice(&(files.len() as u16).to_le_bytes());
-    archive.extend_from_slice(&(files.len() as u16).to_le_bytes());
-    archive.extend_from_slice(&size.to_le_bytes());
-    archive.extend_from_slice(&start.to_le_bytes());
-    archive.extend_from_slice(&[0, 0]);
-    archive
+    sheet.write_string(1_048_575, 16_383, "x").unwrap();
+    workbook.save_to_buffer().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
