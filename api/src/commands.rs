@@ -40,6 +40,11 @@ pub struct ServeOptions {
     pub trust_forwarded_for: bool,
     /// Webhook URLs notified of every status change (besides `DIR/webhooks.toml`).
     pub webhooks: Vec<String>,
+    /// SQL queries that may run at once, each in a process of its own (0: in the server's
+    /// process, without a hard memory limit).
+    pub sql_workers: usize,
+    /// How long a connection may take to send a request head, and a body may pause.
+    pub timeouts: crate::listener::Timeouts,
 }
 
 /// A progress bar on a terminal; hidden (and replaced by log lines) when output is not one.
@@ -70,6 +75,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         topics: Some(crate::topics_cmd::assigner(options.taxonomy.as_deref(), options.topic_model.as_deref())?),
     };
     let stack = Stack::start(config).await?;
+    if options.sql_workers > 0 {
+        // User SQL in child processes of this same binary (`voxpop sql-worker`), each with a
+        // hard memory limit and killed at its time limit: see `voxpop_queries::sql::worker`.
+        let program = std::env::current_exe().context("cannot find the voxpop binary for the SQL workers")?;
+        let args = vec!["sql-worker".into(), "--data-dir".into(), options.data_dir.clone().into_os_string()];
+        stack.queries.run_sql_in(voxpop_queries::sql::worker::SqlWorkers::new(program, args, options.sql_workers));
+    }
     let tokens = Arc::new(crate::auth::TokenStore::open(&options.data_dir)?);
     if tokens.is_empty() {
         warn!("no API tokens in this data directory: read paths are open (create one with `voxpop token create`)");
@@ -167,9 +179,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             }
         });
     }
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::listener::serve(listener, router(state), options.timeouts, shutdown_signal()).await;
     info!("shutting down");
     let _ = webhook_stop.send(true);
     for worker in webhook_workers {
@@ -540,6 +550,21 @@ pub async fn sql(
         if result.truncated { format!(" (truncated at {max_rows})") } else { String::new() },
         result.elapsed.as_secs_f64()
     );
+    Ok(())
+}
+
+/// `voxpop sql-worker`: one query from stdin, answered on stdout, for `serve`. The process first
+/// limits its own memory to [`WORKER_MEMORY_BYTES`](voxpop_queries::sql::worker::WORKER_MEMORY_BYTES)
+/// (writable private memory: heap, stacks, anonymous maps), so a query that keeps allocating
+/// ends this process, not the server.
+pub async fn sql_worker(data_dir: &Path) -> anyhow::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let limit = voxpop_queries::sql::worker::WORKER_MEMORY_BYTES;
+    setrlimit(Resource::Data, Rlimit { current: Some(limit), maximum: Some(limit) })
+        .context("cannot limit the SQL worker's memory")?;
+    let layout = DataLayout::new(data_dir);
+    let queries = voxpop_queries::PetitionQueries::new(&layout.petitions_table());
+    voxpop_queries::sql::worker::answer_one(&queries).await?;
     Ok(())
 }
 

@@ -32,6 +32,10 @@ use crate::problem::Problem;
 fn query_problem(err: QueryError) -> Response {
     match err {
         QueryError::BadRequest { field, message } => Problem::bad_parameter(field, message).into_response(),
+        QueryError::Unavailable(message) => {
+            tracing::warn!(%message, "a query could not run for want of disk");
+            Problem::unavailable(message, 60).into_response()
+        }
         other => Problem::internal(&other).into_response(),
     }
 }

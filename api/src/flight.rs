@@ -50,6 +50,7 @@ impl FlightSql {
 fn status(err: QueryError) -> Status {
     match err {
         QueryError::BadRequest { field, message } => Status::invalid_argument(format!("{field}: {message}")),
+        QueryError::Unavailable(message) => Status::unavailable(message),
         other => {
             tracing::error!(error = %other, "flight sql query failed");
             Status::internal(other.to_string())

@@ -11,6 +11,7 @@ pub mod exchange;
 pub mod flight;
 pub mod handling;
 pub mod http;
+pub mod listener;
 pub mod open311;
 pub mod pages;
 pub mod params;

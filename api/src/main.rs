@@ -86,6 +86,21 @@ enum Command {
         /// A URL to POST every notification to (repeatable; also `DIR/webhooks.toml`).
         #[arg(long = "webhook")]
         webhooks: Vec<String>,
+        /// SQL queries that may run at once, each in a process of its own with a hard memory
+        /// limit; 0 runs them in the server's process.
+        #[arg(long, env = "VOXPOP_SQL_WORKERS", default_value_t = 2)]
+        sql_workers: usize,
+        /// Milliseconds a connection may take to send a request head (also how long an idle
+        /// kept-alive connection stays open).
+        #[arg(long, env = "VOXPOP_HEADER_READ_TIMEOUT_MS",
+              default_value_t = voxpop_api::listener::HEADER_READ_TIMEOUT.as_millis() as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        header_read_timeout_ms: u64,
+        /// Milliseconds a request body may pause before the request is answered 408.
+        #[arg(long, env = "VOXPOP_BODY_READ_TIMEOUT_MS",
+              default_value_t = voxpop_api::listener::BODY_READ_TIMEOUT.as_millis() as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        body_read_timeout_ms: u64,
     },
     /// Searches the index of a data directory.
     Search {
@@ -201,6 +216,13 @@ enum Command {
         /// Keep contact fields and numbers in the text in clear.
         #[arg(long)]
         personal_data: bool,
+    },
+    /// Runs one SQL query read from stdin and answers on stdout: the process `serve` starts
+    /// for each query, with its own memory limit (internal).
+    #[command(hide = true)]
+    SqlWorker {
+        #[arg(long, env = "VOXPOP_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
     },
     /// The national schema: the reference page (`--markdown`, as in docs/SCHEMA.md) or the
     /// Frictionless Table Schema of one dataset (`--dataset NAME`).
@@ -415,6 +437,7 @@ impl Command {
             | Command::Export { data_dir, .. }
             | Command::Import { data_dir, .. }
             | Command::Sql { data_dir, .. }
+            | Command::SqlWorker { data_dir }
             | Command::Report { report: ReportCommand::Weekly { data_dir, .. } }
             | Command::Topics { topics: TopicsCommand::Reclassify { data_dir, .. } } => Some(data_dir),
             Command::Token { token } => match token {
@@ -460,6 +483,9 @@ fn main() -> anyhow::Result<()> {
                 intake_per_minute,
                 trust_forwarded_for,
                 webhooks,
+                sql_workers,
+                header_read_timeout_ms,
+                body_read_timeout_ms,
             } => {
                 let options = commands::ServeOptions {
                     data_dir,
@@ -475,6 +501,11 @@ fn main() -> anyhow::Result<()> {
                     intake_per_minute,
                     trust_forwarded_for,
                     webhooks,
+                    sql_workers,
+                    timeouts: voxpop_api::listener::Timeouts {
+                        header_read: std::time::Duration::from_millis(header_read_timeout_ms),
+                        body_read: std::time::Duration::from_millis(body_read_timeout_ms),
+                    },
                 };
                 commands::serve(options).await
             }
@@ -534,6 +565,7 @@ fn main() -> anyhow::Result<()> {
             Command::Sql { query, data_dir, format, max_rows, personal_data } => {
                 commands::sql(&data_dir, &query, &format, max_rows, personal_data).await
             }
+            Command::SqlWorker { data_dir } => commands::sql_worker(&data_dir).await,
             Command::Export { data_dir, dataset, format, from, to, since_version, province, personal_data, out } => {
                 let Some(format) = voxpop_queries::export::ExportFormat::parse(&format) else {
                     anyhow::bail!("unknown format `{format}`, expected parquet, csv or xlsx");

@@ -47,6 +47,10 @@ pub enum QueryError {
     Schema(#[from] voxpop_schema::SchemaError),
     #[error("export: {0}")]
     Export(String),
+    /// The server cannot do the work now for want of a resource that may come back (a full
+    /// disk): the caller may retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type QueryResult<T> = Result<T, QueryError>;
@@ -75,6 +79,9 @@ pub struct PetitionQueries {
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     /// Footers that read the codes as dictionaries ([`CODES_TABLE`]), kept like `runtime`'s.
     hinted_footers: live_files::HintedFooters,
+    /// Where user SQL runs: in child processes once set ([`sql::worker`]), in this process
+    /// otherwise.
+    sql_workers: std::sync::OnceLock<sql::worker::SqlWorkers>,
 }
 
 impl PetitionQueries {
@@ -86,7 +93,15 @@ impl PetitionQueries {
             table: Mutex::new(None),
             runtime: Arc::default(),
             hinted_footers: Arc::default(),
+            sql_workers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, user SQL ([`PetitionQueries::sql`]) runs in child processes started by
+    /// `workers`, each with its own memory limit and killed at its time limit. Set once; a
+    /// second call is ignored.
+    pub fn run_sql_in(&self, workers: sql::worker::SqlWorkers) {
+        let _ = self.sql_workers.set(workers);
     }
 
     fn delta_error(&self, source: DeltaTableError) -> QueryError {

@@ -48,6 +48,7 @@ use voxpop_schema::{Contact, Units};
 use crate::{PetitionQueries, QueryError, QueryResult};
 
 mod guarded;
+pub mod worker;
 
 /// Rows returned when the caller does not say.
 pub const DEFAULT_MAX_ROWS: usize = 10_000;
@@ -234,6 +235,12 @@ fn callers_fault(root: &DataFusionError) -> bool {
 /// the query is at fault (see [`callers_fault`]), our error otherwise.
 fn query_error(err: DataFusionError) -> QueryError {
     let root = err.find_root();
+    if disk_full(root) {
+        return QueryError::Unavailable(format!(
+            "the server's disk is full, so the query could not spill its sorts and joins; retry later ({})",
+            root.strip_backtrace()
+        ));
+    }
     if !callers_fault(root) {
         return QueryError::DataFusion(err);
     }
@@ -247,6 +254,20 @@ fn query_error(err: DataFusionError) -> QueryError {
         ));
     }
     bad(message)
+}
+
+/// Whether a query failed on a full disk (its spill files could not be written): no fault of the
+/// query's, nor a fault of ours to answer with a 500.
+fn disk_full(root: &DataFusionError) -> bool {
+    let full = |err: &std::io::Error| err.kind() == std::io::ErrorKind::StorageFull || err.raw_os_error() == Some(28);
+    match root {
+        DataFusionError::IoError(err) => full(err),
+        DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
+            ArrowError::IoError(_, err) => full(err),
+            other => other.to_string().contains("No space left on device"),
+        },
+        other => other.to_string().contains("No space left on device"),
+    }
 }
 
 /// The bytes of Arrow data `batch` holds: the slices' own bytes (a `LIMIT 5` of a large batch
@@ -690,6 +711,9 @@ impl PetitionQueries {
             });
         }
         let timeout = request.timeout.min(MAX_TIMEOUT);
+        if let Some(workers) = self.sql_workers.get() {
+            return workers.run(request, timeout).await;
+        }
         tokio::time::timeout(timeout, self.run_sql(request)).await.map_err(|_| timed_out(timeout))?
     }
 
@@ -1127,6 +1151,24 @@ mod tests {
             QueryError::BadRequest { message, .. } => assert!(message.contains("1024 MiB"), "{message}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_unavailable_not_the_querys_fault_nor_a_500() {
+        let full = || std::io::Error::from_raw_os_error(28);
+        let wrapped = DataFusionError::Context("spilling".into(), Box::new(DataFusionError::IoError(full())));
+        for err in [
+            wrapped,
+            DataFusionError::ArrowError(Box::new(ArrowError::IoError("spill".into(), full())), None),
+            DataFusionError::Execution("writing a spill file: No space left on device (os error 28)".into()),
+        ] {
+            match query_error(err) {
+                QueryError::Unavailable(message) => assert!(message.contains("disk is full"), "{message}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let other_io = DataFusionError::IoError(std::io::Error::from_raw_os_error(5));
+        assert!(matches!(query_error(other_io), QueryError::DataFusion(_)));
     }
 
     #[test]

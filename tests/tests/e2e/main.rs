@@ -3,6 +3,7 @@
 mod access;
 mod cli;
 mod code_lists;
+mod connections;
 mod crash;
 mod demo;
 mod exchange;

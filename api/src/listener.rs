@@ -1,0 +1,280 @@
+//! Serving HTTP/1.1 connections with read timeouts, in place of `axum::serve`.
+//!
+//! `axum::serve` runs hyper without a timer, so a client that sends half a request head, or
+//! promises a body it never sends, kept its connection and a task for as long as it liked (1,200
+//! such connections stayed open for 65 s in a test). Here every connection gets hyper's header
+//! read timeout ([`HEADER_READ_TIMEOUT`]) and every request body a stall timeout
+//! ([`BODY_READ_TIMEOUT`]); a stalled body is answered 408 as a problem. The rest is what
+//! `axum::serve` gave: [`ConnectInfo`] with the peer's address for the handlers (the intake rate
+//! limit), HTTP upgrades, accept errors (too many open files) logged and retried after a pause,
+//! Nagle's algorithm left on, and a graceful shutdown that stops accepting, closes idle
+//! connections and lets the requests in flight finish, however long they take (SQL, downloads).
+//!
+//! HTTP/1 only. `axum::serve` also spoke cleartext HTTP/2 by prior knowledge, through
+//! hyper-util's protocol sniffing that tonic switches on in the build (the workspace asks axum for
+//! `http1` only, and no client of ours speaks h2c); but that sniffing waits for the first 24 bytes
+//! before hyper's header timer starts, so a client that sends nothing would again hold its
+//! connection forever, and HTTP/2 has no header timeout at all.
+//!
+//! hyper answers a request head it cannot take (431 headers too large, 414 URI too long, 400) by
+//! itself, with no body: its builder has no hook for one (`max_buf_size` and `max_headers` only
+//! move the limits), so those three are the API's only errors that are not problems.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::Service as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+use tracing::{debug, error, info};
+
+use crate::problem::Problem;
+
+/// How long a connection may take to send a complete request head (request line and headers),
+/// counted from when the server starts reading it: on a new connection from the accept, on a
+/// kept-alive one from the end of the previous response, so it is also how long an idle
+/// connection stays open. hyper's default, which needs a timer to take effect.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request body may go without a byte arriving while a handler waits for it, before the
+/// request is answered 408 and the connection closed. A body that keeps arriving, however slowly,
+/// is not cut: bodies are at most [`crate::http::MAX_REQUEST_BYTES`], and a phone on a poor
+/// network must still get a petition through.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause after an accept error that is not the peer's (too many open files): retrying at once
+/// would spin; by then some connection has usually closed. The same as `axum::serve`'s.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// The read timeouts of every connection (`serve --header-read-timeout-ms --body-read-timeout-ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read: Duration,
+    /// See [`BODY_READ_TIMEOUT`].
+    pub body_read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { header_read: HEADER_READ_TIMEOUT, body_read: BODY_READ_TIMEOUT }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting, asks every
+/// connection to close after its request in flight (idle ones close at once) and returns when all
+/// have closed.
+pub async fn serve(listener: TcpListener, router: Router, timeouts: Timeouts, shutdown: impl Future<Output = ()>) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
+    let http = Arc::new(http);
+    debug!(header_read = ?timeouts.header_read, body_read = ?timeouts.body_read, "connection read timeouts");
+    // Connections watch `stop` for the shutdown, and each holds a `running` receiver until it
+    // has closed: the sender's `closed()` is then the moment the last one is gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (running_tx, running_rx) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let connection = Connection {
+            http: http.clone(),
+            router: router.clone(),
+            remote,
+            body_read: timeouts.body_read,
+            stop: stop_rx.clone(),
+            _running: running_rx.clone(),
+        };
+        tokio::spawn(connection.serve(stream));
+    }
+    drop(listener);
+    stop_tx.send_replace(true);
+    drop(running_rx);
+    let open = running_tx.receiver_count();
+    if open > 0 {
+        info!(connections = open, "waiting for open connections to finish their requests");
+    }
+    running_tx.closed().await;
+}
+
+/// The next connection. Errors that are the peer's (it reset before we took the connection) are
+/// skipped; others (too many open files) are logged and retried after [`ACCEPT_ERROR_PAUSE`],
+/// never ending the server.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                ) => {}
+            Err(err) => {
+                error!(error = %err, "accepting a connection failed; trying again in {ACCEPT_ERROR_PAUSE:?}");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// One accepted connection and what its task needs.
+struct Connection {
+    http: Arc<http1::Builder>,
+    router: Router,
+    remote: SocketAddr,
+    body_read: Duration,
+    stop: watch::Receiver<bool>,
+    /// Held until the connection has closed (see [`serve`]).
+    _running: watch::Receiver<()>,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: TcpStream) {
+        let (router, remote, body_read) = (self.router.clone(), self.remote, self.body_read);
+        let service = hyper::service::service_fn(move |request| respond(router.clone(), remote, body_read, request));
+        let mut connection = pin!(self.http.serve_connection(TokioIo::new(stream), service).with_upgrades());
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    // Timeouts, resets and malformed requests are the client's business: not
+                    // logged above debug, where a flood of them would drown the log.
+                    if let Err(err) = result {
+                        debug!(%remote, error = %err, timeout = err.is_timeout(), "connection closed with an error");
+                    }
+                    break;
+                }
+                () = stopped(&mut self.stop), if !stopping => {
+                    stopping = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Completes once the server is shutting down (or gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// One request through the router, with the peer's address for [`ConnectInfo`] and the body
+/// under the stall timeout; a request whose body stalled is answered [`body_stalled`] whatever
+/// 4xx the handler made of the failed read.
+async fn respond(
+    router: Router,
+    remote: SocketAddr,
+    body_read: Duration,
+    request: Request<Incoming>,
+) -> Result<Response, Infallible> {
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(ConnectInfo(remote));
+    let router = TowerToHyperService::new(router);
+    if body.is_end_stream() {
+        // No body (GET, or `Content-Length: 0`): nothing to wait for.
+        return router.call(Request::from_parts(parts, Body::new(body))).await;
+    }
+    let stalled = Arc::new(AtomicBool::new(false));
+    let body = Body::new(StallTimeout::new(body, body_read, stalled.clone()));
+    let response = router.call(Request::from_parts(parts, body)).await?;
+    if stalled.load(Ordering::Acquire) && response.status().is_client_error() {
+        debug!(%remote, "request body stalled");
+        return Ok(body_stalled(body_read));
+    }
+    Ok(response)
+}
+
+/// 408, and the connection closed: the rest of the body may still come, and could not be told
+/// from the next request.
+fn body_stalled(body_read: Duration) -> Response {
+    let mut response = Problem::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request-body",
+        "The request body stopped arriving",
+        format!("no data of the request body arrived for {body_read:?} before its end; send the request again"),
+    )
+    .into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("no data of the request body arrived for {0:?}")]
+    Stalled(Duration),
+    #[error(transparent)]
+    Read(#[from] hyper::Error),
+}
+
+/// A request body that fails with [`BodyError::Stalled`] when no data arrives for `timeout` while
+/// a handler waits for it, and marks `stalled` so that [`respond`] answers 408. The clock runs
+/// only while the handler waits: a handler that reads the body late is not the client's fault.
+struct StallTimeout {
+    inner: Incoming,
+    timeout: Duration,
+    /// Armed at the start of each wait; one allocation per body, reset thereafter.
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+    stalled: Arc<AtomicBool>,
+}
+
+impl StallTimeout {
+    fn new(inner: Incoming, timeout: Duration, stalled: Arc<AtomicBool>) -> StallTimeout {
+        StallTimeout { inner, timeout, timer: None, waiting: false, stalled }
+    }
+}
+
+impl HttpBody for StallTimeout {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.waiting = false;
+            return Poll::Ready(frame.map(|frame| frame.map_err(BodyError::from)));
+        }
+        if !this.waiting {
+            this.waiting = true;
+            let deadline = Instant::now() + this.timeout;
+            match this.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        match this.timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                this.stalled.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(BodyError::Stalled(this.timeout))))
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,412 @@
+//! User SQL in a process of its own: the server's answer to what no limit inside one process
+//! can stop.
+//!
+//! The memory pool bounds what DataFusion's operators reserve, and the guarded functions what
+//! one call can build; but an aggregate or a window over a growing frame (`array_agg(body) OVER
+//! (ORDER BY id)`) allocates outside both, and a query that holds the memory it allocates got the
+//! whole server OOM-killed. So the server runs each query in a child process (`voxpop
+//! sql-worker`) that has a hard limit on its memory ([`WORKER_MEMORY_BYTES`], set by the child on
+//! itself before it reads anything) and is killed at the query's time limit. A child that dies
+//! ends one query with a problem naming `sql`; the server and every other query go on.
+//!
+//! The exchange is one request and one answer over pipes: the parent writes the request as one
+//! JSON object on the child's stdin and closes it; the child answers on stdout with one JSON line
+//! (the counts, or the error as [`QueryError::BadRequest`] or ours) followed, on success, by
+//! the rows as an Arrow IPC stream. The child's stderr is its log, of which the parent keeps the
+//! tail to say why a child died.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::StreamReader;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+use super::{MAX_RESULT_BYTES, MEMORY_LIMIT_BYTES, SqlFormat, SqlRequest, SqlResult, bad, timed_out};
+use crate::{PetitionQueries, QueryError, QueryResult};
+
+/// The most memory (bytes of writable private mappings: heap, stacks, anonymous maps) one SQL
+/// worker process may hold: DataFusion's pool ([`MEMORY_LIMIT_BYTES`]) and as much again for
+/// what the pool does not see (the result, the code lists, the Delta log, aggregates' states).
+pub const WORKER_MEMORY_BYTES: u64 = 2 * MEMORY_LIMIT_BYTES as u64;
+
+/// The most stdout a child may write: the result's Arrow data is at most [`MAX_RESULT_BYTES`],
+/// its IPC framing and the counts line a little more.
+const MAX_ANSWER_BYTES: usize = MAX_RESULT_BYTES + 16 * 1024 * 1024;
+
+/// How much of a child's stderr is kept to say why it died.
+const STDERR_TAIL_BYTES: usize = 16 * 1024;
+
+/// How the server starts SQL workers, and how many may run at once.
+pub struct SqlWorkers {
+    program: PathBuf,
+    args: Vec<OsString>,
+    running: Arc<Semaphore>,
+    slots: usize,
+}
+
+impl SqlWorkers {
+    /// Workers started as `program args...` (e.g. the server's own binary with `sql-worker
+    /// --data-dir DIR`), at most `slots` at once: a query waits for a free slot within its time
+    /// limit. Each may hold [`WORKER_MEMORY_BYTES`], so `slots` bounds what SQL can take.
+    pub fn new(program: PathBuf, args: Vec<OsString>, slots: usize) -> SqlWorkers {
+        let slots = slots.max(1);
+        SqlWorkers { program, args, running: Arc::new(Semaphore::new(slots)), slots }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Runs `request` in a child within `timeout` (waiting for a slot counts): the child is
+    /// killed when the time is up or when this future is dropped. A query that waited its whole
+    /// time for a slot is [`QueryError::Unavailable`].
+    pub(super) async fn run(&self, request: &SqlRequest, timeout: Duration) -> QueryResult<SqlResult> {
+        let started = Instant::now();
+        // Waiting for a slot is not the query's fault: a query that found none in its time is
+        // refused as the server being busy, to be retried.
+        let slot = tokio::time::timeout(timeout, self.running.acquire()).await.map_err(|_| {
+            QueryError::Unavailable(format!(
+                "all {} SQL workers were busy with other queries for {} s; retry later",
+                self.slots,
+                timeout.as_secs()
+            ))
+        })?;
+        let _slot = slot.map_err(|_| worker_failed("the SQL workers are shut down"))?;
+        let left = timeout.saturating_sub(started.elapsed());
+        let (schema, batches, header) =
+            tokio::time::timeout(left, self.run_child(request, left)).await.map_err(|_| timed_out(timeout))??;
+        Ok(SqlResult { schema, batches, rows: header.rows, truncated: header.truncated, elapsed: started.elapsed() })
+    }
+
+    async fn run_child(
+        &self,
+        request: &SqlRequest,
+        left: Duration,
+    ) -> QueryResult<(SchemaRef, Vec<datafusion::arrow::array::RecordBatch>, Counts)> {
+        let wire = WireRequest::of(request, left);
+        let input = serde_json::to_vec(&wire).map_err(|err| worker_failed(&err.to_string()))?;
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // The arenas are reserved without committing them, so the memory limit counts what
+            // the child uses rather than mimalloc's 1 GiB reservations.
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| worker_failed(&format!("cannot start `{}`: {err}", self.program.display())))?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(worker_failed("the worker's pipes are missing"));
+        };
+        let write = async move {
+            // A child that died early closes its stdin; what it wrote says why.
+            let _ = stdin.write_all(&input).await;
+            drop(stdin);
+        };
+        let (_, answer, tail, status) = tokio::join!(
+            write,
+            read_capped(stdout, MAX_ANSWER_BYTES),
+            read_tail(stderr, STDERR_TAIL_BYTES),
+            child.wait()
+        );
+        let status = status.map_err(|err| worker_failed(&format!("waiting for the worker: {err}")))?;
+        let answer = answer.map_err(|err| worker_failed(&format!("reading the worker's answer: {err}")))?;
+        let tail = String::from_utf8_lossy(&tail).into_owned();
+        let Some(answer) = answer else {
+            return Err(worker_failed("the worker's answer is larger than a result may be"));
+        };
+        let Some(newline) = answer.iter().position(|&b| b == b'\n') else {
+            return Err(died(status, &tail));
+        };
+        let header: Header = serde_json::from_slice(&answer[..newline])
+            .map_err(|err| worker_failed(&format!("the worker's answer is not understood: {err}")))?;
+        match header {
+            Header::Error { field, message, fault: Fault::Caller } => {
+                Err(QueryError::BadRequest { field: field_name(&field), message })
+            }
+            Header::Error { message, fault: Fault::Unavailable, .. } => Err(QueryError::Unavailable(message)),
+            Header::Error { message, fault: Fault::Ours, .. } => Err(worker_failed(&message)),
+            Header::Rows(counts) => {
+                let reader = StreamReader::try_new(std::io::Cursor::new(&answer[newline + 1..]), None)
+                    .map_err(|err| worker_failed(&format!("the worker's rows: {err}")))?;
+                let schema = reader.schema();
+                let batches = reader
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| worker_failed(&format!("the worker's rows: {err}")))?;
+                Ok((schema, batches, counts))
+            }
+        }
+    }
+}
+
+/// The failure of a worker itself (it could not start, its answer is unreadable): ours.
+fn worker_failed(message: &str) -> QueryError {
+    QueryError::Export(format!("SQL worker: {message}"))
+}
+
+/// Why a child that gave no answer ended, as the query's fault: whatever ends a child without an
+/// answer (its memory limit, a stack overflow, an engine abort, the kernel's OOM killer) was
+/// driven by the query's text, and it ended this query alone.
+fn died(status: ExitStatus, stderr_tail: &str) -> QueryError {
+    use std::os::unix::process::ExitStatusExt;
+    tracing::warn!(%status, stderr = %stderr_tail.trim_end(), "an SQL worker ended without an answer");
+    if stderr_tail.contains("memory allocation of") || status.signal() == Some(9) {
+        return bad(format!(
+            "the query needed more than the {} MiB of memory a query may use (its process was stopped): \
+             filter or aggregate sooner, avoid collecting whole columns (array_agg, string_agg) over \
+             growing windows, or add a LIMIT",
+            WORKER_MEMORY_BYTES >> 20
+        ));
+    }
+    if stderr_tail.contains("overflowed its stack") {
+        return bad("the query is too deep to run: its process ran out of stack");
+    }
+    let how = match status.signal() {
+        Some(signal) => format!("signal {signal}"),
+        None => format!("exit status {}", status.code().unwrap_or(-1)),
+    };
+    bad(format!("the query stopped the process running it ({how}); simplify it"))
+}
+
+/// The field a worker's problem names, as one of the request's (`sql` where unknown).
+fn field_name(field: &str) -> &'static str {
+    match field {
+        "max_rows" => "max_rows",
+        "format" => "format",
+        _ => "sql",
+    }
+}
+
+/// Reads `reader` to its end, `None` past `cap` bytes.
+async fn read_capped(reader: impl AsyncRead + Unpin, cap: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let read = reader.take(cap as u64 + 1).read_to_end(&mut out).await?;
+    Ok((read <= cap).then_some(out))
+}
+
+/// The last `keep` bytes of `reader`, read to its end.
+async fn read_tail(mut reader: impl AsyncRead + Unpin, keep: usize) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let mut chunk = vec![0u8; 8192];
+    while let Ok(read) = reader.read(&mut chunk).await {
+        if read == 0 {
+            break;
+        }
+        tail.extend_from_slice(&chunk[..read]);
+        if tail.len() > 2 * keep {
+            tail.drain(..tail.len() - keep);
+        }
+    }
+    if tail.len() > keep {
+        tail.drain(..tail.len() - keep);
+    }
+    tail
+}
+
+/// A request as the child reads it.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireRequest {
+    sql: String,
+    max_rows: usize,
+    timeout_ms: u64,
+    personal_data: bool,
+    province: Option<String>,
+    commune: Option<String>,
+    format: Option<String>,
+}
+
+impl WireRequest {
+    fn of(request: &SqlRequest, left: Duration) -> WireRequest {
+        WireRequest {
+            sql: request.sql.clone(),
+            max_rows: request.max_rows,
+            timeout_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+            personal_data: request.personal_data,
+            province: request.province.clone(),
+            commune: request.commune.clone(),
+            format: request.format.map(|format| format.name().to_owned()),
+        }
+    }
+
+    fn request(self) -> SqlRequest {
+        let mut request = SqlRequest::new(&self.sql);
+        request.max_rows = self.max_rows;
+        request.timeout = Duration::from_millis(self.timeout_ms);
+        request.personal_data = self.personal_data;
+        request.province = self.province;
+        request.commune = self.commune;
+        request.format = self.format.as_deref().and_then(SqlFormat::parse);
+        request
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Counts {
+    rows: usize,
+    truncated: bool,
+}
+
+/// Whose fault a failed query is, as [`QueryError`]'s variants say.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Fault {
+    Caller,
+    Unavailable,
+    Ours,
+}
+
+/// The first line of a child's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Header {
+    Rows(Counts),
+    Error { field: String, message: String, fault: Fault },
+}
+
+/// The child's side: reads one request from stdin, runs it in this process on `queries` and
+/// writes the answer to stdout. Errors of the query are answered, not returned; what is returned
+/// is a failure to talk to the parent.
+pub async fn answer_one(queries: &PetitionQueries) -> std::io::Result<()> {
+    let mut input = Vec::new();
+    tokio::io::stdin().take(super::MAX_SQL_BYTES as u64 * 2 + 4096).read_to_end(&mut input).await?;
+    let outcome = match serde_json::from_slice::<WireRequest>(&input) {
+        Ok(wire) => queries.sql(&wire.request()).await,
+        Err(err) => Err(worker_failed(&format!("the request is not understood: {err}"))),
+    };
+    let mut out = Vec::new();
+    let header = match &outcome {
+        Ok(result) => Header::Rows(Counts { rows: result.rows, truncated: result.truncated }),
+        Err(QueryError::BadRequest { field, message }) => {
+            Header::Error { field: (*field).to_owned(), message: message.clone(), fault: Fault::Caller }
+        }
+        Err(QueryError::Unavailable(message)) => {
+            Header::Error { field: "sql".to_owned(), message: message.clone(), fault: Fault::Unavailable }
+        }
+        Err(other) => Header::Error { field: "sql".to_owned(), message: other.to_string(), fault: Fault::Ours },
+    };
+    serde_json::to_writer(&mut out, &header).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    if let Ok(result) = &outcome {
+        match super::to_arrow_ipc(result) {
+            Ok(rows) => out.extend_from_slice(&rows),
+            Err(err) => {
+                out.clear();
+                let header = Header::Error { field: "sql".to_owned(), message: err.to_string(), fault: Fault::Ours };
+                serde_json::to_writer(&mut out, &header).map_err(std::io::Error::other)?;
+                out.push(b'\n');
+            }
+        }
+    }
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(&out).await?;
+    stdout.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_crosses_the_pipe_whole() {
+        let mut request = SqlRequest::new("SELECT 1");
+        request.max_rows = 7;
+        request.personal_data = true;
+        request.province = Some("01".into());
+        request.commune = Some("00004".into());
+        request.format = Some(SqlFormat::Csv);
+        let wire = serde_json::to_vec(&WireRequest::of(&request, Duration::from_millis(1500))).unwrap();
+        let back = serde_json::from_slice::<WireRequest>(&wire).unwrap().request();
+        assert_eq!(back.sql, "SELECT 1");
+        assert_eq!(back.max_rows, 7);
+        assert_eq!(back.timeout, Duration::from_millis(1500));
+        assert!(back.personal_data);
+        assert_eq!(back.province.as_deref(), Some("01"));
+        assert_eq!(back.commune.as_deref(), Some("00004"));
+        assert_eq!(back.format, Some(SqlFormat::Csv));
+    }
+
+    #[test]
+    fn a_child_that_ran_out_of_memory_is_the_querys_fault() {
+        use std::os::unix::process::ExitStatusExt;
+        let aborted = ExitStatus::from_raw(6); // SIGABRT
+        let err = died(aborted, "memory allocation of 1073741824 bytes failed\n");
+        let QueryError::BadRequest { field, message } = err else { panic!("not the caller's fault: {err}") };
+        assert_eq!(field, "sql");
+        assert!(message.contains("MiB of memory"), "{message}");
+        let QueryError::BadRequest { message, .. } = died(ExitStatus::from_raw(9), "") else { panic!() };
+        assert!(message.contains("MiB of memory"), "{message}");
+        let QueryError::BadRequest { message, .. } = died(ExitStatus::from_raw(11), "segfault") else { panic!() };
+        assert!(message.contains("signal 11"), "{message}");
+    }
+
+    /// Whether process `pid` is gone or a zombie (killed, not yet reaped).
+    fn ended(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_child_is_killed_at_the_time_limit_and_a_busy_pool_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
+        let workers = Arc::new(SqlWorkers::new("/bin/sh".into(), vec!["-c".into(), script.into()], 1));
+        let request = SqlRequest::new("SELECT 1");
+        let first = {
+            let (workers, request) = (workers.clone(), request.clone());
+            tokio::spawn(async move { workers.run(&request, Duration::from_secs(2)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match workers.run(&request, Duration::from_millis(500)).await {
+            Err(QueryError::Unavailable(message)) => assert!(message.contains("busy"), "{message}"),
+            other => panic!("a second query while the one slot is taken: {other:?}"),
+        }
+        match first.await.unwrap() {
+            Err(QueryError::BadRequest { field: "sql", message }) => assert!(message.contains("longer than 2 s")),
+            other => panic!("a query past its time: {other:?}"),
+        }
+        let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ended(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ended(pid), "the child {pid} still runs after its time limit");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_child_that_answers_nothing_is_a_problem_and_one_that_cannot_start_is_ours() {
+        let silent = SqlWorkers::new("/bin/sh".into(), vec!["-c".into(), "exit 3".into()], 1);
+        match silent.run(&SqlRequest::new("SELECT 1"), Duration::from_secs(5)).await {
+            Err(QueryError::BadRequest { field: "sql", message }) => {
+                assert!(message.contains("exit status 3"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing = SqlWorkers::new("/nonexistent/voxpop".into(), Vec::new(), 1);
+        assert!(matches!(
+            missing.run(&SqlRequest::new("SELECT 1"), Duration::from_secs(5)).await,
+            Err(QueryError::Export(message)) if message.contains("cannot start")
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_stderr_tail_keeps_the_end() {
+        let text: Vec<u8> = (0..100_000u32).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let tail = read_tail(&text[..], 64).await;
+        assert_eq!(tail.len(), 64);
+        assert!(text.ends_with(&tail));
+        assert_eq!(read_capped(&text[..], 10).await.unwrap(), None);
+        assert_eq!(read_capped(&b"abc"[..], 3).await.unwrap().as_deref(), Some(&b"abc"[..]));
+    }
+}
