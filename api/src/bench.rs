@@ -697,6 +697,57 @@ pub async fn summary(
     Ok(())
 }
 
+/// `voxpop bench sql`: latency of read-only SQL over the generated lake, run in this process and
+/// in a worker process of its own (what `serve` does, `voxpop_queries::sql::worker`), in turns:
+/// what isolating each query costs. The worker is this binary (`voxpop sql-worker`).
+pub async fn sql(count: usize, dir: &std::path::Path, runs: usize) -> anyhow::Result<()> {
+    use voxpop_queries::sql::SqlRequest;
+    use voxpop_queries::sql::worker::SqlWorkers;
+    let runs = runs.max(1);
+    let path = generated_lake(count, dir).await?;
+    let in_process = voxpop_queries::PetitionQueries::new(&path);
+    let isolated = voxpop_queries::PetitionQueries::new(&path);
+    let program = std::env::current_exe()?;
+    isolated.run_sql_in(SqlWorkers::new(
+        program,
+        vec!["sql-worker".into(), "--data-dir".into(), dir.as_os_str().to_owned()],
+        1,
+    ));
+    println!("{} petitions in the lake; median of {runs} runs after one warm-up, in turns", in_process.count().await?);
+    let statements = [
+        ("a constant", "SELECT 1"),
+        ("count", "SELECT count(*) FROM petitions"),
+        ("per province", "SELECT province_code, count(*) AS n FROM petitions GROUP BY province_code ORDER BY n DESC"),
+        ("latest 1,000 with text", "SELECT id, title, body FROM petitions ORDER BY received_at DESC LIMIT 1000"),
+    ];
+    for (what, statement) in statements {
+        let mut times = [Vec::new(), Vec::new()];
+        let mut rows = [0, 0];
+        for run in 0..=runs {
+            for (i, queries) in [&in_process, &isolated].into_iter().enumerate() {
+                let started = Instant::now();
+                let result = queries.sql(&SqlRequest::new(statement)).await?;
+                if run > 0 {
+                    times[i].push(started.elapsed().as_secs_f64() * 1e3);
+                }
+                rows[i] = result.rows;
+            }
+        }
+        anyhow::ensure!(rows[0] == rows[1], "{what}: {} rows in this process, {} in a worker", rows[0], rows[1]);
+        let median = |times: &mut Vec<f64>| {
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        };
+        let (here, worker) = (median(&mut times[0]), median(&mut times[1]));
+        println!(
+            "{what:<24} {:>5} rows: in this process {here:8.1} ms, in a worker process {worker:8.1} ms (+{:.1} ms)",
+            rows[0],
+            worker - here
+        );
+    }
+    Ok(())
+}
+
 /// `voxpop bench export`: rows/s exporting the generated lake to Parquet and to CSV.
 pub async fn export(count: usize, dir: &std::path::Path) -> anyhow::Result<()> {
     use voxpop_queries::export::{ExportFormat, ExportRequest};

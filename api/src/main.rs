@@ -417,6 +417,16 @@ enum BenchCommand {
     /// Weekly reports: synthesis of a week of 90,000 villages, 3,321 communes and 34 provinces
     /// with 20 indicators for every unit; parsing and validating a 10,000-row XLSX upload.
     Reports,
+    /// Latency of read-only SQL in the server's process and in a worker process of its own.
+    Sql {
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        /// The lake is generated here once and reused.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Export rate (rows/s) of petitions to Parquet and CSV.
     Export {
         #[arg(long, default_value_t = 1_000_000)]
@@ -602,6 +612,7 @@ fn main() -> anyhow::Result<()> {
                     voxpop_api::bench::summary(count, &dir, &venv, runs, explain).await
                 }
                 BenchCommand::Export { count, dir } => voxpop_api::bench::export(count, &dir).await,
+                BenchCommand::Sql { count, dir, runs } => voxpop_api::bench::sql(count, &dir, runs).await,
                 BenchCommand::Reports => {
                     let figures = voxpop_queries::synthesis::bench_reports()?;
                     println!("{figures}");

@@ -500,14 +500,28 @@ async fn sql_and_export_requests_a_client_gets_wrong_are_problems_naming_the_fie
     assert!(message.contains("LIMIT"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
 
-    // The time limit answers on time.
-    let started = std::time::Instant::now();
-    let cross = json!({
-        "sql": "SELECT count(*) FROM generate_series(1, 200000) a, generate_series(1, 200000) b WHERE a.value + b.value = 7",
-        "timeout_s": 2,
-    });
-    problem_naming(sql(cross, "json").await, bad, "sql", "cross join").await;
-    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+    // The time limit answers on time, and the process running the query is gone after it: a
+    // cross join computing for minutes, and a plan of 200 self-joins that takes long to plan
+    // without yielding (which no time limit inside a process can stop).
+    let joins: Vec<String> = (1..200).map(|n| format!("JOIN petitions p{n} ON p{n}.id = p0.id")).collect();
+    for (what, statement) in [
+        (
+            "cross join",
+            "SELECT count(*) FROM generate_series(1, 200000) a, generate_series(1, 200000) b WHERE a.value + b.value = 7"
+                .to_owned(),
+        ),
+        ("200 self-joins", format!("SELECT count(*) FROM petitions p0 {}", joins.join(" "))),
+    ] {
+        let started = std::time::Instant::now();
+        let message = problem_naming(sql(json!({"sql": statement, "timeout_s": 2}), "json").await, bad, "sql", what).await;
+        assert!(message.contains("longer than 2 s"), "{what}: {message}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}: answered after {:?}", started.elapsed());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !sql_workers_of(&server.data_dir).is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sql_workers_of(&server.data_dir), Vec::<u32>::new(), "{what}: its worker still runs");
+    }
 
     // Types a format cannot hold name `format` and the column.
     for (statement, format) in [
@@ -611,6 +625,23 @@ async fn sql_shows_weekly_reports_from_the_callers_unit_down() {
         .await
         .unwrap();
     assert_eq!(count["rows"][0]["n"], 2, "{count}");
+}
+
+/// The SQL worker processes (`voxpop sql-worker --data-dir DIR`) running for the server on
+/// `data_dir`; zombies, killed but not yet reaped, are not running.
+fn sql_workers_of(data_dir: &std::path::Path) -> Vec<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            let worker = args.contains(&&b"sql-worker"[..]) && args.contains(&data_dir.as_os_str().as_bytes());
+            worker.then_some(pid)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
