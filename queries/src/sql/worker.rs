@@ -39,6 +39,13 @@ pub const WORKER_MEMORY_BYTES: u64 = 2 * MEMORY_LIMIT_BYTES as u64;
 /// its IPC framing and the counts line a little more.
 const MAX_ANSWER_BYTES: usize = MAX_RESULT_BYTES + 16 * 1024 * 1024;
 
+/// The most a request may take on the child's stdin: the query text, escaped as JSON (a control
+/// character takes 6 bytes), and the other fields.
+const MAX_REQUEST_BYTES: u64 = super::MAX_SQL_BYTES as u64 * 6 + 64 * 1024;
+
+/// How much later than the parent's the child's own time limit comes.
+const CHILD_GRACE: Duration = Duration::from_secs(1);
+
 /// How much of a child's stderr is kept to say why it died.
 const STDERR_TAIL_BYTES: usize = 16 * 1024;
 
@@ -122,9 +129,17 @@ impl SqlWorkers {
         let answer = answer.map_err(|err| worker_failed(&format!("reading the worker's answer: {err}")))?;
         let tail = String::from_utf8_lossy(&tail).into_owned();
         let Some(answer) = answer else {
-            return Err(worker_failed("the worker's answer is larger than a result may be"));
+            // Arrow IPC can take more than the result's Arrow data (a dictionary is written whole
+            // for a few rows): still the result's size, still the query's to change.
+            return Err(bad(format!(
+                "the result is larger than {} MiB once encoded; select fewer or shorter columns, or add a LIMIT",
+                MAX_ANSWER_BYTES >> 20
+            )));
         };
-        let Some(newline) = answer.iter().position(|&b| b == b'\n') else {
+        // A child that ended badly is judged by how it ended, even where it wrote a first line
+        // (it may have died encoding its rows).
+        let newline = answer.iter().position(|&b| b == b'\n');
+        let Some(newline) = newline.filter(|_| status.success()) else {
             return Err(died(status, &tail));
         };
         let header: Header = serde_json::from_slice(&answer[..newline])
@@ -229,7 +244,9 @@ impl WireRequest {
         WireRequest {
             sql: request.sql.clone(),
             max_rows: request.max_rows,
-            timeout_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+            // The parent's limit holds (it kills the child); the child's own comes a little later,
+            // so that a query past its time is answered by the parent, with the caller's limit.
+            timeout_ms: u64::try_from((left + CHILD_GRACE).as_millis()).unwrap_or(u64::MAX),
             personal_data: request.personal_data,
             province: request.province.clone(),
             commune: request.commune.clone(),
@@ -277,7 +294,7 @@ enum Header {
 /// is a failure to talk to the parent.
 pub async fn answer_one(queries: &PetitionQueries) -> std::io::Result<()> {
     let mut input = Vec::new();
-    tokio::io::stdin().take(super::MAX_SQL_BYTES as u64 * 2 + 4096).read_to_end(&mut input).await?;
+    tokio::io::stdin().take(MAX_REQUEST_BYTES).read_to_end(&mut input).await?;
     let outcome = match serde_json::from_slice::<WireRequest>(&input) {
         Ok(wire) => queries.sql(&wire.request()).await,
         Err(err) => Err(worker_failed(&format!("the request is not understood: {err}"))),
@@ -325,13 +342,17 @@ mod tests {
         request.format = Some(SqlFormat::Csv);
         let wire = serde_json::to_vec(&WireRequest::of(&request, Duration::from_millis(1500))).unwrap();
         let back = serde_json::from_slice::<WireRequest>(&wire).unwrap().request();
+        assert_eq!(back.timeout, Duration::from_millis(1500) + CHILD_GRACE);
         assert_eq!(back.sql, "SELECT 1");
         assert_eq!(back.max_rows, 7);
-        assert_eq!(back.timeout, Duration::from_millis(1500));
         assert!(back.personal_data);
         assert_eq!(back.province.as_deref(), Some("01"));
         assert_eq!(back.commune.as_deref(), Some("00004"));
         assert_eq!(back.format, Some(SqlFormat::Csv));
+        // The longest query text, of the characters JSON escapes longest, fits what the child reads.
+        let worst = SqlRequest::new(&"\u{1}".repeat(super::super::MAX_SQL_BYTES));
+        let wire = serde_json::to_vec(&WireRequest::of(&worst, Duration::from_secs(300))).unwrap();
+        assert!(wire.len() as u64 <= MAX_REQUEST_BYTES, "{} bytes", wire.len());
     }
 
     #[test]
