@@ -712,6 +712,7 @@ pub async fn sql(count: usize, dir: &std::path::Path, runs: usize) -> anyhow::Re
         program,
         vec!["sql-worker".into(), "--data-dir".into(), dir.as_os_str().to_owned()],
         1,
+        dir.join("tmp").join("sql"),
     ));
     println!("{} petitions in the lake; median of {runs} runs after one warm-up, in turns", in_process.count().await?);
     let statements = [

@@ -80,7 +80,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         // hard memory limit and killed at its time limit: see `voxpop_queries::sql::worker`.
         let program = std::env::current_exe().context("cannot find the voxpop binary for the SQL workers")?;
         let args = vec!["sql-worker".into(), "--data-dir".into(), options.data_dir.clone().into_os_string()];
-        stack.queries.run_sql_in(voxpop_queries::sql::worker::SqlWorkers::new(program, args, options.sql_workers));
+        let scratch = options.data_dir.join("tmp").join("sql");
+        stack.queries.run_sql_in(voxpop_queries::sql::worker::SqlWorkers::new(
+            program,
+            args,
+            options.sql_workers,
+            scratch,
+        ));
     }
     let tokens = Arc::new(crate::auth::TokenStore::open(&options.data_dir)?);
     if tokens.is_empty() {
@@ -558,7 +564,11 @@ pub async fn sql(
 /// (writable private memory: heap, stacks, anonymous maps), so a query that keeps allocating
 /// ends this process, not the server.
 pub async fn sql_worker(data_dir: &Path) -> anyhow::Result<()> {
-    use rustix::process::{Resource, Rlimit, setrlimit};
+    use rustix::process::{Resource, Rlimit, Signal, getppid, set_parent_process_death_signal, setrlimit};
+    // Ends with the server: a worker orphaned by a killed server would run on to its own time
+    // limit outside the slots of the next one.
+    set_parent_process_death_signal(Some(Signal::KILL)).context("cannot tie the SQL worker to the server")?;
+    anyhow::ensure!(getppid().is_some_and(|parent| parent.as_raw_nonzero().get() != 1), "the server is gone");
     let limit = voxpop_queries::sql::worker::WORKER_MEMORY_BYTES;
     setrlimit(Resource::Data, Rlimit { current: Some(limit), maximum: Some(limit) })
         .context("cannot limit the SQL worker's memory")?;

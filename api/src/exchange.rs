@@ -22,7 +22,7 @@ use serde_json::json;
 use uuid::Uuid;
 use voxpop_queries::QueryError;
 use voxpop_queries::export::{ExportFormat, ExportReport, ExportRequest};
-use voxpop_queries::sql::{self, SqlFormat, SqlRequest, SqlResult};
+use voxpop_queries::sql::{self, EncodedResult, SqlFormat, SqlRequest};
 use voxpop_schema::FieldError;
 
 use crate::http::AppState;
@@ -33,7 +33,7 @@ fn query_problem(err: QueryError) -> Response {
     match err {
         QueryError::BadRequest { field, message } => Problem::bad_parameter(field, message).into_response(),
         QueryError::Unavailable(message) => {
-            tracing::warn!(%message, "a query could not run for want of disk");
+            tracing::warn!(%message, "a query could not run now");
             Problem::unavailable(message, 60).into_response()
         }
         other => Problem::internal(&other).into_response(),
@@ -73,8 +73,9 @@ impl SqlBody {
 
 /// `POST /api/v1/sql[?format=json|csv|arrow|parquet]` with `{"sql": "...", "max_rows": .., "timeout_s": ..}`.
 ///
-/// The time limit covers the whole answer: planning, running, reading and encoding the result
-/// (the result is at most [`sql::MAX_RESULT_BYTES`] of Arrow data, so encoding is bounded too).
+/// The time limit covers the whole answer: planning, running, reading and encoding the result,
+/// all in the query's worker process (the result is at most [`sql::MAX_RESULT_BYTES`] of Arrow
+/// data and [`sql::MAX_ENCODED_BYTES`] encoded).
 pub async fn run_sql(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
@@ -100,25 +101,15 @@ pub async fn run_sql(
     request.commune = caller.commune();
     request.personal_data = caller.personal_data();
     request.format = Some(format);
-    let timeout = request.timeout.min(sql::MAX_TIMEOUT);
-    let answer = async {
-        let result = state.queries.sql(&request).await?;
-        // Encoding is CPU work: off the async workers.
-        let encoded = tokio::task::spawn_blocking(move || {
-            let bytes = match format {
-                SqlFormat::Json => json_answer(&result)?,
-                _ => format.encode(&result)?,
-            };
-            Ok::<_, QueryError>((bytes, result.truncated))
-        })
-        .await
-        .map_err(|err| QueryError::Export(format!("encoding the result failed: {err}")))??;
-        Ok::<_, QueryError>(encoded)
+    // The time limit covers running and encoding, both where the query ran (its worker process).
+    let encoded = match state.queries.sql_encoded(&request, format).await {
+        Ok(encoded) => encoded,
+        Err(err) => return query_problem(err),
     };
-    let (bytes, truncated) = match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(encoded)) => encoded,
-        Ok(Err(err)) => return query_problem(err),
-        Err(_) => return query_problem(sql::timed_out(timeout)),
+    let truncated = encoded.truncated;
+    let bytes = match format {
+        SqlFormat::Json => json_answer(encoded),
+        _ => encoded.body,
     };
     let truncated = if truncated { "true" } else { "false" };
     (
@@ -130,23 +121,20 @@ pub async fn run_sql(
 
 /// The JSON answer: the columns, the counts, then the rows spliced in as the Arrow JSON writer
 /// wrote them, without a tree of every value in between.
-fn json_answer(result: &SqlResult) -> Result<Vec<u8>, QueryError> {
-    let rows = sql::to_json_array(result)?;
+fn json_answer(result: EncodedResult) -> Vec<u8> {
     let head = json!({
-        "columns": result.schema.fields().iter()
-            .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
-            .collect::<Vec<_>>(),
+        "columns": result.columns.iter().map(|(name, data_type)| json!({"name": name, "type": data_type})).collect::<Vec<_>>(),
         "row_count": result.rows,
         "truncated": result.truncated,
         "elapsed_ms": result.elapsed.as_millis() as u64,
     });
-    let mut body = serde_json::to_vec(&head).map_err(|err| QueryError::Export(err.to_string()))?;
+    let mut body = head.to_string().into_bytes();
     body.pop(); // the object's closing brace: the rows follow
-    body.reserve(rows.len() + 10);
+    body.reserve(result.body.len() + 10);
     body.extend_from_slice(b",\"rows\":");
-    body.extend_from_slice(&rows);
+    body.extend_from_slice(&result.body);
     body.push(b'}');
-    Ok(body)
+    body
 }
 
 /// Where an export job stands.

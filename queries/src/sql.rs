@@ -114,12 +114,29 @@ impl SqlFormat {
     /// The result encoded: rows as a JSON array for `Json` (the HTTP answer wraps it), the whole
     /// file for the others.
     pub fn encode(self, result: &SqlResult) -> QueryResult<Vec<u8>> {
-        match self {
-            SqlFormat::Json => to_json_array(result),
-            SqlFormat::Csv => to_csv(result),
-            SqlFormat::Arrow => to_arrow_ipc(result),
-            SqlFormat::Parquet => to_parquet(result),
+        self.encode_capped(result, usize::MAX)
+    }
+
+    /// [`SqlFormat::encode`], refused as the query's fault once the encoding passes `cap` bytes:
+    /// a result small as Arrow can be large as text (a dictionary's one value on every row, a
+    /// bit of a boolean as `"a0":true,`), and it is refused while it is written, not after.
+    pub fn encode_capped(self, result: &SqlResult, cap: usize) -> QueryResult<Vec<u8>> {
+        let mut out = CappedBuffer { bytes: Vec::new(), cap, exceeded: false };
+        let written = match self {
+            SqlFormat::Json => write_json_array(result, &mut out),
+            SqlFormat::Csv => write_csv(result, &mut out),
+            SqlFormat::Arrow => write_arrow_ipc(result, &mut out),
+            SqlFormat::Parquet => write_parquet(result, &mut out),
+        };
+        if out.exceeded {
+            return Err(bad(format!(
+                "the result is larger than {} MiB as {}; select fewer or shorter columns, or add a LIMIT",
+                cap >> 20,
+                self.name()
+            )));
         }
+        written?;
+        Ok(out.bytes)
     }
 
     /// The first column of `schema` this format cannot hold (CSV has no nested values, Parquet
@@ -192,6 +209,32 @@ pub struct SqlResult {
     /// More rows existed than `max_rows`.
     pub truncated: bool,
     pub elapsed: Duration,
+}
+
+/// A result as it is answered: encoded in the format asked for, with what the answer says of it.
+#[derive(Debug, Clone)]
+pub struct EncodedResult {
+    /// Each column's name and Arrow type, as text.
+    pub columns: Vec<(String, String)>,
+    pub rows: usize,
+    pub truncated: bool,
+    pub elapsed: Duration,
+    /// The rows as a JSON array for [`SqlFormat::Json`], the whole file for the others; at most
+    /// [`MAX_ENCODED_BYTES`].
+    pub body: Vec<u8>,
+}
+
+impl EncodedResult {
+    /// `result` encoded in `format`, refused past [`MAX_ENCODED_BYTES`].
+    pub fn of(result: &SqlResult, format: SqlFormat) -> QueryResult<EncodedResult> {
+        Ok(EncodedResult {
+            columns: result.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect(),
+            rows: result.rows,
+            truncated: result.truncated,
+            elapsed: result.elapsed,
+            body: format.encode_capped(result, MAX_ENCODED_BYTES)?,
+        })
+    }
 }
 
 fn bad(message: impl Into<String>) -> QueryError {
@@ -271,12 +314,18 @@ fn disk_full(root: &DataFusionError) -> bool {
 }
 
 /// The bytes of Arrow data `batch` holds: the slices' own bytes (a `LIMIT 5` of a large batch
-/// counts five rows), the whole buffers where a type has no slice size.
+/// counts five rows), the whole buffers where a type has no slice size or the slice size leaves
+/// data out (a dictionary's values, the strings behind views).
 fn result_bytes(batch: &RecordBatch) -> usize {
     batch
         .columns()
         .iter()
-        .map(|column| column.to_data().get_slice_memory_size().unwrap_or_else(|_| column.get_array_memory_size()))
+        .map(|column| {
+            let whole =
+                matches!(column.data_type(), DataType::Dictionary(..) | DataType::Utf8View | DataType::BinaryView);
+            let slice = if whole { None } else { column.to_data().get_slice_memory_size().ok() };
+            slice.unwrap_or_else(|| column.get_array_memory_size())
+        })
         .sum()
 }
 
@@ -698,23 +747,35 @@ impl PetitionQueries {
     /// Runs one read-only query within its time limit: planning, execution and reading the
     /// result all count, and on the limit the query's task is aborted, not left running.
     pub async fn sql(&self, request: &SqlRequest) -> QueryResult<SqlResult> {
-        if request.sql.trim().is_empty() {
-            return Err(bad("empty query"));
-        }
-        if request.sql.len() > MAX_SQL_BYTES {
-            return Err(bad(format!("at most {} KiB of query text", MAX_SQL_BYTES >> 10)));
-        }
-        if request.max_rows > MAX_ROWS {
-            return Err(QueryError::BadRequest {
-                field: "max_rows",
-                message: format!("at most {MAX_ROWS} rows per query; page with LIMIT/OFFSET or export the dataset"),
-            });
-        }
+        check_request(request)?;
         let timeout = request.timeout.min(MAX_TIMEOUT);
         if let Some(workers) = self.sql_workers.get() {
             return workers.run(request, timeout).await;
         }
         tokio::time::timeout(timeout, self.run_sql(request)).await.map_err(|_| timed_out(timeout))?
+    }
+
+    /// [`PetitionQueries::sql`] with the result encoded in `format` within the same time limit,
+    /// where the query ran: in its worker process when there is one, so that the memory encoding
+    /// takes is bounded with the query's, and the work ends at the time limit.
+    pub async fn sql_encoded(&self, request: &SqlRequest, format: SqlFormat) -> QueryResult<EncodedResult> {
+        let mut request = request.clone();
+        request.format = Some(format);
+        check_request(&request)?;
+        let timeout = request.timeout.min(MAX_TIMEOUT);
+        if let Some(workers) = self.sql_workers.get() {
+            return workers.run_encoded(&request, format, timeout).await;
+        }
+        let started = Instant::now();
+        let answer = async {
+            let result = self.run_sql(&request).await?;
+            // Encoding is CPU work: off the async workers (bounded by the cap, not cancelled).
+            let mut encoded =
+                tokio::task::spawn_blocking(move || EncodedResult::of(&result, format)).await.map_err(join_error)??;
+            encoded.elapsed = started.elapsed();
+            Ok(encoded)
+        };
+        tokio::time::timeout(timeout, answer).await.map_err(|_| timed_out(timeout))?
     }
 
     async fn run_sql(&self, request: &SqlRequest) -> QueryResult<SqlResult> {
@@ -761,6 +822,23 @@ impl PetitionQueries {
     }
 }
 
+/// What is refused before a query is started anywhere.
+fn check_request(request: &SqlRequest) -> QueryResult<()> {
+    if request.sql.trim().is_empty() {
+        return Err(bad("empty query"));
+    }
+    if request.sql.len() > MAX_SQL_BYTES {
+        return Err(bad(format!("at most {} KiB of query text", MAX_SQL_BYTES >> 10)));
+    }
+    if request.max_rows > MAX_ROWS {
+        return Err(QueryError::BadRequest {
+            field: "max_rows",
+            message: format!("at most {MAX_ROWS} rows per query; page with LIMIT/OFFSET or export the dataset"),
+        });
+    }
+    Ok(())
+}
+
 /// The read-only plan of `sql` in `ctx`, refused where the text nests too deep
 /// ([`too_deep`]), is not a query, or groups by too many grouping sets.
 async fn plan(ctx: &SessionContext, sql: &str) -> QueryResult<datafusion::dataframe::DataFrame> {
@@ -802,63 +880,113 @@ pub fn to_json_rows(result: &SqlResult) -> QueryResult<serde_json::Value> {
 /// Rows as one JSON array of objects, as bytes: what the HTTP answer embeds without building a
 /// tree of every value in memory.
 pub fn to_json_array(result: &SqlResult) -> QueryResult<Vec<u8>> {
-    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
-    for batch in &result.batches {
-        writer.write(batch).map_err(DataFusionError::from)?;
-    }
-    writer.finish().map_err(DataFusionError::from)?;
-    let bytes = writer.into_inner();
-    if bytes.is_empty() {
-        return Ok(b"[]".to_vec());
-    }
-    // Checked without building it: what is embedded must be JSON.
-    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|err| QueryError::Export(err.to_string()))?;
-    Ok(bytes)
+    SqlFormat::Json.encode(result)
 }
 
 /// Rows as CSV with a header.
 pub fn to_csv(result: &SqlResult) -> QueryResult<Vec<u8>> {
-    let mut out = Vec::new();
-    {
-        let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
-        for batch in &result.batches {
-            writer.write(batch).map_err(datafusion::error::DataFusionError::from)?;
-        }
-    }
-    if result.batches.is_empty() {
-        let header: Vec<&str> = result.schema.fields().iter().map(|f| f.name().as_str()).collect();
-        out.extend_from_slice(header.join(",").as_bytes());
-        out.push(b'\n');
-    }
-    Ok(out)
+    SqlFormat::Csv.encode(result)
 }
 
 /// Rows as an Arrow IPC stream (what pandas, polars and ADBC read without conversion).
 pub fn to_arrow_ipc(result: &SqlResult) -> QueryResult<Vec<u8>> {
-    let mut out = Vec::new();
-    {
-        let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema)
-            .map_err(datafusion::error::DataFusionError::from)?;
-        for batch in &result.batches {
-            writer.write(batch).map_err(datafusion::error::DataFusionError::from)?;
-        }
-        writer.finish().map_err(datafusion::error::DataFusionError::from)?;
-    }
-    Ok(out)
+    SqlFormat::Arrow.encode(result)
 }
 
 /// Rows as one Parquet file.
 pub fn to_parquet(result: &SqlResult) -> QueryResult<Vec<u8>> {
-    let mut out = Vec::new();
-    {
-        let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(&mut out, result.schema.clone(), None)
-            .map_err(|err| QueryError::Export(err.to_string()))?;
-        for batch in &result.batches {
-            writer.write(batch).map_err(|err| QueryError::Export(err.to_string()))?;
+    SqlFormat::Parquet.encode(result)
+}
+
+/// Most bytes one encoded answer may take (256 MiB): the result's Arrow data is at most
+/// [`MAX_RESULT_BYTES`], but text can take many times more.
+pub const MAX_ENCODED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Rows the text encoders take at a time: they build each piece whole before writing it out, and
+/// a batch of 8,192 rows of a dictionary holding one long value is gigabytes as text.
+const TEXT_ROWS_AT_ONCE: usize = 256;
+
+/// A buffer that fails the writer writing into it once it would pass `cap` bytes.
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    cap: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.cap {
+            self.exceeded = true;
+            return Err(std::io::Error::other("the encoded result passed its cap"));
         }
-        writer.close().map_err(|err| QueryError::Export(err.to_string()))?;
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
     }
-    Ok(out)
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The rows of `result`, [`TEXT_ROWS_AT_ONCE`] at a time (zero-copy slices).
+fn text_pieces(result: &SqlResult) -> impl Iterator<Item = RecordBatch> + '_ {
+    result.batches.iter().flat_map(|batch| {
+        (0..batch.num_rows())
+            .step_by(TEXT_ROWS_AT_ONCE)
+            .map(move |offset| batch.slice(offset, TEXT_ROWS_AT_ONCE.min(batch.num_rows() - offset)))
+    })
+}
+
+fn write_json_array(result: &SqlResult, out: &mut CappedBuffer) -> QueryResult<()> {
+    let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut *out);
+    for piece in text_pieces(result) {
+        writer.write(&piece).map_err(DataFusionError::from)?;
+    }
+    writer.finish().map_err(DataFusionError::from)?;
+    drop(writer);
+    if out.bytes.is_empty() {
+        out.bytes.extend_from_slice(b"[]");
+        return Ok(());
+    }
+    // Checked without building it: what is embedded must be JSON.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&out.bytes).map_err(|err| QueryError::Export(err.to_string()))?;
+    Ok(())
+}
+
+fn write_csv(result: &SqlResult, out: &mut CappedBuffer) -> QueryResult<()> {
+    let mut pieces = text_pieces(result).peekable();
+    if pieces.peek().is_none() {
+        let header: Vec<&str> = result.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        std::io::Write::write_all(out, format!("{}\n", header.join(",")).as_bytes())
+            .map_err(|err| DataFusionError::from(ArrowError::from(err)))?;
+        return Ok(());
+    }
+    let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+    for piece in pieces {
+        writer.write(&piece).map_err(DataFusionError::from)?;
+    }
+    Ok(())
+}
+
+fn write_arrow_ipc(result: &SqlResult, out: &mut CappedBuffer) -> QueryResult<()> {
+    let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut *out, &result.schema)
+        .map_err(DataFusionError::from)?;
+    for batch in &result.batches {
+        writer.write(batch).map_err(DataFusionError::from)?;
+    }
+    writer.finish().map_err(DataFusionError::from)?;
+    Ok(())
+}
+
+fn write_parquet(result: &SqlResult, out: &mut CappedBuffer) -> QueryResult<()> {
+    let export = |err: datafusion::parquet::errors::ParquetError| QueryError::Export(err.to_string());
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(&mut *out, result.schema.clone(), None).map_err(export)?;
+    for batch in &result.batches {
+        writer.write(batch).map_err(export)?;
+    }
+    writer.close().map_err(export)?;
+    Ok(())
 }
 
 /// A text table for terminals.

@@ -21,13 +21,15 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use super::{MAX_RESULT_BYTES, MEMORY_LIMIT_BYTES, SqlFormat, SqlRequest, SqlResult, bad, timed_out};
+use super::{
+    EncodedResult, MAX_ENCODED_BYTES, MAX_RESULT_BYTES, MEMORY_LIMIT_BYTES, SqlFormat, SqlRequest, SqlResult, bad,
+    timed_out,
+};
 use crate::{PetitionQueries, QueryError, QueryResult};
 
 /// The most memory (bytes of writable private mappings: heap, stacks, anonymous maps) one SQL
@@ -36,8 +38,9 @@ use crate::{PetitionQueries, QueryError, QueryResult};
 pub const WORKER_MEMORY_BYTES: u64 = 2 * MEMORY_LIMIT_BYTES as u64;
 
 /// The most stdout a child may write: the result's Arrow data is at most [`MAX_RESULT_BYTES`],
-/// its IPC framing and the counts line a little more.
-const MAX_ANSWER_BYTES: usize = MAX_RESULT_BYTES + 16 * 1024 * 1024;
+/// an encoded result at most [`MAX_ENCODED_BYTES`], the framing and the counts line a little more.
+const MAX_ANSWER_BYTES: usize =
+    if MAX_ENCODED_BYTES > MAX_RESULT_BYTES { MAX_ENCODED_BYTES } else { MAX_RESULT_BYTES } + 16 * 1024 * 1024;
 
 /// The most a request may take on the child's stdin: the query text, escaped as JSON (a control
 /// character takes 6 bytes), and the other fields.
@@ -55,15 +58,25 @@ pub struct SqlWorkers {
     args: Vec<OsString>,
     running: Arc<Semaphore>,
     slots: usize,
+    scratch: PathBuf,
 }
 
 impl SqlWorkers {
     /// Workers started as `program args...` (e.g. the server's own binary with `sql-worker
     /// --data-dir DIR`), at most `slots` at once: a query waits for a free slot within its time
     /// limit. Each may hold [`WORKER_MEMORY_BYTES`], so `slots` bounds what SQL can take.
-    pub fn new(program: PathBuf, args: Vec<OsString>, slots: usize) -> SqlWorkers {
+    ///
+    /// Each child spills into a directory of its own under `scratch`, removed when the child has
+    /// ended however it ended (a child killed at its time limit or its memory limit cannot remove
+    /// its own). What an earlier process left there (it was killed itself) is removed now.
+    pub fn new(program: PathBuf, args: Vec<OsString>, slots: usize, scratch: PathBuf) -> SqlWorkers {
+        if scratch.exists()
+            && let Err(err) = std::fs::remove_dir_all(&scratch)
+        {
+            tracing::warn!(dir = %scratch.display(), error = %err, "cannot clear the SQL workers' scratch directory");
+        }
         let slots = slots.max(1);
-        SqlWorkers { program, args, running: Arc::new(Semaphore::new(slots)), slots }
+        SqlWorkers { program, args, running: Arc::new(Semaphore::new(slots)), slots, scratch }
     }
 
     pub fn slots(&self) -> usize {
@@ -74,6 +87,43 @@ impl SqlWorkers {
     /// killed when the time is up or when this future is dropped. A query that waited its whole
     /// time for a slot is [`QueryError::Unavailable`].
     pub(super) async fn run(&self, request: &SqlRequest, timeout: Duration) -> QueryResult<SqlResult> {
+        let started = Instant::now();
+        let (counts, body) = self.answer(request, None, timeout).await?;
+        let reader = StreamReader::try_new(std::io::Cursor::new(&body), None)
+            .map_err(|err| worker_failed(&format!("the worker's rows: {err}")))?;
+        let schema = reader.schema();
+        let batches =
+            reader.collect::<Result<Vec<_>, _>>().map_err(|err| worker_failed(&format!("the worker's rows: {err}")))?;
+        Ok(SqlResult { schema, batches, rows: counts.rows, truncated: counts.truncated, elapsed: started.elapsed() })
+    }
+
+    /// [`SqlWorkers::run`] with the result encoded in `format` by the child, under its memory
+    /// and time limits.
+    pub(super) async fn run_encoded(
+        &self,
+        request: &SqlRequest,
+        format: SqlFormat,
+        timeout: Duration,
+    ) -> QueryResult<EncodedResult> {
+        let started = Instant::now();
+        let (counts, body) = self.answer(request, Some(format), timeout).await?;
+        Ok(EncodedResult {
+            columns: counts.columns,
+            rows: counts.rows,
+            truncated: counts.truncated,
+            elapsed: started.elapsed(),
+            body,
+        })
+    }
+
+    /// A slot, then a child's answer: its counts and what follows them (Arrow IPC, or the result
+    /// encoded in `encoded`).
+    async fn answer(
+        &self,
+        request: &SqlRequest,
+        encoded: Option<SqlFormat>,
+        timeout: Duration,
+    ) -> QueryResult<(Counts, Vec<u8>)> {
         let started = Instant::now();
         // Waiting for a slot is not the query's fault: a query that found none in its time is
         // refused as the server being busy, to be retried.
@@ -86,23 +136,32 @@ impl SqlWorkers {
         })?;
         let _slot = slot.map_err(|_| worker_failed("the SQL workers are shut down"))?;
         let left = timeout.saturating_sub(started.elapsed());
-        let (schema, batches, header) =
-            tokio::time::timeout(left, self.run_child(request, left)).await.map_err(|_| timed_out(timeout))??;
-        Ok(SqlResult { schema, batches, rows: header.rows, truncated: header.truncated, elapsed: started.elapsed() })
+        tokio::time::timeout(left, self.run_child(request, encoded, left)).await.map_err(|_| timed_out(timeout))?
     }
 
     async fn run_child(
         &self,
         request: &SqlRequest,
+        encoded: Option<SqlFormat>,
         left: Duration,
-    ) -> QueryResult<(SchemaRef, Vec<datafusion::arrow::array::RecordBatch>, Counts)> {
-        let wire = WireRequest::of(request, left);
+    ) -> QueryResult<(Counts, Vec<u8>)> {
+        let wire = WireRequest::of(request, encoded.is_some(), left);
         let input = serde_json::to_vec(&wire).map_err(|err| worker_failed(&err.to_string()))?;
+        std::fs::create_dir_all(&self.scratch)
+            .map_err(|err| worker_failed(&format!("cannot create {}: {err}", self.scratch.display())))?;
+        // Dropped after the child: on every way out of here, the child is killed (if still
+        // running) and then its spill files removed.
+        let spill = tempfile::Builder::new()
+            .prefix("query-")
+            .tempdir_in(&self.scratch)
+            .map_err(|err| worker_failed(&format!("cannot create a directory in {}: {err}", self.scratch.display())))?;
         let mut child = tokio::process::Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // DataFusion spills into the OS's temporary directory: this child's own.
+            .env("TMPDIR", spill.path())
             // The arenas are reserved without committing them, so the memory limit counts what
             // the child uses rather than mimalloc's 1 GiB reservations.
             .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
@@ -125,10 +184,11 @@ impl SqlWorkers {
             read_tail(stderr, STDERR_TAIL_BYTES),
             child.wait()
         );
+        drop(spill);
         let status = status.map_err(|err| worker_failed(&format!("waiting for the worker: {err}")))?;
         let answer = answer.map_err(|err| worker_failed(&format!("reading the worker's answer: {err}")))?;
         let tail = String::from_utf8_lossy(&tail).into_owned();
-        let Some(answer) = answer else {
+        let Some(mut answer) = answer else {
             // Arrow IPC can take more than the result's Arrow data (a dictionary is written whole
             // for a few rows): still the result's size, still the query's to change.
             return Err(bad(format!(
@@ -151,13 +211,8 @@ impl SqlWorkers {
             Header::Error { message, fault: Fault::Unavailable, .. } => Err(QueryError::Unavailable(message)),
             Header::Error { message, fault: Fault::Ours, .. } => Err(worker_failed(&message)),
             Header::Rows(counts) => {
-                let reader = StreamReader::try_new(std::io::Cursor::new(&answer[newline + 1..]), None)
-                    .map_err(|err| worker_failed(&format!("the worker's rows: {err}")))?;
-                let schema = reader.schema();
-                let batches = reader
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|err| worker_failed(&format!("the worker's rows: {err}")))?;
-                Ok((schema, batches, counts))
+                answer.drain(..=newline);
+                Ok((counts, answer))
             }
         }
     }
@@ -237,11 +292,14 @@ struct WireRequest {
     province: Option<String>,
     commune: Option<String>,
     format: Option<String>,
+    /// Answer the result encoded in `format` rather than as Arrow IPC.
+    encoded: bool,
 }
 
 impl WireRequest {
-    fn of(request: &SqlRequest, left: Duration) -> WireRequest {
+    fn of(request: &SqlRequest, encoded: bool, left: Duration) -> WireRequest {
         WireRequest {
+            encoded,
             sql: request.sql.clone(),
             max_rows: request.max_rows,
             // The parent's limit holds (it kills the child); the child's own comes a little later,
@@ -270,6 +328,8 @@ impl WireRequest {
 struct Counts {
     rows: usize,
     truncated: bool,
+    /// Each column's name and type, for an encoded answer's head.
+    columns: Vec<(String, String)>,
 }
 
 /// Whose fault a failed query is, as [`QueryError`]'s variants say.
@@ -296,36 +356,41 @@ pub async fn answer_one(queries: &PetitionQueries) -> std::io::Result<()> {
     let mut input = Vec::new();
     tokio::io::stdin().take(MAX_REQUEST_BYTES).read_to_end(&mut input).await?;
     let outcome = match serde_json::from_slice::<WireRequest>(&input) {
-        Ok(wire) => queries.sql(&wire.request()).await,
-        Err(err) => Err(worker_failed(&format!("the request is not understood: {err}"))),
-    };
-    let mut out = Vec::new();
-    let header = match &outcome {
-        Ok(result) => Header::Rows(Counts { rows: result.rows, truncated: result.truncated }),
-        Err(QueryError::BadRequest { field, message }) => {
-            Header::Error { field: (*field).to_owned(), message: message.clone(), fault: Fault::Caller }
-        }
-        Err(QueryError::Unavailable(message)) => {
-            Header::Error { field: "sql".to_owned(), message: message.clone(), fault: Fault::Unavailable }
-        }
-        Err(other) => Header::Error { field: "sql".to_owned(), message: other.to_string(), fault: Fault::Ours },
-    };
-    serde_json::to_writer(&mut out, &header).map_err(std::io::Error::other)?;
-    out.push(b'\n');
-    if let Ok(result) = &outcome {
-        match super::to_arrow_ipc(result) {
-            Ok(rows) => out.extend_from_slice(&rows),
-            Err(err) => {
-                out.clear();
-                let header = Header::Error { field: "sql".to_owned(), message: err.to_string(), fault: Fault::Ours };
-                serde_json::to_writer(&mut out, &header).map_err(std::io::Error::other)?;
-                out.push(b'\n');
+        Ok(wire) => {
+            let encoded = wire.encoded;
+            let request = wire.request();
+            match queries.sql(&request).await {
+                Ok(result) => encode(&result, if encoded { request.format } else { None }),
+                Err(err) => Err(err),
             }
         }
-    }
+        Err(err) => Err(worker_failed(&format!("the request is not understood: {err}"))),
+    };
+    let (header, body) = match outcome {
+        Ok((counts, body)) => (Header::Rows(counts), body),
+        Err(QueryError::BadRequest { field, message }) => {
+            (Header::Error { field: field.to_owned(), message, fault: Fault::Caller }, Vec::new())
+        }
+        Err(QueryError::Unavailable(message)) => {
+            (Header::Error { field: "sql".to_owned(), message, fault: Fault::Unavailable }, Vec::new())
+        }
+        Err(other) => {
+            (Header::Error { field: "sql".to_owned(), message: other.to_string(), fault: Fault::Ours }, Vec::new())
+        }
+    };
+    let mut head = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
+    head.push(b'\n');
     let mut stdout = tokio::io::stdout();
-    stdout.write_all(&out).await?;
+    stdout.write_all(&head).await?;
+    stdout.write_all(&body).await?;
     stdout.flush().await
+}
+
+/// The counts of `result` and its rows: encoded in `format` (within [`MAX_ENCODED_BYTES`]), or
+/// as Arrow IPC for the parent to read back.
+fn encode(result: &SqlResult, format: Option<SqlFormat>) -> QueryResult<(Counts, Vec<u8>)> {
+    let encoded = EncodedResult::of(result, format.unwrap_or(SqlFormat::Arrow))?;
+    Ok((Counts { rows: encoded.rows, truncated: encoded.truncated, columns: encoded.columns }, encoded.body))
 }
 
 #[cfg(test)]
@@ -340,7 +405,7 @@ mod tests {
         request.province = Some("01".into());
         request.commune = Some("00004".into());
         request.format = Some(SqlFormat::Csv);
-        let wire = serde_json::to_vec(&WireRequest::of(&request, Duration::from_millis(1500))).unwrap();
+        let wire = serde_json::to_vec(&WireRequest::of(&request, true, Duration::from_millis(1500))).unwrap();
         let back = serde_json::from_slice::<WireRequest>(&wire).unwrap().request();
         assert_eq!(back.timeout, Duration::from_millis(1500) + CHILD_GRACE);
         assert_eq!(back.sql, "SELECT 1");
@@ -351,7 +416,7 @@ mod tests {
         assert_eq!(back.format, Some(SqlFormat::Csv));
         // The longest query text, of the characters JSON escapes longest, fits what the child reads.
         let worst = SqlRequest::new(&"\u{1}".repeat(super::super::MAX_SQL_BYTES));
-        let wire = serde_json::to_vec(&WireRequest::of(&worst, Duration::from_secs(300))).unwrap();
+        let wire = serde_json::to_vec(&WireRequest::of(&worst, false, Duration::from_secs(300))).unwrap();
         assert!(wire.len() as u64 <= MAX_REQUEST_BYTES, "{} bytes", wire.len());
     }
 
@@ -381,8 +446,13 @@ mod tests {
     async fn a_child_is_killed_at_the_time_limit_and_a_busy_pool_is_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
-        let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
-        let workers = Arc::new(SqlWorkers::new("/bin/sh".into(), vec!["-c".into(), script.into()], 1));
+        // A spill file, as DataFusion writes them, in the child's own temporary directory.
+        let script = format!("echo $$ > {}; echo spilled > \"$TMPDIR/spill\"; exec sleep 30", pid_file.display());
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir_all(scratch.join("query-of-a-killed-server")).unwrap();
+        std::fs::write(scratch.join("query-of-a-killed-server/spill"), "left").unwrap();
+        let workers = Arc::new(SqlWorkers::new("/bin/sh".into(), vec!["-c".into(), script.into()], 1, scratch.clone()));
+        assert!(!scratch.exists(), "what a killed server left is removed at the start");
         let request = SqlRequest::new("SELECT 1");
         let first = {
             let (workers, request) = (workers.clone(), request.clone());
@@ -403,18 +473,21 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(ended(pid), "the child {pid} still runs after its time limit");
+        let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().flatten().map(|entry| entry.path()).collect();
+        assert!(left.is_empty(), "spill directories left after the child was killed: {left:?}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_child_that_answers_nothing_is_a_problem_and_one_that_cannot_start_is_ours() {
-        let silent = SqlWorkers::new("/bin/sh".into(), vec!["-c".into(), "exit 3".into()], 1);
+        let dir = tempfile::tempdir().unwrap();
+        let silent = SqlWorkers::new("/bin/sh".into(), vec!["-c".into(), "exit 3".into()], 1, dir.path().join("a"));
         match silent.run(&SqlRequest::new("SELECT 1"), Duration::from_secs(5)).await {
             Err(QueryError::BadRequest { field: "sql", message }) => {
                 assert!(message.contains("exit status 3"), "{message}")
             }
             other => panic!("{other:?}"),
         }
-        let missing = SqlWorkers::new("/nonexistent/voxpop".into(), Vec::new(), 1);
+        let missing = SqlWorkers::new("/nonexistent/voxpop".into(), Vec::new(), 1, dir.path().join("b"));
         assert!(matches!(
             missing.run(&SqlRequest::new("SELECT 1"), Duration::from_secs(5)).await,
             Err(QueryError::Export(message)) if message.contains("cannot start")

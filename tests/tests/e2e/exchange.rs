@@ -330,6 +330,26 @@ async fn adbc_clients_read_sql_results_over_arrow_flight() {
     assert!(!masked.to_string().contains("0987654321") && !masked.to_string().contains("0912345678"), "{masked}");
     let refused = flight_query(port, "DROP TABLE petitions");
     assert!(refused["error"].as_str().unwrap_or_default().contains("read-only"), "{refused}");
+    // Dictionary-encoded columns come back as dictionaries, with the schema FlightInfo announced
+    // (expanded to plain strings they differed, and ADBC refused the stream).
+    let titles =
+        flight_query(port, "SELECT arrow_cast(title, 'Dictionary(Int32, Utf8)') AS t FROM petitions ORDER BY title");
+    assert_eq!(titles["rows"], 9, "{titles}");
+    assert!(titles["schema"]["t"].as_str().unwrap().starts_with("dictionary<values=string, indices=int32"), "{titles}");
+    for n in 0..9 {
+        assert_eq!(titles["data"][n]["t"], format!("Kiến nghị số {n} về nước sạch"), "{titles}");
+    }
+    // Over several batches whose dictionaries differ (8192 rows a batch): each value as often
+    // as it was asked for.
+    let values = flight_query(
+        port,
+        "SELECT arrow_cast(CAST(value / 2500 AS VARCHAR), 'Dictionary(Int32, Utf8)') AS d FROM range(10000) ORDER BY value",
+    );
+    assert_eq!(values["rows"], 10000, "{}", values["error"]);
+    let data = values["data"].as_array().unwrap();
+    for (n, row) in data.iter().enumerate() {
+        assert_eq!(row["d"], (n / 2500).to_string(), "row {n}");
+    }
 }
 
 async fn act(server: &Server, token: &str, id: &str, action: Value) {
@@ -712,7 +732,84 @@ async fn sql_that_broke_the_engine_is_a_problem_naming_sql_and_the_server_stays_
         assert!(health.status().is_success(), "{what}: /healthz answered {}", health.status());
         assert!(started.elapsed() < Duration::from_secs(2), "{what}: /healthz after {:?}", started.elapsed());
     }
+    // A result small as Arrow and large as text (one dictionary value on every row): refused
+    // while the worker encodes it, not encoded in the server.
+    let dictionary = "SELECT arrow_cast(repeat('x', 10000), 'Dictionary(Int32, Utf8)') AS d FROM range(100000)";
+    for format in ["csv", "json"] {
+        let response = client
+            .post(server.url(&format!("/api/v1/sql?format={format}")))
+            .json(&json!({"sql": dictionary, "max_rows": 1000000}))
+            .send()
+            .await
+            .unwrap();
+        let message = problem_naming(response, reqwest::StatusCode::BAD_REQUEST, "sql", format).await;
+        assert!(message.contains(&format!("MiB as {format}")), "{format}: {message}");
+    }
+    // The workers that were killed or ran out of memory left no spill files behind.
+    let scratch = server.data_dir.join("tmp").join("sql");
+    let left: Vec<_> =
+        std::fs::read_dir(&scratch).map(|dir| dir.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "spill directories left: {left:?}");
     let response = client.post(server.url("/api/v1/sql")).json(&json!({"sql": "SELECT count(*) AS n FROM petitions"}));
     let result: Value = response.send().await.unwrap().json().await.unwrap();
     assert_eq!(result["rows"][0]["n"], 3, "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_queries_that_find_no_free_worker_in_their_time_are_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), None, &["--sql-workers", "1"]).await;
+    let client = reqwest::Client::new();
+    let long = json!({
+        "sql": "SELECT count(*) FROM generate_series(1, 200000) a, generate_series(1, 200000) b WHERE a.value + b.value = 7",
+        "timeout_s": 6,
+    });
+    let running = tokio::spawn(client.post(server.url("/api/v1/sql")).json(&long).send());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let waiting = client.post(server.url("/api/v1/sql")).json(&json!({"sql": "SELECT 1", "timeout_s": 2})).send();
+    let response = waiting.await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let problem: Value = response.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap_or_default().contains("busy"), "{problem}");
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+    let first = running.await.unwrap().unwrap();
+    assert_eq!(first.status(), reqwest::StatusCode::BAD_REQUEST, "the long query ran past its own limit");
+    // The slot is free again.
+    let response = client.post(server.url("/api/v1/sql")).json(&json!({"sql": "SELECT 1 AS one"})).send().await;
+    let result: Value = response.unwrap().json().await.unwrap();
+    assert_eq!(result["rows"][0]["one"], 1, "{result}");
+}
+
+/// Runs `sql` `count` times for its Flight SQL partitions without fetching them, then fetches the
+/// first and runs it once more (`flight_query.py --hold`).
+fn flight_hold(port: u16, sql: &str, count: usize) -> Value {
+    let output = Command::new(python())
+        .arg(py_script("flight_query.py"))
+        .arg(format!("grpc://127.0.0.1:{port}"))
+        .arg(sql)
+        .args(["--hold", &count.to_string()])
+        .output()
+        .expect("run python (adbc-driver-flightsql, installed by scripts/test.sh)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Results wait for their clients in bounded numbers: a client that asks for results and never
+/// fetches them is answered RESOURCE_EXHAUSTED once 64 wait, and a fetched one makes room.
+#[tokio::test(flavor = "multi_thread")]
+async fn flight_sql_refuses_results_past_its_bound_until_some_are_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = voxpop_tests::server::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let _server = Server::start_with(&dir.path().join("data"), None, &["--flight", &address]).await;
+    let report = flight_hold(port, "SELECT 1 AS one", 70);
+    assert_eq!(report["held"], 64, "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("RESOURCE_EXHAUSTED") || error.contains("ResourceExhausted"), "{report}");
+    assert!(error.contains("fetch (DoGet)"), "{report}");
+    assert_eq!(report["fetched"], 1, "{report}");
+    assert_eq!(report["after_fetch"], 1, "{report}");
 }
