@@ -40,6 +40,10 @@ fn query_problem(err: QueryError) -> Response {
     }
 }
 
+/// The largest `POST /api/v1/sql` body: a query text of [`sql::MAX_SQL_BYTES`] written with
+/// JSON's escapes (up to 6 bytes a character), and the other members.
+pub const MAX_SQL_REQUEST_BYTES: usize = 6 * sql::MAX_SQL_BYTES + 64 * 1024;
+
 /// A `POST /api/v1/sql` body: `{"sql": "...", "max_rows": .., "timeout_s": ..}`.
 #[derive(Debug)]
 pub struct SqlBody {
@@ -56,12 +60,17 @@ impl SqlBody {
         if sql.is_none() && !errors.iter().any(|e| e.field == "sql") {
             errors.push(FieldError::required("sql"));
         }
-        let max_rows =
+        let max_rows: Option<usize> =
             member(&members, "max_rows", &format!("a whole number from 0 to {}", sql::MAX_ROWS), &mut errors);
+        if max_rows.is_some_and(|rows| rows > sql::MAX_ROWS) {
+            let message =
+                format!("`max_rows` must be from 0 to {}; page with LIMIT/OFFSET or export the dataset", sql::MAX_ROWS);
+            errors.push(FieldError::new("max_rows", "range", message));
+        }
         let limit = sql::MAX_TIMEOUT.as_secs();
-        let timeout_s =
+        let timeout_s: Option<u64> =
             member(&members, "timeout_s", &format!("a whole number of seconds from 1 to {limit}"), &mut errors);
-        if timeout_s == Some(0) {
+        if timeout_s.is_some_and(|seconds| seconds == 0 || seconds > limit) {
             errors.push(FieldError::new("timeout_s", "range", format!("`timeout_s` must be from 1 to {limit}")));
         }
         match sql {
@@ -395,6 +404,9 @@ mod tests {
     fn sql_body_errors_name_the_field() {
         assert_eq!(fields(SqlBody::parse(br#"{"sql": "SELECT 1", "max_rows": -1}"#).unwrap_err()), ["max_rows"]);
         assert_eq!(fields(SqlBody::parse(br#"{"sql": "SELECT 1", "timeout_s": 0}"#).unwrap_err()), ["timeout_s"]);
+        assert_eq!(fields(SqlBody::parse(br#"{"sql": "SELECT 1", "timeout_s": 301}"#).unwrap_err()), ["timeout_s"]);
+        assert_eq!(fields(SqlBody::parse(br#"{"sql": "SELECT 1", "max_rows": 1000001}"#).unwrap_err()), ["max_rows"]);
+        assert_eq!(fields(SqlBody::parse(br#"{"sql": "SELECT 1", "sql": "SELECT 2"}"#).unwrap_err()), ["sql"]);
         assert_eq!(fields(SqlBody::parse(br#"{"sql": 1}"#).unwrap_err()), ["sql"]);
         assert_eq!(fields(SqlBody::parse(br#"{"query": "SELECT 1"}"#).unwrap_err()), ["query", "sql"]);
         assert_eq!(fields(SqlBody::parse(b"{").unwrap_err()), [""]);

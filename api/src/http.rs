@@ -74,7 +74,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/track/{code}/actions", post(crate::handling::track_act))
         .route("/api/v1/search", get(search))
         .route("/api/v1/summaries/weekly", get(weekly_summary))
-        .route("/api/v1/sql", post(crate::exchange::run_sql))
+        // Its own body limit: a query text may take 512 KiB, more once escaped as JSON.
+        .route(
+            "/api/v1/sql",
+            post(crate::exchange::run_sql).layer(DefaultBodyLimit::max(crate::exchange::MAX_SQL_REQUEST_BYTES)),
+        )
         .route("/api/v1/reports", post(crate::reports_api::submit))
         .route("/api/v1/reports/upload", post(crate::reports_api::upload))
         .route("/api/v1/reports/template", get(crate::reports_api::template))

@@ -101,6 +101,13 @@ enum Command {
               default_value_t = voxpop_api::listener::BODY_READ_TIMEOUT.as_millis() as u64,
               value_parser = clap::value_parser!(u64).range(1..))]
         body_read_timeout_ms: u64,
+        /// Milliseconds writing an answer may make no progress (the client reads nothing) before
+        /// the connection is closed and the answer dropped; a client that keeps reading, however
+        /// slowly, is not cut.
+        #[arg(long, env = "VOXPOP_WRITE_STALL_TIMEOUT_MS",
+              default_value_t = voxpop_api::listener::WRITE_STALL_TIMEOUT.as_millis() as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        write_stall_timeout_ms: u64,
     },
     /// Searches the index of a data directory.
     Search {
@@ -496,6 +503,7 @@ fn main() -> anyhow::Result<()> {
                 sql_workers,
                 header_read_timeout_ms,
                 body_read_timeout_ms,
+                write_stall_timeout_ms,
             } => {
                 let options = commands::ServeOptions {
                     data_dir,
@@ -515,6 +523,7 @@ fn main() -> anyhow::Result<()> {
                     timeouts: voxpop_api::listener::Timeouts {
                         header_read: std::time::Duration::from_millis(header_read_timeout_ms),
                         body_read: std::time::Duration::from_millis(body_read_timeout_ms),
+                        write_stall: std::time::Duration::from_millis(write_stall_timeout_ms),
                     },
                 };
                 commands::serve(options).await

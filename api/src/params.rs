@@ -68,19 +68,19 @@ pub fn problem_errors(problem: &Problem) -> Vec<FieldError> {
 
 /// The members of a JSON object body. A body that is not JSON, or not an object, is refused as
 /// a whole (the field is empty, so the problem is a 400); each key outside `known` is named as
-/// an unknown field, as the petitions intake answers.
+/// an unknown field, as the petitions intake answers, and each key given twice as repeated.
 pub fn body_members(bytes: &[u8], known: &[&str]) -> Result<(Map<String, Value>, Vec<FieldError>), Vec<FieldError>> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
+    let object: TopObject = serde_json::from_slice(bytes).map_err(|err| {
         vec![FieldError::new(
             "",
             "malformed_json",
             format!("malformed JSON at line {} column {}: {err}", err.line(), err.column()),
         )]
     })?;
-    let Value::Object(members) = value else {
+    let TopObject::Object { members, repeated } = object else {
         return Err(vec![FieldError::new("", "type", "expected a JSON object")]);
     };
-    let unknown = members
+    let mut errors: Vec<FieldError> = members
         .keys()
         .filter(|key| !known.contains(&key.as_str()))
         .map(|key| {
@@ -91,7 +91,67 @@ pub fn body_members(bytes: &[u8], known: &[&str]) -> Result<(Map<String, Value>,
             )
         })
         .collect();
-    Ok((members, unknown))
+    // Which of two values was meant is not ours to guess (serde keeps the last without a word).
+    errors.extend(repeated.into_iter().map(|key| {
+        let message = format!("`{key}` is given more than once");
+        FieldError::new(&key, "duplicate_field", message)
+    }));
+    Ok((members, errors))
+}
+
+/// A JSON body's top level: an object with the names given more than once, or another value.
+enum TopObject {
+    Object { members: Map<String, Value>, repeated: Vec<String> },
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for TopObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TopObject, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TopObject;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopObject, A::Error> {
+                let (mut members, mut repeated) = (Map::new(), Vec::new());
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    if members.contains_key(&key) && !repeated.contains(&key) {
+                        repeated.push(key.clone());
+                    }
+                    members.insert(key, value);
+                }
+                Ok(TopObject::Object { members, repeated })
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopObject, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(TopObject::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<TopObject, E> {
+                Ok(TopObject::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<TopObject, E> {
+                Ok(TopObject::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<TopObject, E> {
+                Ok(TopObject::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<TopObject, E> {
+                Ok(TopObject::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<TopObject, E> {
+                Ok(TopObject::Other)
+            }
+            fn visit_unit<E>(self) -> Result<TopObject, E> {
+                Ok(TopObject::Other)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// The member `name` as a `T` (absent or `null`: `None`), or an error naming `name` that says it
@@ -129,6 +189,20 @@ mod tests {
         assert_eq!(fields(&unknown), [("bar", "unknown_parameter"), ("foo", "unknown_parameter")]);
         let params = known_params(Some("week=2025-W38&unit="), &["week", "unit"]).unwrap();
         assert_eq!((params["week"].as_str(), params["unit"].as_str()), ("2025-W38", ""));
+    }
+
+    #[test]
+    fn body_members_name_unknown_and_repeated_members() {
+        let body = br#"{"sql": "SELECT 1", "sql": "SELECT 2", "extra": [1, {"sql": 3}], "sql": "x"}"#;
+        let (members, errors) = body_members(body, &["sql"]).unwrap();
+        assert_eq!(members["sql"], "x");
+        let named: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        assert_eq!(named, [("extra", "unknown_field"), ("sql", "duplicate_field")]);
+        for not_an_object in [&b"[1, 2]"[..], b"\"sql\"", b"3", b"null", b"true"] {
+            let errors = body_members(not_an_object, &["sql"]).unwrap_err();
+            assert_eq!(errors[0].code, "type", "{}", String::from_utf8_lossy(not_an_object));
+        }
+        assert_eq!(body_members(b"{\"sql\":", &["sql"]).unwrap_err()[0].code, "malformed_json");
     }
 
     #[test]

@@ -175,7 +175,10 @@ pub async fn plain_rejections_as_problems(response: Response) -> Response {
     } else {
         Problem::new(status, "request", "The request could not be read", text)
     };
-    if let Some(field) = rejected_field(&problem.detail) {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body as a whole (the empty JSON pointer), as a malformed body is named.
+        problem.errors = vec![ProblemField::from(&FieldError::new("", "too_large", problem.detail.clone()))];
+    } else if let Some(field) = rejected_field(&problem.detail) {
         problem.errors = vec![ProblemField::from(&FieldError::new(&field, "invalid", problem.detail.clone()))];
     }
     let mut converted = problem.into_response();
@@ -217,6 +220,9 @@ mod tests {
         let converted = plain_rejections_as_problems(too_large).await;
         assert_eq!(converted.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(converted.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(converted.into_body(), 1 << 16).await.unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((&problem["errors"][0]["field"], &problem["errors"][0]["code"]), (&"".into(), &"too_large".into()));
 
         let page = (StatusCode::NOT_FOUND, axum::response::Html("<p>không thấy</p>")).into_response();
         let passed = plain_rejections_as_problems(page).await;

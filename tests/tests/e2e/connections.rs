@@ -1,8 +1,10 @@
 //! Connections that hold the server without finishing their request: half a request head, a
-//! head sent a line at a time, a body that stops before its `Content-Length`. The server closes
-//! them within its read timeouts (`api/src/listener.rs`), set here to a second or two with `serve
-//! --header-read-timeout-ms --body-read-timeout-ms` so that the tests wait seconds, not the production half-minute. Raw TCP, because
-//! an HTTP client never sends half a request.
+//! head sent a line at a time, a body that stops before its `Content-Length`; and connections
+//! that stop reading a large answer. The server closes them within its read timeouts and its
+//! write stall timeout (`api/src/listener.rs`), set here to a second or two with `serve
+//! --header-read-timeout-ms --body-read-timeout-ms --write-stall-timeout-ms` so that the tests
+//! wait seconds, not the production minute. Raw TCP, because an HTTP client never sends half a
+//! request, nor shrinks its receive buffer.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use voxpop_tests::server::Server;
 
 /// What the server is given over the timeouts it is configured with before a test calls it
@@ -22,6 +24,31 @@ async fn timed_server(dir: &Path, header_read: Duration, body_read: Duration) ->
     let (header, body) = (header_read.as_millis().to_string(), body_read.as_millis().to_string());
     let args = ["--header-read-timeout-ms", header.as_str(), "--body-read-timeout-ms", body.as_str()];
     Server::start_with(&dir.join("data"), None, &args).await
+}
+
+/// `voxpop serve` with a write stall timeout of `write_stall` (and the default read timeouts).
+async fn write_timed_server(dir: &Path, write_stall: Duration) -> Server {
+    let write_stall = write_stall.as_millis().to_string();
+    Server::start_with(&dir.join("data"), None, &["--write-stall-timeout-ms", write_stall.as_str()]).await
+}
+
+/// A raw connection whose receive buffer is asked to be `recv_buffer` bytes (the kernel may
+/// double it): what the client has not read stays in the server.
+async fn connect_with_recv_buffer(server: &Server, recv_buffer: u32) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(recv_buffer).expect("set the receive buffer size");
+    socket.connect(server.addr).await.expect("connect to the server")
+}
+
+/// `POST /api/v1/sql` of `sql`, the connection to close after the answer.
+fn sql_request(sql: &str) -> Vec<u8> {
+    let body = json!({ "sql": sql }).to_string();
+    format!(
+        "POST /api/v1/sql HTTP/1.1\r\nHost: voxpop\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 async fn connect(server: &Server) -> TcpStream {
@@ -224,5 +251,124 @@ async fn healthz_answers_while_half_open_connections_are_held() {
         assert!(closed_within(stream, left).await.is_some(), "a half-open connection still open after the timeout");
     }
     eprintln!("50 half-open connections: all closed {:?} after they opened", opened.elapsed());
+    healthz_on_fresh_connection(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_the_client_does_not_read_is_dropped_after_the_write_stall_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let write_stall = Duration::from_secs(2);
+    let server = write_timed_server(dir.path(), write_stall).await;
+
+    // A 20 MB answer to a client with a tiny receive buffer that reads its head, then nothing for
+    // a while: the server fills the socket, and then its writes wait.
+    let length = 20_000_000;
+    let mut stream = connect_with_recv_buffer(&server, 4096).await;
+    stream.write_all(&sql_request(&format!("SELECT repeat('x', {length}) AS big"))).await.unwrap();
+    let sent = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !received.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = tokio::time::timeout(MARGIN, stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer after {MARGIN:?}:\n{}", server.output()))
+            .expect("read the response head");
+        assert!(read > 0, "closed before a response head: {:?}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&buf[..read]);
+    }
+    let answered = sent.elapsed();
+    tokio::time::sleep(write_stall + Duration::from_secs(1)).await;
+
+    // Now read: what the kernel buffers held, then the end of a connection the server closed,
+    // long before the 20 MB.
+    let limit = write_stall + MARGIN;
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => received.extend_from_slice(&buf[..read]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a connection that read nothing still open {limit:?} later:\n{}", server.output());
+    eprintln!(
+        "a client that read nothing of a 20 MB answer after its head ({answered:?} after the request): \
+         closed by {:?}, {} bytes sent",
+        sent.elapsed(),
+        received.len()
+    );
+    let head = String::from_utf8_lossy(&received[..received.len().min(512)]).into_owned();
+    // The answer was the large one (not an error that closed the connection by itself) ...
+    assert!(head.starts_with("HTTP/1.1 200"), "not the SQL answer: {head:?}");
+    let content_length: usize = head
+        .to_ascii_lowercase()
+        .split("\r\n")
+        .find_map(|line| line.strip_prefix("content-length:").map(|value| value.trim().parse().unwrap()))
+        .expect("a Content-Length");
+    assert!(content_length > length, "{head:?}");
+    // ... and the server gave up on it: the client got a small part only.
+    assert!(
+        received.len() < content_length / 2,
+        "the client got {} bytes of {content_length}: the server kept writing",
+        received.len()
+    );
+
+    // The server itself is fine.
+    healthz_on_fresh_connection(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_but_steady_reader_gets_its_whole_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let write_stall = Duration::from_secs(2);
+    let server = write_timed_server(dir.path(), write_stall).await;
+
+    // A 5 MB answer read 64 KiB every 100 ms: over 7 s in all, well over the stall timeout, but
+    // never pausing as long.
+    let length = 5_000_000;
+    let mut stream = connect_with_recv_buffer(&server, 64 * 1024).await;
+    stream.write_all(&sql_request(&format!("SELECT repeat('x', {length}) AS big"))).await.unwrap();
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    let mut ended = false;
+    while !ended {
+        interval.tick().await;
+        // 64 KiB, or what is left before the end.
+        let mut filled = 0;
+        while filled < buf.len() {
+            let read = tokio::time::timeout(MARGIN, stream.read(&mut buf[filled..]))
+                .await
+                .unwrap_or_else(|_| panic!("no data for {MARGIN:?}:\n{}", server.output()))
+                .unwrap_or_else(|err| {
+                    panic!("the server reset a slow reader's connection after {:?}: {err}", started.elapsed())
+                });
+            if read == 0 {
+                ended = true;
+                break;
+            }
+            filled += read;
+        }
+        received.extend_from_slice(&buf[..filled]);
+    }
+    let elapsed = started.elapsed();
+    eprintln!("a 5 MB answer read 64 KiB every 100 ms: {} bytes in {elapsed:?}", received.len());
+
+    let head_end = received.windows(4).position(|window| window == b"\r\n\r\n").expect("a response head") + 4;
+    let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let content_length: usize = head
+        .split("\r\n")
+        .find_map(|line| line.strip_prefix("content-length:").map(|value| value.trim().parse().unwrap()))
+        .expect("a Content-Length");
+    let body = &received[head_end..];
+    assert_eq!(body.len(), content_length, "the answer was cut after {elapsed:?}");
+    let answer: Value = serde_json::from_slice(body).expect("a JSON answer");
+    assert_eq!(answer["rows"][0]["big"].as_str().map(str::len), Some(length));
+    // Slower in all than the stall timeout, or the test proves nothing.
+    assert!(elapsed > write_stall, "read in {elapsed:?}");
+
     healthz_on_fresh_connection(&server).await;
 }

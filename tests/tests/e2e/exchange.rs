@@ -555,6 +555,28 @@ async fn sql_and_export_requests_a_client_gets_wrong_are_problems_naming_the_fie
     }
     assert_eq!(sql(json!({"sql": "SELECT interval '1 day' AS i"}), "csv").await.status(), reqwest::StatusCode::OK);
 
+    // Query texts up to their own limit reach it, escaped or not; a larger body is a 413 problem.
+    let long = format!("SELECT 1 -- {}", "x".repeat(600 * 1024));
+    let message = problem_naming(sql(json!({"sql": long}), "json").await, bad, "sql", "600 KiB").await;
+    assert!(message.contains("512 KiB"), "{message}");
+    let escaped = format!("SELECT 1 AS one -- {}", "\u{1}".repeat(500 * 1024));
+    let response = sql(json!({"sql": escaped}), "json").await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK, "500 KiB of escaped characters in a comment");
+    let huge = json!({"sql": format!("SELECT 1 -- {}", "x".repeat(5 << 20))});
+    let response = sql(huge, "json").await;
+    assert_eq!(response.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    // Repeated members and out-of-range numbers are named.
+    let twice = "{\"sql\": \"SELECT 1\", \"sql\": \"SELECT 2\"}";
+    let response = client.post(server.url("/api/v1/sql")).header("content-type", "application/json").body(twice);
+    problem_naming(response.send().await.unwrap(), invalid, "sql", "sql twice").await;
+    for (body, field) in [
+        (json!({"sql": "SELECT 1", "timeout_s": 301}), "timeout_s"),
+        (json!({"sql": "SELECT 1", "max_rows": 1_000_001}), "max_rows"),
+    ] {
+        problem_naming(sql(body, "json").await, invalid, field, field).await;
+    }
+
     // Body fields by name.
     problem_naming(sql(json!({"sql": "SELECT 1", "max_rows": -1}), "json").await, invalid, "max_rows", "max_rows")
         .await;
