@@ -803,6 +803,22 @@ async fn sql_queries_that_find_no_free_worker_in_their_time_are_503() {
     let response = client.post(server.url("/api/v1/sql")).json(&json!({"sql": "SELECT 1 AS one"})).send().await;
     let result: Value = response.unwrap().json().await.unwrap();
     assert_eq!(result["rows"][0]["one"], 1, "{result}");
+
+    // A worker ends with the server, even one killed with SIGKILL.
+    let mut server = server;
+    let long = json!({"sql": long["sql"], "timeout_s": 60});
+    let _running = tokio::spawn(client.post(server.url("/api/v1/sql")).json(&long).send());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sql_workers_of(&server.data_dir).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!sql_workers_of(&server.data_dir).is_empty(), "no worker started for the long query");
+    server.kill9();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !sql_workers_of(&server.data_dir).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sql_workers_of(&server.data_dir), Vec::<u32>::new(), "workers outlived the killed server");
 }
 
 /// Runs `sql` `count` times for its Flight SQL partitions without fetching them, then fetches the
