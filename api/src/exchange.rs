@@ -17,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -115,35 +116,78 @@ pub async fn run_sql(
         Ok(encoded) => encoded,
         Err(err) => return query_problem(err),
     };
-    let truncated = encoded.truncated;
-    let bytes = match format {
+    let truncated = if encoded.truncated { "true" } else { "false" };
+    let parts = match format {
         SqlFormat::Json => json_answer(encoded),
-        _ => encoded.body,
+        _ => vec![Bytes::from(encoded.body)],
     };
-    let truncated = if truncated { "true" } else { "false" };
+    let length: usize = parts.iter().map(Bytes::len).sum();
+    let body = match held_while_sent(parts) {
+        Ok(body) => body,
+        Err(problem) => return problem.into_response(),
+    };
     (
-        [(header::CONTENT_TYPE, format.content_type()), (header::HeaderName::from_static("x-truncated"), truncated)],
-        bytes,
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (header::HeaderName::from_static("x-truncated"), truncated.to_owned()),
+        ],
+        body,
     )
         .into_response()
 }
 
-/// The JSON answer: the columns, the counts, then the rows spliced in as the Arrow JSON writer
-/// wrote them, without a tree of every value in between.
-fn json_answer(result: EncodedResult) -> Vec<u8> {
+/// The most bytes of SQL answers the server holds while it sends them (1 GiB). One answer is at
+/// most [`sql::MAX_ENCODED_BYTES`], but a client may read it as slowly as it likes (only a
+/// client that stops reading is cut, `listener::WRITE_STALL_TIMEOUT`): without a bound, a few
+/// slow clients could keep gigabytes. Past it a query's answer is a 503, to retry.
+const MAX_ANSWERS_HELD_BYTES: usize = 1 << 30;
+
+/// The budget of [`MAX_ANSWERS_HELD_BYTES`], in KiB.
+fn answers_held() -> &'static Arc<tokio::sync::Semaphore> {
+    static HELD: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(MAX_ANSWERS_HELD_BYTES >> 10)))
+}
+
+/// A body sending `parts` in pieces of 256 KiB (slices, no copies) that holds their bytes against
+/// [`MAX_ANSWERS_HELD_BYTES`] until it is dropped: sent, or its client gone.
+fn held_while_sent(parts: Vec<Bytes>) -> Result<axum::body::Body, Problem> {
+    const PIECE: usize = 256 * 1024;
+    let size: usize = parts.iter().map(Bytes::len).sum();
+    let kib = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let held = answers_held().clone().try_acquire_many_owned(kib).map_err(|_| {
+        Problem::unavailable(
+            format!(
+                "the server holds {} MiB of SQL answers that clients are still reading; retry in a minute",
+                MAX_ANSWERS_HELD_BYTES >> 20
+            ),
+            60,
+        )
+    })?;
+    let pieces: Vec<Bytes> = parts
+        .into_iter()
+        .flat_map(|part| (0..part.len()).step_by(PIECE).map(move |at| part.slice(at..part.len().min(at + PIECE))))
+        .collect();
+    let stream = futures::stream::iter(pieces).map(move |piece| {
+        let _held = &held;
+        Ok::<_, std::convert::Infallible>(piece)
+    });
+    Ok(axum::body::Body::from_stream(stream))
+}
+
+/// The JSON answer: the columns, the counts, then the rows as the Arrow JSON writer wrote them,
+/// in parts sent one after the other (no tree of every value, no copy of the rows).
+fn json_answer(result: EncodedResult) -> Vec<Bytes> {
     let head = json!({
         "columns": result.columns.iter().map(|(name, data_type)| json!({"name": name, "type": data_type})).collect::<Vec<_>>(),
         "row_count": result.rows,
         "truncated": result.truncated,
         "elapsed_ms": result.elapsed.as_millis() as u64,
     });
-    let mut body = head.to_string().into_bytes();
-    body.pop(); // the object's closing brace: the rows follow
-    body.reserve(result.body.len() + 10);
-    body.extend_from_slice(b",\"rows\":");
-    body.extend_from_slice(&result.body);
-    body.push(b'}');
-    body
+    let mut head = head.to_string().into_bytes();
+    head.pop(); // the object's closing brace: the rows follow
+    head.extend_from_slice(b",\"rows\":");
+    vec![Bytes::from(head), Bytes::from(result.body), Bytes::from_static(b"}")]
 }
 
 /// Where an export job stands.
@@ -398,6 +442,25 @@ mod tests {
 
     fn fields(errors: Vec<FieldError>) -> Vec<String> {
         errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[tokio::test]
+    async fn answers_are_held_against_the_budget_until_sent_or_dropped() {
+        let budget = answers_held().available_permits();
+        let parts =
+            vec![Bytes::from(vec![b'a'; 600 * 1024]), Bytes::from_static(b"{}"), Bytes::from(vec![b'b'; 300_000])];
+        let expected: Vec<u8> = parts.iter().flat_map(|part| part.to_vec()).collect();
+        let body = held_while_sent(parts.clone()).unwrap();
+        assert_eq!(answers_held().available_permits(), budget - expected.len().div_ceil(1024));
+        let sent = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(sent, expected);
+        assert_eq!(answers_held().available_permits(), budget, "released once sent");
+        let dropped = held_while_sent(parts).unwrap();
+        drop(dropped);
+        assert_eq!(answers_held().available_permits(), budget, "released when the client is gone");
+        let too_much = vec![Bytes::from(vec![0u8; MAX_ANSWERS_HELD_BYTES + 1])];
+        let problem = held_while_sent(too_much).unwrap_err();
+        assert_eq!(problem.status, 503);
     }
 
     #[test]
