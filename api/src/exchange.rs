@@ -4,9 +4,15 @@
 //! An export can take minutes, so the request only starts it: the answer is `202 Accepted` with
 //! the job's URL, which reports the rows written so far and, once done, a download link for
 //! `datapackage.json` and each data file.
+//!
+//! At most [`MAX_RUNNING_EXPORTS`] jobs run at once; past that a new one is a `503` with
+//! `Retry-After`. A finished job and its files are kept for [`EXPORT_RETENTION`], then removed
+//! (when a later job starts, and at server start for the directories earlier processes left).
+//! A failed job's files are removed at once.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +23,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -199,15 +205,50 @@ pub enum JobStatus {
     Failed,
 }
 
+/// How many exports may run at once. Each holds a DataFusion scan, a writer thread and files
+/// being written to the data disk: more at once would only share the same CPUs and disk, slow
+/// every one of them and the API beside them, and fill the disk faster than the retention
+/// empties it. Past this a new export is refused with `503` and `Retry-After`.
+pub const MAX_RUNNING_EXPORTS: usize = 2;
+
+/// The `Retry-After` of an export refused while [`MAX_RUNNING_EXPORTS`] run.
+pub const EXPORT_RETRY_AFTER_SECONDS: u64 = 30;
+
+/// How long a finished export (its status and its files under `<data>/exports/<id>/`) is kept
+/// for its download: a day. Older ones are removed when a new export starts, and directories
+/// left by an earlier process (whose jobs this one does not know) at server start.
+pub const EXPORT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The size of the chunks an export file is sent in: a download the client does not read holds
+/// about one chunk, not the file.
+const DOWNLOAD_CHUNK_BYTES: usize = 64 * 1024;
+
 struct Job {
     status: JobStatus,
     started_at: DateTime<Utc>,
+    /// When it ended (done or failed): the retention counts from here.
+    finished: Option<std::time::Instant>,
     rows_written: Arc<AtomicU64>,
     report: Option<ExportReport>,
     error: Option<String>,
     dir: PathBuf,
     /// Who started it: only the same token (or anyone in open mode) reads its status and files.
     owner: Option<String>,
+}
+
+impl Job {
+    fn running(dir: PathBuf, rows_written: Arc<AtomicU64>, owner: Option<String>) -> Job {
+        Job {
+            status: JobStatus::Running,
+            started_at: Utc::now(),
+            finished: None,
+            rows_written,
+            report: None,
+            error: None,
+            dir,
+            owner,
+        }
+    }
 }
 
 /// The export jobs of this process; their files live under `<data>/exports/<id>/`.
@@ -217,13 +258,116 @@ pub struct ExportJobs {
 }
 
 impl ExportJobs {
+    /// The jobs of a starting server: none yet, so the directories under `root` are those of
+    /// earlier processes, removed here once older than [`EXPORT_RETENTION`].
     pub fn new(root: PathBuf) -> ExportJobs {
-        ExportJobs { root, jobs: Mutex::new(HashMap::new()) }
+        let jobs = ExportJobs { root, jobs: Mutex::new(HashMap::new()) };
+        jobs.remove_expired(EXPORT_RETENTION);
+        jobs
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Job>> {
         self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// The jobs still running.
+    fn running(&self) -> usize {
+        self.lock().values().filter(|job| matches!(job.status, JobStatus::Running)).count()
+    }
+
+    /// Adds the running job `id`, unless [`MAX_RUNNING_EXPORTS`] already run.
+    fn admit(&self, id: Uuid, job: Job) -> bool {
+        let mut jobs = self.lock();
+        if jobs.values().filter(|job| matches!(job.status, JobStatus::Running)).count() >= MAX_RUNNING_EXPORTS {
+            return false;
+        }
+        jobs.insert(id, job);
+        true
+    }
+
+    /// Forgets the jobs finished more than `retention` ago and removes their directories, and
+    /// the directories under the root no job knows of (an earlier process's) last changed more
+    /// than `retention` ago. Returns how many directories it removed.
+    fn remove_expired(&self, retention: Duration) -> usize {
+        let (mut expired, known) = {
+            let mut jobs = self.lock();
+            let mut expired = Vec::new();
+            jobs.retain(|_, job| {
+                let keep = job.finished.is_none_or(|at| at.elapsed() < retention);
+                if !keep {
+                    expired.push(job.dir.clone());
+                }
+                keep
+            });
+            (expired, jobs.values().map(|job| job.dir.clone()).collect::<HashSet<_>>())
+        };
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let old = entry
+                    .metadata()
+                    .and_then(|meta| meta.modified())
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|age| age >= retention);
+                if old && !known.contains(&path) && !expired.contains(&path) {
+                    expired.push(path);
+                }
+            }
+        }
+        expired.retain(|dir| remove_export_dir(dir));
+        if !expired.is_empty() {
+            tracing::info!(removed = expired.len(), "removed expired exports");
+        }
+        expired.len()
+    }
+
+    /// Records how the job `id` ended; a failed job's partial files are removed.
+    fn finish(&self, id: Uuid, outcome: Result<ExportReport, String>) {
+        let failed_dir = {
+            let mut jobs = self.lock();
+            let Some(job) = jobs.get_mut(&id) else { return };
+            job.finished = Some(std::time::Instant::now());
+            match outcome {
+                Ok(report) => {
+                    job.status = JobStatus::Done;
+                    job.report = Some(report);
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%id, %error, "export failed");
+                    job.status = JobStatus::Failed;
+                    job.error = Some(error);
+                    Some(job.dir.clone())
+                }
+            }
+        };
+        if let Some(dir) = failed_dir {
+            remove_export_dir(&dir);
+        }
+    }
+}
+
+/// Removes an export's directory (or a stray file in its place); whether something was there.
+fn remove_export_dir(dir: &FsPath) -> bool {
+    let removed = if dir.is_dir() { std::fs::remove_dir_all(dir) } else { std::fs::remove_file(dir) };
+    match removed {
+        Ok(()) => true,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), error = %err, "could not remove an export");
+            false
+        }
+    }
+}
+
+/// The `503` for an export asked while [`MAX_RUNNING_EXPORTS`] run.
+fn exports_busy() -> Response {
+    Problem::unavailable(
+        format!("{MAX_RUNNING_EXPORTS} exports are running, the most at once; try again later"),
+        EXPORT_RETRY_AFTER_SECONDS,
+    )
+    .into_response()
 }
 
 /// A `POST /api/v1/exports` body.
@@ -264,6 +408,11 @@ impl ExportBody {
         };
         let from = member(&members, "from", "a date YYYY-MM-DD", &mut errors);
         let to = member(&members, "to", "a date YYYY-MM-DD", &mut errors);
+        for (field, day) in [("from", from), ("to", to)] {
+            if let Some(message) = day.and_then(|day| voxpop_queries::export::export_day_problem(field, day)) {
+                errors.push(FieldError::new(field, "range", message));
+            }
+        }
         let since_version = member::<i64>(&members, "since_version", "a table version (a whole number)", &mut errors);
         if let (Some(from), Some(to)) = (from, to)
             && from > to
@@ -292,13 +441,19 @@ impl ExportBody {
 }
 
 /// `POST /api/v1/exports`: starts an export, answers `202` with the job's URL. What the job
-/// would refuse (a `since_version` above the table's version, an XLSX sheet too long) is
-/// refused here, before the job starts.
+/// would refuse (a `since_version` above the table's version, an XLSX sheet too long, a day
+/// outside the years 1900 to 9999) is refused here, before the job starts; while
+/// [`MAX_RUNNING_EXPORTS`] run, the answer is `503` with `Retry-After`. Starting a job removes
+/// the exports older than [`EXPORT_RETENTION`].
 pub async fn start_export(State(state): State<AppState>, caller: crate::auth::Caller, body: Bytes) -> Response {
     let body = match ExportBody::parse(&body) {
         Ok(body) => body,
         Err(errors) => return Problem::invalid(&errors).into_response(),
     };
+    // Before the checks, which may count the rows; counted again below, under the lock.
+    if state.exports.running() >= MAX_RUNNING_EXPORTS {
+        return exports_busy();
+    }
     let mut request = ExportRequest::new(&body.dataset, body.format);
     request.from = body.from;
     request.to = body.to;
@@ -316,36 +471,33 @@ pub async fn start_export(State(state): State<AppState>, caller: crate::auth::Ca
     let id = Uuid::now_v7();
     let dir = state.exports.root.join(id.to_string());
     let rows_written = Arc::new(AtomicU64::new(0));
-    state.exports.lock().insert(
-        id,
-        Job {
-            status: JobStatus::Running,
-            started_at: Utc::now(),
-            rows_written: rows_written.clone(),
-            report: None,
-            error: None,
-            dir: dir.clone(),
-            owner: caller.token_id.clone(),
-        },
-    );
+    if !state.exports.admit(id, Job::running(dir.clone(), rows_written.clone(), caller.token_id.clone())) {
+        return exports_busy();
+    }
     let exports = state.exports.clone();
     let queries = state.queries.clone();
     tokio::spawn(async move {
+        let sweeper = exports.clone();
+        if let Err(err) = tokio::task::spawn_blocking(move || sweeper.remove_expired(EXPORT_RETENTION)).await {
+            tracing::warn!(error = %err, "removing expired exports failed");
+        }
         let progress = move |rows: u64| rows_written.store(rows, Ordering::Relaxed);
-        let outcome = queries.export(&request, &dir, &progress).await;
-        let mut jobs = exports.lock();
-        if let Some(job) = jobs.get_mut(&id) {
-            match outcome {
-                Ok(report) => {
-                    job.status = JobStatus::Done;
-                    job.report = Some(report);
-                }
-                Err(err) => {
-                    tracing::warn!(%id, error = %err, "export failed");
-                    job.status = JobStatus::Failed;
-                    job.error = Some(err.to_string());
-                }
+        // Whatever happens in the export, even a panic, the job ends `done` or `failed`.
+        let outcome = match AssertUnwindSafe(queries.export(&request, &dir, &progress)).catch_unwind().await {
+            Ok(outcome) => outcome.map_err(|err| err.to_string()),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(%id, panic = %message, "export panicked");
+                Err("the export stopped on an internal error".to_owned())
             }
+        };
+        let finisher = exports.clone();
+        if tokio::task::spawn_blocking(move || finisher.finish(id, outcome)).await.is_err() {
+            exports.finish(id, Err("the export stopped on an internal error".to_owned()));
         }
     });
     let url = format!("/api/v1/exports/{id}");
@@ -369,8 +521,11 @@ pub async fn export_status(
     let jobs = state.exports.lock();
     // Another caller's job is not there for this one: the same answer as an unknown id.
     let Some(job) = jobs.get(&id).filter(|job| job.owner == caller.token_id) else {
-        return Problem::not_found(format!("no export `{id}` (jobs are kept until the server restarts)"))
-            .into_response();
+        return Problem::not_found(format!(
+            "no export `{id}` (finished exports are kept for {} hours, and not across a restart)",
+            EXPORT_RETENTION.as_secs() / 3600
+        ))
+        .into_response();
     };
     let base = format!("/api/v1/exports/{id}/files");
     let files = job.report.as_ref().map(|report| {
@@ -393,7 +548,8 @@ pub async fn export_status(
     .into_response()
 }
 
-/// `GET /api/v1/exports/{id}/files/{*path}`: one file of a finished export.
+/// `GET /api/v1/exports/{id}/files/{*path}`: one file of a finished export, streamed from the
+/// disk in chunks of [`DOWNLOAD_CHUNK_BYTES`] with its `Content-Length`.
 pub async fn export_file(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
@@ -430,10 +586,39 @@ pub async fn export_file(
         Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         _ => "application/octet-stream",
     };
-    match tokio::fs::read(dir.join(&path)).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
-        Err(err) => Problem::internal(&err).into_response(),
-    }
+    let file = match tokio::fs::File::open(dir.join(&path)).await {
+        Ok(file) => file,
+        // Removed after its retention since the check above.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Problem::not_found(format!("export `{id}` has no file `{path}`")).into_response();
+        }
+        Err(err) => return Problem::internal(&err).into_response(),
+    };
+    let length = match file.metadata().await {
+        Ok(meta) => meta.len(),
+        Err(err) => return Problem::internal(&err).into_response(),
+    };
+    ([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_LENGTH, length.to_string())], file_body(file))
+        .into_response()
+}
+
+/// The body sending `file` from where it stands, one chunk read at a time as the client takes
+/// them.
+fn file_body(file: tokio::fs::File) -> axum::body::Body {
+    use tokio::io::AsyncReadExt;
+    let chunks = futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut chunk = vec![0u8; DOWNLOAD_CHUNK_BYTES];
+        match file.read(&mut chunk).await {
+            Ok(0) => None,
+            Ok(read) => {
+                chunk.truncate(read);
+                Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), Some(file)))
+            }
+            Err(err) => Some((Err(err), None)),
+        }
+    });
+    axum::body::Body::from_stream(chunks)
 }
 
 #[cfg(test)]
@@ -494,5 +679,110 @@ mod tests {
         }
         let body = ExportBody::parse(br#"{"dataset": "petitions", "since_version": 3}"#).unwrap();
         assert_eq!((body.format, body.since_version), (ExportFormat::Parquet, Some(3)));
+    }
+
+    #[test]
+    fn export_days_far_away_are_refused_naming_the_field() {
+        let cases: [(&[u8], &[&str]); 5] = [
+            (br#"{"dataset": "petitions", "to": "+262142-12-31"}"#, &["to"]),
+            (br#"{"dataset": "petition_events", "from": "-0001-01-01"}"#, &["from"]),
+            (br#"{"dataset": "weekly_reports", "from": "1899-12-31", "to": "+10000-01-01"}"#, &["from", "to"]),
+            (br#"{"dataset": "petitions", "from": "+262142-12-31", "to": "2025-01-01"}"#, &["from", "to"]),
+            (br#"{"dataset": "petitions", "to": "+262143-01-01"}"#, &["to"]),
+        ];
+        for (body, expected) in cases {
+            let errors = ExportBody::parse(body).unwrap_err();
+            assert_eq!(fields(errors), expected, "{}", String::from_utf8_lossy(body));
+        }
+        let body = ExportBody::parse(br#"{"dataset": "petitions", "from": "1900-01-01", "to": "9999-12-31"}"#).unwrap();
+        assert_eq!(
+            (body.from.unwrap().to_string(), body.to.unwrap().to_string()),
+            ("1900-01-01".into(), "9999-12-31".into())
+        );
+    }
+
+    fn new_job(exports: &ExportJobs) -> (Uuid, Job) {
+        let id = Uuid::now_v7();
+        (id, Job::running(exports.root.join(id.to_string()), Arc::default(), None))
+    }
+
+    #[test]
+    fn only_so_many_exports_run_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let exports = ExportJobs::new(dir.path().join("exports"));
+        let mut ids = Vec::new();
+        for _ in 0..MAX_RUNNING_EXPORTS {
+            let (id, job) = new_job(&exports);
+            assert!(exports.admit(id, job));
+            ids.push(id);
+        }
+        let (id, extra) = new_job(&exports);
+        assert!(!exports.admit(id, extra), "one more than {MAX_RUNNING_EXPORTS}");
+        assert_eq!(exports.running(), MAX_RUNNING_EXPORTS);
+        // A failed job frees its place as a finished one does.
+        exports.finish(ids[0], Err("no disk".into()));
+        let (id, job) = new_job(&exports);
+        assert!(exports.admit(id, job));
+        assert!(matches!(exports.lock()[&ids[0]].status, JobStatus::Failed));
+        assert_eq!(exports.lock()[&ids[0]].error.as_deref(), Some("no disk"));
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_ends_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let exports = Arc::new(ExportJobs::new(dir.path().join("exports")));
+        let (id, job) = new_job(&exports);
+        std::fs::create_dir_all(&job.dir).unwrap();
+        let job_dir = job.dir.clone();
+        assert!(exports.admit(id, job));
+        let outcome = AssertUnwindSafe(async { panic!("overflow") }).catch_unwind().await;
+        let outcome: Result<ExportReport, String> = outcome.map_err(|_| "the export stopped".to_owned());
+        exports.finish(id, outcome);
+        assert!(matches!(exports.lock()[&id].status, JobStatus::Failed));
+        assert!(!job_dir.exists(), "a failed job's partial files are removed");
+        assert_eq!(exports.running(), 0);
+    }
+
+    #[test]
+    fn expired_exports_are_removed_with_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("exports");
+        // An earlier process's export, no job of this one.
+        let orphan = root.join(Uuid::now_v7().to_string());
+        std::fs::create_dir_all(orphan.join("data")).unwrap();
+        let exports = ExportJobs::new(root.clone());
+        assert!(orphan.exists(), "younger than the retention: kept at start");
+        let (done, job) = new_job(&exports);
+        std::fs::create_dir_all(job.dir.join("data")).unwrap();
+        let done_dir = job.dir.clone();
+        assert!(exports.admit(done, job));
+        let (running, job) = new_job(&exports);
+        std::fs::create_dir_all(&job.dir).unwrap();
+        let running_dir = job.dir.clone();
+        assert!(exports.admit(running, job));
+        exports.lock().get_mut(&done).unwrap().finished = Some(std::time::Instant::now());
+        exports.lock().get_mut(&done).unwrap().status = JobStatus::Done;
+        assert_eq!(exports.remove_expired(EXPORT_RETENTION), 0);
+        assert_eq!(exports.remove_expired(Duration::ZERO), 2, "the finished job's and the orphan");
+        assert!(!orphan.exists() && !done_dir.exists());
+        assert!(running_dir.exists(), "a running job keeps its files");
+        assert!(exports.lock().get(&done).is_none() && exports.lock().contains_key(&running));
+        // A server starting later removes what is older than the retention, and nothing younger.
+        drop(exports);
+        assert!(running_dir.exists());
+        let later = ExportJobs { root: root.clone(), jobs: Mutex::new(HashMap::new()) };
+        assert_eq!(later.remove_expired(Duration::ZERO), 1);
+        assert!(!running_dir.exists());
+    }
+
+    #[tokio::test]
+    async fn export_files_are_streamed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.csv");
+        let content: Vec<u8> = (0..3 * DOWNLOAD_CHUNK_BYTES + 17).map(|n| (n % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let body = file_body(tokio::fs::File::open(&path).await.unwrap());
+        let sent = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(sent, content);
     }
 }

@@ -33,7 +33,7 @@ use voxpop_queries::{PetitionQueries, QueryError};
 /// How long a result waits for its client to fetch it.
 pub const RESULT_TTL: Duration = Duration::from_secs(300);
 
-/// The most bytes of Arrow data (`get_array_memory_size` of the batches) that results may hold,
+/// The most bytes of Arrow data ([`voxpop_queries::sql::result_bytes`] of the batches) that results may hold,
 /// all clients together: those waiting under their tickets and those being sent. A statement's
 /// result is built and kept before its client asks for it (ADBC's `adbc_execute_partitions`
 /// asks for `FlightInfo` alone), so without a bound a client that never fetches grows the server
@@ -231,7 +231,7 @@ impl FlightSqlService for FlightSql {
         self.results().check_room(Instant::now())?;
         let result = self.queries.sql(&sql).await.map_err(status)?;
         let handle = Uuid::now_v7().to_string();
-        let (rows, bytes) = (result.rows, result.batches.iter().map(|b| b.get_array_memory_size()).sum::<usize>());
+        let (rows, bytes) = (result.rows, result.batches.iter().map(voxpop_queries::sql::result_bytes).sum::<usize>());
         let schema = result.schema.clone();
         self.results().insert(handle.clone(), bytes, result, Instant::now())?;
         let ticket = TicketStatementQuery { statement_handle: handle.into_bytes().into() };

@@ -116,14 +116,14 @@ impl<'de> serde::Deserialize<'de> for TopObject {
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopObject, A::Error> {
-                let (mut members, mut repeated) = (Map::new(), Vec::new());
+                let (mut members, mut repeated) = (Map::new(), std::collections::BTreeSet::new());
                 while let Some((key, value)) = map.next_entry::<String, Value>()? {
-                    if members.contains_key(&key) && !repeated.contains(&key) {
-                        repeated.push(key.clone());
+                    if members.contains_key(&key) {
+                        repeated.insert(key.clone());
                     }
                     members.insert(key, value);
                 }
-                Ok(TopObject::Object { members, repeated })
+                Ok(TopObject::Object { members, repeated: repeated.into_iter().collect() })
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopObject, A::Error> {

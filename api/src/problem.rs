@@ -5,6 +5,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use voxpop_schema::FieldError;
 
+/// The most field errors one problem lists; the detail counts the rest.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,13 +67,15 @@ impl Problem {
             .iter()
             .any(|e| e.field.is_empty() && matches!(e.code.as_str(), "malformed_json" | "invalid_utf8" | "type"));
         let status = if unparsable { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
-        let mut problem = Problem::new(
-            status,
-            "validation",
-            "The request has invalid fields",
-            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-        );
-        problem.errors = errors.iter().map(ProblemField::from).collect();
+        // Every bad field is named, up to a bound: a body of 80,000 bad columns or keys would
+        // otherwise be answered with a problem many times its own size.
+        let listed = &errors[..errors.len().min(MAX_LISTED_ERRORS)];
+        let mut detail = listed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        if errors.len() > listed.len() {
+            detail.push_str(&format!("; and {} more problems not listed", errors.len() - listed.len()));
+        }
+        let mut problem = Problem::new(status, "validation", "The request has invalid fields", detail);
+        problem.errors = listed.iter().map(ProblemField::from).collect();
         problem
     }
 

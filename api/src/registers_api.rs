@@ -27,7 +27,9 @@ use voxpop_pipeline::{EventLog, PipelineConfig, Record, Topic};
 use voxpop_queries::registers::{ListRequest, Period, RegisterSummary};
 use voxpop_queries::summary::IsoWeek;
 use voxpop_schema::Units;
-use voxpop_schema::registers::{EARLIEST_DATE, LATEST_DATE, Register, RegisterError, RegisterIntake, RegisterRecord};
+use voxpop_schema::registers::{
+    EARLIEST_DATE, IntakeOutcome, LATEST_DATE, Register, RegisterError, RegisterIntake, RegisterRecord,
+};
 use voxpop_schema::reports::{Level, UnitRef};
 
 use crate::auth::{Caller, Role};
@@ -221,17 +223,30 @@ pub async fn upload(State(state): State<AppState>, caller: Caller, RawQuery(quer
         Err(response) => return response,
     };
     let submitted_by = sender(&caller);
-    let intake = RegisterIntake {
-        units: Units::embedded(),
-        scope: &caller.unit,
-        now: Utc::now(),
-        submitted_by: Some(&submitted_by),
-        villages: Some(&villages),
-    };
-    let outcome = if format == "xlsx" {
-        intake.parse_people_xlsx(&body, default_register, partial)
-    } else {
-        intake.parse_people_csv(&body, default_register, partial)
+    // Parsing a sheet is CPU work (a workbook is inflated and read cell by cell): off the
+    // runtime's threads, so that uploads do not stall other requests.
+    let (scope, xlsx) = (caller.unit.clone(), format == "xlsx");
+    let parsed = tokio::task::spawn_blocking(move || {
+        if !xlsx && let Some(error) = crate::reports_api::csv_beyond_columns(&body) {
+            return IntakeOutcome { errors: vec![error], ..IntakeOutcome::default() };
+        }
+        let intake = RegisterIntake {
+            units: Units::embedded(),
+            scope: &scope,
+            now: Utc::now(),
+            submitted_by: Some(&submitted_by),
+            villages: Some(&villages),
+        };
+        if xlsx {
+            intake.parse_people_xlsx(&body, default_register, partial)
+        } else {
+            intake.parse_people_csv(&body, default_register, partial)
+        }
+    })
+    .await;
+    let outcome = match parsed {
+        Ok(outcome) => outcome,
+        Err(err) => return Problem::internal(&err).into_response(),
     };
     if outcome.entries.is_empty() && !outcome.errors.is_empty() {
         return register_problem(&outcome.errors);

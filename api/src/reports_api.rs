@@ -171,15 +171,28 @@ pub async fn upload(
         Ok(villages) => villages,
         Err(response) => return response,
     };
-    let intake = reports::Intake {
-        units: Units::embedded(),
-        catalogue: Catalogue::default_embedded(),
-        scope: &caller.unit,
-        now: Utc::now(),
-        submitted_by: None,
-        villages: Some(&villages),
+    // Parsing a sheet is CPU work (a workbook is inflated and read cell by cell): off the
+    // runtime's threads, so that uploads do not stall other requests.
+    let scope = caller.unit.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        if !xlsx && let Some(error) = csv_beyond_columns(&body) {
+            return reports::SheetOutcome { errors: vec![error], ..reports::SheetOutcome::default() };
+        }
+        let intake = reports::Intake {
+            units: Units::embedded(),
+            catalogue: Catalogue::default_embedded(),
+            scope: &scope,
+            now: Utc::now(),
+            submitted_by: None,
+            villages: Some(&villages),
+        };
+        if xlsx { intake.parse_xlsx(&body, partial) } else { intake.parse_csv(&body, partial) }
+    })
+    .await;
+    let outcome = match parsed {
+        Ok(outcome) => outcome,
+        Err(err) => return Problem::internal(&err).into_response(),
     };
-    let outcome = if xlsx { intake.parse_xlsx(&body, partial) } else { intake.parse_csv(&body, partial) };
     if outcome.rows.is_empty() && !outcome.errors.is_empty() {
         return report_problem(&outcome.errors);
     }
@@ -197,6 +210,60 @@ pub async fn upload(
         })),
     )
         .into_response()
+}
+
+/// `0` -> `A`, `25` -> `Z`, `26` -> `AA`, as spreadsheets name their columns.
+fn column_letter(index: usize) -> String {
+    let mut letters = Vec::new();
+    let mut rest = index + 1;
+    while rest > 0 {
+        letters.push(char::from(b'A' + ((rest - 1) % 26) as u8));
+        rest = (rest - 1) / 26;
+    }
+    letters.iter().rev().collect()
+}
+
+/// The first value of a CSV upload (a report or a register) past column
+/// [`reports::MAX_SHEET_COLUMNS`], as the one 422 error naming its cell (`too_many_columns`), as
+/// the XLSX reader refuses such a cell; the CSV parsers have no such bound (a header of 80,000
+/// names gave 80,000 errors). Blank fields past the bound are ignored, as blank cells are in a
+/// workbook. The file is read as the parsers read it: UTF-8 with or without a byte-order mark,
+/// the separator (`,` `;` or tab) taken from the first line, records read by the `csv` crate,
+/// rows numbered by the line they start on. A file the parsers refuse for another reason (not
+/// UTF-8, a quote left open at the end) passes through to them.
+pub(crate) fn csv_beyond_columns(bytes: &[u8]) -> Option<ReportError> {
+    use reports::MAX_SHEET_COLUMNS;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).ok()?;
+    let first_line = text.lines().next().unwrap_or("");
+    let delimiter = [b',', b';', b'\t']
+        .into_iter()
+        .max_by_key(|&candidate| (first_line.matches(char::from(candidate)).count(), candidate == b','))
+        .unwrap_or(b',');
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
+    let mut record = csv::ByteRecord::new();
+    // A record the parsers would refuse (a quote left open) ends the scan: theirs to name.
+    while reader.read_byte_record(&mut record).ok()? {
+        let Some(column) = (MAX_SHEET_COLUMNS..record.len())
+            .find(|&column| record.get(column).is_some_and(|field| !field.trim_ascii().is_empty()))
+        else {
+            continue;
+        };
+        let row = record.position().map_or(1, |position| position.line() as usize);
+        return Some(ReportError {
+            row: Some(row),
+            column: Some(column_letter(column)),
+            field: String::new(),
+            code: "too_many_columns".to_owned(),
+            message: format!(
+                "ô `{}{row}` của tệp CSV nằm ngoài giới hạn (tối đa {MAX_SHEET_COLUMNS} cột, A đến {}): hãy xoá các ô thừa hoặc chia thành nhiều tệp",
+                column_letter(column),
+                column_letter(MAX_SHEET_COLUMNS - 1)
+            ),
+        });
+    }
+    None
 }
 
 /// `GET /api/v1/reports/template?unit=00004[&week=2025-W38]`: the XLSX a unit fills in for itself

@@ -177,10 +177,29 @@ pub struct IndexedPetition {
 /// The state of a petition nobody has acted on.
 pub const DEFAULT_STATE: &str = "received";
 
+/// `at` as tantivy stores it (nanoseconds in an `i64`: 1677-09-21 to 2262-04-11), saturated at
+/// those ends, so that a range bound beyond them (`from=9999-12-31`) still compares as far later
+/// or earlier than every petition instead of wrapping around.
 pub(crate) fn to_tantivy_date(at: DateTime<Utc>) -> tantivy::DateTime {
-    tantivy::DateTime::from_timestamp_micros(at.timestamp_micros())
+    let micros = at.timestamp_micros().clamp(i64::MIN / 1000, i64::MAX / 1000);
+    tantivy::DateTime::from_timestamp_micros(micros)
 }
 
 fn from_tantivy_date(at: tantivy::DateTime) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_micros(at.into_timestamp_micros())
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn far_dates_saturate_instead_of_wrapping() {
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+        let now = to_tantivy_date(day(2025, 9, 15));
+        assert!(to_tantivy_date(day(9999, 12, 31)) > now);
+        assert!(to_tantivy_date(day(2262, 4, 12)) > now);
+        assert!(to_tantivy_date(day(1000, 1, 1)) < now);
+        assert!(to_tantivy_date(day(1677, 9, 20)) < now);
+    }
 }

@@ -50,6 +50,26 @@ use crate::{PetitionQueries, QueryError, QueryResult};
 /// Rows an XLSX sheet can hold below its header.
 pub const XLSX_MAX_ROWS: usize = 1_048_575;
 
+/// The first day `from`/`to` may name. Petitions are of this era; a day far outside it (chrono
+/// reads years up to +262142) would only overflow the day arithmetic of the filter.
+pub const FIRST_EXPORT_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
+    Some(day) => day,
+    None => panic!("a valid day"),
+};
+
+/// The last day `from`/`to` may name: the last of four-digit years, as `YYYY-MM-DD` writes them.
+pub const LAST_EXPORT_DAY: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 31) {
+    Some(day) => day,
+    None => panic!("a valid day"),
+};
+
+/// Why `day` cannot be the `field` (`from` or `to`) of an export, if it cannot: it must lie from
+/// [`FIRST_EXPORT_DAY`] to [`LAST_EXPORT_DAY`].
+pub fn export_day_problem(field: &str, day: NaiveDate) -> Option<String> {
+    (!(FIRST_EXPORT_DAY..=LAST_EXPORT_DAY).contains(&day))
+        .then(|| format!("`{field}` ({day}) must be a day from {FIRST_EXPORT_DAY} to {LAST_EXPORT_DAY}"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
@@ -518,6 +538,11 @@ impl PetitionQueries {
         spec: &DatasetSpec,
         table: &Option<DeltaTable>,
     ) -> QueryResult<i64> {
+        for (field, day) in [("from", request.from), ("to", request.to)] {
+            if let Some(message) = day.and_then(|day| export_day_problem(field, day)) {
+                return Err(QueryError::BadRequest { field, message });
+            }
+        }
         if let (Some(from), Some(to)) = (request.from, request.to)
             && from > to
         {
@@ -708,8 +733,10 @@ impl PetitionQueries {
             if let Some(from) = request.from {
                 frame = frame.filter(col(time).gt_eq(instant(day_start(from))))?;
             }
-            if let Some(to) = request.to {
-                frame = frame.filter(col(time).lt(instant(day_start(to) + chrono::Duration::days(1))))?;
+            // The day after `to` starts after every row; past the last day chrono reads, no row
+            // is later anyway (and `checked_version` refuses such days before this).
+            if let Some(next) = request.to.and_then(|to| to.succ_opt()) {
+                frame = frame.filter(col(time).lt(instant(day_start(next))))?;
             }
         }
         // Petitions and handling rows are scoped by the petition's place.
@@ -885,6 +912,21 @@ mod tests {
             assert_eq!(field(queries.check_export(&request).await), "since_version", "{since}");
         }
         request.since_version = Some(0);
+        assert!(queries.check_export(&request).await.is_ok());
+        // Days far away are refused, naming the field, rather than overflowing in the job.
+        for (from, to, expected) in [
+            (None, NaiveDate::from_ymd_opt(262142, 12, 31), "to"),
+            (None, Some(NaiveDate::MAX), "to"),
+            (Some(NaiveDate::MIN), None, "from"),
+            (NaiveDate::from_ymd_opt(1899, 12, 31), None, "from"),
+            (None, NaiveDate::from_ymd_opt(10000, 1, 1), "to"),
+        ] {
+            let mut request = ExportRequest::new("petition_events", ExportFormat::Csv);
+            (request.from, request.to) = (from, to);
+            assert_eq!(field(queries.check_export(&request).await), expected, "{from:?} {to:?}");
+        }
+        let mut request = ExportRequest::new("petitions", ExportFormat::Csv);
+        (request.from, request.to) = (Some(FIRST_EXPORT_DAY), Some(LAST_EXPORT_DAY));
         assert!(queries.check_export(&request).await.is_ok());
         assert_eq!(field(queries.check_export(&ExportRequest::new("people", ExportFormat::Csv)).await), "dataset");
     }

@@ -135,7 +135,21 @@ impl SqlFormat {
                 self.name()
             )));
         }
-        written?;
+        // The buffer takes every other write, and the types the format cannot hold were refused
+        // before the query ran ([`SqlFormat::check`]): what fails here is a value of the result
+        // (a date past what the text formats can print), the query's to change.
+        written.map_err(|err| match err {
+            QueryError::DataFusion(err) => QueryError::BadRequest {
+                field: "format",
+                message: format!(
+                    "a value of the result cannot be written as {}: {}; cast it, filter it out, or ask for \
+                     format=arrow",
+                    self.name(),
+                    err.find_root().strip_backtrace()
+                ),
+            },
+            other => other,
+        })?;
         Ok(out.bytes)
     }
 
@@ -314,9 +328,9 @@ fn disk_full(root: &DataFusionError) -> bool {
 }
 
 /// The bytes of Arrow data `batch` holds: the slices' own bytes (a `LIMIT 5` of a large batch
-/// counts five rows), the whole buffers where a type has no slice size or the slice size leaves
+/// counts five rows, columns read back from one IPC message count their own parts of it), the whole buffers where a type has no slice size or the slice size leaves
 /// data out (a dictionary's values, the strings behind views).
-fn result_bytes(batch: &RecordBatch) -> usize {
+pub fn result_bytes(batch: &RecordBatch) -> usize {
     batch
         .columns()
         .iter()
@@ -1297,6 +1311,21 @@ mod tests {
         }
         let other_io = DataFusionError::IoError(std::io::Error::from_raw_os_error(5));
         assert!(matches!(query_error(other_io), QueryError::DataFusion(_)));
+    }
+
+    #[test]
+    fn values_a_text_format_cannot_print_are_the_querys_fault() {
+        let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Date32, true)]));
+        let column = Arc::new(datafusion::arrow::array::Date32Array::from(vec![i32::MAX])) as ArrayRef;
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+        let result = SqlResult { schema, batches: vec![batch], rows: 1, truncated: false, elapsed: Duration::ZERO };
+        match SqlFormat::Csv.encode(&result) {
+            Err(QueryError::BadRequest { field: "format", message }) => {
+                assert!(message.contains("as csv"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(SqlFormat::Arrow.encode(&result).is_ok());
     }
 
     #[test]

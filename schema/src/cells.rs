@@ -121,6 +121,65 @@ pub(crate) fn column_letter(index: usize) -> String {
 /// few dozen; the bound keeps one row small whatever a file holds.
 pub const MAX_SHEET_COLUMNS: usize = 256;
 
+/// Most parts (files) an XLSX upload's zip may hold. A workbook of a few sheets has a dozen or two.
+pub const MAX_XLSX_PARTS: usize = 1_000;
+
+/// Most bytes the parts of an XLSX upload may inflate to, all together: 64 MiB. An honest upload
+/// fits the 256 KiB request limit and inflates to a few MiB.
+pub const MAX_XLSX_INFLATED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most bytes one worksheet (`xl/worksheets/...`), which is read cell by cell, may inflate to:
+/// 32 MiB.
+pub const MAX_XLSX_SHEET_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Most bytes any other part may inflate to: 8 MiB. calamine loads those whole before a cell is
+/// read (the shared strings, one `String` per `<si/>` of 5 bytes, and the styles), so that they
+/// bound its memory: 8 MiB of `<si/>` is 1.7 million empty strings, some 40 MB.
+pub const MAX_XLSX_PART_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Checks the sizes an XLSX zip declares for its parts against [`MAX_XLSX_PARTS`],
+/// [`MAX_XLSX_INFLATED_BYTES`], [`MAX_XLSX_SHEET_BYTES`] and [`MAX_XLSX_PART_BYTES`] before
+/// anything is inflated. A part that inflates past the size it declares is not read further:
+/// the zip reader calamine reads with stops it at its declared size with an error, so the
+/// declared sizes bound what is really inflated.
+fn check_xlsx_sizes(bytes: &[u8]) -> Result<(), SheetProblem> {
+    let too_large = |message: String| SheetProblem::file("file_too_large", message);
+    let archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|err| SheetProblem::file("malformed_file", format!("không đọc được tệp XLSX: {err}")))?;
+    if archive.len() > MAX_XLSX_PARTS {
+        return Err(too_large(format!(
+            "tệp XLSX gồm {} phần, quá giới hạn {MAX_XLSX_PARTS} phần của một bảng tính",
+            archive.len()
+        )));
+    }
+    let mib = |size: u64| format!("{:.1} MiB", size as f64 / (1024.0 * 1024.0));
+    let mut total: u64 = 0;
+    for index in 0..archive.len() {
+        let entry = archive
+            .by_index_data(index)
+            .map_err(|err| SheetProblem::file("malformed_file", format!("không đọc được tệp XLSX: {err}")))?;
+        let name = String::from_utf8_lossy(entry.name_raw());
+        let size = entry.size();
+        let limit = if name.starts_with("xl/worksheets/") { MAX_XLSX_SHEET_BYTES } else { MAX_XLSX_PART_BYTES };
+        if size > limit {
+            return Err(too_large(format!(
+                "phần `{}` của tệp XLSX giải nén ra {}, quá giới hạn {}: tệp không phải bảng tính thông thường",
+                shorten(&name),
+                mib(size),
+                mib(limit)
+            )));
+        }
+        total = total.saturating_add(size);
+        if total > MAX_XLSX_INFLATED_BYTES {
+            return Err(too_large(format!(
+                "tệp XLSX giải nén ra hơn {}, quá giới hạn của một bảng tính",
+                mib(MAX_XLSX_INFLATED_BYTES)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Why a workbook could not be read, or where it holds a cell beyond the limits.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SheetProblem {
@@ -146,7 +205,9 @@ impl SheetProblem {
 /// farthest cell, so that a 9 KB file with one value at `XFD1048576` asks for 17 billion cells:
 /// the cells are streamed instead, and a value in a row past `max_rows` or a column past
 /// [`MAX_SHEET_COLUMNS`] stops the reading with a problem naming the sheet and the cell. Empty
-/// cells (formatting only) are ignored wherever they are.
+/// cells (formatting only) are ignored wherever they are. Before any of it, the sizes the zip
+/// declares are checked (see [`check_xlsx_sizes`]): a small file that inflates to hundreds of MiB
+/// is refused with `file_too_large` without being inflated.
 pub(crate) fn read_xlsx_rows(
     bytes: &[u8],
     wanted: impl Fn(&str) -> bool,
@@ -154,6 +215,7 @@ pub(crate) fn read_xlsx_rows(
     mut row: impl FnMut(usize, &[Cell]) -> bool,
 ) -> Result<String, SheetProblem> {
     use calamine::Reader;
+    check_xlsx_sizes(bytes)?;
     let mut workbook = calamine::Xlsx::new(Cursor::new(bytes))
         .map_err(|err| SheetProblem::file("malformed_file", format!("không đọc được tệp XLSX: {err}")))?;
     let Some(sheet) = workbook.sheet_names().into_iter().find(|name| wanted(name)) else {
@@ -268,6 +330,90 @@ mod tests {
         assert_eq!((problem.code, problem.row, problem.column), ("too_many_rows", Some(1_048_576), Some(0)));
         assert!(problem.message.contains("`A1048576`"), "{}", problem.message);
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    }
+
+    /// `workbook` re-zipped with its shared strings replaced by `strings` copies of `<si/>`.
+    fn with_shared_strings(workbook: &[u8], strings: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut source = zip::ZipArchive::new(Cursor::new(workbook)).unwrap();
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let mut replaced = false;
+        for index in 0..source.len() {
+            let entry = source.by_index(index).unwrap();
+            if entry.name_raw() == b"xl/sharedStrings.xml" {
+                drop(entry);
+                let options = zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated)
+                    .compression_level(Some(1));
+                writer.start_file("xl/sharedStrings.xml", options).unwrap();
+                writer.write_all(format!(r#"<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="{strings}" uniqueCount="{strings}">"#).as_bytes()).unwrap();
+                let chunk = "<si/>".repeat(10_000);
+                for _ in 0..strings / 10_000 {
+                    writer.write_all(chunk.as_bytes()).unwrap();
+                }
+                writer.write_all(b"</sst>").unwrap();
+                replaced = true;
+            } else {
+                writer.raw_copy_file(entry).unwrap();
+            }
+        }
+        assert!(replaced, "the workbook has shared strings");
+        writer.finish().unwrap().into_inner()
+    }
+
+    /// Sets the uncompressed size `name` declares, in its local header and in the central
+    /// directory, to `size`: a zip that lies about what its part inflates to.
+    fn declare_size(mut zip: Vec<u8>, name: &str, size: u32) -> Vec<u8> {
+        let mut patched = 0;
+        for start in 0..zip.len().saturating_sub(46) {
+            let (size_at, name_at) = match &zip[start..start + 4] {
+                b"PK\x03\x04" => (22, 30),
+                b"PK\x01\x02" => (24, 46),
+                _ => continue,
+            };
+            if zip[start + name_at..].starts_with(name.as_bytes()) {
+                zip[start + size_at..start + size_at + 4].copy_from_slice(&size.to_le_bytes());
+                patched += 1;
+            }
+        }
+        assert_eq!(patched, 2, "a local header and a central directory entry");
+        zip
+    }
+
+    #[test]
+    fn a_workbook_inflating_past_the_bounds_is_refused_before_it_is_read() {
+        let honest = workbook(&[(1, 0, "00004"), (1, 1, "2025-W38")]);
+        assert_eq!(read(&honest, 10).0.unwrap(), "Sheet1");
+        // 2,000,000 `<si/>`: 10 MB of shared strings from a zip of a few KB.
+        let started = std::time::Instant::now();
+        let bomb = with_shared_strings(&honest, 2_000_000);
+        assert!(bomb.len() < 256 * 1024, "{} bytes", bomb.len());
+        let started_reading = std::time::Instant::now();
+        let (outcome, rows) = read(&bomb, 10);
+        let problem = outcome.unwrap_err();
+        assert_eq!((problem.code, problem.row, rows.len()), ("file_too_large", None, 0));
+        assert!(
+            problem.message.contains("`xl/sharedStrings.xml`") && problem.message.contains("8.0 MiB"),
+            "{}",
+            problem.message
+        );
+        assert!(
+            started_reading.elapsed() < std::time::Duration::from_millis(500),
+            "took {:?}",
+            started_reading.elapsed()
+        );
+        // The same part declaring 1,000 bytes: inflating stops there with an error, not at 10 MB.
+        let liar = declare_size(bomb, "xl/sharedStrings.xml", 1_000);
+        let started_reading = std::time::Instant::now();
+        let problem = read(&liar, 10).0.unwrap_err();
+        assert_eq!(problem.code, "malformed_file", "{}", problem.message);
+        assert!(problem.message.contains("larger than its declared uncompressed size"), "{}", problem.message);
+        assert!(
+            started_reading.elapsed() < std::time::Duration::from_millis(500),
+            "took {:?}",
+            started_reading.elapsed()
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
     }
 
     #[test]

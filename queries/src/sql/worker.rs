@@ -59,6 +59,22 @@ pub struct SqlWorkers {
     running: Arc<Semaphore>,
     slots: usize,
     scratch: PathBuf,
+    /// Queries waiting for a slot now (see [`MAX_WAITING`]).
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// The most queries that may wait for a slot at once: each holds its request (a body of up to
+/// 3 MiB) and a connection while it waits, so a queue without a bound lets clients hold the
+/// server's memory without running anything. Beyond it a query is refused at once as busy.
+pub const MAX_WAITING: usize = 32;
+
+/// Counts one waiting query for as long as it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl SqlWorkers {
@@ -76,7 +92,14 @@ impl SqlWorkers {
             tracing::warn!(dir = %scratch.display(), error = %err, "cannot clear the SQL workers' scratch directory");
         }
         let slots = slots.max(1);
-        SqlWorkers { program, args, running: Arc::new(Semaphore::new(slots)), slots, scratch }
+        SqlWorkers {
+            program,
+            args,
+            running: Arc::new(Semaphore::new(slots)),
+            slots,
+            scratch,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     pub fn slots(&self) -> usize {
@@ -125,15 +148,29 @@ impl SqlWorkers {
         timeout: Duration,
     ) -> QueryResult<(Counts, Vec<u8>)> {
         let started = Instant::now();
-        // Waiting for a slot is not the query's fault: a query that found none in its time is
-        // refused as the server being busy, to be retried.
-        let slot = tokio::time::timeout(timeout, self.running.acquire()).await.map_err(|_| {
-            QueryError::Unavailable(format!(
-                "all {} SQL workers were busy with other queries for {} s; retry later",
-                self.slots,
-                timeout.as_secs()
-            ))
-        })?;
+        let busy = |what: String| QueryError::Unavailable(format!("{what}; retry later"));
+        let slot = match self.running.clone().try_acquire_owned() {
+            Ok(slot) => Ok::<_, tokio::sync::AcquireError>(slot),
+            Err(_) => {
+                let queued = self.waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                let _waiting = Waiting(&self.waiting);
+                if queued >= MAX_WAITING {
+                    return Err(busy(format!(
+                        "all {} SQL workers are busy and {MAX_WAITING} queries wait for them already",
+                        self.slots
+                    )));
+                }
+                // Waiting for a slot is not the query's fault: a query that found none in its
+                // time is refused as the server being busy, to be retried.
+                tokio::time::timeout(timeout, self.running.clone().acquire_owned()).await.map_err(|_| {
+                    busy(format!(
+                        "all {} SQL workers were busy with other queries for {} s",
+                        self.slots,
+                        timeout.as_secs()
+                    ))
+                })?
+            }
+        };
         let _slot = slot.map_err(|_| worker_failed("the SQL workers are shut down"))?;
         let left = timeout.saturating_sub(started.elapsed());
         tokio::time::timeout(left, self.run_child(request, encoded, left)).await.map_err(|_| timed_out(timeout))?
@@ -475,6 +512,35 @@ mod tests {
         assert!(ended(pid), "the child {pid} still runs after its time limit");
         let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().flatten().map(|entry| entry.path()).collect();
         assert!(left.is_empty(), "spill directories left after the child was killed: {left:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_queue_for_a_slot_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let sleeper = vec!["-c".into(), "exec sleep 30".into()];
+        let workers = Arc::new(SqlWorkers::new("/bin/sh".into(), sleeper, 1, dir.path().join("scratch")));
+        let mut queued = Vec::new();
+        for _ in 0..=MAX_WAITING {
+            let workers = workers.clone();
+            queued.push(tokio::spawn(async move {
+                workers.run(&SqlRequest::new("SELECT 1"), Duration::from_secs(3)).await
+            }));
+        }
+        // One runs, MAX_WAITING wait: the next is refused at once.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while workers.waiting.load(std::sync::atomic::Ordering::Acquire) < MAX_WAITING && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let started = Instant::now();
+        match workers.run(&SqlRequest::new("SELECT 1"), Duration::from_secs(3)).await {
+            Err(QueryError::Unavailable(message)) => assert!(message.contains("wait for them already"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "refused after {:?}", started.elapsed());
+        for query in queued {
+            assert!(query.await.unwrap().is_err());
+        }
+        assert_eq!(workers.waiting.load(std::sync::atomic::Ordering::Acquire), 0);
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -412,3 +412,46 @@ async fn registers_and_imports_refuse_a_far_cell_quickly_naming_it() {
     assert!(text.contains("XFD1048576"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registers_csv_upload_is_refused_past_256_columns_with_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let commune = token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let header = crate::reports::wide_csv_header(&["person_id", "unit", "full_name", "role", "term_start"], 80_000);
+    let body = format!("{header}\nBD-003,00004,Phạm Văn Dũng,Phó Chủ tịch,01/10/2024\n");
+    // With `format=csv`, and with the format sniffed from the body.
+    for query in ["format=csv&register=officer", "register=officer"] {
+        let response = client
+            .post(server.url(&format!("/api/v1/registers/upload?{query}")))
+            .bearer_auth(&commune)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, content_type, problem) = problem_of(response).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"),
+            "{query}: {problem}"
+        );
+        let errors = problem["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{query}: {problem}");
+        assert_eq!(
+            (errors[0]["row"].as_u64(), errors[0]["column"].as_str(), errors[0]["code"].as_str()),
+            (Some(1), Some("IW"), Some("too_many_columns")),
+            "{query}: {problem}"
+        );
+    }
+    // The officer list within the limit still goes in.
+    let response = client
+        .post(server.url("/api/v1/registers/upload?format=csv&register=officer"))
+        .bearer_auth(&commune)
+        .body("person_id,unit,full_name,role,term_start\nBD-003,00004,Phạm Văn Dũng,Phó Chủ tịch,01/10/2024\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
+}

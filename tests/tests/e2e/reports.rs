@@ -323,3 +323,61 @@ async fn reports_refuse_a_far_cell_quickly_and_read_within_the_callers_unit() {
         client.get(server.url("/api/v1/reports/template?unit=00004")).bearer_auth(&province).send().await.unwrap();
     assert_eq!(below.status(), reqwest::StatusCode::OK, "a province reads the template of its communes");
 }
+
+/// A CSV header of `columns` names: the sheet's own, then `x`s (80,000 columns fit in 160 KB).
+pub(crate) fn wide_csv_header(own: &[&str], columns: usize) -> String {
+    let extra = (own.len() + 1..=columns).map(|_| "x".to_owned());
+    own.iter().map(|name| (*name).to_owned()).chain(extra).collect::<Vec<_>>().join(",")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_csv_upload_is_refused_past_256_columns_with_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let upload = |body: String| client.post(server.url("/api/v1/reports/upload?format=csv")).body(body).send();
+
+    // 80,000 columns in the header: one error naming the first cell past IV, not 80,000 errors.
+    let header = wide_csv_header(&["unit_code", "week", "meetings_held"], 80_000);
+    let (status, content_type, problem) =
+        problem_of(upload(format!("{header}\n00004,2025-W38,3\n")).await.unwrap()).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (reqwest::StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"),
+        "{problem}"
+    );
+    let errors = problem["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{problem}");
+    assert_eq!(
+        (errors[0]["row"].as_u64(), errors[0]["column"].as_str(), errors[0]["code"].as_str()),
+        (Some(1), Some("IW"), Some("too_many_columns")),
+        "{problem}"
+    );
+    assert!(errors[0]["message"].as_str().unwrap().contains("`IW1`"), "{problem}");
+
+    // A value past IV in a data row (`;`-separated, with a quoted `;` that is no separator).
+    let header = "unit_code;week;meetings_held";
+    let row = format!("00004;\"2025;W38\";3{}x", ";".repeat(254));
+    let (status, _, problem) = problem_of(upload(format!("{header}\n{row}\n")).await.unwrap()).await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        (problem["errors"][0]["row"].as_u64(), problem["errors"][0]["column"].as_str()),
+        (Some(2), Some("IW")),
+        "{problem}"
+    );
+    let row = format!("00004;\"2025;W38\";3{}x", ";".repeat(253));
+    let (_, _, problem) = problem_of(upload(format!("{header}\n{row}\n")).await.unwrap()).await;
+    assert_ne!(problem["errors"][0]["code"], "too_many_columns", "column IV is within the limit: {problem}");
+
+    // 256 columns, and blank fields past them (as a sheet exports its formatted cells): accepted.
+    let header = wide_csv_header(&["unit_code", "week", "meetings_held"], 256);
+    let blanks = ",".repeat(1_000);
+    let response = upload(format!("{header}{blanks}\n00004,2025-W38,3{blanks}\n")).await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["errors"].as_array().is_none_or(|errors| errors.iter().all(|e| e["code"] != "too_many_columns")),
+        "{status} {body}"
+    );
+}
