@@ -36,11 +36,20 @@ impl<'a> Object<'a> {
     }
 
     /// Every key once, sorted (the order of a `serde_json::Value`'s map).
+    #[cfg(test)]
     pub(crate) fn keys(&self) -> Vec<&str> {
+        self.keys_and_repeated().0
+    }
+
+    /// Every key once, sorted, and the keys given more than once (sorted, once each): which of
+    /// two values was meant is not the reader's to guess.
+    pub(crate) fn keys_and_repeated(&self) -> (Vec<&str>, Vec<&str>) {
         let mut keys: Vec<&str> = self.fields.iter().map(|(name, _)| name.as_ref()).collect();
         keys.sort_unstable();
+        let mut repeated: Vec<&str> = keys.windows(2).filter(|pair| pair[0] == pair[1]).map(|pair| pair[0]).collect();
+        repeated.dedup();
         keys.dedup();
-        keys
+        (keys, repeated)
     }
 }
 
@@ -213,5 +222,12 @@ mod tests {
         assert!(matches!(object.get("body"), Some(Json::String(Cow::Borrowed("Đường hỏng")))));
         assert!(matches!(object.get("title"), Some(Json::String(Cow::Owned(t))) if t == "a\"b"));
         assert_eq!(object.keys(), ["body", "title"]);
+    }
+
+    #[test]
+    fn repeated_keys_are_told_apart() {
+        let text = r#"{"title": "a", "body": "b", "title": "c", "x": 1, "title": "d", "x": 2}"#;
+        let Json::Object(object) = Json::parse(text).unwrap() else { panic!("an object") };
+        assert_eq!(object.keys_and_repeated(), (vec!["body", "title", "x"], vec!["title", "x"]));
     }
 }

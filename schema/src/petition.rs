@@ -212,10 +212,14 @@ impl Submission {
             return Err(vec![FieldError::new("", "type", "expected a JSON object")]);
         };
         let mut errors = Vec::new();
-        for key in object.keys() {
+        let (keys, repeated) = object.keys_and_repeated();
+        for key in keys {
             if !SUBMISSION_FIELDS.contains(&key) {
                 errors.push(FieldError::new(key, "unknown_field", format!("unknown field `{key}`")));
             }
+        }
+        for key in repeated {
+            errors.push(FieldError::new(key, "duplicate_field", format!("`{key}` is given more than once")));
         }
         if let Some(version) = object.get("schema_version")
             && !matches!(version, Json::Number(number) if number.as_u64() == Some(u64::from(SCHEMA_VERSION)))
@@ -489,7 +493,8 @@ fn check_coordinates(lat: Option<f64>, lon: Option<f64>, errors: &mut Vec<FieldE
 
 fn parse_contact(object: &Object, errors: &mut Vec<FieldError>) -> Contact {
     let mut contact = Contact::default();
-    for key in object.keys() {
+    let (keys, repeated) = object.keys_and_repeated();
+    for key in keys {
         if !["name", "phone", "email"].contains(&key) {
             errors.push(FieldError::new(
                 &format!("contact.{key}"),
@@ -497,6 +502,13 @@ fn parse_contact(object: &Object, errors: &mut Vec<FieldError>) -> Contact {
                 format!("unknown field `contact.{key}`"),
             ));
         }
+    }
+    for key in repeated {
+        errors.push(FieldError::new(
+            &format!("contact.{key}"),
+            "duplicate_field",
+            format!("`contact.{key}` is given more than once"),
+        ));
     }
     let mut field = |name: &str| -> Option<String> {
         match object.get(name) {
@@ -968,6 +980,16 @@ mod tests {
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_field_given_twice_is_named_not_guessed() {
+        let text = r#"{"title": "a", "title": "b", "body": "Bãi rác gây mùi hôi.", "commune_code": "00097",
+            "contact": {"name": "A", "name": "B"}}"#;
+        let errors = Submission::from_json_bytes(text.as_bytes(), Units::embedded(), now()).unwrap_err();
+        let named: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        assert!(named.contains(&("title", "duplicate_field")), "{named:?}");
+        assert!(named.contains(&("contact.name", "duplicate_field")), "{named:?}");
     }
 
     #[test]
