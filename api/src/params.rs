@@ -99,6 +99,20 @@ pub fn body_members(bytes: &[u8], known: &[&str]) -> Result<(Map<String, Value>,
     Ok((members, errors))
 }
 
+/// The 422 naming every member a JSON body gives more than once, at any depth
+/// ([`voxpop_schema::text::repeated_members`]), for routes that read their bodies as a
+/// `serde_json::Value`, which would keep the last value without a word.
+pub fn repeated_members_problem(body: &[u8]) -> Option<Problem> {
+    let repeated = voxpop_schema::text::repeated_members(body);
+    (!repeated.is_empty()).then(|| {
+        let errors: Vec<FieldError> = repeated
+            .iter()
+            .map(|member| FieldError::new(member, "duplicate_field", format!("`{member}` is given more than once")))
+            .collect();
+        Problem::invalid(&errors)
+    })
+}
+
 /// A JSON body's top level: an object with the names given more than once, or another value.
 enum TopObject {
     Object { members: Map<String, Value>, repeated: Vec<String> },

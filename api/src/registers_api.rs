@@ -157,6 +157,9 @@ async fn known_villages(state: &AppState) -> Result<HashSet<String>, Response> {
 /// `[{"register": "officer", "person_id": "BD-001", "unit": "00004", "full_name": "Nguyễn Văn An",
 /// "role": "Chủ tịch", "term_start": "2024-10-01"}]`. All or nothing.
 pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) -> Response {
+    if let Some(problem) = crate::params::repeated_members_problem(&body) {
+        return problem.into_response();
+    }
     if let Err(response) = may_write(&caller) {
         return response;
     }
@@ -421,6 +424,9 @@ pub async fn summary(State(state): State<AppState>, caller: Caller, RawQuery(que
 /// commune's existing villages), `[{"code": "00004-012", "name": "Tổ dân phố số 12"}]`, or with
 /// `"removed": true` to take one off the register. All or nothing.
 pub async fn create_villages(State(state): State<AppState>, caller: Caller, body: Bytes) -> Response {
+    if let Some(problem) = crate::params::repeated_members_problem(&body) {
+        return problem.into_response();
+    }
     if let Err(response) = may_write(&caller) {
         return response;
     }

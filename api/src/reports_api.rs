@@ -120,6 +120,9 @@ async fn append(state: &AppState, rows: &[ReportValue]) -> Result<(), Response> 
 
 /// `POST /api/v1/reports`: `{"unit": "00004", "week": "2025-W38", "values": {"meetings_held": 3}}`.
 pub async fn submit(State(state): State<AppState>, caller: crate::auth::Caller, body: Bytes) -> Response {
+    if let Some(problem) = crate::params::repeated_members_problem(&body) {
+        return problem.into_response();
+    }
     let villages = if names_village(&body) {
         match known_villages(&state).await {
             Ok(villages) => Some(villages),

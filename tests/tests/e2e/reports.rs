@@ -190,6 +190,21 @@ async fn reports_refuse_unregistered_villages_open_quotes_and_bad_parameters_by_
     };
     let unprocessable = (reqwest::StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json".to_owned());
 
+    // A member given twice is named, at any depth, not the last value taken.
+    let twice =
+        r#"{"unit": "00004", "unit": "00004", "week": "2025-W38", "values": {"meetings_held": 3, "meetings_held": 4}}"#;
+    let response = client
+        .post(server.url("/api/v1/reports"))
+        .header("content-type", "application/json")
+        .body(twice)
+        .send()
+        .await
+        .unwrap();
+    let (status, content_type, problem) = problem_of(response).await;
+    assert_eq!((status, content_type), unprocessable, "{problem}");
+    let named: Vec<&str> = problem["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(named, ["unit", "values.meetings_held"], "{problem}");
+
     // A village the register does not hold: refused at submission, as the weekly read refuses it.
     let registered = post(json!({"unit": "00004-001", "week": "2025-W38", "values": {"meetings_held": 3}})).await;
     assert_eq!(registered.unwrap().status(), reqwest::StatusCode::CREATED);
