@@ -283,16 +283,49 @@ enum BodyError {
 /// only while the handler waits: a handler that reads the body late is not the client's fault.
 struct StallTimeout {
     inner: Incoming,
-    timeout: Duration,
-    /// Armed at the start of each wait; one allocation per body, reset thereafter.
-    timer: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
+    clock: StallClock,
     stalled: Arc<AtomicBool>,
 }
 
 impl StallTimeout {
     fn new(inner: Incoming, timeout: Duration, stalled: Arc<AtomicBool>) -> StallTimeout {
-        StallTimeout { inner, timeout, timer: None, waiting: false, stalled }
+        StallTimeout { inner, clock: StallClock::new(timeout), stalled }
+    }
+}
+
+/// The clock of a stall: started by the first poll that waits, stopped by the next that gets
+/// through, run out after `timeout` of waiting. Only a pause counts, never the whole transfer.
+struct StallClock {
+    timeout: Duration,
+    /// Armed at the first wait; one allocation per body or connection that ever waits, reset
+    /// thereafter.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether a poll is waiting, i.e. the timer runs.
+    waiting: bool,
+}
+
+impl StallClock {
+    fn new(timeout: Duration) -> StallClock {
+        StallClock { timeout, timer: None, waiting: false }
+    }
+
+    /// A poll got through: the clock stops.
+    fn progress(&mut self) {
+        self.waiting = false;
+    }
+
+    /// A poll waits: the clock starts if it was stopped, and this says whether it has run out
+    /// (registering `cx` to be woken when it does).
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + self.timeout;
+            match self.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.timer.as_mut().is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -303,24 +336,14 @@ impl HttpBody for StallTimeout {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.waiting = false;
+            this.clock.progress();
             return Poll::Ready(frame.map(|frame| frame.map_err(BodyError::from)));
         }
-        if !this.waiting {
-            this.waiting = true;
-            let deadline = Instant::now() + this.timeout;
-            match this.timer.as_mut() {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
+        if !this.clock.stalled(cx) {
+            return Poll::Pending;
         }
-        match this.timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => {
-                this.stalled.store(true, Ordering::Release);
-                Poll::Ready(Some(Err(BodyError::Stalled(this.timeout))))
-            }
-            _ => Poll::Pending,
-        }
+        this.stalled.store(true, Ordering::Release);
+        Poll::Ready(Some(Err(BodyError::Stalled(this.clock.timeout))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -340,41 +363,28 @@ impl HttpBody for StallTimeout {
 /// Reads pass through untouched: the header and body timeouts cover them.
 struct WriteStallTimeout<T> {
     inner: T,
-    timeout: Duration,
-    /// Armed at the first write that waits; one allocation per connection that ever waits, reset
-    /// thereafter.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// Whether a write is waiting, i.e. the timer runs.
-    waiting: bool,
+    clock: StallClock,
 }
 
 impl<T> WriteStallTimeout<T> {
     fn new(inner: T, timeout: Duration) -> WriteStallTimeout<T> {
-        WriteStallTimeout { inner, timeout, timer: None, waiting: false }
+        WriteStallTimeout { inner, clock: StallClock::new(timeout) }
     }
 
     /// What a write, flush or shutdown of the inner stream came to: anything ready is progress and
     /// stops the clock; a wait starts it, or fails once it has run out.
     fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<R>>) -> Poll<std::io::Result<R>> {
         if poll.is_ready() {
-            self.waiting = false;
+            self.clock.progress();
             return poll;
         }
-        if !self.waiting {
-            self.waiting = true;
-            let deadline = Instant::now() + self.timeout;
-            match self.timer.as_mut() {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
+        if !self.clock.stalled(cx) {
+            return Poll::Pending;
         }
-        match self.timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("writing to the connection made no progress for {:?}", self.timeout),
-            ))),
-            _ => Poll::Pending,
-        }
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("writing to the connection made no progress for {:?}", self.clock.timeout),
+        )))
     }
 }
 

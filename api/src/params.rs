@@ -70,14 +70,14 @@ pub fn problem_errors(problem: &Problem) -> Vec<FieldError> {
 /// a whole (the field is empty, so the problem is a 400); each key outside `known` is named as
 /// an unknown field, as the petitions intake answers, and each key given twice as repeated.
 pub fn body_members(bytes: &[u8], known: &[&str]) -> Result<(Map<String, Value>, Vec<FieldError>), Vec<FieldError>> {
-    let object: TopObject = serde_json::from_slice(bytes).map_err(|err| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|err| {
         vec![FieldError::new(
             "",
             "malformed_json",
             format!("malformed JSON at line {} column {}: {err}", err.line(), err.column()),
         )]
     })?;
-    let TopObject::Object { members, repeated } = object else {
+    let Value::Object(members) = value else {
         return Err(vec![FieldError::new("", "type", "expected a JSON object")]);
     };
     let mut errors: Vec<FieldError> = members
@@ -91,81 +91,23 @@ pub fn body_members(bytes: &[u8], known: &[&str]) -> Result<(Map<String, Value>,
             )
         })
         .collect();
-    // Which of two values was meant is not ours to guess (serde keeps the last without a word).
-    errors.extend(repeated.into_iter().map(|key| {
-        let message = format!("`{key}` is given more than once");
-        FieldError::new(&key, "duplicate_field", message)
-    }));
+    errors.extend(repeated_member_errors(bytes));
     Ok((members, errors))
 }
 
-/// The 422 naming every member a JSON body gives more than once, at any depth
-/// ([`voxpop_schema::text::repeated_members`]), for routes that read their bodies as a
-/// `serde_json::Value`, which would keep the last value without a word.
+/// The 422 naming every member a JSON body gives more than once, at any depth, for routes that
+/// read their bodies as a `serde_json::Value`, which would keep the last value without a word.
 pub fn repeated_members_problem(body: &[u8]) -> Option<Problem> {
-    let repeated = voxpop_schema::text::repeated_members(body);
-    (!repeated.is_empty()).then(|| {
-        let errors: Vec<FieldError> = repeated
-            .iter()
-            .map(|member| FieldError::new(member, "duplicate_field", format!("`{member}` is given more than once")))
-            .collect();
-        Problem::invalid(&errors)
-    })
+    let errors = repeated_member_errors(body);
+    (!errors.is_empty()).then(|| Problem::invalid(&errors))
 }
 
-/// A JSON body's top level: an object with the names given more than once, or another value.
-enum TopObject {
-    Object { members: Map<String, Value>, repeated: Vec<String> },
-    Other,
-}
-
-impl<'de> serde::Deserialize<'de> for TopObject {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TopObject, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = TopObject;
-
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a JSON value")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopObject, A::Error> {
-                let (mut members, mut repeated) = (Map::new(), std::collections::BTreeSet::new());
-                while let Some((key, value)) = map.next_entry::<String, Value>()? {
-                    if members.contains_key(&key) {
-                        repeated.insert(key.clone());
-                    }
-                    members.insert(key, value);
-                }
-                Ok(TopObject::Object { members, repeated: repeated.into_iter().collect() })
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopObject, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(TopObject::Other)
-            }
-
-            fn visit_bool<E>(self, _: bool) -> Result<TopObject, E> {
-                Ok(TopObject::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<TopObject, E> {
-                Ok(TopObject::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<TopObject, E> {
-                Ok(TopObject::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<TopObject, E> {
-                Ok(TopObject::Other)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<TopObject, E> {
-                Ok(TopObject::Other)
-            }
-            fn visit_unit<E>(self) -> Result<TopObject, E> {
-                Ok(TopObject::Other)
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
+/// A `duplicate_field` error for each member given more than once ([`repeated_members`]).
+fn repeated_member_errors(body: &[u8]) -> Vec<FieldError> {
+    repeated_members(body)
+        .iter()
+        .map(|member| FieldError::new(member, "duplicate_field", format!("`{member}` is given more than once")))
+        .collect()
 }
 
 /// The member `name` as a `T` (absent or `null`: `None`), or an error naming `name` that says it
@@ -186,8 +128,95 @@ pub fn member<T: DeserializeOwned>(
     }
 }
 
+/// The members given more than once in a JSON document, at any depth, as paths (`unit`,
+/// `values.meetings_held`, `[0].full_name`), in document order, each once. Which of two values
+/// was meant is not a reader's to guess (`serde_json` keeps the last without a word), so routes
+/// that read JSON through `serde_json::Value` refuse these first. Empty for a document that is not
+/// JSON: its parser says why.
+pub fn repeated_members(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let walk = Walk { path: String::new(), found: &mut found };
+    if serde::de::DeserializeSeed::deserialize(walk, &mut deserializer).is_err() {
+        return Vec::new();
+    }
+    found
+}
+
+/// A walk over a JSON value collecting the paths of repeated members.
+struct Walk<'a> {
+    path: String,
+    found: &'a mut Vec<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Walk { path, found } = self;
+        let mut index = 0usize;
+        while seq.next_element_seed(Walk { path: format!("{path}[{index}]"), found: &mut *found })?.is_some() {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Walk { path, found } = self;
+        let (mut seen, mut reported) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        while let Some(key) = map.next_key::<String>()? {
+            let member = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            if !seen.insert(key.clone()) && reported.insert(key) {
+                found.push(member.clone());
+            }
+            map.next_value_seed(Walk { path: member, found: &mut *found })?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn repeated_members_are_found_at_any_depth() {
+        let text = br#"{"unit": "00004", "unit": "00004", "values": {"a": 1, "b": 2, "a": 3},
+            "rows": [{"name": "A", "name": "B"}, {"name": "C"}], "unit": "x"}"#;
+        assert_eq!(repeated_members(text), ["unit", "values.a", "rows[0].name"]);
+        assert!(repeated_members(br#"{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}"#).is_empty());
+        assert!(repeated_members(b"{not json").is_empty());
+    }
+
     use super::*;
 
     fn fields(problem: &Problem) -> Vec<(&str, &str)> {

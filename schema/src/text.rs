@@ -53,84 +53,6 @@ fn stable_starters_only(text: &str) -> bool {
 }
 
 /// True when every character of `text` is below U+0300 or in U+1E00..=U+1EFF.
-/// The members given more than once in a JSON document, at any depth, as paths (`unit`,
-/// `values.meetings_held`, `[0].full_name`), in document order, each once. Which of two values
-/// was meant is not a reader's to guess (`serde_json` keeps the last without a word), so routes
-/// that read JSON through `serde_json::Value` refuse these first. Empty for a document that is not
-/// JSON: its parser says why.
-pub fn repeated_members(bytes: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let walk = Walk { path: String::new(), found: &mut found };
-    if serde::de::DeserializeSeed::deserialize(walk, &mut deserializer).is_err() {
-        return Vec::new();
-    }
-    found
-}
-
-/// A walk over a JSON value collecting the paths of repeated members.
-struct Walk<'a> {
-    path: String,
-    found: &'a mut Vec<String>,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Walk<'_> {
-    type Value = ();
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Walk { path, found } = self;
-        let mut index = 0usize;
-        while seq.next_element_seed(Walk { path: format!("{path}[{index}]"), found: &mut *found })?.is_some() {
-            index += 1;
-        }
-        Ok(())
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Walk { path, found } = self;
-        let (mut seen, mut reported) = (std::collections::HashSet::new(), std::collections::HashSet::new());
-        while let Some(key) = map.next_key::<String>()? {
-            let member = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-            if !seen.insert(key.clone()) && reported.insert(key) {
-                found.push(member.clone());
-            }
-            map.next_value_seed(Walk { path: member, found: &mut *found })?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 fn only_composed_ranges(text: &str) -> bool {
     composed_prefix_len(text) == text.len()
@@ -530,15 +452,6 @@ fn tone_target(letters: &[(char, Vec<char>)]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn repeated_members_are_found_at_any_depth() {
-        let text = br#"{"unit": "00004", "unit": "00004", "values": {"a": 1, "b": 2, "a": 3},
-            "rows": [{"name": "A", "name": "B"}, {"name": "C"}], "unit": "x"}"#;
-        assert_eq!(repeated_members(text), ["unit", "values.a", "rows[0].name"]);
-        assert!(repeated_members(br#"{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}"#).is_empty());
-        assert!(repeated_members(b"{not json").is_empty());
-    }
 
     use super::*;
 

@@ -297,18 +297,7 @@ async fn reports_refuse_a_far_cell_quickly_and_read_within_the_callers_unit() {
         .await
         .expect("an answer, not a dead server");
     let (status, content_type, problem) = problem_of(response).await;
-    assert_eq!(
-        (status, content_type.as_str()),
-        (reqwest::StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"),
-        "{problem}"
-    );
-    let error = &problem["errors"][0];
-    assert_eq!(
-        (error["row"].as_u64(), error["column"].as_str(), error["code"].as_str()),
-        (Some(1_048_576), Some("XFD"), Some("too_many_columns")),
-        "{problem}"
-    );
-    assert!(error["message"].as_str().unwrap().contains("XFD1048576"), "{problem}");
+    voxpop_tests::problem::assert_far_cell_refused(status, &content_type, &problem);
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 
     // Without `unit`, the synthesis and the template are the caller's own unit's.
