@@ -19,15 +19,21 @@ pub fn problem_fields(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Asserts that a response was a 422 problem (`application/problem+json`).
+pub fn assert_unprocessable(status: StatusCode, content_type: &str, problem: &Value) {
+    assert_eq!((status, content_type), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"), "{problem}");
+}
+
+/// Row, column and code of a problem's first error about a spreadsheet cell.
+pub fn first_cell_error(problem: &Value) -> (Option<u64>, Option<&str>, Option<&str>) {
+    let error = &problem["errors"][0];
+    (error["row"].as_u64(), error["column"].as_str(), error["code"].as_str())
+}
+
 /// Asserts that `problem` is a 422 refusing a spreadsheet at its far cell `XFD1048576` (the last
 /// row and column a workbook may address), naming the cell by row, column and message.
 pub fn assert_far_cell_refused(status: StatusCode, content_type: &str, problem: &Value) {
-    assert_eq!((status, content_type), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"), "{problem}");
-    let error = &problem["errors"][0];
-    assert_eq!(
-        (error["row"].as_u64(), error["column"].as_str(), error["code"].as_str()),
-        (Some(1_048_576), Some("XFD"), Some("too_many_columns")),
-        "{problem}"
-    );
-    assert!(error["message"].as_str().unwrap_or_default().contains("XFD1048576"), "{problem}");
+    assert_unprocessable(status, content_type, problem);
+    assert_eq!(first_cell_error(problem), (Some(1_048_576), Some("XFD"), Some("too_many_columns")), "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().unwrap_or_default().contains("XFD1048576"), "{problem}");
 }

@@ -346,19 +346,11 @@ async fn reports_csv_upload_is_refused_past_256_columns_with_one_error() {
     let header = wide_csv_header(&["unit_code", "week", "meetings_held"], 80_000);
     let (status, content_type, problem) =
         problem_of(upload(format!("{header}\n00004,2025-W38,3\n")).await.unwrap()).await;
-    assert_eq!(
-        (status, content_type.as_str()),
-        (reqwest::StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"),
-        "{problem}"
-    );
-    let errors = problem["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 1, "{problem}");
-    assert_eq!(
-        (errors[0]["row"].as_u64(), errors[0]["column"].as_str(), errors[0]["code"].as_str()),
-        (Some(1), Some("IW"), Some("too_many_columns")),
-        "{problem}"
-    );
-    assert!(errors[0]["message"].as_str().unwrap().contains("`IW1`"), "{problem}");
+    voxpop_tests::problem::assert_unprocessable(status, &content_type, &problem);
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 1, "{problem}");
+    let error = voxpop_tests::problem::first_cell_error(&problem);
+    assert_eq!(error, (Some(1), Some("IW"), Some("too_many_columns")), "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("`IW1`"), "{problem}");
 
     // A value past IV in a data row (`;`-separated, with a quoted `;` that is no separator).
     let header = "unit_code;week;meetings_held";
