@@ -238,10 +238,7 @@ impl TokenStore {
         let unauthorized = |detail: &str| {
             Problem::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", "A valid API token is required", detail)
         };
-        let bearer = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(|value| value.strip_prefix("Bearer ").unwrap_or_default().trim().to_owned());
+        let bearer = bearer_token(headers).map_err(|detail| unauthorized(&detail))?;
         // Web pages send the token in the cookie the sign-in page set.
         let Some(token) = bearer.or_else(|| cookie(headers, SESSION_COOKIE)) else {
             return Err(unauthorized("send `Authorization: Bearer <token>` (voxpop token create)"));
@@ -261,6 +258,30 @@ impl TokenStore {
             _ => Err(unauthorized("unknown or revoked token")),
         }
     }
+}
+
+/// The token of the request's `Authorization` header, if it has one. The scheme is read
+/// without regard to case (RFC 9110, 11.1); a header that cannot be read, names another scheme,
+/// or comes twice is refused rather than passed over for the cookie, so that a request is never
+/// taken for a caller other than the one it names.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("send one `Authorization` header, not several".to_owned());
+    }
+    let value = value.to_str().map_err(|_| "the `Authorization` header is not plain ASCII".to_owned())?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(format!("use `Authorization: Bearer <token>`, not the `{scheme}` scheme"));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("the `Authorization` header holds no token after `Bearer`".to_owned());
+    }
+    Ok(Some(token.to_owned()))
 }
 
 /// The cookie the sign-in page sets (HttpOnly, SameSite=Strict).
@@ -341,5 +362,44 @@ mod tests {
         assert!(store.caller(&headers).is_err(), "revoked");
         assert!(store.list().is_empty());
         assert!(store.caller(&HeaderMap::new()).is_err(), "revoking every token does not open the data");
+    }
+
+    #[test]
+    fn the_authorization_header_is_read_strictly_but_its_scheme_in_any_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        let secret = store.create("00004", Role::Officer).unwrap();
+        let other = store.create("01", Role::Leader).unwrap();
+        let with = |values: &[&[u8]], cookie: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(axum::http::header::AUTHORIZATION, axum::http::HeaderValue::from_bytes(value).unwrap());
+            }
+            if let Some(token) = cookie {
+                headers.insert(axum::http::header::COOKIE, format!("{SESSION_COOKIE}={token}").parse().unwrap());
+            }
+            store.caller(&headers)
+        };
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let caller = with(&[format!("{scheme} {secret}").as_bytes()], None).unwrap();
+            assert_eq!(caller.unit, "00004", "{scheme}");
+        }
+        let refused = [
+            (
+                vec![format!("Bearer {secret}").into_bytes(), format!("Bearer {other}").into_bytes()],
+                "one `Authorization`",
+            ),
+            (vec![format!("Basic {secret}").into_bytes()], "`Basic` scheme"),
+            (vec![b"Bearer ".to_vec()], "no token"),
+            (vec!["Bearer vxp_\u{e9}".as_bytes().to_vec()], "plain ASCII"),
+        ];
+        for (values, says) in refused {
+            let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            // A broken header is refused even where a valid cookie would have been read.
+            let problem = with(&values, Some(&other)).unwrap_err();
+            assert_eq!(problem.status, 401);
+            assert!(problem.detail.contains(says), "{says}: {}", problem.detail);
+        }
+        assert_eq!(with(&[], Some(&other)).unwrap().unit, "01", "the cookie without a header");
     }
 }

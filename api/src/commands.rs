@@ -129,6 +129,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         )),
     };
     crate::ratelimit::IntakeLimit::spawn_housekeeping(state.intake_limit.clone());
+    crate::exchange::ExportJobs::spawn_sweeper(
+        state.exports.clone(),
+        crate::exchange::EXPORT_SWEEP_INTERVAL,
+        crate::exchange::EXPORT_RETENTION,
+    );
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;

@@ -7,7 +7,8 @@
 //!
 //! At most [`MAX_RUNNING_EXPORTS`] jobs run at once; past that a new one is a `503` with
 //! `Retry-After`. A finished job and its files are kept for [`EXPORT_RETENTION`], then removed
-//! (when a later job starts, and at server start for the directories earlier processes left).
+//! (every [`EXPORT_SWEEP_INTERVAL`], when a later job starts, and at server start for the
+//! directories earlier processes left).
 //! A failed job's files are removed at once.
 
 use std::collections::{HashMap, HashSet};
@@ -215,9 +216,14 @@ pub const MAX_RUNNING_EXPORTS: usize = 2;
 pub const EXPORT_RETRY_AFTER_SECONDS: u64 = 30;
 
 /// How long a finished export (its status and its files under `<data>/exports/<id>/`) is kept
-/// for its download: a day. Older ones are removed when a new export starts, and directories
-/// left by an earlier process (whose jobs this one does not know) at server start.
+/// for its download: a day. Older ones are removed every [`EXPORT_SWEEP_INTERVAL`], when a new
+/// export starts, and at server start (directories left by an earlier process, whose jobs this
+/// one does not know).
 pub const EXPORT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How often a running server removes expired exports, so that a server nobody exports from
+/// again does not keep yesterday's files for ever.
+pub const EXPORT_SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// The size of the chunks an export file is sent in: a download the client does not read holds
 /// about one chunk, not the file.
@@ -264,6 +270,26 @@ impl ExportJobs {
         let jobs = ExportJobs { root, jobs: Mutex::new(HashMap::new()) };
         jobs.remove_expired(EXPORT_RETENTION);
         jobs
+    }
+
+    /// Removes the exports older than `retention` every `every` while the server runs (the
+    /// server passes [`EXPORT_SWEEP_INTERVAL`] and [`EXPORT_RETENTION`]).
+    pub fn spawn_sweeper(jobs: Arc<ExportJobs>, every: Duration, retention: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is at once, and `new` has just swept.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let sweeper = jobs.clone();
+                match tokio::task::spawn_blocking(move || sweeper.remove_expired(retention)).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "expired exports removed"),
+                    Err(err) => tracing::warn!(error = %err, "removing expired exports failed"),
+                }
+            }
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Job>> {
@@ -773,6 +799,26 @@ mod tests {
         let later = ExportJobs { root: root.clone(), jobs: Mutex::new(HashMap::new()) };
         assert_eq!(later.remove_expired(Duration::ZERO), 1);
         assert!(!running_dir.exists());
+    }
+
+    #[tokio::test]
+    async fn a_running_server_removes_expired_exports_without_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let exports = Arc::new(ExportJobs::new(dir.path().join("exports")));
+        let (done, job) = new_job(&exports);
+        std::fs::create_dir_all(job.dir.join("data")).unwrap();
+        let done_dir = job.dir.clone();
+        assert!(exports.admit(done, job));
+        exports.lock().get_mut(&done).unwrap().finished = Some(std::time::Instant::now());
+        exports.lock().get_mut(&done).unwrap().status = JobStatus::Done;
+        let sweeper = ExportJobs::spawn_sweeper(exports.clone(), Duration::from_millis(20), Duration::from_millis(50));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while done_dir.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sweeper.abort();
+        assert!(!done_dir.exists(), "a finished export's files outlived its retention");
+        assert!(exports.lock().get(&done).is_none());
     }
 
     #[tokio::test]

@@ -61,6 +61,9 @@ struct ResultStore<T> {
 struct Waiting<T> {
     at: Instant,
     bytes: usize,
+    /// The token that ran the statement (none in open mode): only it may fetch the result, so
+    /// that a ticket seen by someone else, or kept past a revocation, is worth nothing.
+    owner: Option<String>,
     result: T,
 }
 
@@ -111,7 +114,14 @@ impl<T> ResultStore<T> {
     /// Keeps `result` (`bytes` of Arrow data) under `handle`. The expired results go first (so
     /// they never hold room past their time); if it would still pass the bounds,
     /// `RESOURCE_EXHAUSTED`.
-    fn insert(&mut self, handle: String, bytes: usize, result: T, now: Instant) -> Result<(), Status> {
+    fn insert(
+        &mut self,
+        handle: String,
+        owner: Option<String>,
+        bytes: usize,
+        result: T,
+        now: Instant,
+    ) -> Result<(), Status> {
         if bytes > self.max_bytes {
             return Err(Status::resource_exhausted(format!(
                 "the result holds {} of Arrow data, more than the {} a Flight SQL result may hold; \
@@ -125,13 +135,17 @@ impl<T> ResultStore<T> {
             return Err(self.full());
         }
         self.held_bytes += bytes;
-        self.waiting.insert(handle, Waiting { at: now, bytes, result });
+        self.waiting.insert(handle, Waiting { at: now, bytes, owner, result });
         Ok(())
     }
 
-    /// Takes the result under `handle` out (a ticket is good once), with its bytes, which stay
-    /// held until [`ResultStore::release`]. An expired result is dropped, not given.
-    fn take(&mut self, handle: &str, now: Instant) -> Option<(usize, T)> {
+    /// Takes the result under `handle` out for `caller` (a ticket is good once), with its
+    /// bytes, which stay held until [`ResultStore::release`]. An expired result is dropped, not
+    /// given; another caller's is left where it is, and this caller told nothing about it.
+    fn take(&mut self, handle: &str, caller: Option<&str>, now: Instant) -> Option<(usize, T)> {
+        if self.waiting.get(handle)?.owner.as_deref() != caller {
+            return None;
+        }
         let waiting = self.waiting.remove(handle)?;
         if now.saturating_duration_since(waiting.at) >= self.ttl {
             self.held_bytes -= waiting.bytes;
@@ -181,6 +195,18 @@ impl FlightSql {
     fn results(&self) -> std::sync::MutexGuard<'_, ResultStore<SqlResult>> {
         lock(&self.results)
     }
+
+    /// The caller of a call: its token travels as gRPC metadata `authorization: Bearer ...`,
+    /// read as the HTTP API reads the header (every value, so that two are refused there).
+    fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> Result<crate::auth::Caller, Status> {
+        let mut headers = axum::http::HeaderMap::new();
+        for value in metadata.get_all("authorization") {
+            let value = axum::http::HeaderValue::from_bytes(value.as_encoded_bytes())
+                .map_err(|_| Status::unauthenticated("the `authorization` metadata cannot be read"))?;
+            headers.append(axum::http::header::AUTHORIZATION, value);
+        }
+        self.tokens.caller(&headers).map_err(|problem| Status::unauthenticated(problem.detail))
+    }
 }
 
 /// The query's own faults (its text, its data, its size, its time) are `INVALID_ARGUMENT`;
@@ -216,14 +242,7 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        // The caller's token travels as gRPC metadata `authorization: Bearer ...`.
-        let mut headers = axum::http::HeaderMap::new();
-        if let Some(value) = request.metadata().get("authorization").and_then(|v| v.to_str().ok())
-            && let Ok(value) = value.parse()
-        {
-            headers.insert(axum::http::header::AUTHORIZATION, value);
-        }
-        let caller = self.tokens.caller(&headers).map_err(|problem| Status::unauthenticated(problem.detail))?;
+        let caller = self.caller(request.metadata())?;
         let mut sql = SqlRequest::new(&query.query);
         sql.province = caller.province();
         sql.commune = caller.commune();
@@ -233,7 +252,7 @@ impl FlightSqlService for FlightSql {
         let handle = Uuid::now_v7().to_string();
         let (rows, bytes) = (result.rows, result.batches.iter().map(voxpop_queries::sql::result_bytes).sum::<usize>());
         let schema = result.schema.clone();
-        self.results().insert(handle.clone(), bytes, result, Instant::now())?;
+        self.results().insert(handle.clone(), caller.token_id.clone(), bytes, result, Instant::now())?;
         let ticket = TicketStatementQuery { statement_handle: handle.into_bytes().into() };
         let endpoint = FlightEndpoint {
             ticket: Some(Ticket { ticket: ticket.as_any().encode_to_vec().into() }),
@@ -255,10 +274,11 @@ impl FlightSqlService for FlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(request.metadata())?;
         let handle = String::from_utf8_lossy(&ticket.statement_handle).into_owned();
-        let Some((bytes, result)) = self.results().take(&handle, Instant::now()) else {
+        let Some((bytes, result)) = self.results().take(&handle, caller.token_id.as_deref(), Instant::now()) else {
             return Err(Status::not_found(format!(
                 "no result under this ticket (fetched already, or older than {} s)",
                 RESULT_TTL.as_secs()
@@ -313,15 +333,15 @@ mod tests {
     fn flight_results_are_capped_by_bytes_then_resource_exhausted() {
         let mut store = new_store();
         let now = Instant::now();
-        store.insert("a".into(), 600, "a", now).unwrap();
-        store.insert("b".into(), 400, "b", now).unwrap();
+        store.insert("a".into(), None, 600, "a", now).unwrap();
+        store.insert("b".into(), None, 400, "b", now).unwrap();
         assert_eq!(store.held_bytes, 1000);
-        let refused = store.insert("c".into(), 1, "c", now).unwrap_err();
+        let refused = store.insert("c".into(), None, 1, "c", now).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(refused.message().contains("fetch (DoGet)") && refused.message().contains("300 s"), "{refused}");
         assert!(!store.waiting.contains_key("c"));
         // A result larger than the whole bound is refused for itself, even in an empty store.
-        let too_large = ResultStore::<()>::new(1000, 3, TTL).insert("x".into(), 1001, (), now).unwrap_err();
+        let too_large = ResultStore::<()>::new(1000, 3, TTL).insert("x".into(), None, 1001, (), now).unwrap_err();
         assert_eq!(too_large.code(), tonic::Code::ResourceExhausted);
         assert!(too_large.message().contains("narrow it"), "{too_large}");
     }
@@ -332,10 +352,10 @@ mod tests {
         let now = Instant::now();
         for handle in ["a", "b", "c"] {
             store.check_room(now).unwrap();
-            store.insert(handle.into(), 1, handle, now).unwrap();
+            store.insert(handle.into(), None, 1, handle, now).unwrap();
         }
         assert_eq!(store.check_room(now).unwrap_err().code(), tonic::Code::ResourceExhausted);
-        assert_eq!(store.insert("d".into(), 1, "d", now).unwrap_err().code(), tonic::Code::ResourceExhausted);
+        assert_eq!(store.insert("d".into(), None, 1, "d", now).unwrap_err().code(), tonic::Code::ResourceExhausted);
         assert_eq!(store.waiting.len(), 3);
     }
 
@@ -343,29 +363,29 @@ mod tests {
     fn flight_expired_results_are_dropped_before_refusing() {
         let mut store = new_store();
         let start = Instant::now();
-        store.insert("old".into(), 900, "old", start).unwrap();
-        store.insert("young".into(), 50, "young", start + TTL / 2).unwrap();
+        store.insert("old".into(), None, 900, "old", start).unwrap();
+        store.insert("young".into(), None, 50, "young", start + TTL / 2).unwrap();
         // Within the time to live the bytes are taken...
         let later = start + TTL - Duration::from_secs(1);
-        assert!(store.insert("new".into(), 100, "new", later).is_err());
+        assert!(store.insert("new".into(), None, 100, "new", later).is_err());
         // ...after it the expired result makes room, and only it goes.
         let after = start + TTL;
-        store.insert("new".into(), 100, "new", after).unwrap();
+        store.insert("new".into(), None, 100, "new", after).unwrap();
         assert!(!store.waiting.contains_key("old"));
         assert_eq!(store.held_bytes, 150);
-        assert_eq!(store.take("young", after), Some((50, "young")));
+        assert_eq!(store.take("young", None, after), Some((50, "young")));
         // Count: three waiting, one expired, a fourth fits after dropping it.
         let mut store = new_store();
-        store.insert("a".into(), 1, "a", start).unwrap();
-        store.insert("b".into(), 1, "b", after).unwrap();
-        store.insert("c".into(), 1, "c", after).unwrap();
+        store.insert("a".into(), None, 1, "a", start).unwrap();
+        store.insert("b".into(), None, 1, "b", after).unwrap();
+        store.insert("c".into(), None, 1, "c", after).unwrap();
         store.check_room(start + TTL + Duration::from_secs(1)).unwrap();
-        store.insert("d".into(), 1, "d", start + TTL + Duration::from_secs(1)).unwrap();
+        store.insert("d".into(), None, 1, "d", start + TTL + Duration::from_secs(1)).unwrap();
         assert!(!store.waiting.contains_key("a") && store.waiting.len() == 3);
         // An expired result is not given, and its bytes are freed.
         let mut store = new_store();
-        store.insert("a".into(), 10, "a", start).unwrap();
-        assert_eq!(store.take("a", start + TTL), None);
+        store.insert("a".into(), None, 10, "a", start).unwrap();
+        assert_eq!(store.take("a", None, start + TTL), None);
         assert_eq!(store.held_bytes, 0);
     }
 
@@ -373,17 +393,27 @@ mod tests {
     fn flight_fetched_results_are_dropped_and_held_until_their_stream_ends() {
         let mut store = new_store();
         let now = Instant::now();
-        store.insert("a".into(), 700, "a", now).unwrap();
-        assert_eq!(store.take("a", now), Some((700, "a")));
+        store.insert("a".into(), None, 700, "a", now).unwrap();
+        assert_eq!(store.take("a", None, now), Some((700, "a")));
         // A ticket is good once.
-        assert_eq!(store.take("a", now), None);
+        assert_eq!(store.take("a", None, now), None);
         assert!(store.waiting.is_empty());
         // While the stream is sent its bytes still count...
-        assert!(store.insert("b".into(), 400, "b", now).is_err());
+        assert!(store.insert("b".into(), None, 400, "b", now).is_err());
         // ...and not after: the count of waiting results never included it.
         store.release(700);
-        store.insert("b".into(), 400, "b", now).unwrap();
+        store.insert("b".into(), None, 400, "b", now).unwrap();
         assert_eq!(store.held_bytes, 400);
+    }
+
+    #[test]
+    fn flight_results_are_given_only_to_the_token_that_ran_them() {
+        let mut store = new_store();
+        let now = Instant::now();
+        store.insert("a".into(), Some("leader".into()), 10, "a", now).unwrap();
+        assert_eq!(store.take("a", None, now), None, "no token");
+        assert_eq!(store.take("a", Some("officer"), now), None, "another token");
+        assert_eq!(store.take("a", Some("leader"), now), Some((10, "a")), "still there for its owner");
     }
 
     #[test]

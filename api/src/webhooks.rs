@@ -194,6 +194,31 @@ pub struct Delivery {
     pub state: DeliveryState,
 }
 
+impl Delivery {
+    /// The delivery as the board shows it: the URL's credentials hidden ([`redacted_url`]).
+    fn redacted(&self) -> Delivery {
+        Delivery { url: redacted_url(&self.url), ..self.clone() }
+    }
+}
+
+/// A webhook URL as the board and the logs show it: a password in it and the values of its
+/// query (where receivers often take an API key) replaced by `***`. The URL posted to is the
+/// configured one; this is only what others may read.
+pub fn redacted_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return "(a URL that cannot be read)".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(name, _)| name.into_owned()).collect();
+        parsed.query_pairs_mut().clear().extend_pairs(names.iter().map(|name| (name.as_str(), "***")));
+    }
+    parsed.set_fragment(None);
+    parsed.to_string()
+}
+
 /// What one URL's worker has done.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WebhookStatus {
@@ -319,12 +344,12 @@ impl DeliveryBoard {
                 .urls
                 .iter()
                 .map(|board| WebhookStatus {
-                    url: board.url.clone(),
+                    url: redacted_url(&board.url),
                     delivered: board.delivered,
                     failed: board.failed,
                     retrying: board.recent.iter().filter(|d| d.state == DeliveryState::Retrying).count() as u64,
                     cursor: board.cursor.clone(),
-                    deliveries: board.recent.iter().rev().cloned().collect(),
+                    deliveries: board.recent.iter().rev().map(|delivery| delivery.redacted()).collect(),
                 })
                 .collect(),
         })
@@ -506,6 +531,7 @@ impl Dispatcher {
             board.register(url, &progress);
             let worker = Worker {
                 url: url.clone(),
+                shown_url: redacted_url(url),
                 log: log.clone(),
                 client: client.clone(),
                 config: config.clone(),
@@ -571,12 +597,15 @@ fn notification_id(record: &Consumed) -> String {
     }
 }
 
-fn describe(err: &reqwest::Error, timeout: Duration) -> String {
+/// The message of a failed attempt, without the URL (which may hold credentials: reqwest's
+/// messages repeat it).
+fn describe(err: reqwest::Error, timeout: Duration) -> String {
+    let err = err.without_url();
     if err.is_timeout() {
         return format!("timed out after {} ms", timeout.as_millis());
     }
     let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
         message.push_str(": ");
         message.push_str(&cause.to_string());
@@ -603,7 +632,7 @@ async fn post(
         .body(body)
         .send()
         .await
-        .map_err(|err| AttemptError::Transport(describe(&err, timeout)))?;
+        .map_err(|err| AttemptError::Transport(describe(err, timeout)))?;
     let status = response.status();
     if status.is_success() {
         return Ok(status.as_u16());
@@ -622,6 +651,8 @@ async fn post(
 
 struct Worker {
     url: String,
+    /// `url` as the logs show it ([`redacted_url`]).
+    shown_url: String,
     log: Arc<dyn EventLog>,
     client: reqwest::Client,
     config: Arc<WebhookConfig>,
@@ -640,13 +671,13 @@ impl Worker {
     }
 
     async fn run(mut self) {
-        info!(url = %self.url, cursor = ?self.progress.next, "webhook worker starting");
+        info!(url = %self.shown_url, cursor = ?self.progress.next, "webhook worker starting");
         let mut reopen_delay = Duration::from_millis(200);
         'reader: while !self.stopping() {
             let mut reader = match self.log.reader(Topic::Notifications, &self.progress.next).await {
                 Ok(reader) => reader,
                 Err(err) => {
-                    warn!(url = %self.url, error = %err, retry_in_ms = reopen_delay.as_millis() as u64,
+                    warn!(url = %self.shown_url, error = %err, retry_in_ms = reopen_delay.as_millis() as u64,
                         "webhook worker cannot read the notifications");
                     if !self.pause(reopen_delay).await {
                         break;
@@ -663,7 +694,7 @@ impl Worker {
                 let records = match polled {
                     Ok(records) => records,
                     Err(err) => {
-                        warn!(url = %self.url, error = %err, retry_in_ms = reopen_delay.as_millis() as u64,
+                        warn!(url = %self.shown_url, error = %err, retry_in_ms = reopen_delay.as_millis() as u64,
                             "webhook worker lost the notifications log; reopening");
                         if !self.pause(reopen_delay).await {
                             break 'reader;
@@ -692,11 +723,11 @@ impl Worker {
                     }
                 }
                 self.save().await;
-                info!(url = %self.url, delivered, failed, cursor = ?self.progress.next, "webhook deliveries");
+                info!(url = %self.shown_url, delivered, failed, cursor = ?self.progress.next, "webhook deliveries");
             }
         }
         self.save().await;
-        info!(url = %self.url, cursor = ?self.progress.next, "webhook worker stopped");
+        info!(url = %self.shown_url, cursor = ?self.progress.next, "webhook worker stopped");
     }
 
     /// Sleeps `delay`; false when told to stop meanwhile.
@@ -729,7 +760,7 @@ impl Worker {
         self.progress.updated_at = Some(Utc::now());
         match self.store.save(&self.url, self.progress.clone()).await {
             Ok(()) => self.dirty = false,
-            Err(err) => warn!(url = %self.url, error = %err, "cannot persist the webhook cursor"),
+            Err(err) => warn!(url = %self.shown_url, error = %err, "cannot persist the webhook cursor"),
         }
         self.last_save = Instant::now();
     }
@@ -762,7 +793,7 @@ impl Worker {
                 Ok(status) => {
                     delivery.last_status = Some(status);
                     self.finish(record.position, delivery);
-                    debug!(url = %self.url, notification_id = %id, attempt, "webhook delivered");
+                    debug!(url = %self.shown_url, notification_id = %id, attempt, "webhook delivered");
                     return Outcome::Delivered;
                 }
                 Err(err) => err,
@@ -772,7 +803,7 @@ impl Worker {
             if attempt >= max_attempts {
                 delivery.state = DeliveryState::Failed;
                 self.finish(record.position, delivery);
-                warn!(url = %self.url, notification_id = %id, attempts = attempt, error = %err,
+                warn!(url = %self.shown_url, notification_id = %id, attempts = attempt, error = %err,
                     "webhook delivery given up");
                 return Outcome::Failed;
             }
@@ -781,7 +812,7 @@ impl Worker {
             delivery.next_retry_at =
                 Some(Utc::now() + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::zero()));
             self.board.record(delivery, None);
-            debug!(url = %self.url, notification_id = %id, attempt, error = %err,
+            debug!(url = %self.shown_url, notification_id = %id, attempt, error = %err,
                 retry_in_ms = delay.as_millis() as u64, "webhook attempt failed");
             // What was confirmed before this one is not held back by a long wait.
             self.save().await;
@@ -806,6 +837,34 @@ mod tests {
 
     use super::*;
     use crate::auth::Role;
+
+    #[test]
+    fn the_board_hides_credentials_in_webhook_urls() {
+        let url = "https://hookuser:hookpass@hooks.example.org:8443/in?api_key=KEY123&team=7#part";
+        let shown = redacted_url(url);
+        assert_eq!(shown, "https://hookuser:***@hooks.example.org:8443/in?api_key=***&team=***");
+        assert_eq!(redacted_url("http://127.0.0.1:9000/hook"), "http://127.0.0.1:9000/hook", "nothing to hide");
+        let board = DeliveryBoard::new();
+        board.register(url, &StoredCursor::default());
+        board.record(
+            Delivery {
+                notification_id: "n1".into(),
+                url: url.into(),
+                partition: 0,
+                offset: 0,
+                attempts: 1,
+                last_attempt_at: Utc::now(),
+                last_status: Some(500),
+                last_error: Some("HTTP 500".into()),
+                next_retry_at: None,
+                state: DeliveryState::Failed,
+            },
+            None,
+        );
+        let json = serde_json::to_string(&board.snapshot()).unwrap();
+        assert!(!json.contains("hookpass") && !json.contains("KEY123"), "{json}");
+        assert!(json.contains(&shown), "{json}");
+    }
 
     #[derive(Debug, Clone)]
     struct Hit {

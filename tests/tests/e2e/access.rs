@@ -190,3 +190,41 @@ async fn every_read_path_is_limited_to_the_callers_unit() {
     assert_eq!(get(file.clone(), Some(&central)).await.0, StatusCode::NOT_FOUND);
     assert_eq!(get(file, Some(&commune)).await.0, StatusCode::OK);
 }
+
+/// A Flight SQL ticket is the result of one caller's statement: fetched without a token, or
+/// with another token, it is not found, and it stays for the caller that ran it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flight_ticket_is_good_only_for_the_token_that_ran_its_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let leader = token(&data_dir, "01", "leader");
+    let officer = token(&data_dir, "01", "officer");
+    let port = voxpop_tests::server::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Server::start_with(&data_dir, None, &["--flight", &address]).await;
+    let petition =
+        json!({"title": "Đường hỏng", "body": "Liên hệ 0912345678. Dữ liệu tổng hợp.", "commune_code": "00004"});
+    server.submit(&petition).await;
+    for _ in 0..100 {
+        if !server.lake_ids().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fetch = |other: &str| {
+        let output = std::process::Command::new(voxpop_tests::paths::python())
+            .arg(voxpop_tests::paths::py_script("flight_ticket.py"))
+            .arg(format!("grpc://{address}"))
+            .args([leader.as_str(), other, "SELECT title, contact_phone FROM petitions"])
+            .output()
+            .expect("run python (adbc-driver-flightsql, installed by scripts/test.sh)");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    for other in [officer.as_str(), "-"] {
+        let report = fetch(other);
+        let refused = report["other"].as_str().unwrap_or_default();
+        assert!(refused.contains("no result under this ticket") || refused.contains("token"), "{report}");
+        assert_eq!(report["owner"], 1, "{report}");
+    }
+}
