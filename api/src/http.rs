@@ -270,10 +270,25 @@ async fn weekly_summary(
         Ok(params) => params,
         Err(problem) => return problem.into_response(),
     };
-    // A commune's staff read their commune's summary; a province's, their province's.
+    // A commune named by its pre-2025 code is the commune it became, as in search; an unknown
+    // one is named before the scope is checked.
+    let mut commune_province = None;
+    if let Some(raw) = params.get("commune").cloned() {
+        match voxpop_schema::units::Units::embedded().resolve_commune(&raw, None) {
+            Ok(resolved) => {
+                commune_province = Some(resolved.province.code.clone());
+                params.insert("commune".to_owned(), resolved.commune.code.clone());
+            }
+            Err(err) => return Problem::bad_parameter("commune", err.to_string()).into_response(),
+        }
+    }
+    // A commune's staff read their commune's summary; a province's, their province's: another
+    // unit's is a 403, whichever parameter names it.
+    let outside_province =
+        caller.province().is_some_and(|mine| commune_province.as_ref().is_some_and(|asked| *asked != mine));
     for (key, mine) in [("province", caller.province()), ("commune", caller.commune())] {
         if let Some(mine) = mine {
-            if params.get(key).is_some_and(|asked| *asked != mine) {
+            if params.get(key).is_some_and(|asked| *asked != mine) || (key == "province" && outside_province) {
                 return Problem::new(
                     StatusCode::FORBIDDEN,
                     "out-of-scope",

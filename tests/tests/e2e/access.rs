@@ -149,6 +149,17 @@ async fn every_read_path_is_limited_to_the_callers_unit() {
     assert_eq!((status, summary["commune_code"].as_str()), (StatusCode::OK, Some("00004")), "{summary}");
     assert_eq!(summary["total"], 2, "only the commune's petitions: {summary}");
     assert_eq!(get("/api/v1/summaries/weekly?commune=00976".to_owned(), Some(&commune)).await.0, StatusCode::FORBIDDEN);
+    // Another province's commune is outside a province's unit (403, not a 400 about the pair), and
+    // a commune's pre-2025 code is the commune it became.
+    assert_eq!(get("/api/v1/summaries/weekly?commune=26041".to_owned(), Some(&hanoi)).await.0, StatusCode::FORBIDDEN);
+    let (status, old_code) = get("/api/v1/summaries/weekly?commune=00013".to_owned(), Some(&commune)).await;
+    assert_eq!(status, StatusCode::OK, "{old_code}");
+    let (status, unknown) = get("/api/v1/summaries/weekly?commune=99999".to_owned(), Some(&hanoi)).await;
+    assert_eq!(
+        (status, unknown["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("commune")),
+        "{unknown}"
+    );
 
     // Reports: a unit reports for itself and the units under it, and only with its token.
     let report = |unit: &str| json!({"unit": unit, "week": "2025-W38", "values": {"meetings_held": 1}});
