@@ -198,7 +198,14 @@ async fn get_petition(State(state): State<AppState>, caller: crate::auth::Caller
         // No caller is entitled to personal data until roles exist: contact fields and numbers
         // in the text are masked on this public path.
         // Another unit's petition is not there for this caller: the same answer as a wrong id.
-        Ok(Some(petition)) if caller.sees(&petition.province_code, &petition.commune_code) => {
+        // A unit handling a petition placed elsewhere (after a transfer or an escalation) reads
+        // it here as on its inbox and the petition's history.
+        Ok(Some(petition))
+            if caller.sees(&petition.province_code, &petition.commune_code)
+                || state.desk.status(&id).is_some_and(|status| {
+                    voxpop_schema::workflow::covers(voxpop_schema::units::Units::embedded(), &caller.unit, &status.unit)
+                }) =>
+        {
             if caller.personal_data() {
                 Json(petition).into_response()
             } else {

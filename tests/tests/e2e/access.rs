@@ -239,3 +239,36 @@ async fn a_flight_ticket_is_good_only_for_the_token_that_ran_its_statement() {
         assert_eq!(report["owner"], 1, "{report}");
     }
 }
+
+/// A petition transferred to another unit is read by id by the unit that handles it now, as on
+/// its inbox and history; a unit that neither holds nor handles it still gets a 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unit_handling_a_transferred_petition_reads_it_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let commune = token(&data_dir, "00004", "officer");
+    let dong_nai = token(&data_dir, "75", "officer");
+    let neighbour = token(&data_dir, "00097", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+    let petition =
+        json!({"title": "Tranh chấp đất đai liên tỉnh", "body": "Dữ liệu tổng hợp.", "commune_code": "00004"});
+    let id = server.submit(&petition).await;
+    server.wait_written(1, Duration::from_secs(30)).await;
+    let read = |bearer: &str| {
+        let request = client.get(server.url(&format!("/api/v1/petitions/{id}"))).bearer_auth(bearer);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(read(&dong_nai).await, StatusCode::NOT_FOUND, "not theirs yet");
+    let response = client
+        .post(server.url(&format!("/api/v1/petitions/{id}/actions")))
+        .bearer_auth(&commune)
+        .json(&json!({"action": "transfer", "unit": "75", "note": "Thuộc thẩm quyền tỉnh Đồng Nai"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+    assert_eq!(read(&dong_nai).await, StatusCode::OK, "handled there now");
+    assert_eq!(read(&commune).await, StatusCode::OK, "still placed here");
+    assert_eq!(read(&neighbour).await, StatusCode::NOT_FOUND);
+}
