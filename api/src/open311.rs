@@ -8,7 +8,8 @@
 //! - `GET discovery`, `GET services`, `GET services/{code}`: the taxonomy (one attribute,
 //!   `commune_code`, names the commune; see [`service_definition`]).
 //! - `GET requests` (filters `service_request_id`, `service_code`, `start_date`, `end_date`,
-//!   `status`, and `page_size` up to 1000; the last 90 days by default), `GET requests/{id}`:
+//!   `status`, `page_size` up to 1000 and `page` from 1; the last 90 days by default),
+//!   `GET requests/{id}`:
 //!   reads are public in GeoReport, so they go without a token even where the API needs one,
 //!   and give only what a public reader may see: the text with phone and ID numbers masked,
 //!   coordinates rounded to about 100 m, never a contact field.
@@ -18,6 +19,11 @@
 //!   commune is `attribute[commune_code]` (2025 or pre-2025 code) or else the commune whose
 //!   centre is nearest to `lat`/`long`.
 //! - `GET tokens/{token}`: the token is the petition's tracking code.
+//!
+//! Parameters are read strictly (see the `Parameters` section): a single-valued one given twice
+//! with different values, a value that is not UTF-8 once percent-decoded, an empty filter or a
+//! number out of range is a 400 naming the parameter. Unknown parameters are ignored, as
+//! GeoReport allows extensions.
 //!
 //! The service a client picks is advice: the pipeline files every petition under the topic its
 //! rules find in the text. The title of a petition sent here begins with the service's name,
@@ -415,11 +421,87 @@ fn invalid(errors: &[FieldError]) -> Open311Error {
 
 // ---------------------------------------------------------------------------------------------
 // Parameters.
+//
+// Read strictly, so that a client's mistake is a 400 naming the parameter rather than a guess:
+// - a single-valued parameter given more than once (in the query, in the body, or once in each)
+//   with different values is refused: which one was meant is not ours to guess. The same value
+//   repeated is accepted, since it is not ambiguous and some clients put `api_key` both in the
+//   query and in the body. List parameters (`service_request_id`, `service_code` and `status` of
+//   `GET requests`) take comma lists and repeats alike;
+// - names and values must be UTF-8 once percent-decoded (a form sent in another charset would
+//   otherwise be stored with U+FFFD where its letters were), as the JSON intake refuses a body
+//   that is not UTF-8;
+// - the filters of `GET requests` must not be empty (an empty filter is not "every value"), nor
+//   hold empty list items; blank fields of a `POST requests` form count as absent, as browsers
+//   send every field of a form.
 
 /// Decodes `application/x-www-form-urlencoded` text (also a query string) into its pairs, in
-/// order; `+` is a space, bad `%` escapes stay as written, bad UTF-8 becomes U+FFFD.
-pub fn decode_form(raw: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(raw.as_bytes()).into_owned().collect()
+/// order, as browsers encode them: `+` is a space, bad `%` escapes stay as written. A name or
+/// value that is not UTF-8 once percent-decoded is refused, named (the name by what was sent).
+pub fn decode_form(raw: &str) -> Result<Vec<(String, String)>, Open311Error> {
+    let mut pairs = Vec::new();
+    let mut problems = Vec::new();
+    for part in raw.split('&').filter(|part| !part.is_empty()) {
+        let (raw_name, raw_value) = part.split_once('=').unwrap_or((part, ""));
+        let Ok(name) = String::from_utf8(percent_decode(raw_name)) else {
+            problems.push(format!("`{raw_name}`: the parameter name is not UTF-8 once percent-decoded"));
+            continue;
+        };
+        match String::from_utf8(percent_decode(raw_value)) {
+            Ok(value) => pairs.push((name, value)),
+            Err(_) => problems.push(format!("{name}: not UTF-8 once percent-decoded (send the form in UTF-8)")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(pairs)
+    } else {
+        Err(Open311Error { status: StatusCode::BAD_REQUEST, descriptions: problems, retry_after: None })
+    }
+}
+
+/// The bytes of one form-encoded name or value: `+` a space, `%XX` its byte, a `%` without two
+/// hex digits as written. As `form_urlencoded` decodes, but the bytes are left to the caller to
+/// check as UTF-8 rather than turned into U+FFFD.
+fn percent_decode(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit() => {
+                let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(hex(bytes[i + 1]) << 4 | hex(bytes[i + 2]));
+                i += 2;
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Where a form body is not UTF-8 at all: the byte, and the parameter whose value holds it when
+/// that can be told.
+fn body_not_utf8(body: &[u8], error: std::str::Utf8Error) -> Open311Error {
+    let at = error.valid_up_to();
+    // Bytes before `at` are UTF-8; the pair the bad byte is in starts after the last `&`.
+    let before = std::str::from_utf8(&body[..at]).unwrap_or_default();
+    let pair = before.rsplit('&').next().unwrap_or_default();
+    let name = pair.split_once('=').and_then(|(name, _)| String::from_utf8(percent_decode(name)).ok());
+    Open311Error::bad_request(match name {
+        Some(name) => format!("{name}: the request body is not valid UTF-8 (byte {at}); send the form in UTF-8"),
+        None => format!("the request body is not valid UTF-8 (byte {at}); send the form in UTF-8"),
+    })
+}
+
+/// A value quoted in an error: the first 40 characters of what the client sent.
+fn quoted(raw: &str) -> String {
+    const SHOWN_CHARS: usize = 40;
+    match raw.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("`{}…`", &raw[..cut]),
+        None => format!("`{raw}`"),
+    }
 }
 
 /// The parameters of a request, in order.
@@ -427,25 +509,93 @@ pub fn decode_form(raw: &str) -> Vec<(String, String)> {
 struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn from_raw(parts: &[Option<&str>]) -> Params {
-        Params(parts.iter().flatten().flat_map(|raw| decode_form(raw)).collect())
+    /// The pairs of each part (the query string, the body), strictly decoded ([`decode_form`]).
+    fn from_raw(parts: &[Option<&str>]) -> Result<Params, Open311Error> {
+        let mut pairs = Vec::new();
+        let mut problems = Vec::new();
+        for raw in parts.iter().flatten() {
+            match decode_form(raw) {
+                Ok(decoded) => pairs.extend(decoded),
+                Err(error) => problems.extend(error.descriptions),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Params(pairs))
+        } else {
+            Err(Open311Error { status: StatusCode::BAD_REQUEST, descriptions: problems, retry_after: None })
+        }
     }
 
-    /// The first non-empty value of `name`, trimmed.
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().filter(|(key, _)| key == name).map(|(_, value)| value.trim()).find(|value| !value.is_empty())
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str()).collect()
     }
 
-    /// Every value of `name`, comma lists split, empty items dropped.
-    fn list(&self, name: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(key, _)| key == name)
-            .flat_map(|(_, value)| value.split(','))
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(str::to_owned)
-            .collect()
+    /// The value of a single-valued parameter, trimmed (possibly empty); a repeat with another
+    /// value, or a control character (other than line breaks and tabs), is refused.
+    fn single(&self, name: &str) -> Result<Option<&str>, Open311Error> {
+        let mut values = self.values(name).into_iter().map(str::trim);
+        let Some(first) = values.next() else { return Ok(None) };
+        if values.any(|other| other != first) {
+            return Err(Open311Error::bad_request(format!(
+                "{name}: given more than once, with different values (send it once)"
+            )));
+        }
+        if let Some(control) = voxpop_schema::text::stray_control(first, true) {
+            return Err(Open311Error::bad_request(format!(
+                "{name}: holds the control character U+{:04X}",
+                u32::from(control)
+            )));
+        }
+        Ok(Some(first))
+    }
+
+    /// A field of a form: [`Params::single`], a blank value being absent.
+    fn get(&self, name: &str) -> Result<Option<&str>, Open311Error> {
+        Ok(self.single(name)?.filter(|value| !value.is_empty()))
+    }
+
+    /// A filter: [`Params::single`], refusing an empty value.
+    fn filter(&self, name: &str) -> Result<Option<&str>, Open311Error> {
+        match self.single(name)? {
+            Some("") => Err(Open311Error::bad_request(format!("{name}: empty (leave the parameter out instead)"))),
+            value => Ok(value),
+        }
+    }
+
+    /// Every value of a list filter, comma lists split and items trimmed, in order; an empty value
+    /// or item is refused.
+    fn list(&self, name: &str) -> Result<Vec<String>, Open311Error> {
+        let mut items = Vec::new();
+        for value in self.values(name) {
+            for item in value.split(',').map(str::trim) {
+                if item.is_empty() {
+                    return Err(Open311Error::bad_request(format!(
+                        "{name}: an empty item (a comma-separated list such as `a,b`, or leave the parameter out)"
+                    )));
+                }
+                items.push(item.to_owned());
+            }
+        }
+        Ok(items)
+    }
+
+    /// A whole number in `range` (ASCII digits only), `default` when absent.
+    fn number(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<usize>,
+        default: usize,
+    ) -> Result<usize, Open311Error> {
+        let Some(raw) = self.filter(name)? else { return Ok(default) };
+        match raw.parse::<usize>() {
+            Ok(number) if raw.bytes().all(|b| b.is_ascii_digit()) && range.contains(&number) => Ok(number),
+            _ => Err(Open311Error::bad_request(format!(
+                "{name}: {} is not a whole number from {} to {}",
+                quoted(raw),
+                range.start(),
+                range.end()
+            ))),
+        }
     }
 }
 
@@ -509,14 +659,21 @@ async fn get_root(
         Ok(split) => split,
         Err(error) => return error.into_response_as(Format::Json),
     };
-    let params = Params::from_raw(&[query.as_deref()]);
     match stem {
         "discovery" => respond(format, StatusCode::OK, "discovery", &discovery(&headers)),
         "services" => respond(format, StatusCode::OK, "services", &services()),
-        "requests" => match list_requests(&state, &params).await {
-            Ok(items) => respond(format, StatusCode::OK, "service_requests", &Node::List { item: "request", items }),
-            Err(error) => error.into_response_as(format),
-        },
+        "requests" => {
+            let listed = match Params::from_raw(&[query.as_deref()]) {
+                Ok(params) => list_requests(&state, &params).await,
+                Err(error) => Err(error),
+            };
+            match listed {
+                Ok(items) => {
+                    respond(format, StatusCode::OK, "service_requests", &Node::List { item: "request", items })
+                }
+                Err(error) => error.into_response_as(format),
+            }
+        }
         other => Open311Error::not_found(format!("no resource `{other}`")).into_response_as(format),
     }
 }
@@ -561,15 +718,23 @@ async fn post_root(
         }
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-    if !content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !content_type.is_empty() && !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Open311Error::bad_request(format!(
             "send the request as application/x-www-form-urlencoded, not `{content_type}` (media: send media_url)"
         ))
         .into_response_as(format);
     }
-    let text = String::from_utf8_lossy(&body);
+    // Not decoded lossily: a body in another charset would be stored with U+FFFD for its letters.
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) => text,
+        Err(error) => return body_not_utf8(&body, error).into_response_as(format),
+    };
     // Some clients send api_key and jurisdiction_id in the query string, the rest in the body.
-    let params = Params::from_raw(&[query.as_deref(), Some(&text)]);
+    let params = match Params::from_raw(&[query.as_deref(), Some(text)]) {
+        Ok(params) => params,
+        Err(error) => return error.into_response_as(format),
+    };
     match create_request(&state, &params).await {
         Ok(node) => respond(format, StatusCode::OK, "service_requests", &node),
         Err(error) => error.into_response_as(format),
@@ -835,9 +1000,52 @@ async fn one_request(state: &AppState, id: &Uuid) -> Result<Option<Node>, Open31
     Ok(Some(request_node(&view, &status)))
 }
 
-/// `GET requests`: by ids, or by service, dates and status, newest first.
+/// `GET requests`: by ids, or by service, dates and status, newest first, `page_size` a page
+/// (`page`, from 1).
 async fn list_requests(state: &AppState, params: &Params) -> Result<Vec<Node>, Open311Error> {
-    let ids = params.list("service_request_id");
+    // Every parameter is read, and any bad one refused, before the ids override the others.
+    let ids = params.list("service_request_id")?;
+    let taxonomy = Taxonomy::default_embedded();
+    let codes = params.list("service_code")?;
+    let unknown: Vec<&String> = codes.iter().filter(|code| taxonomy.topic(code).is_none()).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = taxonomy.topics().iter().map(|t| t.code.as_str()).collect();
+        return Err(Open311Error::bad_request(format!(
+            "service_code: unknown `{}`, expected one of {}",
+            unknown.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("`, `"),
+            known.join(", ")
+        )));
+    }
+    let start = params.filter("start_date")?.map(|raw| parse_w3c("start_date", raw, false)).transpose()?;
+    let end = params.filter("end_date")?.map(|raw| parse_w3c("end_date", raw, true)).transpose()?;
+    let window = Duration::days(DEFAULT_WINDOW_DAYS);
+    let (from, to) = match (start, end) {
+        (None, None) => (Utc::now() - window, None),
+        (Some(start), end) => (start, end),
+        (None, Some(end)) => (end - window, Some(end)),
+    };
+    if let Some(to) = to
+        && to < from
+    {
+        return Err(Open311Error::bad_request("end_date: is before start_date"));
+    }
+    let mut want_open = false;
+    let mut want_closed = false;
+    let statuses = params.list("status")?;
+    for status in &statuses {
+        match status.as_str() {
+            "open" => want_open = true,
+            "closed" => want_closed = true,
+            other => return Err(Open311Error::bad_request(format!("status: `{other}` is neither open nor closed"))),
+        }
+    }
+    if statuses.is_empty() {
+        (want_open, want_closed) = (true, true);
+    }
+    let limit = params.number("page_size", 1..=MAX_REQUESTS, MAX_REQUESTS)?;
+    // Pages reach as deep as the index lists: its farthest offset.
+    let last_page = (voxpop_index::MAX_OFFSET / limit).max(1);
+    let page = params.number("page", 1..=last_page, 1)?;
     if !ids.is_empty() {
         // GeoReport: ids override every other filter.
         if ids.len() > MAX_REQUESTS {
@@ -856,54 +1064,9 @@ async fn list_requests(state: &AppState, params: &Params) -> Result<Vec<Node>, O
         }
         return Ok(nodes);
     }
-    let taxonomy = Taxonomy::default_embedded();
-    let codes = params.list("service_code");
-    let unknown: Vec<&String> = codes.iter().filter(|code| taxonomy.topic(code).is_none()).collect();
-    if !unknown.is_empty() {
-        let known: Vec<&str> = taxonomy.topics().iter().map(|t| t.code.as_str()).collect();
-        return Err(Open311Error::bad_request(format!(
-            "service_code: unknown `{}`, expected one of {}",
-            unknown.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("`, `"),
-            known.join(", ")
-        )));
-    }
-    let start = params.get("start_date").map(|raw| parse_w3c("start_date", raw, false)).transpose()?;
-    let end = params.get("end_date").map(|raw| parse_w3c("end_date", raw, true)).transpose()?;
-    let window = Duration::days(DEFAULT_WINDOW_DAYS);
-    let (from, to) = match (start, end) {
-        (None, None) => (Utc::now() - window, None),
-        (Some(start), end) => (start, end),
-        (None, Some(end)) => (end - window, Some(end)),
-    };
-    if let Some(to) = to
-        && to < from
-    {
-        return Err(Open311Error::bad_request("end_date: is before start_date"));
-    }
-    let mut want_open = false;
-    let mut want_closed = false;
-    let statuses = params.list("status");
-    for status in &statuses {
-        match status.as_str() {
-            "open" => want_open = true,
-            "closed" => want_closed = true,
-            other => return Err(Open311Error::bad_request(format!("status: `{other}` is neither open nor closed"))),
-        }
-    }
-    if statuses.is_empty() {
-        (want_open, want_closed) = (true, true);
-    }
-    let limit = match params.get("page_size") {
-        None => MAX_REQUESTS,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(size) if (1..=MAX_REQUESTS).contains(&size) => size,
-            _ => {
-                return Err(Open311Error::bad_request(format!(
-                    "page_size: `{raw}` is not a number from 1 to {MAX_REQUESTS}"
-                )));
-            }
-        },
-    };
+    // The requests of every page up to this one, of which the last page is kept.
+    let skip = (page - 1) * limit;
+    let wanted = skip + limit;
     let topics: Vec<Option<String>> =
         if codes.is_empty() { vec![None] } else { dedup(codes).into_iter().map(Some).collect() };
     // `to` of the index is exclusive, end_date inclusive.
@@ -935,7 +1098,7 @@ async fn list_requests(state: &AppState, params: &Params) -> Result<Vec<Node>, O
                 if (status.open && want_open) || (!status.open && want_closed) {
                     selected.push((IndexedHit { id: hit.id, received_at: hit.received_at }, status));
                     taken += 1;
-                    if taken >= limit {
+                    if taken >= wanted {
                         break 'pages;
                     }
                 }
@@ -949,7 +1112,8 @@ async fn list_requests(state: &AppState, params: &Params) -> Result<Vec<Node>, O
     // Several services: merged newest first.
     selected.sort_by(|a, b| b.0.received_at.cmp(&a.0.received_at).then_with(|| b.0.id.cmp(&a.0.id)));
     selected.dedup_by_key(|(hit, _)| hit.id);
-    selected.truncate(limit);
+    selected.truncate(wanted);
+    selected.drain(..skip.min(selected.len()));
     let hits: Vec<&IndexedHit> = selected.iter().map(|(hit, _)| hit).collect();
     let mut petitions = petitions_by_id(state, &hits).await?;
     let mut nodes = Vec::with_capacity(selected.len());
@@ -1084,14 +1248,39 @@ pub fn nearest_commune(lat: f64, lon: f64) -> Option<(&'static voxpop_schema::Co
         .min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-fn parse_coordinate(params: &Params, name: &str) -> Result<Option<f64>, Open311Error> {
-    match params.get(name) {
-        None => Ok(None),
-        Some(raw) => match raw.parse::<f64>() {
-            Ok(value) if value.is_finite() => Ok(Some(value)),
-            _ => Err(Open311Error::bad_request(format!("{name}: `{raw}` is not a number"))),
-        },
+/// A coordinate of `POST requests`: a finite number within `-limit..=limit` (90 for `lat`, 180
+/// for `long`); whether it lies in Vietnam is intake's to say.
+fn parse_coordinate(name: &str, raw: &str, limit: f64) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(value) if value.is_finite() && (-limit..=limit).contains(&value) => Ok(value),
+        Ok(value) if value.is_finite() => Err(format!("{name}: {} is outside -{limit} to {limit}", quoted(raw))),
+        _ => Err(format!("{name}: {} is not a number", quoted(raw))),
     }
+}
+
+/// A field of a `POST requests` form ([`Params::get`]), its problem gathered with the others.
+fn field<'p>(params: &'p Params, name: &str, problems: &mut Vec<String>) -> Option<&'p str> {
+    params.get(name).unwrap_or_else(|error| {
+        problems.extend(error.descriptions);
+        None
+    })
+}
+
+/// A field that must be there, `name: required` gathered when it is not.
+fn required<'p>(params: &'p Params, name: &str, problems: &mut Vec<String>) -> Option<&'p str> {
+    let known_problems = problems.len();
+    let value = field(params, name, problems);
+    if value.is_none() && problems.len() == known_problems {
+        problems.push(format!("{name}: required"));
+    }
+    value
+}
+
+/// An absolute `http` or `https` URL with a host, as GeoReport's `media_url` is.
+fn is_web_address(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')) && !text.contains(char::is_whitespace)
 }
 
 /// The title of a petition sent here: the service's name, then the start of the description.
@@ -1111,18 +1300,15 @@ fn title_of(service_name: &str, description: &str) -> String {
 
 /// `POST requests`: the petition through intake; the answer names its id and token.
 async fn create_request(state: &AppState, params: &Params) -> Result<Node, Open311Error> {
-    if params.get("api_key").is_none() {
+    if params.get("api_key")?.is_none() {
         return Err(Open311Error::new(
             StatusCode::FORBIDDEN,
             "api_key: required (any non-empty identifier of the sending application)",
         ));
     }
     let mut problems = Vec::new();
-    let topic = match params.get("service_code") {
-        None => {
-            problems.push("service_code: required".to_owned());
-            None
-        }
+    let topic = match required(params, "service_code", &mut problems) {
+        None => None,
         Some(code) => match Taxonomy::default_embedded().topic(code) {
             Some(topic) => Some(topic),
             None => {
@@ -1131,38 +1317,48 @@ async fn create_request(state: &AppState, params: &Params) -> Result<Node, Open3
             }
         },
     };
-    let description = params.get("description");
-    if description.is_none() {
-        problems.push("description: required".to_owned());
-    }
-    let (lat, lon) = match (parse_coordinate(params, "lat"), parse_coordinate(params, "long")) {
-        (Ok(lat), Ok(lon)) => (lat, lon),
-        (lat, lon) => {
-            for error in [lat.err(), lon.err()].into_iter().flatten() {
-                problems.extend(error.descriptions);
-            }
-            (None, None)
-        }
+    let description = required(params, "description", &mut problems);
+    let raw_lat = field(params, "lat", &mut problems);
+    let raw_lon = field(params, "long", &mut problems);
+    let mut coordinate = |name: &str, raw: Option<&str>, limit: f64| {
+        raw.and_then(|raw| parse_coordinate(name, raw, limit).map_err(|problem| problems.push(problem)).ok())
     };
-    let mut commune_code = params.get("attribute[commune_code]").map(str::to_owned);
-    if commune_code.is_none() {
-        match (lat, lon) {
-            (Some(lat), Some(lon)) => match nearest_commune(lat, lon) {
-                Some((commune, km)) if km <= MAX_NEAREST_KM => commune_code = Some(commune.code.clone()),
-                _ => problems.push(format!(
-                    "attribute[commune_code]: required, no commune lies within {MAX_NEAREST_KM} km of lat/long"
-                )),
-            },
-            (Some(_), None) => problems.push("long: required with lat".to_owned()),
-            (None, Some(_)) => problems.push("lat: required with long".to_owned()),
-            // Unless lat or long was there but unreadable (already reported).
-            (None, None) if params.get("lat").is_none() && params.get("long").is_none() => problems.push(
-                "attribute[commune_code]: required unless lat and long are given (the nearest commune is taken)"
-                    .to_owned(),
-            ),
-            (None, None) => {}
-        }
+    let (lat, lon) = (coordinate("lat", raw_lat, 90.0), coordinate("long", raw_lon, 180.0));
+    // One without the other is no position, whether or not a commune is named.
+    match (raw_lat, raw_lon) {
+        (Some(_), None) => problems.push("long: required with lat".to_owned()),
+        (None, Some(_)) => problems.push("lat: required with long".to_owned()),
+        _ => {}
     }
+    let known_problems = problems.len();
+    let mut commune_code = field(params, "attribute[commune_code]", &mut problems).map(str::to_owned);
+    let commune_unreadable = problems.len() > known_problems;
+    match (lat, lon) {
+        _ if commune_code.is_some() || commune_unreadable => {}
+        (Some(lat), Some(lon)) => match nearest_commune(lat, lon) {
+            Some((commune, km)) if km <= MAX_NEAREST_KM => commune_code = Some(commune.code.clone()),
+            _ => problems.push(format!(
+                "attribute[commune_code]: required, no commune lies within {MAX_NEAREST_KM} km of lat/long"
+            )),
+        },
+        // Unless lat or long was there but unreadable or alone (already reported).
+        _ if raw_lat.is_none() && raw_lon.is_none() => problems.push(
+            "attribute[commune_code]: required unless lat and long are given (the nearest commune is taken)".to_owned(),
+        ),
+        _ => {}
+    }
+    let version = field(params, "attribute[commune_code_version]", &mut problems);
+    let address = field(params, "address_string", &mut problems);
+    let media = field(params, "media_url", &mut problems);
+    if let Some(media) = media
+        && !is_web_address(media)
+    {
+        problems.push(format!("media_url: {} is not an http or https URL", quoted(media)));
+    }
+    let last_name = field(params, "last_name", &mut problems);
+    let first_name = field(params, "first_name", &mut problems);
+    let phone = field(params, "phone", &mut problems);
+    let email = field(params, "email", &mut problems);
     if !problems.is_empty() {
         return Err(Open311Error { status: StatusCode::BAD_REQUEST, descriptions: problems, retry_after: None });
     }
@@ -1170,27 +1366,26 @@ async fn create_request(state: &AppState, params: &Params) -> Result<Node, Open3
         return Err(Open311Error::bad_request("service_code, description and a commune are required"));
     };
     let mut body = description.to_owned();
-    if let Some(address) = params.get("address_string") {
+    if let Some(address) = address {
         body.push_str(&format!("\n\nĐịa chỉ: {address}"));
     }
-    if let Some(media) = params.get("media_url") {
+    if let Some(media) = media {
         body.push_str(&format!("\n\nẢnh, tệp đính kèm: {media}"));
     }
-    let name = [params.get("last_name"), params.get("first_name")].into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let name = [last_name, first_name].into_iter().flatten().collect::<Vec<_>>().join(" ");
     let mut contact = serde_json::Map::new();
     if !name.is_empty() {
         contact.insert("name".to_owned(), name.into());
     }
-    if let Some(phone) = params.get("phone") {
+    if let Some(phone) = phone {
         contact.insert("phone".to_owned(), phone.into());
     }
-    if let Some(email) = params.get("email") {
+    if let Some(email) = email {
         contact.insert("email".to_owned(), email.into());
     }
     let mut submission = serde_json::Map::new();
     submission.insert("title".to_owned(), title_of(&topic.vi, description).into());
     submission.insert("body".to_owned(), body.into());
-    let version = params.get("attribute[commune_code_version]");
     // The commune in force that intake files the petition under (an old code resolved).
     let code_version = match version {
         Some("2025") => Some(voxpop_schema::CodeVersion::V2025),
@@ -1244,8 +1439,10 @@ mod tests {
 
     #[test]
     fn open311_forms_decode_like_browsers_send_them() {
-        let pairs =
-            decode_form("a=1&attribute%5Bcommune_code%5D=00004&d=%C4%90%C6%B0%E1%BB%9Dng+h%E1%BB%8Fng&e&=x&p=%zz%4");
+        let pairs = decode_form(
+            "a=1&attribute%5Bcommune_code%5D=00004&d=%C4%90%C6%B0%E1%BB%9Dng+h%E1%BB%8Fng&e&=x&p=%zz%4&&r=%EF%BF%BD",
+        )
+        .unwrap();
         assert_eq!(
             pairs,
             vec![
@@ -1255,11 +1452,103 @@ mod tests {
                 ("e".into(), String::new()),
                 (String::new(), "x".into()),
                 ("p".into(), "%zz%4".into()),
+                // U+FFFD sent as such is text like any other.
+                ("r".into(), "\u{FFFD}".into()),
             ]
         );
-        let params = Params::from_raw(&[Some("service_code=land,%20health&service_code=&service_code=education")]);
-        assert_eq!(params.list("service_code"), vec!["land", "health", "education"]);
-        assert_eq!(params.get("service_code"), Some("land, health"));
+        let params = Params::from_raw(&[Some("service_code=land,%20health&service_code=education")]).unwrap();
+        assert_eq!(params.list("service_code").unwrap(), vec!["land", "health", "education"]);
+    }
+
+    fn description(error: Open311Error) -> String {
+        assert_eq!(error.status, StatusCode::BAD_REQUEST, "{error:?}");
+        error.descriptions.join("; ")
+    }
+
+    #[test]
+    fn open311_bytes_that_are_not_utf8_are_named() {
+        // A lone continuation byte, a Latin-1 "é", an overlong slash: never text with U+FFFD.
+        for raw in ["description=%FF", "description=caf%E9", "description=%C0%AF", "description=ok%C4"] {
+            let error = Params::from_raw(&[Some("api_key=k"), Some(raw)]).unwrap_err();
+            assert_eq!(description(error), "description: not UTF-8 once percent-decoded (send the form in UTF-8)");
+        }
+        let error = decode_form("a%FF=1&b=%FE").unwrap_err();
+        assert_eq!(error.descriptions.len(), 2, "{error:?}");
+        assert!(error.descriptions[0].starts_with("`a%FF`: the parameter name is not UTF-8"), "{error:?}");
+        assert!(error.descriptions[1].starts_with("b: "), "{error:?}");
+        // A raw body in another charset: the byte, and the parameter it is in.
+        let not_utf8 = |body: &[u8]| body_not_utf8(body, std::str::from_utf8(body).unwrap_err());
+        let error = not_utf8(b"service_code=land&description=Ph\xe1t".as_slice());
+        assert_eq!(
+            description(error),
+            "description: the request body is not valid UTF-8 (byte 32); send the form in UTF-8"
+        );
+        let error = not_utf8(b"\xff=1".as_slice());
+        assert!(description(error).starts_with("the request body is not valid UTF-8 (byte 0)"));
+    }
+
+    #[test]
+    fn open311_single_parameters_are_given_once() {
+        // Twice in the query, in the body, or once in each; a repeat with an empty value too.
+        for parts in [
+            [Some("start_date=2025-01-01&start_date=2025-02-01"), None],
+            [None, Some("start_date=2025-01-01&start_date=2025-02-01")],
+            [Some("start_date=2025-01-01"), Some("start_date=2025-02-01")],
+            [Some("start_date="), Some("start_date=2025-02-01")],
+        ] {
+            let params = Params::from_raw(&parts).unwrap();
+            let error = params.single("start_date").unwrap_err();
+            assert_eq!(description(error), "start_date: given more than once, with different values (send it once)");
+        }
+        // The same value again is not ambiguous (api_key in the query and in the body).
+        let params = Params::from_raw(&[Some("api_key=k"), Some("api_key=%20k&description=x")]).unwrap();
+        assert_eq!(params.get("api_key").unwrap(), Some("k"));
+        // Blank form fields are absent; an empty filter is refused.
+        let params = Params::from_raw(&[Some("email=&service_code=&page=%20")]).unwrap();
+        assert_eq!(params.get("email").unwrap(), None);
+        assert!(description(params.filter("page").unwrap_err()).starts_with("page: empty"));
+        assert!(description(params.list("service_code").unwrap_err()).starts_with("service_code: an empty item"));
+        let params = Params::from_raw(&[Some("status=open,&service_request_id=a&service_request_id=b")]).unwrap();
+        assert!(description(params.list("status").unwrap_err()).starts_with("status: an empty item"));
+        assert_eq!(params.list("service_request_id").unwrap(), vec!["a", "b"]);
+        // Control characters other than line breaks have no place in a parameter.
+        let params = Params::from_raw(&[Some("first_name=An%00&description=a%0Ab")]).unwrap();
+        assert_eq!(
+            description(params.get("first_name").unwrap_err()),
+            "first_name: holds the control character U+0000"
+        );
+        assert_eq!(params.get("description").unwrap(), Some("a\nb"));
+    }
+
+    #[test]
+    fn open311_numbers_are_in_range() {
+        let number = |raw: &str| Params::from_raw(&[Some(raw)]).unwrap().number("page_size", 1..=MAX_REQUESTS, 7);
+        assert_eq!(number("").unwrap(), 7);
+        assert_eq!(number("page_size=1").unwrap(), 1);
+        assert_eq!(number("page_size=%201000%20").unwrap(), 1000);
+        // `+` in a form is a space: `%2B5` is what `+5` is sent as.
+        assert_eq!(number("page_size=+5").unwrap(), 5);
+        for (sent, bad) in [("-1", "-1"), ("0", "0"), ("abc", "abc"), ("1001", "1001"), ("%2B5", "+5"), ("1.5", "1.5")]
+            .into_iter()
+            .chain([("1e3", "1e3"), ("99999999999999999999999", "99999999999999999999999")])
+        {
+            let error = number(&format!("page_size={sent}")).unwrap_err();
+            assert_eq!(description(error), format!("page_size: `{bad}` is not a whole number from 1 to 1000"));
+        }
+    }
+
+    #[test]
+    fn open311_coordinates_and_media() {
+        assert_eq!(parse_coordinate("lat", "21.0386", 90.0), Ok(21.0386));
+        assert_eq!(parse_coordinate("lat", "91", 90.0), Err("lat: `91` is outside -90 to 90".to_owned()));
+        assert_eq!(parse_coordinate("long", "NaN", 180.0), Err("long: `NaN` is not a number".to_owned()));
+        assert_eq!(parse_coordinate("long", "inf", 180.0), Err("long: `inf` is not a number".to_owned()));
+        assert!(is_web_address("https://example.vn/a.jpg") && is_web_address("HTTP://example.vn"));
+        assert_eq!(quoted("abc"), "`abc`");
+        assert_eq!(quoted(&"ờ".repeat(100)), format!("`{}…`", "ờ".repeat(40)));
+        for bad in ["example.vn/a.jpg", "javascript:alert(1)", "https://", "http:///x", "https://a b", "ftp://x"] {
+            assert!(!is_web_address(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -174,3 +174,157 @@ async fn open311_clients_discover_file_and_read_requests() {
     assert_eq!(unknown["body"]["errors"]["error"]["code"], "404");
     assert!(unknown["content_type"].as_str().unwrap().starts_with("text/xml"));
 }
+
+/// Status, content type and the descriptions of an Open311 error list (JSON or XML).
+async fn open311_error(response: reqwest::Response) -> (StatusCode, String, Vec<String>) {
+    let status = response.status();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let text = response.text().await.unwrap();
+    let descriptions = if content_type.starts_with("text/xml") {
+        text.split("<description>")
+            .skip(1)
+            .map(|rest| rest.split("</description>").next().unwrap().replace("&amp;", "&").replace("&lt;", "<"))
+            .collect()
+    } else {
+        let body: Value = serde_json::from_str(&text).unwrap_or_else(|err| panic!("{err}: {text}"));
+        body.as_array()
+            .unwrap_or_else(|| panic!("an error list: {text}"))
+            .iter()
+            .map(|error| {
+                assert_eq!(error["code"], status.as_u16(), "{text}");
+                error["description"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    (status, content_type, descriptions)
+}
+
+/// Asserts a 400 in the format of `path` whose one description starts with `expected`.
+async fn assert_refused(response: reqwest::Response, path: &str, expected: &str) {
+    let (status, content_type, descriptions) = open311_error(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {descriptions:?}");
+    let format = if path.contains(".xml") { "text/xml" } else { "application/json" };
+    assert!(content_type.starts_with(format), "{path}: {content_type}");
+    assert!(
+        descriptions.iter().any(|d| d.starts_with(expected)),
+        "{path}: expected `{expected}`, got {descriptions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open311_parameters_are_read_strictly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::new();
+    let form = "application/x-www-form-urlencoded";
+    let post = |path: &str, query: &str, body: Vec<u8>| {
+        client.post(server.url(&format!("/open311/v2/{path}{query}"))).header("content-type", form).body(body).send()
+    };
+    let valid = "service_code=infrastructure&description=%C3%94+g%C3%A0+gi%E1%BB%AFa+%C4%91%C6%B0%E1%BB%9Dng\
+                 &attribute%5Bcommune_code%5D=00004";
+
+    // GET requests: each parameter named, in both formats.
+    for format in ["json", "xml"] {
+        let path = format!("/open311/v2/requests.{format}");
+        for (query, expected) in [
+            ("start_date=2025-01-01&start_date=2025-02-01", "start_date: given more than once, with different values"),
+            ("page_size=5&page_size=6", "page_size: given more than once"),
+            ("page_size=-1", "page_size: `-1` is not a whole number from 1 to 1000"),
+            ("page_size=abc", "page_size: `abc` is not a whole number from 1 to 1000"),
+            ("page_size=0", "page_size: `0` is not a whole number from 1 to 1000"),
+            ("page_size=99999999999999999999999", "page_size: `99999999999999999999999` is not a whole number"),
+            ("page=0", "page: `0` is not a whole number from 1 to 10"),
+            ("page=-1", "page: `-1` is not a whole number from 1 to 10"),
+            ("page_size=100&page=101", "page: `101` is not a whole number from 1 to 100"),
+            ("page=", "page: empty"),
+            ("service_code=", "service_code: an empty item"),
+            ("service_code=land,", "service_code: an empty item"),
+            ("status=", "status: an empty item"),
+            ("start_date=", "start_date: empty"),
+            ("service_code=%FF", "service_code: not UTF-8 once percent-decoded"),
+            ("end_date=0001-01-01", "end_date: `0001-01-01` is outside the years 1970 to 9999"),
+        ] {
+            let response = client.get(format!("{}?{query}", server.url(&path))).send().await.unwrap();
+            assert_refused(response, &format!("{path}?{query}"), expected).await;
+        }
+    }
+    // What a standard client sends still works: repeats of list parameters, the same value twice,
+    // unknown (extension) parameters.
+    for query in [
+        "status=open&status=closed&service_code=land&service_code=health,education",
+        "page_size=5&page_size=5&page=2&jurisdiction_id=vn",
+        "service_request_id=0199aaaa-0000-7000-8000-000000000000&service_request_id=x",
+    ] {
+        let response = client.get(format!("{}?{query}", server.url("/open311/v2/requests.json"))).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        assert_eq!(response.json::<Value>().await.unwrap(), serde_json::json!([]), "{query}");
+    }
+
+    // POST requests: in the body, in the query, once in each.
+    for format in ["json", "xml"] {
+        let path = format!("requests.{format}");
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("", format!("api_key=k&{valid}&service_code=land").into_bytes(), "service_code: given more than once"),
+            ("?api_key=a", format!("api_key=b&{valid}").into_bytes(), "api_key: given more than once"),
+            ("?description=x", format!("api_key=k&{valid}").into_bytes(), "description: given more than once"),
+            (
+                "",
+                b"api_key=k&service_code=land&attribute%5Bcommune_code%5D=00004&description=%FFa".to_vec(),
+                "description: not UTF-8 once percent-decoded",
+            ),
+            (
+                "",
+                b"api_key=k&service_code=land&attribute%5Bcommune_code%5D=00004&description=Ph\xe1t".to_vec(),
+                "description: the request body is not valid UTF-8 (byte 76)",
+            ),
+            ("", format!("api_key=k&{valid}&lat=21.03").into_bytes(), "long: required with lat"),
+            ("", format!("api_key=k&{valid}&long=105.8").into_bytes(), "lat: required with long"),
+            ("", format!("api_key=k&{valid}&lat=95&long=105.8").into_bytes(), "lat: `95` is outside -90 to 90"),
+            ("", format!("api_key=k&{valid}&media_url=anh.jpg").into_bytes(), "media_url: `anh.jpg` is not an http"),
+            ("", format!("api_key=k&{valid}&first_name=An%1B").into_bytes(), "first_name: holds the control character"),
+            ("", format!("api_key=k&{valid}&service_code=").into_bytes(), "service_code: given more than once"),
+        ];
+        for (query, body, expected) in cases {
+            let response = post(&path, query, body).await.unwrap();
+            assert_refused(response, &format!("{path}{query}"), expected).await;
+        }
+    }
+
+    // Accepted: api_key in the query and, the same, in the body; blank optional fields absent.
+    let mut filed = Vec::new();
+    for (format, extra) in [("json", "&email=&phone="), ("xml", "&media_url=https%3A%2F%2Fexample.vn%2Fo-ga.jpg")] {
+        let response =
+            post(&format!("requests.{format}"), "?api_key=k", format!("api_key=k&{valid}{extra}").into_bytes())
+                .await
+                .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{format}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("service_request_id"), "{text}");
+        let id = match format {
+            "json" => {
+                serde_json::from_str::<Value>(&text).unwrap()[0]["service_request_id"].as_str().unwrap().to_owned()
+            }
+            _ => text.split("<service_request_id>").nth(1).unwrap().split('<').next().unwrap().to_owned(),
+        };
+        filed.push(id);
+    }
+
+    // Pages of the list: newest first, one request a page, nothing past the last.
+    server.wait_written(2, std::time::Duration::from_secs(60)).await;
+    let mut paged = Vec::new();
+    for page in ["1", "2", "3"] {
+        let list = server.get_json("/open311/v2/requests.json", &[("page_size", "1"), ("page", page)]).await;
+        paged.push(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["service_request_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(paged, [vec![filed[1].clone()], vec![filed[0].clone()], vec![]]);
+    let first = server.get_json("/open311/v2/requests.json", &[("service_request_id", &filed[0])]).await;
+    let description = first[0]["description"].as_str().unwrap();
+    assert!(description.starts_with("Ô gà giữa đường") && !description.contains('\u{FFFD}'), "{description}");
+}
