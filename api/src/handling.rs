@@ -29,7 +29,7 @@ use voxpop_pipeline::handling::HandlingLake;
 use voxpop_pipeline::{EventLog, Record, Topic};
 use voxpop_schema::reports::{Level, UnitRef};
 use voxpop_schema::workflow::{
-    self, ActionRequest, Actor, Event, Handling, PetitionRef, Rejected, State as Stage, Status,
+    self, ActionRequest, Actor, Event, Handling, PersonalText, PetitionRef, Rejected, State as Stage, Status,
 };
 use voxpop_schema::{FieldError, Units};
 
@@ -251,12 +251,22 @@ impl ActError {
             ActError::Rejected(Rejected::Invalid { field, message }) => {
                 Problem::invalid(&[voxpop_schema::FieldError::new(field, "invalid", message)])
             }
+            ActError::Rejected(Rejected::Fields(errors)) => Problem::invalid(&errors),
             ActError::Rejected(Rejected::Forbidden(message)) => {
                 Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside your authority", message)
             }
             ActError::Unavailable(reason) => Problem::unavailable(format!("the action was not recorded: {reason}"), 5),
         }
     }
+}
+
+/// A handling record (a [`Status`], an [`Event`], a [`PetitionRef`]) as `caller` may see it: in
+/// clear when the caller may see personal data ([`Caller::personal_data`]: officers, leaders and
+/// administrators with a token), with its free text masked otherwise (`data_engineer` tokens, and
+/// everyone in open mode), as SQL masks `petition_events` and `petition_status`. Every handling
+/// read path shows records through it rather than masking field by field, so they all agree.
+pub fn masked_for<T: PersonalText>(caller: &Caller, record: T) -> T {
+    if caller.personal_data() { record } else { record.masked() }
 }
 
 /// Whether a staff caller may see a petition: it lies in the caller's unit, or the caller's
@@ -432,7 +442,10 @@ pub async fn act(
         Err(problem) => return problem.into_response(),
     };
     match act_as(&state, &caller, id, &request).await {
-        Ok((event, status)) => Json(json!({ "event": event, "status": view(&status, &state.desk) })).into_response(),
+        Ok((event, status)) => {
+            Json(json!({ "event": masked_for(&caller, event), "status": view(&caller, &status, &state.desk) }))
+                .into_response()
+        }
         Err(problem) => naming_field(problem).into_response(),
     }
 }
@@ -472,8 +485,10 @@ pub async fn act_as(
     state.desk.act(id, &petition, request, &actor).await.map_err(ActError::into_problem)
 }
 
-/// A status as the API shows it: with labels, the allowed next actions and lateness.
-pub fn view(status: &Status, desk: &Desk) -> serde_json::Value {
+/// A status as the API shows it to `caller` (masked by [`masked_for`]): with labels, the
+/// allowed next actions and lateness.
+pub fn view(caller: &Caller, status: &Status, desk: &Desk) -> serde_json::Value {
+    let status = &masked_for(caller, status.clone());
     let now = Utc::now();
     let units = Units::embedded();
     json!({
@@ -556,10 +571,11 @@ pub async fn history(State(state): State<AppState>, caller: Caller, Path(id): Pa
         Ok(events) => (events.len(), state.desk.complete_history(&id, events)),
         Err(err) => return Problem::internal(&err).into_response(),
     };
+    let events: Vec<Event> = events.into_iter().map(|event| masked_for(&caller, event)).collect();
     // Events the lake has not taken yet are in the book's status already; the timeline shows
     // what the lake holds and says so.
     Json(json!({
-        "status": view(&status, &state.desk),
+        "status": view(&caller, &status, &state.desk),
         "events": events,
         "events_in_lake": in_lake,
         "events_total": status.events,
@@ -643,7 +659,8 @@ async fn read_unit(state: &AppState, caller: &Caller, asked: Option<&str>) -> Re
     Ok(unit.code())
 }
 
-/// The petitions a unit must act on, overdue first then by deadline.
+/// The petitions a unit must act on, overdue first then by deadline, as `caller` may see them
+/// (masked by [`masked_for`]).
 pub async fn inbox_items(
     state: &AppState,
     caller: &Caller,
@@ -689,7 +706,7 @@ pub async fn inbox_items(
     }
     items.sort_by_key(|s| (!s.overdue(now), s.due_at.unwrap_or(DateTime::<Utc>::MAX_UTC), s.received_at));
     items.truncate(limit);
-    Ok((unit, items))
+    Ok((unit, items.into_iter().map(|status| masked_for(caller, status)).collect()))
 }
 
 /// `GET /api/v1/inbox?unit=&state=&overdue=&limit=`.
@@ -700,7 +717,7 @@ pub async fn inbox(State(state): State<AppState>, caller: Caller, RawQuery(query
     };
     match inbox_items(&state, &caller, &params).await {
         Ok((unit, items)) => {
-            let views: Vec<_> = items.iter().map(|s| view(s, &state.desk)).collect();
+            let views: Vec<_> = items.iter().map(|s| view(&caller, s, &state.desk)).collect();
             Json(json!({ "unit": unit, "unit_name": unit_name(Units::embedded(), &unit), "items": views }))
                 .into_response()
         }
@@ -887,7 +904,10 @@ async fn tracked(state: &AppState, code: &str, secret: Option<&str>) -> Result<(
 }
 
 /// What a citizen sees of their petition: its state, the answer, the public timeline. Never
-/// other people's data, never the officers' identities.
+/// other people's data, never the officers' identities. The title, the answer and the reasons
+/// are shown in clear: the secret proves the caller is the citizen who wrote the petition, the
+/// numbers in it are their own, and an answer is often only useful with the number it gives
+/// to call.
 fn citizen_view(status: &Status, events: &[Event]) -> serde_json::Value {
     let timeline: Vec<_> = events
         .iter()
@@ -1058,6 +1078,48 @@ mod tests {
         let conflict = naming_field(Problem::new(StatusCode::CONFLICT, "invalid-transition", "t", "not now"));
         assert_eq!(fields(&conflict), [("action", "invalid_transition")]);
         assert_eq!(fields(&naming_field(not_found(&Uuid::nil()))), [("id", "not_found")]);
+    }
+
+    #[test]
+    fn handling_records_are_masked_for_callers_without_personal_data() {
+        let caller = |role: Role, authenticated: bool| Caller {
+            unit: "01".to_owned(),
+            role,
+            authenticated,
+            token_id: authenticated.then(|| "t1".to_owned()),
+        };
+        let reference = PetitionRef {
+            tracking_code: "K7M2-9QXD-4HTR".to_owned(),
+            received_at: Utc::now(),
+            province_code: "01".to_owned(),
+            commune_code: "00004".to_owned(),
+            topic: None,
+            title: "Khiếu nại gọi 0912345678 CCCD 001203004567".to_owned(),
+        };
+        let masked = "Khiếu nại gọi *******678 CCCD *********567";
+        for (who, expected) in [
+            (caller(Role::DataEngineer, true), masked),
+            (caller(Role::DataEngineer, false), masked),
+            // Open mode: no token, whatever the role would be.
+            (caller(Role::Leader, false), masked),
+            (caller(Role::Leader, true), reference.title.as_str()),
+            (caller(Role::Officer, true), reference.title.as_str()),
+            (caller(Role::Admin, true), reference.title.as_str()),
+        ] {
+            assert_eq!(masked_for(&who, reference.clone()).title, expected, "{who:?}");
+        }
+    }
+
+    #[test]
+    fn handling_refusals_name_every_member_at_fault() {
+        let errors = vec![
+            FieldError::new("rating", "not_taken", "`accept` takes no `rating`"),
+            FieldError::new("rating", "out_of_range", "`rating` must be a whole number from 1 to 5, not 7"),
+            FieldError::new("days", "not_taken", "`accept` takes no `days`"),
+        ];
+        let problem = naming_field(ActError::Rejected(Rejected::Fields(errors)).into_problem());
+        assert_eq!(problem.status, 422);
+        assert_eq!(fields(&problem), [("rating", "not_taken"), ("rating", "out_of_range"), ("days", "not_taken")]);
     }
 
     #[tokio::test(flavor = "multi_thread")]

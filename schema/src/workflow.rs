@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::FieldError;
 use crate::calendar::{Calendar, Deadlines};
 use crate::units::Units;
 
@@ -203,6 +204,38 @@ impl Action {
         }
     }
 
+    /// The members of the action's body besides `action`, each with whether it is required.
+    /// `note` is taken by every action: a reason where one is required, a remark otherwise.
+    /// Anything else is refused by [`Status::decide`], so a client that sends `rating` with
+    /// `accept` learns that it was not recorded rather than believing it was.
+    pub fn members(self) -> &'static [(&'static str, bool)] {
+        match self {
+            Action::Accept | Action::Start | Action::Close => &[("note", false)],
+            Action::Decline | Action::Reopen | Action::Escalate => &[("note", true)],
+            Action::Assign => &[("unit", true), ("note", false)],
+            Action::Answer => &[("answer", true), ("note", false)],
+            Action::Transfer => &[("unit", true), ("note", true)],
+            Action::Extend => &[("days", true), ("note", true)],
+            Action::Rate => &[("rating", true), ("note", false)],
+        }
+    }
+
+    /// What a required member is, for the message that says it is missing.
+    fn required_what(self, member: &str) -> &'static str {
+        match (self, member) {
+            (Action::Decline, _) => "the reason for declining",
+            (Action::Reopen, _) => "why the answer does not satisfy",
+            (Action::Escalate, _) => "the reason for escalating",
+            (Action::Transfer, "note") => "the reason for the transfer",
+            (Action::Extend, "note") => "the reason for the extension",
+            (_, "answer") => "the answer's text",
+            (_, "unit") => "the unit",
+            (_, "days") => "the working days added",
+            (_, "rating") => "the rating",
+            _ => "it",
+        }
+    }
+
     /// Who takes it.
     pub fn taker(self) -> Taker {
         match self {
@@ -315,6 +348,46 @@ pub struct Status {
     pub events: u32,
 }
 
+/// Handling records whose free text may hold personal data: citizens write phone and ID numbers
+/// into their titles, and staff quote them in notes and answers. No record carries contact
+/// fields (those stay with the petition).
+pub trait PersonalText {
+    /// The record as a reader without access to personal data sees it: every free-text field
+    /// masked as the petitions' text is, and as SQL masks `petition_events` and
+    /// `petition_status`, so every path shows the same thing.
+    fn masked(self) -> Self;
+}
+
+/// The one masking of free text in handling records, so that all of them follow
+/// [`crate::privacy`] as it learns more kinds of personal data.
+fn mask_text(text: &str) -> String {
+    crate::privacy::mask_numbers(text)
+}
+
+impl PersonalText for PetitionRef {
+    fn masked(mut self) -> PetitionRef {
+        self.title = mask_text(&self.title);
+        self
+    }
+}
+
+impl PersonalText for Event {
+    fn masked(mut self) -> Event {
+        self.note = self.note.as_deref().map(mask_text);
+        self.answer = self.answer.as_deref().map(mask_text);
+        self.petition = self.petition.masked();
+        self
+    }
+}
+
+impl PersonalText for Status {
+    fn masked(mut self) -> Status {
+        self.title = mask_text(&self.title);
+        self.answer = self.answer.as_deref().map(mask_text);
+        self
+    }
+}
+
 /// Why an action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
@@ -324,6 +397,9 @@ pub enum Rejected {
     /// The request itself is wrong: 422 naming the field.
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// Several members of the request are wrong: 422 naming each.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<FieldError>),
     /// The caller may not act on this petition: 403.
     #[error("{0}")]
     Forbidden(String),
@@ -410,15 +486,129 @@ fn known_unit(units: &Units, unit: &str) -> bool {
 
 const MAX_TEXT: usize = 20_000;
 
-fn required_text(value: &Option<String>, field: &'static str, what: &str) -> Result<String, Rejected> {
-    let text = value.as_deref().map(str::trim).unwrap_or_default();
-    if text.is_empty() {
-        return Err(Rejected::Invalid { field, message: format!("{what} is required") });
+/// A member's text as it is stored: trimmed and in NFC. Refused, as intake refuses a petition's
+/// title or body, when it shows nothing (only white space and invisible characters such as
+/// U+200B), holds a control character other than line breaks and tabs, or is too long.
+fn checked_text(field: &str, raw: &str) -> Result<String, FieldError> {
+    let text = crate::text::nfc(raw.trim());
+    if crate::text::is_blank(&text) {
+        return Err(FieldError::new(field, "empty", format!("`{field}` shows nothing: write it, or leave it out")));
     }
-    if text.chars().count() > MAX_TEXT {
-        return Err(Rejected::Invalid { field, message: format!("at most {MAX_TEXT} characters") });
+    if let Some(control) = crate::text::stray_control(&text, true) {
+        return Err(FieldError::new(
+            field,
+            "control_character",
+            format!("`{field}` holds the control character U+{:04X}", u32::from(control)),
+        ));
     }
-    Ok(crate::text::nfc(text))
+    let chars = text.chars().count();
+    if chars > MAX_TEXT {
+        return Err(FieldError::new(
+            field,
+            "too_long",
+            format!("`{field}` has {chars} characters, at most {MAX_TEXT} are accepted"),
+        ));
+    }
+    Ok(text)
+}
+
+/// The members of a request once read: texts normalised, numbers in range, the unit known.
+#[derive(Debug, Default)]
+struct Members {
+    note: Option<String>,
+    answer: Option<String>,
+    unit: Option<String>,
+    days: Option<u32>,
+    rating: Option<u8>,
+}
+
+impl Members {
+    fn has(&self, member: &str) -> bool {
+        match member {
+            "note" => self.note.is_some(),
+            "answer" => self.answer.is_some(),
+            "unit" => self.unit.is_some(),
+            "days" => self.days.is_some(),
+            "rating" => self.rating.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// Reads the members of `request` for `action`, naming every member at fault: one the action
+/// does not take, a text that shows nothing or holds control characters, a number out of its
+/// range or an unknown unit. Ranges are checked whatever the action, so a `rating` of 7 sent
+/// with `accept` is named twice (not taken, and out of range) rather than once.
+fn read_members(request: &ActionRequest, action: Action, rules: &Rules<'_>) -> Result<Members, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let taken = action.members();
+    let sent = [
+        ("note", request.note.is_some()),
+        ("answer", request.answer.is_some()),
+        ("unit", request.unit.is_some()),
+        ("days", request.days.is_some()),
+        ("rating", request.rating.is_some()),
+    ];
+    for (member, present) in sent {
+        if present && !taken.iter().any(|(name, _)| *name == member) {
+            let takes: Vec<String> = taken.iter().map(|(name, _)| format!("`{name}`")).collect();
+            errors.push(FieldError::new(
+                member,
+                "not_taken",
+                format!("`{}` takes no `{member}`; it takes {}", action.as_str(), takes.join(", ")),
+            ));
+        }
+    }
+    let mut text = |field: &str, value: &Option<String>| match value.as_deref().map(|raw| checked_text(field, raw)) {
+        Some(Ok(text)) => Some(text),
+        Some(Err(error)) => {
+            errors.push(error);
+            None
+        }
+        None => None,
+    };
+    let note = text("note", &request.note);
+    let answer = text("answer", &request.answer);
+    let unit = match request.unit.as_deref().map(str::trim) {
+        None => None,
+        Some("") => {
+            errors.push(FieldError::new("unit", "empty", "`unit` is empty: give a unit code, or leave it out"));
+            None
+        }
+        Some(unit) if !known_unit(rules.units, unit) => {
+            errors.push(FieldError::new(
+                "unit",
+                "unknown_unit",
+                format!("`{unit}` is not a known unit (province, 2025 commune or village ccccc-nnn)"),
+            ));
+            None
+        }
+        Some(unit) => Some(unit.to_owned()),
+    };
+    let max = rules.deadlines.max_extension();
+    let days = match request.days {
+        Some(days) if !(1..=max).contains(&days) => {
+            errors.push(FieldError::new(
+                "days",
+                "out_of_range",
+                format!("`days` must be from 1 to {max} working days, not {days}"),
+            ));
+            None
+        }
+        days => days,
+    };
+    let rating = match request.rating {
+        Some(rating) if !(1..=5).contains(&rating) => {
+            errors.push(FieldError::new(
+                "rating",
+                "out_of_range",
+                format!("`rating` must be a whole number from 1 to 5, not {rating}"),
+            ));
+            None
+        }
+        rating => rating,
+    };
+    if errors.is_empty() { Ok(Members { note, answer, unit, days, rating }) } else { Err(errors) }
 }
 
 impl Status {
@@ -476,13 +666,18 @@ impl Status {
         now: DateTime<Utc>,
         rules: &Rules<'_>,
     ) -> Result<Event, Rejected> {
-        let Some(action) = Action::parse(request.action.trim()) else {
+        let Some(action) = Action::parse(&request.action) else {
             let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
-            return Err(Rejected::Invalid {
-                field: "action",
-                message: format!("unknown action `{}`; one of {}", request.action, known.join(", ")),
-            });
+            // Only the exact name is an action: `" extend "` is refused with what was meant,
+            // as a client that pads or cases it differently has a bug worth knowing about.
+            let meant = Action::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(request.action.trim()));
+            let message = match meant {
+                Some(meant) => format!("`{}` is not an action; write exactly `{}`", request.action, meant.as_str()),
+                None => format!("unknown action `{}`; one of {}", request.action, known.join(", ")),
+            };
+            return Err(Rejected::Invalid { field: "action", message });
         };
+        let members = read_members(request, action, rules).map_err(Rejected::Fields)?;
         match action.taker() {
             Taker::Citizen if actor.role != "citizen" => {
                 return Err(Rejected::Forbidden(format!(
@@ -508,6 +703,17 @@ impl Status {
                 allowed: self.state.allowed(),
             });
         }
+        let missing: Vec<FieldError> = action
+            .members()
+            .iter()
+            .filter(|(member, required)| *required && !members.has(member))
+            .map(|(member, _)| {
+                FieldError::new(member, "required", format!("{} is required", action.required_what(member)))
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(Rejected::Fields(missing));
+        }
         let mut event = Event {
             event_id: Uuid::now_v7(),
             petition_id: self.petition_id,
@@ -517,30 +723,32 @@ impl Status {
             from_state: self.state,
             to_state: self.state,
             unit: self.unit.clone(),
-            note: None,
+            note: members.note,
             answer: None,
             days: None,
             rating: None,
             petition: self.petition_ref(),
         };
-        let note = request.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(crate::text::nfc);
+        // `read_members` and the check above make each required member present here.
+        let unit = members.unit.unwrap_or_default();
         match action {
             Action::Accept => event.to_state = State::Accepted,
             Action::Start => event.to_state = State::InProgress,
             Action::Close => event.to_state = State::Closed,
-            Action::Decline => {
-                event.note = Some(required_text(&request.note, "note", "the reason for declining")?);
-                event.to_state = State::Declined;
-            }
+            Action::Decline => event.to_state = State::Declined,
             Action::Assign => {
-                let unit = request.unit.as_deref().map(str::trim).unwrap_or_default();
-                if unit.is_empty() || !known_unit(rules.units, unit) {
-                    return Err(Rejected::Invalid {
-                        field: "unit",
-                        message: format!("`{unit}` is not a known unit (province, 2025 commune or village ccccc-nnn)"),
-                    });
+                // Assigning a petition to the unit that has it would record a step that changes
+                // nothing but the state; the unit starts it instead.
+                if unit == self.unit {
+                    return Err(Rejected::Fields(vec![FieldError::new(
+                        "unit",
+                        "already_handling",
+                        format!(
+                            "the petition is already handled by unit {unit}: assign it to a unit under it, or `start` it"
+                        ),
+                    )]));
                 }
-                if !covers(rules.units, &self.unit, unit) {
+                if !covers(rules.units, &self.unit, &unit) {
                     return Err(Rejected::Invalid {
                         field: "unit",
                         message: format!(
@@ -549,34 +757,26 @@ impl Status {
                         ),
                     });
                 }
-                event.unit = unit.to_owned();
+                event.unit = unit;
                 event.to_state = State::Assigned;
             }
             Action::Answer => {
-                event.answer = Some(required_text(&request.answer, "answer", "the answer's text")?);
+                event.answer = members.answer;
                 event.to_state = State::Answered;
             }
-            Action::Reopen => {
-                event.note = Some(required_text(&request.note, "note", "why the answer does not satisfy")?);
-                event.to_state = State::Reopened;
-            }
+            Action::Reopen => event.to_state = State::Reopened,
             Action::Transfer => {
-                event.note = Some(required_text(&request.note, "note", "the reason for the transfer")?);
-                let unit = request.unit.as_deref().map(str::trim).unwrap_or_default();
-                if unit.is_empty() || !known_unit(rules.units, unit) {
-                    return Err(Rejected::Invalid { field: "unit", message: format!("`{unit}` is not a known unit") });
-                }
                 if unit == self.unit {
-                    return Err(Rejected::Invalid {
-                        field: "unit",
-                        message: "the petition is already with this unit".to_owned(),
-                    });
+                    return Err(Rejected::Fields(vec![FieldError::new(
+                        "unit",
+                        "already_handling",
+                        format!("the petition is already handled by unit {unit}"),
+                    )]));
                 }
-                event.unit = unit.to_owned();
+                event.unit = unit;
                 event.to_state = State::Received;
             }
             Action::Escalate => {
-                event.note = Some(required_text(&request.note, "note", "the reason for escalating")?);
                 let Some(parent) = parent_unit(rules.units, &self.unit) else {
                     return Err(Rejected::Invalid {
                         field: "action",
@@ -587,10 +787,9 @@ impl Status {
                 event.to_state = State::Received;
             }
             Action::Extend => {
-                event.note = Some(required_text(&request.note, "note", "the reason for the extension")?);
-                let days = request.days.unwrap_or(0);
+                let days = members.days.unwrap_or(0);
                 let max = rules.deadlines.max_extension();
-                if days == 0 || self.extension_days + days > max {
+                if self.extension_days + days > max {
                     return Err(Rejected::Invalid {
                         field: "days",
                         message: format!(
@@ -602,19 +801,7 @@ impl Status {
                 }
                 event.days = Some(days);
             }
-            Action::Rate => {
-                let rating = request.rating.unwrap_or(0);
-                if !(1..=5).contains(&rating) {
-                    return Err(Rejected::Invalid {
-                        field: "rating",
-                        message: "a whole number from 1 to 5".to_owned(),
-                    });
-                }
-                event.rating = Some(rating);
-            }
-        }
-        if event.note.is_none() {
-            event.note = note;
+            Action::Rate => event.rating = members.rating,
         }
         Ok(event)
     }
@@ -770,7 +957,7 @@ mod tests {
         let event = status.decide(&act("start"), &staff("00004"), now, &rules).unwrap();
         let status = status.apply(&event, &rules).unwrap();
         let missing = status.decide(&act("answer"), &staff("00004"), now, &rules).unwrap_err();
-        assert!(matches!(missing, Rejected::Invalid { field: "answer", .. }));
+        assert!(matches!(&missing, Rejected::Fields(errors) if errors[0].field == "answer"), "{missing:?}");
         let answer = ActionRequest { answer: Some("Đã thu gom.".to_owned()), ..act("answer") };
         let event = status.decide(&answer, &staff("00004"), now, &rules).unwrap();
         let status = status.apply(&event, &rules).unwrap();
@@ -815,6 +1002,107 @@ mod tests {
         ));
         assert!(Routing::from_toml("[topic_level]\ndat_dai = \"village\"").is_err());
         assert!(covers(Units::embedded(), "01", "00004-001") && !covers(Units::embedded(), "79", "00004"));
+    }
+
+    fn fields(rejected: Rejected) -> Vec<(String, String)> {
+        match rejected {
+            Rejected::Fields(errors) => errors.into_iter().map(|e| (e.field, e.code)).collect(),
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected.iter().map(|(field, code)| (field.to_string(), code.to_string())).collect()
+    }
+
+    #[test]
+    fn workflow_action_requests_are_read_strictly_and_name_each_member() {
+        let (calendar, deadlines, routing) =
+            (Calendar::default_embedded().clone(), Deadlines::default_embedded().clone(), Routing::default_rules());
+        let rules = Rules { units: Units::embedded(), calendar: &calendar, deadlines: &deadlines, routing: &routing };
+        let status = Status::initial(Uuid::now_v7(), &petition(), &rules);
+        let now = status.received_at;
+        let officer = staff("00004");
+        let decide = |request: &ActionRequest| status.decide(request, &officer, now, &rules);
+
+        // A note that shows nothing, or garbles what staff read, is refused as intake refuses a title.
+        for (note, code) in [("\u{200b}\u{200b}", "empty"), ("  ", "empty"), ("lý do\u{0}", "control_character")] {
+            let decline = ActionRequest { note: Some(note.to_owned()), ..act("decline") };
+            assert_eq!(fields(decide(&decline).unwrap_err()), pairs(&[("note", code)]), "{note:?}");
+            let accept = ActionRequest { note: Some(note.to_owned()), ..act("accept") };
+            assert_eq!(fields(decide(&accept).unwrap_err()), pairs(&[("note", code)]), "{note:?}");
+        }
+        // Line breaks and tabs are text; the note is kept in NFC.
+        let decline = ActionRequest { note: Some("Dòng 1\n\tDòng 2".to_owned()), ..act("decline") };
+        assert_eq!(decide(&decline).unwrap().note.as_deref(), Some("Dòng 1\n\tDòng 2"));
+
+        // Only the exact name is an action.
+        for name in [" extend ", "Accept", "accept\n"] {
+            let Err(Rejected::Invalid { field: "action", message }) = decide(&act(name)) else {
+                panic!("`{name}` must be refused");
+            };
+            assert!(message.contains("exactly"), "{message}");
+        }
+
+        // Members the action does not take are named, and ranges are checked whatever the action.
+        let accept = ActionRequest {
+            unit: Some("01".to_owned()),
+            days: Some(5),
+            answer: Some("zzz".to_owned()),
+            rating: Some(7),
+            ..act("accept")
+        };
+        assert_eq!(
+            fields(decide(&accept).unwrap_err()),
+            pairs(&[
+                ("answer", "not_taken"),
+                ("unit", "not_taken"),
+                ("days", "not_taken"),
+                ("rating", "not_taken"),
+                ("rating", "out_of_range")
+            ])
+        );
+        let extend = ActionRequest { days: Some(0), note: Some("x".to_owned()), ..act("extend") };
+        assert_eq!(fields(decide(&extend).unwrap_err()), pairs(&[("days", "out_of_range")]));
+        let transfer = ActionRequest { unit: Some("99999".to_owned()), ..act("transfer") };
+        assert_eq!(fields(decide(&transfer).unwrap_err()), pairs(&[("unit", "unknown_unit")]));
+        // Every missing member at once, once the state allows the action.
+        assert_eq!(fields(decide(&act("transfer")).unwrap_err()), pairs(&[("unit", "required"), ("note", "required")]));
+
+        // Assigning to the unit that already handles it changes nothing: refused, naming `unit`.
+        let accepted = status.apply(&decide(&act("accept")).unwrap(), &rules).unwrap();
+        let assign = ActionRequest { unit: Some("00004".to_owned()), ..act("assign") };
+        let refused = accepted.decide(&assign, &officer, now, &rules).unwrap_err();
+        assert_eq!(fields(refused), pairs(&[("unit", "already_handling")]));
+        let assign = ActionRequest { unit: Some("00004-001".to_owned()), ..act("assign") };
+        assert_eq!(accepted.decide(&assign, &officer, now, &rules).unwrap().unit, "00004-001");
+    }
+
+    #[test]
+    fn workflow_records_mask_their_free_text() {
+        let (calendar, deadlines, routing) =
+            (Calendar::default_embedded().clone(), Deadlines::default_embedded().clone(), Routing::default_rules());
+        let rules = Rules { units: Units::embedded(), calendar: &calendar, deadlines: &deadlines, routing: &routing };
+        let mut reference = petition();
+        reference.title = "Khiếu nại gọi 0912345678 CCCD 001203004567".to_owned();
+        let status = Status::initial(Uuid::now_v7(), &reference, &rules);
+        let now = status.received_at;
+        let officer = staff("00004");
+        let accept = ActionRequest { note: Some("Đã gọi 0912345678".to_owned()), ..act("accept") };
+        let event = status.decide(&accept, &officer, now, &rules).unwrap();
+        let mut answered = status.apply(&event, &rules).unwrap();
+        answered.answer = Some("Liên hệ 0912 345 678".to_owned());
+
+        let masked = event.clone().masked();
+        assert_eq!(masked.note.as_deref(), Some("Đã gọi *******678"));
+        assert_eq!(masked.petition.title, "Khiếu nại gọi *******678 CCCD *********567");
+        assert_eq!((masked.event_id, masked.action, masked.unit.as_str()), (event.event_id, event.action, "00004"));
+        let masked = answered.clone().masked();
+        assert_eq!(masked.title, "Khiếu nại gọi *******678 CCCD *********567");
+        assert_eq!(masked.answer.as_deref(), Some("Liên hệ **** *** 678"));
+        assert_eq!((masked.state, masked.tracking_code.as_str()), (answered.state, "K7M2-9QXD-4HTR"));
+        // Masking twice changes nothing more.
+        assert_eq!(masked.clone().masked(), masked);
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voxpop_tests::paths::{py_dir, python};
+use voxpop_tests::problem::assert_unprocessable;
 use voxpop_tests::problem::problem_of;
 use voxpop_tests::server::Server;
 use voxpop_tests::server::create_token as token;
@@ -404,4 +405,193 @@ async fn tracking_names_unknown_repeated_and_undecodable_parameters() {
     let (status, view) = api.get(&format!("{track}?secret={secret}"), None, &[]).await;
     assert_eq!((status, view["tracking_code"].as_str()), (StatusCode::OK, Some(code)), "{view}");
     assert_eq!(api.get(&format!("{track}?secret=0000000000"), None, &[]).await.0, StatusCode::NOT_FOUND);
+}
+
+/// A title with a phone and an ID number, as citizens write them (synthetic numbers).
+const PERSONAL_TITLE: &str = "Khiếu nại gọi 0912345678 CCCD 001203004567";
+/// The same title as a reader without access to personal data sees it.
+const MASKED_TITLE: &str = "Khiếu nại gọi *******678 CCCD *********567";
+
+/// Every string of a JSON value, at any depth.
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items.iter().flat_map(strings).collect(),
+        Value::Object(members) => members.values().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Asserts that no string of `body` holds the synthetic numbers in clear.
+fn assert_no_numbers_in_clear(body: &Value) {
+    for text in strings(body) {
+        assert!(!text.contains("0912345678") && !text.contains("001203004567"), "in clear: {text:?} in {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handling_history_and_inbox_mask_personal_data_for_a_data_engineer_not_a_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let officer = token(&data_dir, "00004", "officer");
+    let leader = token(&data_dir, "01", "leader");
+    let engineer = token(&data_dir, "00", "data_engineer");
+    let server = Server::start(&data_dir, None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+    let receipt = api
+        .submit(json!({"title": PERSONAL_TITLE, "body": "Xin gọi lại số 0912345678 để xác minh.",
+            "commune_code": "00004"}))
+        .await;
+    let (id, code, secret) = (
+        receipt["id"].as_str().unwrap().to_owned(),
+        receipt["tracking_code"].as_str().unwrap().to_owned(),
+        receipt["secret"].as_str().unwrap().to_owned(),
+    );
+    server.wait_written(1, Duration::from_secs(30)).await;
+    for step in [
+        json!({"action": "accept", "note": "Đã gọi 0912345678"}),
+        json!({"action": "start"}),
+        json!({"action": "answer", "answer": "Liên hệ 0912345678, mang CCCD 001203004567."}),
+    ] {
+        let (status, body) = api.act(&id, &officer, step).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    // A data engineer reads the timeline and the inbox with every number masked.
+    let history = format!("/api/v1/petitions/{id}/history");
+    let (status, body) = api.get(&history, Some(&engineer), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"]["title"], MASKED_TITLE, "{body}");
+    assert_eq!(body["status"]["answer"], "Liên hệ *******678, mang CCCD *********567.", "{body}");
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3, "{body}");
+    assert!(events.iter().all(|event| event["petition"]["title"] == MASKED_TITLE), "{body}");
+    assert_eq!(events[0]["note"], "Đã gọi *******678", "{body}");
+    assert_no_numbers_in_clear(&body);
+    let (status, inbox) = api.get("/api/v1/inbox?state=answered&unit=00004", Some(&engineer), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    let item = inbox["items"].as_array().unwrap().iter().find(|item| item["petition_id"] == id.as_str()).unwrap();
+    assert_eq!(item["title"], MASKED_TITLE, "{inbox}");
+    assert_no_numbers_in_clear(&inbox);
+
+    // A leader of the province sees them in clear, as the officer who acted did.
+    let (status, body) = api.get(&history, Some(&leader), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"]["title"], PERSONAL_TITLE, "{body}");
+    assert_eq!(body["events"][0]["note"], "Đã gọi 0912345678", "{body}");
+    assert_eq!(body["events"][2]["answer"], "Liên hệ 0912345678, mang CCCD 001203004567.", "{body}");
+    let (_, inbox) = api.get("/api/v1/inbox?state=answered&unit=00004", Some(&leader), &[]).await;
+    let item = inbox["items"].as_array().unwrap().iter().find(|item| item["petition_id"] == id.as_str()).unwrap();
+    assert_eq!(
+        (item["title"].as_str(), item["answer"].as_str()),
+        (Some(PERSONAL_TITLE), body["status"]["answer"].as_str())
+    );
+
+    // The citizen who proves the secret sees their own petition, and the answer, in clear.
+    let (status, view) = api.get(&format!("/api/v1/track/{code}"), None, &[("x-tracking-secret", &secret)]).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        (view["title"].as_str(), view["answer"].as_str()),
+        (Some(PERSONAL_TITLE), Some("Liên hệ 0912345678, mang CCCD 001203004567.")),
+        "{view}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handling_history_and_inbox_mask_personal_data_in_open_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+    let receipt =
+        api.submit(json!({"title": PERSONAL_TITLE, "body": "Nội dung kiến nghị.", "commune_code": "00004"})).await;
+    let id = receipt["id"].as_str().unwrap().to_owned();
+    server.wait_written(1, Duration::from_secs(30)).await;
+
+    let (status, body) = api.get(&format!("/api/v1/petitions/{id}/history"), None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"]["title"], MASKED_TITLE, "{body}");
+    assert_no_numbers_in_clear(&body);
+    let (status, inbox) = api.get("/api/v1/inbox?state=received", None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    let item = inbox["items"].as_array().unwrap().iter().find(|item| item["petition_id"] == id.as_str());
+    assert_eq!(item.map(|item| item["title"].clone()), Some(json!(MASKED_TITLE)), "{inbox}");
+    assert_no_numbers_in_clear(&inbox);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handling_action_bodies_are_read_strictly_naming_each_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let officer = token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+    let receipt =
+        api.submit(json!({"title": "Ngập úng", "body": "Ngõ ngập sau mỗi trận mưa.", "commune_code": "00004"})).await;
+    let (id, code, secret) = (
+        receipt["id"].as_str().unwrap().to_owned(),
+        receipt["tracking_code"].as_str().unwrap().to_owned(),
+        receipt["secret"].as_str().unwrap().to_owned(),
+    );
+    server.wait_written(1, Duration::from_secs(30)).await;
+    let staff = |body: Value| {
+        let request =
+            api.client.post(server.url(&format!("/api/v1/petitions/{id}/actions"))).bearer_auth(&officer).json(&body);
+        async move { problem_of(request.send().await.unwrap()).await }
+    };
+    let citizen = |body: Value| {
+        let request = api.client.post(server.url(&format!("/api/v1/track/{code}/actions"))).json(&body);
+        async move { problem_of(request.send().await.unwrap()).await }
+    };
+    let fields_and_codes = |problem: &Value| -> Vec<(String, String)> {
+        problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["field"].as_str().unwrap().to_owned(), e["code"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let expect = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs.iter().map(|(field, code)| (field.to_string(), code.to_string())).collect()
+    };
+
+    for (body, expected) in [
+        (json!({"action": "decline", "note": "\u{200b}\u{200b}"}), expect(&[("note", "empty")])),
+        (json!({"action": "accept", "note": "\u{200b}"}), expect(&[("note", "empty")])),
+        (json!({"action": "decline", "note": "Lý do\u{0}"}), expect(&[("note", "control_character")])),
+        (json!({"action": "decline", "note": "\u{1b}[31mLý do"}), expect(&[("note", "control_character")])),
+        (json!({"action": " extend "}), expect(&[("action", "invalid")])),
+        (
+            json!({"action": "accept", "unit": "01", "days": 5, "answer": "zzz", "rating": 7}),
+            expect(&[
+                ("answer", "not_taken"),
+                ("unit", "not_taken"),
+                ("days", "not_taken"),
+                ("rating", "not_taken"),
+                ("rating", "out_of_range"),
+            ]),
+        ),
+    ] {
+        let (status, content_type, problem) = staff(body.clone()).await;
+        assert_unprocessable(status, &content_type, &problem);
+        assert_eq!(fields_and_codes(&problem), expected, "{body}: {problem}");
+    }
+    // The citizen's route reads its body as strictly: the rating's range, the note's text, the name.
+    for (body, expected) in [
+        (json!({"secret": secret, "action": "rate", "rating": 7}), expect(&[("rating", "out_of_range")])),
+        (json!({"secret": secret, "action": "reopen", "note": "\u{200b}"}), expect(&[("note", "empty")])),
+        (json!({"secret": secret, "action": "reopen", "note": "x", "rating": 3}), expect(&[("rating", "not_taken")])),
+        (json!({"secret": secret, "action": " rate ", "rating": 3}), expect(&[("action", "invalid")])),
+    ] {
+        let (status, content_type, problem) = citizen(body.clone()).await;
+        assert_unprocessable(status, &content_type, &problem);
+        assert_eq!(fields_and_codes(&problem), expected, "{body}: {problem}");
+    }
+
+    // Nothing refused was recorded: the petition is still received and accepts now.
+    let (status, body) = api.act(&id, &officer, json!({"action": "accept"})).await;
+    assert_eq!((status, body["event"]["from_state"].as_str()), (StatusCode::OK, Some("received")), "{body}");
+    // Assigning it to the unit that already handles it is refused, naming `unit`.
+    let (status, content_type, problem) = staff(json!({"action": "assign", "unit": "00004"})).await;
+    assert_unprocessable(status, &content_type, &problem);
+    assert_eq!(fields_and_codes(&problem), expect(&[("unit", "already_handling")]), "{problem}");
 }
