@@ -57,7 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(crate::pages::search_page))
         .route("/tong-hop", get(crate::pages::summary_page))
         .route("/kien-nghi/{id}", get(crate::pages::petition_page))
-        .route("/bao-cao", get(crate::reports_api::page))
+        .route("/bao-cao", get(crate::pages::report_page))
         .route("/dang-nhap", get(crate::staff_pages::sign_in_form).post(crate::staff_pages::sign_in))
         .route("/dang-xuat", get(crate::staff_pages::sign_out))
         .route("/xu-ly", get(crate::staff_pages::inbox_page))
@@ -198,14 +198,7 @@ async fn get_petition(State(state): State<AppState>, caller: crate::auth::Caller
         // No caller is entitled to personal data until roles exist: contact fields and numbers
         // in the text are masked on this public path.
         // Another unit's petition is not there for this caller: the same answer as a wrong id.
-        // A unit handling a petition placed elsewhere (after a transfer or an escalation) reads
-        // it here as on its inbox and the petition's history.
-        Ok(Some(petition))
-            if caller.sees(&petition.province_code, &petition.commune_code)
-                || state.desk.status(&id).is_some_and(|status| {
-                    voxpop_schema::workflow::covers(voxpop_schema::units::Units::embedded(), &caller.unit, &status.unit)
-                }) =>
-        {
+        Ok(Some(petition)) if reads_petition(&state, &caller, &petition) => {
             if caller.personal_data() {
                 Json(petition).into_response()
             } else {
@@ -219,6 +212,20 @@ async fn get_petition(State(state): State<AppState>, caller: crate::auth::Caller
         .into_response(),
         Err(err) => Problem::internal(&err).into_response(),
     }
+}
+
+/// Whether `caller` may read `petition` by its id: it lies in the caller's unit, or the caller's
+/// unit handles it now (placed elsewhere, then transferred or escalated), as on the inbox and
+/// the petition's history.
+pub fn reads_petition(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    petition: &voxpop_schema::petition::Petition,
+) -> bool {
+    caller.sees(&petition.province_code, &petition.commune_code)
+        || state.desk.status(&petition.id).is_some_and(|status| {
+            voxpop_schema::workflow::covers(voxpop_schema::units::Units::embedded(), &caller.unit, &status.unit)
+        })
 }
 
 /// The request narrowed to the caller's scope; 403 when it asks for another unit's petitions.

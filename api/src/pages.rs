@@ -3,14 +3,17 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use voxpop_index::SearchResults;
-use voxpop_schema::Units;
+use voxpop_index::{SearchRequest, SearchResults};
 use voxpop_schema::privacy::mask_numbers;
+use voxpop_schema::{FieldError, Units};
 
+use crate::auth::Caller;
 use crate::http::{AppState, search_request};
+use crate::params::{known_params, query_params};
+use crate::problem::{Problem, ProblemField};
 
 use voxpop_index::html_escape as escape;
 
@@ -29,12 +32,23 @@ mark{background:#ffe08a}.error{color:#b3261e;font-weight:600}
 @media print{form,.facets{display:none}body{background:#fff}.hit{break-inside:avoid}}
 ";
 
-/// `GET /`: search petitions by theme, province and date.
+/// The fields of the search form, which a browser sends empty when nothing is chosen: there,
+/// empty means not given.
+const SEARCH_FORM_FIELDS: [&str; 6] = ["q", "province", "topic", "state", "from", "to"];
+
+/// `GET /`: search petitions by theme, province and date. Its parameters are the search API's,
+/// read as strictly: a repeated, unknown or bad one is a 400 naming it, a place outside the
+/// caller's unit a 403.
 pub async fn search_page(
     State(state): State<AppState>,
     crate::auth::PageCaller(caller): crate::auth::PageCaller,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let (mut params, repeated) = match query_params(raw.as_deref()) {
+        Ok(params) => (params, None),
+        Err(problem) => (HashMap::new(), Some(problem)),
+    };
+    params.retain(|name, value| !(value.is_empty() && SEARCH_FORM_FIELDS.contains(&name.as_str())));
     let units = Units::embedded();
     let value = |key: &str| params.get(key).map(String::as_str).unwrap_or_default();
     let mut html = String::with_capacity(16 * 1024);
@@ -71,14 +85,17 @@ pub async fn search_page(
         escape(value("to"))
     );
     let mut status = StatusCode::OK;
-    match search_request(&params).and_then(|request| crate::http::scoped_search(request, &caller)) {
+    let request = match repeated {
+        Some(problem) => Err(problem),
+        None => search_request(&params).and_then(|request| scoped(request, &caller)),
+    };
+    match request {
         Err(problem) => {
-            status = StatusCode::BAD_REQUEST;
-            let fields: Vec<String> = problem.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+            status = problem_status(&problem);
             let _ = write!(
                 html,
-                "<section class=\"results\"><p class=\"error\">Tham số không hợp lệ — {}</p></section>",
-                escape(&fields.join("; "))
+                "<section class=\"results\">{}</section>",
+                problem_html(&problem_heading(&problem), &problem)
             );
         }
         Ok(request) => {
@@ -160,6 +177,24 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
     html.push_str("</ul></aside>");
 }
 
+/// [`crate::http::scoped_search`], its 403 naming the parameter outside the caller's unit (the
+/// province is checked first, as there).
+fn scoped(request: SearchRequest, caller: &Caller) -> Result<SearchRequest, Problem> {
+    let asked_province = request.province.clone();
+    crate::http::scoped_search(request, caller).map_err(|problem| {
+        let other_province = caller.province().is_some_and(|mine| asked_province.is_some_and(|asked| asked != mine));
+        out_of_scope(if other_province { "province" } else { "commune" }, problem)
+    })
+}
+
+/// A 403 of the API (which names the parameter only in its detail) with the parameter named.
+fn out_of_scope(field: &str, mut problem: Problem) -> Problem {
+    if problem.errors.is_empty() {
+        problem.errors.push(ProblemField::from(&FieldError::new(field, "out_of_scope", problem.detail.clone())));
+    }
+    problem
+}
+
 /// The current search's query string with `key` set to `value` (and back to the first page
 /// unless `key` is the page offset).
 fn link_with(params: &HashMap<String, String>, key: &str, value: &str) -> String {
@@ -178,6 +213,7 @@ pub async fn petition_page(
     State(state): State<AppState>,
     crate::auth::PageCaller(caller): crate::auth::PageCaller,
     axum::extract::Path(id): axum::extract::Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     let page = |status: StatusCode, title: &str, body: String| {
         let html = format!(
@@ -189,15 +225,16 @@ pub async fn petition_page(
         (status, Html(html)).into_response()
     };
     let Ok(id) = uuid::Uuid::parse_str(&id) else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Không hợp lệ",
-            "<p class=\"error\">Mã kiến nghị không hợp lệ.</p>".to_owned(),
-        );
+        let problem = Problem::bad_parameter("id", format!("`{id}` is not a petition id (UUID)"));
+        return page(StatusCode::BAD_REQUEST, "Không hợp lệ", problem_html("Mã kiến nghị không hợp lệ", &problem));
     };
+    // The page takes no parameters: one given is a mistake in the link, said rather than ignored.
+    if let Err(problem) = known_params(raw.as_deref(), &[]) {
+        return page(problem_status(&problem), "Không hợp lệ", problem_html("Tham số không hợp lệ", &problem));
+    }
     let week = state.index.get(&id).ok().flatten().map(|hit| voxpop_schema::petition::iso_week(hit.received_at));
     let petition = match state.queries.petition(&id, week.as_deref()).await {
-        Ok(Some(petition)) if caller.sees(&petition.province_code, &petition.commune_code) => {
+        Ok(Some(petition)) if crate::http::reads_petition(&state, &caller, &petition) => {
             voxpop_schema::privacy::mask_petition(&petition)
         }
         Ok(Some(_)) => {
@@ -251,9 +288,194 @@ fn url_encode(text: &str) -> String {
     out
 }
 
+/// The parameters of the reports page: those of the weekly reports API, and the page's `format`.
+const REPORT_PARAMS: [&str; 3] = ["week", "unit", "format"];
+
+/// `GET /bao-cao?week=2025-W38[&unit=00][&format=xlsx]`: [`crate::reports_api::page`] after its
+/// parameters are read strictly: a repeated or unknown parameter, or a `format` other than
+/// `html` (the default) or `xlsx`, is a 400 naming it rather than an HTML page nobody asked for.
+pub async fn report_page(
+    State(state): State<AppState>,
+    crate::auth::PageCaller(caller): crate::auth::PageCaller,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    match report_params(raw.as_deref()) {
+        Ok(params) => crate::reports_api::page(State(state), crate::auth::PageCaller(caller), Query(params)).await,
+        Err(problem) => problem_page("Báo cáo tuần", &problem),
+    }
+}
+
+/// The reports page's parameters, or the 400 naming every one at fault.
+fn report_params(raw: Option<&str>) -> Result<HashMap<String, String>, Problem> {
+    let params = known_params(raw, &REPORT_PARAMS)?;
+    match params.get("format").map(String::as_str) {
+        None | Some("html" | "xlsx") => Ok(params),
+        Some(other) => {
+            Err(Problem::bad_parameter("format", format!("unknown format `{other}`, expected html or xlsx")))
+        }
+    }
+}
+
+/// The status a page answers a problem with.
+pub(crate) fn problem_status(problem: &Problem) -> StatusCode {
+    StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// What a page says first about a problem with its request.
+pub(crate) fn problem_heading(problem: &Problem) -> String {
+    match problem.status {
+        403 => "Ngoài phạm vi đơn vị của bạn",
+        404 => "Không tìm thấy",
+        400 | 422 => "Tham số không hợp lệ",
+        _ => "Không thực hiện được",
+    }
+    .to_owned()
+}
+
+/// A page of its own for a request the page cannot answer: the problem's status, and what is
+/// wrong with each parameter, in Vietnamese.
+pub(crate) fn problem_page(title: &str, problem: &Problem) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{STYLE}\
+         .panel{{background:#fff;border-radius:6px;padding:16px 20px;margin:16px 24px}}</style></head><body>\
+         <header><h1>{title}</h1></header><section class=\"panel\">{}</section></body></html>",
+        problem_html(&problem_heading(problem), problem),
+        title = escape(title),
+    );
+    (problem_status(problem), [(axum::http::header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// A problem as the pages show it: `heading`, then one Vietnamese sentence per field at fault,
+/// each naming its field (as the API's problem does; `data-field` too, for scripts and tests).
+/// A problem without fields says why by its status, and a 409 lists what the state allows.
+pub(crate) fn problem_html(heading: &str, problem: &Problem) -> String {
+    let mut html =
+        format!("<div class=\"error\" id=\"error\" data-status=\"{}\"><p>{}", problem.status, escape(heading));
+    if problem.errors.is_empty() {
+        let _ = write!(html, " — {}", escape(&status_vi(problem)));
+        html.push_str("</p>");
+    } else {
+        html.push_str(":</p><ul>");
+        for error in &problem.errors {
+            let _ = write!(
+                html,
+                "<li data-field=\"{0}\"><code>{0}</code>: {1}</li>",
+                escape(&error.field),
+                escape(&field_vi(error))
+            );
+        }
+        html.push_str("</ul>");
+    }
+    if !problem.allowed.is_empty() {
+        let allowed: Vec<&str> = problem
+            .allowed
+            .iter()
+            .map(|a| voxpop_schema::workflow::Action::parse(a).map_or(a.as_str(), |a| a.label_vi()))
+            .collect();
+        let _ = write!(html, "<p id=\"allowed\">Được phép: {}.</p>", escape(&allowed.join(", ")));
+    }
+    html.push_str("</div>");
+    html
+}
+
+/// Why a request failed, for a problem that names no field.
+fn status_vi(problem: &Problem) -> String {
+    match problem.status {
+        403 if problem.kind.ends_with("/role") => {
+            "chỉ cán bộ, lãnh đạo hoặc quản trị viên của đơn vị xử lý được thực hiện việc này".to_owned()
+        }
+        403 => "việc này nằm ngoài thẩm quyền của đơn vị bạn".to_owned(),
+        404 => "không tìm thấy kiến nghị này trong đơn vị của bạn".to_owned(),
+        409 => "trạng thái hiện tại của kiến nghị không cho phép việc này".to_owned(),
+        503 => "hệ thống tạm thời chưa ghi nhận được, xin thử lại sau ít giây".to_owned(),
+        _ => format!("yêu cầu không thực hiện được ({})", problem.detail),
+    }
+}
+
+/// What is wrong with one field or parameter, in Vietnamese. The codes of [`crate::params`], of
+/// the search API and of the action forms are said in full; for the others, the value is said to
+/// be wrong and the (English) detail follows, so nothing is lost.
+fn field_vi(error: &ProblemField) -> String {
+    let message = error.message.as_str();
+    // The list of what is expected, as `crate::params` writes it ("..., expected one of a, b").
+    let expected = message.rsplit_once("expected one of ").map(|(_, list)| list.trim()).filter(|l| !l.is_empty());
+    match error.code.as_str() {
+        "duplicate_parameter" => "được gửi nhiều lần; mỗi tham số chỉ được gửi một lần".to_owned(),
+        "duplicate_field" => "được gửi nhiều lần; mỗi trường chỉ được gửi một lần".to_owned(),
+        "unknown_parameter" => match expected {
+            Some(list) => format!("không phải tham số của trang này (trang nhận: {list})"),
+            None => "trang này không nhận tham số nào".to_owned(),
+        },
+        "unknown_field" => match expected {
+            Some(list) => format!("không phải trường của biểu mẫu (biểu mẫu có: {list})"),
+            None => "không phải trường của biểu mẫu".to_owned(),
+        },
+        "invalid_utf8" => "không phải văn bản UTF-8 hợp lệ".to_owned(),
+        "control_character" => "chứa ký tự điều khiển (như NUL), không được phép".to_owned(),
+        "blank" => "không có nội dung hiển thị (chỉ có khoảng trắng hoặc ký tự vô hình)".to_owned(),
+        "required" => "chưa nhập".to_owned(),
+        "out_of_scope" => "ngoài phạm vi đơn vị của bạn".to_owned(),
+        "unknown_topic" => format!("không có chủ đề này (có: {})", expected.unwrap_or_default()),
+        "unknown_state" => format!("không có trạng thái này (có: {})", expected.unwrap_or_default()),
+        "unknown_province" => "không có tỉnh, thành phố mang mã này".to_owned(),
+        "not_in_province" => "xã, phường này không thuộc tỉnh, thành phố đã chọn".to_owned(),
+        "too_long" => "quá dài".to_owned(),
+        "range" => "ngày kết thúc trước ngày bắt đầu".to_owned(),
+        "format" if matches!(error.field.as_str(), "from" | "to") => "phải là một ngày, ví dụ 2025-09-15".to_owned(),
+        _ if message.ends_with(" is required") => "chưa nhập".to_owned(),
+        _ => match error.field.as_str() {
+            "week" => format!("không phải tuần ISO, ví dụ 2025-W38 ({message})"),
+            "overdue" | "proximity" => "phải là true hoặc false (1 hoặc 0)".to_owned(),
+            "limit" | "offset" => format!("phải là số nguyên trong giới hạn ({message})"),
+            "format" => "chỉ nhận html hoặc xlsx".to_owned(),
+            "ok" => "không phải một việc xử lý kiến nghị".to_owned(),
+            "id" => "không phải mã kiến nghị (UUID)".to_owned(),
+            "days" => format!("số ngày làm việc không hợp lệ ({message})"),
+            "unit" => format!("mã đơn vị không hợp lệ ({message})"),
+            _ => format!("giá trị không hợp lệ ({message})"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_parameters_and_formats_are_named_when_wrong() {
+        let fields = |problem: Problem| -> Vec<(String, String)> {
+            problem.errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect()
+        };
+        assert!(report_params(Some("week=2025-W38&unit=00004&format=xlsx")).is_ok());
+        assert!(report_params(Some("format=html")).is_ok() && report_params(None).is_ok());
+        let pdf = report_params(Some("week=2025-W38&format=pdf")).unwrap_err();
+        assert_eq!(pdf.status, 400);
+        assert_eq!(fields(pdf), [("format".to_owned(), "invalid".to_owned())]);
+        let repeated = report_params(Some("week=2025-W38&week=2025-W39")).unwrap_err();
+        assert_eq!(fields(repeated), [("week".to_owned(), "duplicate_parameter".to_owned())]);
+        let unknown = report_params(Some("foo=1")).unwrap_err();
+        assert_eq!(fields(unknown), [("foo".to_owned(), "unknown_parameter".to_owned())]);
+    }
+
+    #[test]
+    fn problems_are_shown_in_vietnamese_naming_each_field() {
+        let problem = known_params(Some("week=1&week=2&<b>=1"), &["week"]).unwrap_err();
+        let html = problem_html("Tham số không hợp lệ", &problem);
+        assert!(html.contains("<li data-field=\"week\"><code>week</code>: được gửi nhiều lần"), "{html}");
+        let problem = known_params(Some("x=1"), &["week", "province"]).unwrap_err();
+        let html = problem_html("Tham số không hợp lệ", &problem);
+        assert!(html.contains("data-field=\"x\"") && html.contains("(trang nhận: week, province)"), "{html}");
+        let html = problem_html("Tham số không hợp lệ", &known_params(Some("%3Cb%3E=1"), &[]).unwrap_err());
+        assert!(html.contains("data-field=\"&lt;b&gt;\"") && html.contains("không nhận tham số nào"), "{html}");
+        let forbidden = out_of_scope("province", Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside", "x"));
+        assert_eq!(problem_heading(&forbidden), "Ngoài phạm vi đơn vị của bạn");
+        assert!(problem_html("", &forbidden).contains("data-field=\"province\""));
+        let mut conflict = Problem::new(StatusCode::CONFLICT, "invalid-transition", "Not allowed", "x");
+        conflict.allowed = vec!["extend".to_owned(), "transfer".to_owned()];
+        let html = problem_html("Không thực hiện được", &conflict);
+        assert!(html.contains("không cho phép") && html.contains("Được phép: Gia hạn, Chuyển đơn vị khác."), "{html}");
+    }
 
     #[test]
     fn escaping_and_encoding() {
@@ -277,17 +499,31 @@ pub async fn chart_js() -> Response {
         .into_response()
 }
 
-/// `GET /tong-hop?week=2025-W38[&province=01]`: the leaders' weekly summary, with charts.
+/// The parameters of the leaders' summary page (those of the weekly summary API).
+const SUMMARY_PARAMS: [&str; 3] = ["week", "province", "commune"];
+
+/// `GET /tong-hop?week=2025-W38[&province=01]`: the leaders' weekly summary, with charts. A
+/// repeated, unknown or bad parameter is a 400 naming it, as the API answers.
 pub async fn summary_page(
     State(state): State<AppState>,
     crate::auth::PageCaller(caller): crate::auth::PageCaller,
-    Query(mut params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    const TITLE: &str = "Tổng hợp phản ánh, kiến nghị";
+    let mut params = match known_params(raw.as_deref(), &SUMMARY_PARAMS) {
+        Ok(params) => params,
+        Err(problem) => return problem_page(TITLE, &problem),
+    };
     for (key, mine) in [("province", caller.province()), ("commune", caller.commune())] {
         if let Some(mine) = mine {
             if params.get(key).is_some_and(|asked| !asked.is_empty() && *asked != mine) {
-                let body = "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Ngoài phạm vi đơn vị của bạn.</p></html>";
-                return (StatusCode::FORBIDDEN, Html(body)).into_response();
+                let problem = Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "out-of-scope",
+                    "Outside your unit",
+                    format!("`{key}` is outside your unit"),
+                );
+                return problem_page(TITLE, &out_of_scope(key, problem));
             }
             params.insert(key.to_owned(), mine);
         }
@@ -301,11 +537,8 @@ pub async fn summary_page(
         Some(raw) => match IsoWeek::parse(raw) {
             Some(week) => week,
             None => {
-                let body = format!(
-                    "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Tham số không hợp lệ — week: `{}` không phải tuần ISO (ví dụ 2025-W38)</p></html>",
-                    escape(raw)
-                );
-                return (StatusCode::BAD_REQUEST, Html(body)).into_response();
+                let problem = Problem::bad_parameter("week", format!("`{raw}` is not an ISO week such as 2025-W38"));
+                return problem_page(TITLE, &problem);
             }
         },
     };
@@ -314,11 +547,7 @@ pub async fn summary_page(
     let summary = match state.queries.weekly_summary_in(week, province, commune).await {
         Ok(summary) => summary,
         Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
-            let body = format!(
-                "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Tham số không hợp lệ — {field}: {}</p></html>",
-                escape(&message)
-            );
-            return (StatusCode::BAD_REQUEST, Html(body)).into_response();
+            return problem_page(TITLE, &Problem::bad_parameter(field, message));
         }
         Err(err) => return crate::problem::Problem::internal(&err).into_response(),
     };

@@ -7,23 +7,26 @@
 //! reload never repeats it. The sign-in cookie is HttpOnly and SameSite=Strict (no cross-site
 //! form can act with it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxpop_index::html_escape as escape;
-use voxpop_schema::Units;
+use voxpop_schema::text::{is_blank, stray_control};
 use voxpop_schema::workflow::{Action, ActionRequest, State as Stage};
+use voxpop_schema::{FieldError, Units};
 
-use crate::auth::{PageCaller, SESSION_COOKIE};
-use crate::handling::{InboxParams, inbox_items, performance_rows, unit_name};
+use crate::auth::{Caller, PageCaller, SESSION_COOKIE};
+use crate::handling::{InboxParams, inbox_items, masked_for, performance_rows, unit_name};
 use crate::http::AppState;
-use crate::pages::STYLE;
+use crate::pages::{STYLE, problem_heading, problem_html, problem_status};
+use crate::params::{known_params, query_params};
+use crate::problem::{Problem, ProblemField};
 
 const EXTRA_STYLE: &str = "
 table{border-collapse:collapse;background:#fff;width:100%;font-size:14px}th,td{padding:6px 10px;border-bottom:1px solid #e3e6ea;text-align:left;vertical-align:top}
@@ -61,6 +64,11 @@ fn safe_next(next: &str) -> &str {
 /// The sign-in page (also what a page answers, with 401, to a request without a valid token).
 pub fn sign_in_page(status: StatusCode, next: &str, message: Option<&str>) -> Response {
     let message = message.map_or(String::new(), |m| format!("<p class=\"error\">{}</p>", escape(m)));
+    sign_in_page_with(status, next, &message)
+}
+
+/// The sign-in page with `message_html` (already escaped) above the form.
+fn sign_in_page_with(status: StatusCode, next: &str, message: &str) -> Response {
     let body = format!(
         "<section class=\"panel\"><h2>Đăng nhập bằng mã truy cập</h2>{message}\
          <p>Mã truy cập do quản trị viên cấp (<code>voxpop token create</code>), dạng <code>vxp_…</code>.</p>\
@@ -72,13 +80,141 @@ pub fn sign_in_page(status: StatusCode, next: &str, message: Option<&str>) -> Re
     page(status, "Đăng nhập", &body)
 }
 
-/// `GET /dang-nhap`.
-pub async fn sign_in_form(Query(params): Query<HashMap<String, String>>) -> Response {
-    sign_in_page(StatusCode::OK, params.get("next").map_or("/xu-ly", String::as_str), None)
+/// `GET /dang-nhap[?next=/xu-ly/...]`: a repeated or unknown parameter is a 400 naming it.
+pub async fn sign_in_form(RawQuery(raw): RawQuery) -> Response {
+    match known_params(raw.as_deref(), &["next"]) {
+        Ok(params) => sign_in_page(StatusCode::OK, params.get("next").map_or("/xu-ly", String::as_str), None),
+        Err(problem) => {
+            sign_in_page_with(problem_status(&problem), "/xu-ly", &problem_html("Tham số không hợp lệ", &problem))
+        }
+    }
 }
 
+/// The sign-in form's fields (lenient: the sign-in only reads `token` and `next`).
 fn form(body: &[u8]) -> HashMap<String, String> {
     form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// The fields the action forms of [`render_petition`] send (each form some of them).
+const ACTION_FIELDS: [&str; 5] = ["action", "note", "answer", "unit", "days"];
+/// The free-text fields, typed in a textarea: the only ones where line breaks and tabs belong.
+const FREE_TEXT_FIELDS: [&str; 2] = ["note", "answer"];
+/// Longest field name an error repeats back (a name is the sender's text, of any length).
+const MAX_NAMED_CHARS: usize = 64;
+
+/// Reads an action form (`application/x-www-form-urlencoded`) as strictly as the actions API
+/// reads its JSON: a repeated or unknown field, a name or value that is not UTF-8, a control
+/// character (but the line breaks and tabs of a free text) and a field that shows nothing are
+/// refused, each named, and never guessed at (a map keeps the last of two values; a lossy decoding
+/// stores U+FFFD; NUL counts as a reason). 400 when the body cannot be read as text, 422
+/// otherwise.
+fn action_form(body: &[u8]) -> Result<ActionRequest, Problem> {
+    let mut fields: HashMap<&str, String> = HashMap::new();
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut reported: HashSet<(String, &str)> = HashSet::new();
+    let mut report = |errors: &mut Vec<FieldError>, field: &str, code: &'static str, message: String| {
+        let field: String = field.chars().take(MAX_NAMED_CHARS).collect();
+        if reported.insert((field.clone(), code)) {
+            errors.push(FieldError::new(&field, code, message));
+        }
+    };
+    let mut unreadable = false;
+    // Names read so far, a value unreadable or not: a second one is a repeat either way.
+    let mut seen: HashSet<&str> = HashSet::new();
+    for pair in body.split(|&byte| byte == b'&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &[][..]),
+        };
+        let name = match String::from_utf8(form_decode(name)) {
+            Ok(name) => name,
+            Err(err) => {
+                unreadable = true;
+                let name = String::from_utf8_lossy(err.as_bytes()).into_owned();
+                report(&mut errors, &name, "invalid_utf8", "the field name is not valid UTF-8".to_owned());
+                continue;
+            }
+        };
+        let Some(known) = ACTION_FIELDS.iter().copied().find(|known| *known == name) else {
+            let shown: String = name.chars().take(MAX_NAMED_CHARS).collect();
+            let message = format!("unknown field `{shown}`, expected one of {}", ACTION_FIELDS.join(", "));
+            report(&mut errors, &name, "unknown_field", message);
+            continue;
+        };
+        if !seen.insert(known) {
+            report(&mut errors, known, "duplicate_field", format!("`{known}` is given more than once"));
+            continue;
+        }
+        match String::from_utf8(form_decode(value)) {
+            Ok(value) => {
+                fields.insert(known, value);
+            }
+            Err(_) => {
+                unreadable = true;
+                report(&mut errors, known, "invalid_utf8", format!("`{known}` is not valid UTF-8"));
+            }
+        }
+    }
+    for name in ACTION_FIELDS {
+        let Some(value) = fields.get(name) else { continue };
+        if let Some(control) = stray_control(value, FREE_TEXT_FIELDS.contains(&name)) {
+            let message = format!("`{name}` holds the control character U+{:04X}", u32::from(control));
+            report(&mut errors, name, "control_character", message);
+        } else if is_blank(value) {
+            let message = format!("`{name}` shows nothing (only white space or invisible characters)");
+            report(&mut errors, name, "blank", message);
+        }
+    }
+    if !fields.contains_key("action") && !errors.iter().any(|e| e.field == "action") {
+        report(&mut errors, "action", "required", "`action` is required".to_owned());
+    }
+    let days = match fields.get("days").filter(|_| !errors.iter().any(|e| e.field == "days")) {
+        None => None,
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(days) => Some(days),
+            Err(_) => {
+                let message = format!("`days` must be a whole number of working days up to {}", u32::MAX);
+                report(&mut errors, "days", "invalid", message);
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        let problem = Problem::invalid(&errors);
+        return Err(if unreadable { problem.with_status(StatusCode::BAD_REQUEST) } else { problem });
+    }
+    let text = |name: &str| fields.get(name).map(|value| value.trim().to_owned());
+    Ok(ActionRequest {
+        action: text("action").unwrap_or_default(),
+        note: text("note"),
+        answer: text("answer"),
+        unit: text("unit"),
+        days,
+        rating: None,
+    })
+}
+
+/// One name or value of a form body, decoded to bytes: `+` is a space, `%XX` the byte XX (a `%`
+/// not followed by two hex digits stands for itself, as browsers and `form_urlencoded` read it).
+fn form_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |byte: u8| (byte as char).to_digit(16).map(|digit| digit as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (input.get(i + 1).copied().and_then(hex), input.get(i + 2).copied().and_then(hex)) {
+                (Some(high), Some(low)) => {
+                    out.push((high << 4) | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// `POST /dang-nhap`: checks the token and keeps it in the session cookie.
@@ -116,25 +252,26 @@ fn date_time(at: DateTime<Utc>) -> String {
     at.with_timezone(&voxpop_schema::calendar::vietnam_offset()).format("%H:%M %d/%m/%Y").to_string()
 }
 
-/// `GET /xu-ly?state=&overdue=1&unit=`: the petitions the unit must act on, overdue first.
+/// Petitions the inbox page lists when the link does not say (`limit`).
+const INBOX_PAGE_LIMIT: usize = 200;
+
+/// `GET /xu-ly?state=&overdue=1&unit=&limit=`: the petitions the unit must act on, overdue
+/// first. The parameters are the inbox API's, read as strictly: a repeated, unknown or bad one
+/// (`overdue=yes`) is a 400 naming it.
 pub async fn inbox_page(
     State(state): State<AppState>,
     PageCaller(caller): PageCaller,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     let units = Units::embedded();
-    let inbox = InboxParams {
-        unit: params.get("unit").filter(|u| !u.is_empty()).cloned(),
-        state: params.get("state").filter(|s| !s.is_empty()).cloned(),
-        overdue: params.get("overdue").map(|v| v == "1"),
-        limit: Some(200),
+    let inbox = match query_params(raw.as_deref()).and_then(|params| InboxParams::from_query(&params)) {
+        Ok(inbox) => InboxParams { limit: inbox.limit.or(Some(INBOX_PAGE_LIMIT)), ..inbox },
+        Err(problem) => return problem_panel("Hộp xử lý", &problem),
     };
     let (unit, items) = match inbox_items(&state, &caller, &inbox).await {
         Ok(found) => found,
-        Err(problem) => {
-            let body = format!("<p class=\"panel error\">{}</p>", escape(&problem.detail));
-            return page(StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST), "Hộp xử lý", &body);
-        }
+        // The inbox's only parameter that can lie outside the caller's unit is `unit`.
+        Err(problem) => return problem_panel("Hộp xử lý", &naming("unit", problem)),
     };
     let now = Utc::now();
     let mut html = String::with_capacity(32 * 1024);
@@ -255,22 +392,68 @@ pub async fn inbox_page(
     page(StatusCode::OK, "Hộp xử lý kiến nghị", &html)
 }
 
-/// `GET /xu-ly/{id}`: one petition, its history and the actions its state allows.
+/// A page of the staff layout for a request it cannot answer: the problem's status, each
+/// parameter at fault named in Vietnamese.
+fn problem_panel(title: &str, problem: &Problem) -> Response {
+    let body = format!("<section class=\"panel\">{}</section>", problem_html(&problem_heading(problem), problem));
+    page(problem_status(problem), title, &body)
+}
+
+/// A problem that names no field (a 403 of the handling API) with `field` named.
+fn naming(field: &str, mut problem: Problem) -> Problem {
+    if problem.errors.is_empty() && problem.status == StatusCode::FORBIDDEN.as_u16() {
+        problem.errors.push(ProblemField::from(&FieldError::new(field, "out_of_scope", problem.detail.clone())));
+    }
+    problem
+}
+
+/// The petition id of a page's path, or the 400 naming `id` (as the API answers).
+fn petition_id(raw: &str) -> Result<Uuid, Response> {
+    Uuid::parse_str(raw).map_err(|_| {
+        let problem = Problem::bad_parameter("id", format!("`{raw}` is not a petition id (UUID)"));
+        page(
+            StatusCode::BAD_REQUEST,
+            "Không hợp lệ",
+            &format!("<section class=\"panel\">{}</section>", problem_html("Mã kiến nghị không hợp lệ", &problem)),
+        )
+    })
+}
+
+/// `GET /xu-ly/{id}[?ok=accept]`: one petition, its history and the actions its state allows;
+/// `ok` (set by the redirect after an action) says which action was recorded.
 pub async fn handle_page(
     State(state): State<AppState>,
     PageCaller(caller): PageCaller,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    render_petition(&state, &caller, &id, params.get("ok").map(String::as_str), None).await
+    let id = match petition_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let done = match known_params(raw.as_deref(), &["ok"]) {
+        Ok(params) => match params.get("ok") {
+            None => None,
+            Some(raw) => match Action::parse(raw) {
+                Some(action) => Some(action),
+                None => {
+                    let problem = Problem::bad_parameter("ok", format!("unknown action `{raw}`"));
+                    return problem_panel("Xử lý kiến nghị", &problem);
+                }
+            },
+        },
+        Err(problem) => return problem_panel("Xử lý kiến nghị", &problem),
+    };
+    render_petition(&state, &caller, id, done, None).await
 }
 
+/// The petition's page; with `error`, that problem above it and its status.
 async fn render_petition(
     state: &AppState,
-    caller: &crate::auth::Caller,
-    raw_id: &str,
-    done: Option<&str>,
-    error: Option<&str>,
+    caller: &Caller,
+    id: Uuid,
+    done: Option<Action>,
+    error: Option<&Problem>,
 ) -> Response {
     let missing = || {
         page(
@@ -278,9 +461,6 @@ async fn render_petition(
             "Không tìm thấy",
             "<p class=\"panel error\">Không tìm thấy kiến nghị này trong đơn vị của bạn.</p>",
         )
-    };
-    let Ok(id) = Uuid::parse_str(raw_id) else {
-        return missing();
     };
     let week = state.index.get(&id).ok().flatten().map(|hit| voxpop_schema::petition::iso_week(hit.received_at));
     let Ok(Some(petition)) = state.queries.petition(&id, week.as_deref()).await else {
@@ -299,14 +479,17 @@ async fn render_petition(
         return missing();
     }
     let petition = if caller.personal_data() { petition } else { voxpop_schema::privacy::mask_petition(&petition) };
+    // Staff write what citizens tell them into answers and notes, phone and ID numbers included:
+    // the status and every event are shown as the caller may see them, as the API shows them.
+    let status = masked_for(caller, status);
     let units = Units::embedded();
     let now = Utc::now();
     let mut html = String::with_capacity(16 * 1024);
-    if let Some(action) = done.and_then(Action::parse) {
+    if let Some(action) = done {
         let _ = write!(html, "<p class=\"panel ok\" id=\"done\">Đã ghi nhận: {}.</p>", action.label_vi());
     }
-    if let Some(error) = error {
-        let _ = write!(html, "<p class=\"panel error\" id=\"error\">{}</p>", escape(error));
+    if let Some(problem) = error {
+        let _ = write!(html, "<section class=\"panel\">{}</section>", problem_html("Không thực hiện được", problem));
     }
     let due = status.due_at.map_or("—".to_owned(), date);
     let late = if status.overdue(now) { " <span class=\"badge overdue\">Quá hạn</span>" } else { "" };
@@ -339,7 +522,7 @@ async fn render_petition(
     html.push_str("</section><section class=\"panel\"><h3>Quá trình xử lý</h3><ol class=\"timeline\" id=\"history\">");
     let _ = write!(html, "<li>{} — Tiếp nhận</li>", date_time(status.received_at));
     if let Ok(events) = state.handling_queries.history(&id).await {
-        for event in state.desk.complete_history(&id, events) {
+        for event in state.desk.complete_history(&id, events).into_iter().map(|event| masked_for(caller, event)) {
             let note =
                 event.note.as_deref().or(event.answer.as_deref()).map_or(String::new(), |n| format!(": {}", escape(n)));
             let _ = write!(
@@ -387,52 +570,83 @@ async fn render_petition(
         }
         html.push_str("</section>");
     }
-    page(StatusCode::OK, "Xử lý kiến nghị", &html)
+    let status = error.map_or(StatusCode::OK, problem_status);
+    page(status, "Xử lý kiến nghị", &html)
 }
 
-/// `POST /xu-ly/{id}`: one action from the page's forms; back to the page (303) when recorded.
+/// `POST /xu-ly/{id}`: one action from the page's forms; back to the page (303) when recorded,
+/// otherwise the page again with the problem's status (4xx) and what was wrong, in Vietnamese.
 pub async fn handle_action(
     State(state): State<AppState>,
     PageCaller(caller): PageCaller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let fields = form(&body);
-    let text = |key: &str| fields.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let request = ActionRequest {
-        action: text("action").unwrap_or_default(),
-        note: text("note"),
-        answer: text("answer"),
-        unit: text("unit"),
-        days: text("days").and_then(|d| d.parse().ok()),
-        rating: None,
+    let id = match petition_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
     };
-    let Ok(uuid) = Uuid::parse_str(&id) else {
-        return render_petition(&state, &caller, &id, None, None).await;
+    let request = match action_form(&body) {
+        Ok(request) => request,
+        Err(problem) => return render_petition(&state, &caller, id, None, Some(&problem)).await,
     };
-    let outcome = crate::handling::act_as(&state, &caller, uuid, &request).await;
-    match outcome {
-        Ok(_) => {
-            (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/xu-ly/{id}?ok={}", request.action))]).into_response()
+    match crate::handling::act_as(&state, &caller, id, &request).await {
+        Ok((event, _)) => {
+            (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/xu-ly/{id}?ok={}", event.action.as_str()))])
+                .into_response()
         }
-        Err(problem) => {
-            let mut message = problem.detail.clone();
-            for error in &problem.errors {
-                let _ = write!(message, " ({}: {})", error.field, error.message);
-            }
-            if !problem.allowed.is_empty() {
-                let allowed: Vec<&str> =
-                    problem.allowed.iter().filter_map(|a| Action::parse(a)).map(|a| a.label_vi()).collect();
-                let _ = write!(message, " — được phép: {}", allowed.join(", "));
-            }
-            render_petition(&state, &caller, &id, None, Some(&format!("Không thực hiện được: {message}"))).await
-        }
+        Err(problem) => render_petition(&state, &caller, id, None, Some(&problem)).await,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::safe_next;
+    use super::{action_form, form_decode, safe_next};
+
+    /// The (field, code) pairs of a refused form, and its status.
+    fn refused(body: &str) -> (u16, Vec<(String, String)>) {
+        let problem = action_form(body.as_bytes()).unwrap_err();
+        (problem.status, problem.errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect())
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected.iter().map(|(field, code)| (field.to_string(), code.to_string())).collect()
+    }
+
+    #[test]
+    fn action_forms_are_read_strictly() {
+        let request = action_form(b"action=extend&days=+3+&note=C%E1%BA%A7n+x%C3%A1c+minh%0D%0A%09th%C3%AAm").unwrap();
+        assert_eq!((request.action.as_str(), request.days), ("extend", Some(3)));
+        assert_eq!(request.note.as_deref(), Some("Cần xác minh\r\n\tthêm"));
+        assert_eq!((request.answer, request.unit, request.rating), (None, None, None));
+        for (body, status, expected) in [
+            ("action=extend&days=2&note=%00", 422, &[("note", "control_character")][..]),
+            ("action=extend&unit=00004%0D%0A&note=x", 422, &[("unit", "control_character")]),
+            ("action=extend&days=2&note=x&note=y&note=z", 422, &[("note", "duplicate_field")]),
+            ("action=extend&days=2&days=3&note=x", 422, &[("days", "duplicate_field")]),
+            ("action=accept&foo=1&rating=5&foo=2", 422, &[("foo", "unknown_field"), ("rating", "unknown_field")]),
+            ("action=extend&days=2&note=%FF%FE", 400, &[("note", "invalid_utf8")]),
+            ("action=extend&note=%FF&note=ok", 400, &[("note", "invalid_utf8"), ("note", "duplicate_field")]),
+            ("action=extend&days=2&note=%E2%80%8B+%C2%AD", 422, &[("note", "blank")]),
+            ("action=answer&answer=", 422, &[("answer", "blank")]),
+            ("action=extend&days=-1&note=x", 422, &[("days", "invalid")]),
+            ("note=x", 422, &[("action", "required")]),
+            ("", 422, &[("action", "required")]),
+        ] {
+            assert_eq!(refused(body), (status, pairs(expected)), "{body}");
+        }
+        // A name that is not UTF-8 is named as far as it can be read; a long one, shortened.
+        assert_eq!(refused("action=accept&n%FF=1").1, pairs(&[("n\u{FFFD}", "invalid_utf8")]));
+        let long = format!("action=accept&{}=1", "x".repeat(10_000));
+        assert_eq!(refused(&long).1[0].0.chars().count(), super::MAX_NAMED_CHARS);
+    }
+
+    #[test]
+    fn form_decoding_is_byte_exact() {
+        assert_eq!(form_decode(b"a+b%20c%2B%41"), b"a b c+A");
+        assert_eq!(form_decode(b"100%+%4"), b"100% %4");
+        assert_eq!(form_decode(b"%ff%FE"), [0xFF, 0xFE]);
+    }
 
     #[test]
     fn sign_in_returns_only_to_a_path_of_this_site() {

@@ -244,3 +244,259 @@ async fn staff_sign_in_and_handle_petitions_from_the_inbox_in_a_real_browser() {
     assert_eq!(history["status"]["state"], "answered", "{history}");
     assert_eq!(history["status"]["answered_on_time"], true);
 }
+
+/// A page fetched as a test reads it: status, content type and text.
+async fn fetch(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, String, String) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.unwrap())
+}
+
+/// Asserts that a page refused its request with `status` in an HTML page naming `field`.
+fn assert_refused(page: &(reqwest::StatusCode, String, String), status: u16, field: &str, what: &str) {
+    let (got, content_type, text) = page;
+    assert_eq!(got.as_u16(), status, "{what}: {text}");
+    assert!(content_type.starts_with("text/html"), "{what}: {content_type}");
+    assert!(text.contains(&format!("data-field=\"{field}\"")), "{what} names `{field}`: {text}");
+    assert!(text.contains("lang=\"vi\""), "{what}: a Vietnamese page: {text}");
+}
+
+/// A client that shows redirects rather than following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// A form post to a handling page, as a browser sends it.
+fn post_form(client: &reqwest::Client, url: String, token: &str, body: &'static str) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_handling_page_masks_answers_and_notes_for_a_data_engineer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let officer = voxpop_tests::server::create_token(&data_dir, "00004", "officer");
+    let engineer = voxpop_tests::server::create_token(&data_dir, "00", "data_engineer");
+    let server = Server::start(&data_dir, None).await;
+    // Synthetic phone and ID numbers, as citizens and staff write them.
+    let id = server
+        .submit(&json!({"title": "Khiếu nại gọi 0912345678", "body": "Xin gọi lại số 0912345678.",
+            "commune_code": "00004"}))
+        .await;
+    server.wait_written(1, Duration::from_secs(30)).await;
+    let client = reqwest::Client::new();
+    for step in [
+        json!({"action": "accept", "note": "Đã gọi 0912345678, CCCD 001203004567"}),
+        json!({"action": "start", "note": "Hẹn gặp, mang CCCD 001203004567"}),
+        json!({"action": "answer", "answer": "Liên hệ 0912345678, mang CCCD 001203004567.", "note": "Gọi 0912345678"}),
+    ] {
+        let response = client
+            .post(server.url(&format!("/api/v1/petitions/{id}/actions")))
+            .bearer_auth(&officer)
+            .json(&step)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "{}", response.text().await.unwrap());
+    }
+    let url = server.url(&format!("/xu-ly/{id}"));
+    let (status, _, page) = fetch(client.get(&url).bearer_auth(&engineer)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    assert!(page.contains("id=\"history\""), "{page}");
+    assert!(!page.contains("0912345678") && !page.contains("001203004567"), "numbers in clear: {page}");
+    assert!(page.contains("Liên hệ *******678, mang CCCD *********567."), "the answer, masked: {page}");
+    assert!(page.contains("Đã gọi *******678, CCCD *********567"), "a note, masked: {page}");
+    // The officer who acted reads them in clear.
+    let (status, _, page) = fetch(client.get(&url).bearer_auth(&officer)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    assert!(page.contains("Liên hệ 0912345678, mang CCCD 001203004567."), "{page}");
+    assert!(page.contains("Hẹn gặp, mang CCCD 001203004567"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_action_form_refuses_repeated_unknown_and_unreadable_fields_with_a_vietnamese_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let officer = voxpop_tests::server::create_token(&data_dir, "00004", "officer");
+    let engineer = voxpop_tests::server::create_token(&data_dir, "00", "data_engineer");
+    let server = Server::start(&data_dir, None).await;
+    let id = server
+        .submit(&json!({"title": "Cống thoát nước", "body": "Cống tắc nhiều ngày.", "commune_code": "00004"}))
+        .await;
+    server.wait_written(1, Duration::from_secs(30)).await;
+    let client = no_redirects();
+    let url = server.url(&format!("/xu-ly/{id}"));
+    let accepted = fetch(post_form(&client, url.clone(), &officer, "action=accept")).await;
+    assert_eq!(accepted.0, reqwest::StatusCode::SEE_OTHER, "{}", accepted.2);
+
+    for (body, status, field, what) in [
+        ("action=extend&days=2&note=%00", 422, "note", "ký tự điều khiển"),
+        ("action=extend&days=2&note=x&note=y", 422, "note", "được gửi nhiều lần"),
+        ("action=extend&days=2&days=3&note=ly+do", 422, "days", "được gửi nhiều lần"),
+        ("action=extend&days=2&note=ly+do&foo=1", 422, "foo", "không phải trường của biểu mẫu"),
+        ("action=extend&days=2&note=%FF%FE", 400, "note", "UTF-8"),
+        ("action=extend&days=2&note=%E2%80%8B+%09", 422, "note", "không có nội dung hiển thị"),
+        ("action=extend&days=hai&note=ly+do", 422, "days", "số ngày làm việc"),
+        ("action=extend&days=2", 422, "note", "chưa nhập"),
+        ("days=2&note=ly+do", 422, "action", "chưa nhập"),
+    ] {
+        let page = fetch(post_form(&client, url.clone(), &officer, body)).await;
+        assert_refused(&page, status, field, body);
+        assert!(page.2.contains("Không thực hiện được") && page.2.contains(what), "{body}: {}", page.2);
+        assert!(page.2.contains("id=\"history\""), "{body}: the petition's page again: {}", page.2);
+    }
+    // What the state or the role does not allow: the page again, with the API's status.
+    let page = fetch(post_form(&client, url.clone(), &officer, "action=answer&answer=Xong")).await;
+    assert_eq!(page.0, reqwest::StatusCode::CONFLICT, "{}", page.2);
+    assert!(page.2.contains("id=\"allowed\"") && page.2.contains("Gia hạn"), "{}", page.2);
+    let page = fetch(post_form(&client, url.clone(), &engineer, "action=extend&days=2&note=ly+do")).await;
+    assert_eq!(page.0, reqwest::StatusCode::FORBIDDEN, "{}", page.2);
+    assert!(page.2.contains("Không thực hiện được"), "{}", page.2);
+    // A malformed id is a 400 naming `id`, as the API answers.
+    let page = fetch(post_form(&client, server.url("/xu-ly/khong-phai-ma"), &officer, "action=accept")).await;
+    assert_refused(&page, 400, "id", "POST /xu-ly/{malformed}");
+
+    // A reason on two lines (a textarea's CR LF) is recorded; nothing refused above was.
+    let done = fetch(post_form(
+        &client,
+        url.clone(),
+        &officer,
+        "action=extend&days=2&note=C%E1%BA%A7n+x%C3%A1c+minh%0D%0Ath%C3%AAm",
+    ))
+    .await;
+    assert_eq!(done.0, reqwest::StatusCode::SEE_OTHER, "{}", done.2);
+    let history: serde_json::Value = client
+        .get(server.url(&format!("/api/v1/petitions/{id}/history")))
+        .bearer_auth(&officer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> =
+        history["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["accept", "extend"], "{history}");
+    assert!(history["events"][1]["note"].as_str().unwrap().starts_with("Cần xác minh"), "{history}");
+    assert_eq!(history["events"][1]["days"], 2, "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_refuse_repeated_unknown_and_bad_parameters_and_keep_their_own_links_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let officer = voxpop_tests::server::create_token(&data_dir, "00004", "officer");
+    // A commune officer of another province (Quảng Ngãi).
+    let elsewhere = voxpop_tests::server::create_token(&data_dir, "21529", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let mut acked = HashSet::new();
+    for title in ["Tranh chấp đất đai kéo dài", "Bồi thường đất đai thấp"] {
+        let petition = json!({"title": title, "body": format!("{title}: đề nghị xem xét."), "commune_code": "00004"});
+        acked.insert(server.submit(&petition).await);
+    }
+    server.wait_for_ids(&acked, Duration::from_secs(30)).await;
+    let id = acked.iter().next().unwrap().clone();
+    let client = no_redirects();
+    let get = |path: &str, token: &str| client.get(server.url(path)).bearer_auth(token.to_owned());
+
+    for (path, status, field) in [
+        ("/?q=dat&q=dai", 400, "q"),
+        ("/?q=dat&foo=1", 400, "foo"),
+        ("/?proximity=yes", 400, "proximity"),
+        ("/?from=h%C3%B4m-qua", 400, "from"),
+        ("/tong-hop?week=2026-W45&week=2026-W44", 400, "week"),
+        ("/tong-hop?week=2026-W45&foo=1", 400, "foo"),
+        ("/tong-hop?week=38", 400, "week"),
+        ("/tong-hop?province=51", 403, "province"),
+        ("/xu-ly?overdue=yes", 400, "overdue"),
+        ("/xu-ly?unit=00004&unit=00004", 400, "unit"),
+        ("/xu-ly?limit=0", 400, "limit"),
+        ("/xu-ly?foo=1", 400, "foo"),
+        ("/xu-ly?unit=01", 403, "unit"),
+        ("/xu-ly/khong-phai-ma", 400, "id"),
+        ("/dang-nhap?next=/xu-ly&next=/", 400, "next"),
+        ("/dang-nhap?foo=1", 400, "foo"),
+    ] {
+        assert_refused(&fetch(get(path, &officer)).await, status, field, path);
+    }
+    for path in [format!("/xu-ly/{id}?ok=nope"), format!("/xu-ly/{id}?ok=accept&x=1"), format!("/kien-nghi/{id}?x=1")] {
+        let field = if path.contains("nope") { "ok" } else { "x" };
+        assert_refused(&fetch(get(&path, &officer)).await, 400, field, &path);
+    }
+    let repeated = fetch(get("/tong-hop?week=2026-W45&week=2026-W44", &officer)).await.2;
+    assert!(repeated.contains("Tham số không hợp lệ") && repeated.contains("được gửi nhiều lần"), "{repeated}");
+    // Outside the caller's unit is a 403, as the search API answers, not a 400.
+    assert_refused(&fetch(get("/?q=dat&province=01", &elsewhere)).await, 403, "province", "another province");
+
+    // What the pages' own forms and links send is accepted.
+    let (status, _, page) = fetch(get("/?q=dat+dai&province=&topic=&state=&from=&to=", &officer)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "the search form with nothing chosen: {page}");
+    assert!(page.contains("Tìm thấy <strong>2</strong> kiến nghị"), "{page}");
+    let (_, _, page) = fetch(get("/?q=dat+dai&limit=1", &officer)).await;
+    let next = page.split("id=\"next\" href=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a next link");
+    let (status, _, next_page) = fetch(get(&next.replace("&amp;", "&"), &officer)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{next}: {next_page}");
+    assert!(next_page.contains("Tìm thấy <strong>2</strong> kiến nghị"), "{next_page}");
+    let facet = page.split("<li><a href=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a facet link");
+    assert_eq!(fetch(get(&facet.replace("&amp;", "&"), &officer)).await.0, reqwest::StatusCode::OK, "{facet}");
+    for path in [
+        "/xu-ly?unit=00004&state=&overdue=1",
+        "/xu-ly?overdue=true",
+        "/tong-hop?week=2026-W45",
+        "/dang-nhap?next=%2Fxu-ly%3Foverdue%3D1",
+    ] {
+        let (status, _, page) = fetch(get(path, &officer)).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}: {page}");
+    }
+    let (status, _, page) = fetch(get("/xu-ly?limit=1", &officer)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    assert!(page.contains("<p id=\"counts\">1 kiến nghị"), "`limit` is read: {page}");
+    let (status, _, page) = fetch(get(&format!("/xu-ly/{id}?ok=accept"), &officer)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    // Signing in goes back to the page asked for, its parameters with it.
+    let (status, _, page) = fetch(client.get(server.url("/xu-ly?overdue=1"))).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "{page}");
+    assert!(page.contains("name=\"next\" value=\"/xu-ly?overdue=1\""), "{page}");
+    let signed_in = client
+        .post(server.url("/dang-nhap"))
+        .form(&[("token", officer.as_str()), ("next", "/xu-ly?overdue=1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.headers()[reqwest::header::LOCATION], "/xu-ly?overdue=1");
+    let cookie =
+        signed_in.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let (status, _, page) =
+        fetch(client.get(server.url("/xu-ly?overdue=1")).header(reqwest::header::COOKIE, cookie)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_page_refuses_an_unknown_format_and_repeated_or_unknown_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let client = reqwest::Client::new();
+    for (path, field) in [
+        ("/bao-cao?week=2025-W38&format=pdf", "format"),
+        ("/bao-cao?week=2025-W38&week=2025-W39", "week"),
+        ("/bao-cao?week=2025-W38&foo=1", "foo"),
+    ] {
+        assert_refused(&fetch(client.get(server.url(path))).await, 400, field, path);
+    }
+    let (status, content_type, page) = fetch(client.get(server.url("/bao-cao?week=2025-W38&unit=00004"))).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    assert!(content_type.starts_with("text/html") && page.contains("format=xlsx"), "{page}");
+    let workbook = client.get(server.url("/bao-cao?week=2025-W38&unit=00004&format=xlsx")).send().await.unwrap();
+    assert_eq!(workbook.status(), reqwest::StatusCode::OK);
+    assert_eq!(&workbook.bytes().await.unwrap()[..2], b"PK");
+}
