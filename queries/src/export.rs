@@ -31,7 +31,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Date32Type, Float32Type, Float64Type, Int32Type, TimeUnit, UInt32Type};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Float32Type, Float64Type, Int32Type, TimeUnit, TimestampMicrosecondType, UInt32Type,
+};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
@@ -238,7 +240,8 @@ impl Sink {
         match self {
             Sink::Parquet(writer) => writer.write(batch).map_err(|err| export(&err)),
             Sink::Csv(writer) => {
-                let columns: Vec<Vec<Option<String>>> = batch.columns().iter().map(text_cells).collect();
+                let columns: Vec<Vec<Option<String>>> =
+                    batch.columns().iter().map(text_cells).collect::<QueryResult<_>>()?;
                 for row in 0..batch.num_rows() {
                     writer
                         .write_record(columns.iter().map(|column| column[row].as_deref().unwrap_or("")))
@@ -258,7 +261,7 @@ impl Sink {
                         array.data_type(),
                         DataType::Float64 | DataType::Float32 | DataType::Int32 | DataType::Int64 | DataType::UInt32
                     );
-                    for (r, cell) in text_cells(array).into_iter().enumerate() {
+                    for (r, cell) in text_cells(array)?.into_iter().enumerate() {
                         let row = (*written + r + 1) as u32;
                         let Some(cell) = cell else { continue };
                         match cell.parse::<f64>() {
@@ -285,16 +288,20 @@ impl Sink {
 }
 
 /// Cells as text: what CSV and XLSX hold. Datetimes in RFC 3339 UTC, dates as YYYY-MM-DD.
-fn text_cells(array: &ArrayRef) -> Vec<Option<String>> {
+///
+/// A value no calendar holds (a date or timestamp past chrono's range, which a table may hold
+/// since Parquet stores the number, not the date) fails the export with an error naming it, never
+/// a panic and never an empty cell that reads as a missing value.
+fn text_cells(array: &ArrayRef) -> QueryResult<Vec<Option<String>>> {
     let n = array.len();
     let valid = |i: usize| !array.is_null(i);
-    match array.data_type() {
+    let cells = match array.data_type() {
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
             (0..n).map(|i| valid(i).then(|| a.value(i).to_owned())).collect()
         }
         DataType::Boolean => {
-            let a = array.as_any().downcast_ref::<BooleanArray>().expect("boolean");
+            let a = array.as_boolean();
             (0..n).map(|i| valid(i).then(|| a.value(i).to_string())).collect()
         }
         DataType::Int32 => {
@@ -315,35 +322,51 @@ fn text_cells(array: &ArrayRef) -> Vec<Option<String>> {
         }
         DataType::Date32 => {
             let a = array.as_primitive::<Date32Type>();
-            (0..n)
-                .map(|i| {
-                    valid(i).then(|| {
-                        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-                        (epoch + chrono::Duration::days(a.value(i) as i64)).to_string()
-                    })
-                })
-                .collect()
+            (0..n).map(|i| valid(i).then(|| date32_text(a.value(i))).transpose()).collect::<QueryResult<Vec<_>>>()?
         }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            let a = array.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("timestamp");
+            let a = array.as_primitive::<TimestampMicrosecondType>();
             (0..n)
-                .map(|i| {
-                    valid(i).then(|| {
-                        DateTime::<Utc>::from_timestamp_micros(a.value(i))
-                            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                            .unwrap_or_default()
-                    })
-                })
-                .collect()
+                .map(|i| valid(i).then(|| timestamp_micros_text(a.value(i))).transpose())
+                .collect::<QueryResult<Vec<_>>>()?
         }
-        _ => {
-            let cast = datafusion::arrow::compute::cast(array, &DataType::Utf8);
-            match cast {
-                Ok(strings) => text_cells(&strings),
-                Err(_) => vec![None; n],
-            }
+        data_type if datafusion::arrow::compute::can_cast_types(data_type, &DataType::Utf8) => {
+            // Arrow's own text; a value it cannot write (a date of another width past the
+            // calendar) fails the cast rather than leaving the cell empty.
+            let strings = datafusion::arrow::compute::cast(array, &DataType::Utf8).map_err(|err| {
+                QueryError::Export(format!("a value of type {data_type} cannot be written as text: {err}"))
+            })?;
+            text_cells(&strings)?
         }
-    }
+        // No dataset has a column Arrow cannot write as text; were there one, it stays empty.
+        _ => vec![None; n],
+    };
+    Ok(cells)
+}
+
+/// A Date32 value (days since 1970-01-01) as YYYY-MM-DD, or an error naming it where it lies
+/// past the calendar.
+fn date32_text(days: i32) -> QueryResult<String> {
+    NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|epoch| epoch.checked_add_signed(chrono::TimeDelta::try_days(i64::from(days))?))
+        .map(|day| day.to_string())
+        .ok_or_else(|| {
+            QueryError::Export(format!(
+                "a date {days} days from 1970-01-01 lies past the calendar and cannot be written"
+            ))
+        })
+}
+
+/// A timestamp in microseconds since 1970-01-01 UTC as RFC 3339, or an error naming it where it
+/// lies past the calendar.
+fn timestamp_micros_text(micros: i64) -> QueryResult<String> {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .ok_or_else(|| {
+            QueryError::Export(format!(
+                "a timestamp {micros} µs from 1970-01-01 lies past the calendar and cannot be written"
+            ))
+        })
 }
 
 /// The free-text columns of `dataset` whose phone and ID numbers are masked for readers without
@@ -469,7 +492,7 @@ fn within_scope(batch: &RecordBatch, scope: &str) -> QueryResult<RecordBatch> {
     let Some(units) = batch.column_by_name("unit_code") else {
         return Ok(batch.clone());
     };
-    let keep: BooleanArray = text_cells(units)
+    let keep: BooleanArray = text_cells(units)?
         .into_iter()
         .map(|unit| Some(unit.is_some_and(|unit| voxpop_schema::workflow::covers(Units::embedded(), scope, &unit))))
         .collect();
@@ -634,7 +657,7 @@ impl PetitionQueries {
                         if let Some(scope) = &scope {
                             batch = within_scope(&batch, scope)?;
                         }
-                        note_coverage(&batch, time, &mut coverage);
+                        note_coverage(&batch, time, &mut coverage)?;
                         sink.write(&batch)?;
                         counter.fetch_add(batch.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -768,7 +791,7 @@ fn export_spec(request: &ExportRequest) -> QueryResult<DatasetSpec> {
 
 type Coverage = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, std::collections::BTreeSet<String>);
 
-fn note_coverage(batch: &RecordBatch, time: Option<&str>, coverage: &mut Coverage) {
+fn note_coverage(batch: &RecordBatch, time: Option<&str>, coverage: &mut Coverage) -> QueryResult<()> {
     if let Some(times) = time.and_then(|name| batch.column_by_name(name))
         && let Some(times) = times.as_any().downcast_ref::<TimestampMicrosecondArray>()
     {
@@ -783,10 +806,11 @@ fn note_coverage(batch: &RecordBatch, time: Option<&str>, coverage: &mut Coverag
         }
     }
     if let Some(provinces) = batch.column_by_name("province_code") {
-        for code in text_cells(provinces).into_iter().flatten() {
+        for code in text_cells(provinces)?.into_iter().flatten() {
             coverage.2.insert(code);
         }
     }
+    Ok(())
 }
 
 fn data_package(request: &ExportRequest, specs: &[DatasetSpec], report: &ExportReport, coverage: &Coverage) -> Value {
@@ -929,5 +953,43 @@ mod tests {
         (request.from, request.to) = (Some(FIRST_EXPORT_DAY), Some(LAST_EXPORT_DAY));
         assert!(queries.check_export(&request).await.is_ok());
         assert_eq!(field(queries.check_export(&ExportRequest::new("people", ExportFormat::Csv)).await), "dataset");
+    }
+
+    #[test]
+    fn export_text_cells_refuse_dates_past_the_calendar_without_panicking() {
+        use datafusion::arrow::array::{Date32Array, Date64Array};
+        let cells = |array: ArrayRef| text_cells(&array);
+        let dates = Arc::new(Date32Array::from(vec![Some(20_347), None, Some(-719_162)])) as ArrayRef;
+        assert_eq!(cells(dates).unwrap(), [Some("2025-09-16".to_owned()), None, Some("0001-01-01".to_owned())]);
+        let times = Arc::new(TimestampMicrosecondArray::from(vec![1_757_980_800_000_000]).with_timezone("UTC"));
+        assert_eq!(cells(times).unwrap(), [Some("2025-09-16T00:00:00.000000Z".to_owned())]);
+        for (array, expected) in [
+            (Arc::new(Date32Array::from(vec![Some(0), Some(i32::MAX)])) as ArrayRef, "2147483647 days"),
+            (Arc::new(Date32Array::from(vec![i32::MIN])), "-2147483648 days"),
+            (Arc::new(TimestampMicrosecondArray::from(vec![i64::MAX])), "9223372036854775807 µs"),
+            (Arc::new(TimestampMicrosecondArray::from(vec![i64::MIN]).with_timezone("UTC")), "µs"),
+            (Arc::new(Date64Array::from(vec![i64::MAX])), "Date64"),
+        ] {
+            match cells(array.clone()) {
+                Err(QueryError::Export(message)) => assert!(message.contains(expected), "{message}"),
+                other => panic!("{}: {other:?}", array.data_type()),
+            }
+        }
+        // The writers pass the error on: a CSV export of such a date fails, naming it.
+        let dir = tempfile::tempdir().unwrap();
+        let schema =
+            Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+                "day",
+                DataType::Date32,
+                true,
+            )]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Date32Array::from(vec![i32::MAX])) as ArrayRef]).unwrap();
+        let file = BufWriter::new(File::create(dir.path().join("days.csv")).unwrap());
+        let mut sink = Sink::Csv(csv::Writer::from_writer(file));
+        match sink.write(&batch) {
+            Err(QueryError::Export(message)) => assert!(message.contains("past the calendar"), "{message}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

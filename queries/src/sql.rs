@@ -7,7 +7,8 @@
 //! under it, like exports), and the code lists `provinces`,
 //! `communes`, `communes_pre2025` and `unit_crosswalk_2025`, and the handling tables
 //! `petition_events` and `petition_status` (scoped and masked like the petitions). DDL, DML, `COPY` and other
-//! statements are refused before planning finishes, URLs and file paths are not tables, and
+//! statements are refused before planning finishes, `EXPLAIN` shows the logical plan alone (no
+//! files, no metrics; see [`check_explain`]), URLs and file paths are not tables, and
 //! every query has a row limit, a byte limit on its result ([`MAX_RESULT_BYTES`]), a memory
 //! limit for its sorts, aggregations and joins ([`MEMORY_LIMIT_BYTES`]) and a time limit that
 //! cancels it. The functions whose output grows with their arguments (`repeat`, `range`, ...)
@@ -20,7 +21,9 @@
 //!
 //! A query that fails because of its own text or the data it computes on (a plan error, a cast
 //! of a title to a number, a division by zero, an overflow, the memory limit) is the caller's
-//! fault and comes back as [`QueryError::BadRequest`] naming `sql`, with DataFusion's message;
+//! fault wherever it fails (a `WHERE` fails inside the Parquet reader, which wraps its error) and
+//! comes back as [`QueryError::BadRequest`] naming `sql`, with DataFusion's message; a value the
+//! answer's format cannot print (a date past the calendar) is one naming `format`;
 //! I/O and DataFusion's own faults stay [`QueryError::DataFusion`].
 
 use std::sync::Arc;
@@ -263,11 +266,31 @@ pub fn timed_out(timeout: Duration) -> QueryError {
 /// Whether a failed query is the caller's fault: what its text or the data it computes on
 /// caused (planning, SQL, execution, casts, division by zero, overflow, schema errors, features
 /// DataFusion lacks, the memory limit). Read at the root of the error, under the `Context` and
-/// `Diagnostic` wrappers the optimizer and planner add. I/O, the object store, Parquet decoding,
-/// joins of tasks and DataFusion's internal errors are ours.
+/// `Diagnostic` wrappers the optimizer and planner add, and under the readers' wrappers
+/// ([`wrapped_expression_error`]): a `WHERE` pushed into the Parquet reader fails there, and its
+/// error arrives as Parquet's. I/O, the object store, Parquet decoding, joins of tasks and
+/// DataFusion's internal errors are ours.
 fn callers_fault(root: &DataFusionError) -> bool {
+    if wraps(root) {
+        return wrapped_expression_error(root).is_some();
+    }
+    matches!(
+        root,
+        DataFusionError::ArrowError(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SQL(..)
+            | DataFusionError::Execution(_)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::ResourcesExhausted(_)
+    )
+}
+
+/// Whether `root` is a reader's, a stream's or a foreign library's error, which may hold an
+/// error of the query's expressions ([`wrapped_expression_error`]) or one of our own.
+fn wraps(root: &DataFusionError) -> bool {
     match root {
-        DataFusionError::ArrowError(arrow, _) => !matches!(
+        DataFusionError::ArrowError(arrow, _) => matches!(
             arrow.as_ref(),
             ArrowError::IoError(..)
                 | ArrowError::ExternalError(_)
@@ -278,14 +301,43 @@ fn callers_fault(root: &DataFusionError) -> bool {
                 | ArrowError::AvroError(_)
                 | ArrowError::ParquetError(_)
         ),
-        DataFusionError::Plan(_)
-        | DataFusionError::SQL(..)
-        | DataFusionError::Execution(_)
-        | DataFusionError::NotImplemented(_)
-        | DataFusionError::SchemaError(..)
-        | DataFusionError::ResourcesExhausted(_) => true,
+        DataFusionError::ParquetError(_) | DataFusionError::External(_) => true,
         _ => false,
     }
+}
+
+/// What DataFusion's Parquet row filter says when the query's predicate fails on a batch it
+/// reads (its `DatafusionArrowPredicate`): the predicate's own error follows, as text.
+const ROW_FILTER_FAILED: &str = "Error evaluating filter predicate";
+
+/// The error of the query's own expressions (a cast, a division, an overflow) that a reader
+/// wrapped in its own: the Parquet reader evaluates a pushed-down `WHERE` itself, and its error
+/// arrives as `ParquetError::External` holding an `ArrowError::ComputeError`, or as text when an
+/// Arrow stream turned it into a string. Found by walking the sources under `root`; Parquet's
+/// own failures (a corrupt page, a short read) are none of these and stay ours.
+fn wrapped_expression_error(root: &DataFusionError) -> Option<&ArrowError> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(root);
+    while let Some(err) = next {
+        let arrow = err.downcast_ref::<ArrowError>().or_else(|| match err.downcast_ref::<DataFusionError>() {
+            Some(DataFusionError::ArrowError(arrow, _)) => Some(arrow.as_ref()),
+            _ => None,
+        });
+        match arrow {
+            Some(
+                arrow @ (ArrowError::ComputeError(_)
+                | ArrowError::DivideByZero
+                | ArrowError::ArithmeticOverflow(_)
+                | ArrowError::CastError(_)
+                | ArrowError::ParseError(_)),
+            ) => return Some(arrow),
+            Some(arrow @ ArrowError::ParquetError(message)) if message.contains(ROW_FILTER_FAILED) => {
+                return Some(arrow);
+            }
+            _ => {}
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// A failed query as its caller sees it: a problem naming `sql` with DataFusion's message where
@@ -301,16 +353,49 @@ fn query_error(err: DataFusionError) -> QueryError {
     if !callers_fault(root) {
         return QueryError::DataFusion(err);
     }
-    let message = root.strip_backtrace();
     if matches!(root, DataFusionError::ResourcesExhausted(_)) {
         return bad(format!(
             "the query needs more than the {} MiB of memory (and {} MiB of disk to spill to) a query \
-             may use: filter or aggregate sooner, join smaller inputs, or add a LIMIT ({message})",
+             may use: filter or aggregate sooner, join smaller inputs, or add a LIMIT ({})",
             MEMORY_LIMIT_BYTES >> 20,
-            MAX_SPILL_BYTES >> 20
+            MAX_SPILL_BYTES >> 20,
+            root.strip_backtrace()
         ));
     }
-    bad(message)
+    // An error a reader wrapped is told as the expression's, without the reader's prefixes.
+    match wraps(root).then(|| wrapped_expression_error(root)).flatten() {
+        Some(ArrowError::ComputeError(text)) if text.starts_with(ROW_FILTER_FAILED) => {
+            bad(format!("a condition of the query failed on a row it read: {}", predicate_message(text)))
+        }
+        Some(ArrowError::ParquetError(text)) => {
+            let text = text.find(ROW_FILTER_FAILED).map_or(text.as_str(), |at| &text[at..]);
+            bad(format!("a condition of the query failed on a row it read: {}", predicate_message(text)))
+        }
+        Some(arrow) => bad(arrow.to_string()),
+        None => bad(root.strip_backtrace()),
+    }
+}
+
+/// The predicate's own message in the Parquet row filter's text, which holds DataFusion's error
+/// in its `Debug` form (`... ArrowError(CastError("Cannot cast string 'a' ..."), Some(""))`): the
+/// first quoted message, unescaped, or the text as it is.
+fn predicate_message(text: &str) -> String {
+    if text.contains("ArrowError(DivideByZero") {
+        return "Divide by zero error".to_owned();
+    }
+    let Some(start) = text.find("(\"") else {
+        return text.to_owned();
+    };
+    let mut message = String::new();
+    let mut chars = text[start + 2..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => message.extend(chars.next()),
+            '"' => break,
+            c => message.push(c),
+        }
+    }
+    if message.is_empty() { text.to_owned() } else { message }
 }
 
 /// Whether a query failed on a full disk (its spill files could not be written): no fault of the
@@ -465,6 +550,31 @@ fn too_deep(statement: &datafusion::sql::parser::Statement) -> Option<String> {
             // Refused as statements that are not queries.
             _ => return None,
         }
+    }
+}
+
+/// Refuses the forms of `EXPLAIN` that show more than the caller may read. `EXPLAIN ANALYZE`
+/// runs the query and reports the scan's metrics, counted before the caller's scope applies
+/// (rows pruned across every unit's files) and naming the server's files; `EXPLAIN VERBOSE` and
+/// `EXPLAIN FORMAT TREE` show the physical plan, which lists those files. Plain `EXPLAIN` shows
+/// the logical plan alone (the session sets `datafusion.explain.logical_plan_only`): tables,
+/// filters and projections, no paths and no statistics.
+fn check_explain(plan: &LogicalPlan) -> QueryResult<()> {
+    use datafusion::common::format::ExplainFormat;
+    let refused = match plan {
+        LogicalPlan::Analyze(_) => Some("EXPLAIN ANALYZE"),
+        LogicalPlan::Explain(explain) if explain.verbose => Some("EXPLAIN VERBOSE"),
+        LogicalPlan::Explain(explain) if matches!(explain.explain_format, ExplainFormat::Tree) => {
+            Some("EXPLAIN FORMAT TREE")
+        }
+        _ => None,
+    };
+    match refused {
+        Some(what) => Err(bad(format!(
+            "{what} is not available: it shows the server's files and counts rows outside what you may \
+             read; use plain EXPLAIN for the logical plan"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -648,8 +758,11 @@ impl PetitionQueries {
             .with_memory_limit(MEMORY_LIMIT_BYTES, 1.0)
             .with_max_temp_directory_size(MAX_SPILL_BYTES)
             .build_arc()?;
+        // `EXPLAIN` shows the logical plan alone: the physical plan names the lake's files.
+        let mut config = SessionConfig::new();
+        config.options_mut().explain.logical_plan_only = true;
         let state = SessionStateBuilder::new()
-            .with_config(SessionConfig::new())
+            .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_optimizer_rules(optimizer_rules())
@@ -873,21 +986,14 @@ async fn plan(ctx: &SessionContext, sql: &str) -> QueryResult<datafusion::datafr
     let plan = state.statement_to_plan(statement).await.map_err(refused)?;
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     options.verify_plan(&plan).map_err(refused)?;
+    check_explain(&plan)?;
     check_grouping_sets(&plan)?;
     Ok(datafusion::dataframe::DataFrame::new(state, plan))
 }
 
-/// Rows as JSON objects.
+/// Rows as JSON objects: [`SqlFormat::Json`]'s encoding read back, with its refusals.
 pub fn to_json_rows(result: &SqlResult) -> QueryResult<serde_json::Value> {
-    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
-    for batch in &result.batches {
-        writer.write(batch).map_err(datafusion::error::DataFusionError::from)?;
-    }
-    writer.finish().map_err(datafusion::error::DataFusionError::from)?;
-    let bytes = writer.into_inner();
-    if bytes.is_empty() {
-        return Ok(serde_json::Value::Array(Vec::new()));
-    }
+    let bytes = SqlFormat::Json.encode(result)?;
     serde_json::from_slice(&bytes).map_err(|err| QueryError::Export(err.to_string()))
 }
 
@@ -952,9 +1058,16 @@ fn text_pieces(result: &SqlResult) -> impl Iterator<Item = RecordBatch> + '_ {
 }
 
 fn write_json_array(result: &SqlResult, out: &mut CappedBuffer) -> QueryResult<()> {
-    let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut *out);
+    let temporal = TemporalEncoders::default();
+    let failed = temporal.failed.clone();
+    let mut writer = datafusion::arrow::json::WriterBuilder::new()
+        .with_encoder_factory(Arc::new(temporal))
+        .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut *out);
     for piece in text_pieces(result) {
         writer.write(&piece).map_err(DataFusionError::from)?;
+        if let Some(err) = TemporalEncoders::take(&failed) {
+            return Err(DataFusionError::from(err).into());
+        }
     }
     writer.finish().map_err(DataFusionError::from)?;
     drop(writer);
@@ -965,6 +1078,65 @@ fn write_json_array(result: &SqlResult, out: &mut CappedBuffer) -> QueryResult<(
     // Checked without building it: what is embedded must be JSON.
     serde_json::from_slice::<serde::de::IgnoredAny>(&out.bytes).map_err(|err| QueryError::Export(err.to_string()))?;
     Ok(())
+}
+
+/// The JSON writer's encoders of dates, times, timestamps, durations and intervals, which fail
+/// on a value Arrow cannot format (a date past chrono's range). arrow-json's own encoders print
+/// such a value as the text `"ERROR: ..."` inside the row and have no option to fail instead;
+/// these format the same way and keep the first failure for the writer's caller, who refuses
+/// the answer ([`SqlFormat::encode_capped`]) as CSV's writer does. Other types keep arrow-json's
+/// encoders: the factory is asked once per column and piece, not per value.
+#[derive(Debug, Default)]
+struct TemporalEncoders {
+    failed: Arc<std::sync::Mutex<Option<ArrowError>>>,
+}
+
+impl TemporalEncoders {
+    /// The first failure since the last call, if any.
+    fn take(failed: &std::sync::Mutex<Option<ArrowError>>) -> Option<ArrowError> {
+        failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
+impl datafusion::arrow::json::EncoderFactory for TemporalEncoders {
+    fn make_default_encoder<'a>(
+        &self,
+        _field: &'a datafusion::arrow::datatypes::FieldRef,
+        array: &'a dyn Array,
+        _options: &'a datafusion::arrow::json::EncoderOptions,
+    ) -> Result<Option<datafusion::arrow::json::writer::NullableEncoder<'a>>, ArrowError> {
+        if !array.data_type().is_temporal() {
+            return Ok(None);
+        }
+        let options = datafusion::arrow::util::display::FormatOptions::new().with_display_error(false);
+        let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(array, &options)?;
+        let encoder = TemporalEncoder { formatter, failed: self.failed.clone() };
+        Ok(Some(datafusion::arrow::json::writer::NullableEncoder::new(Box::new(encoder), array.nulls().cloned())))
+    }
+}
+
+/// One column of temporal values as JSON strings (see [`TemporalEncoders`]).
+struct TemporalEncoder<'a> {
+    formatter: datafusion::arrow::util::display::ArrayFormatter<'a>,
+    failed: Arc<std::sync::Mutex<Option<ArrowError>>>,
+}
+
+impl datafusion::arrow::json::Encoder for TemporalEncoder<'_> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        /// Formatted text straight into the output (temporal values need no JSON escaping).
+        struct Text<'b>(&'b mut Vec<u8>);
+        impl std::fmt::Write for Text<'_> {
+            fn write_str(&mut self, text: &str) -> std::fmt::Result {
+                self.0.extend_from_slice(text.as_bytes());
+                Ok(())
+            }
+        }
+        out.push(b'"');
+        if let Err(err) = self.formatter.value(idx).write(&mut Text(out)) {
+            self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(err);
+        }
+        out.push(b'"');
+    }
 }
 
 fn write_csv(result: &SqlResult, out: &mut CappedBuffer) -> QueryResult<()> {
@@ -1025,6 +1197,36 @@ mod tests {
         }
     }
 
+    /// A lake holding `petitions` in its `petitions` table, written as the pipeline writes it
+    /// (Delta, partitioned by week), and the queries over it.
+    async fn lake_with(dir: &tempfile::TempDir, petitions: &[voxpop_schema::Petition]) -> PetitionQueries {
+        let path = dir.path().join("lake").join("petitions");
+        std::fs::create_dir_all(&path).unwrap();
+        let url = deltalake::ensure_table_uri(std::fs::canonicalize(&path).unwrap().to_string_lossy()).unwrap();
+        let table = deltalake::DeltaTableBuilder::from_url(url).unwrap().build().unwrap();
+        let batch = voxpop_schema::petition::to_record_batch(petitions).unwrap();
+        table.write(vec![batch]).with_partition_columns([voxpop_schema::petition::PARTITION_COLUMN]).await.unwrap();
+        PetitionQueries::new(&path)
+    }
+
+    /// Three demo petitions of commune 00004 and two web petitions of another province's
+    /// commune, all received in week 2025-W38.
+    fn two_communes() -> Vec<voxpop_schema::Petition> {
+        let at = chrono::DateTime::parse_from_rfc3339("2025-09-16T08:00:00Z").unwrap().to_utc();
+        let ours = (0..3).map(|n| {
+            voxpop_schema::Petition::builder().title(&format!("Kiến nghị {n}")).commune("00004").received_at(at).build()
+        });
+        let theirs = (0..2).map(|n| {
+            voxpop_schema::Petition::builder()
+                .title(&format!("Bí mật {n}"))
+                .commune("21529")
+                .channel(voxpop_schema::Channel::Web)
+                .received_at(at)
+                .build()
+        });
+        ours.chain(theirs).collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runtime_errors_of_the_query_are_the_callers() {
         let dir = tempfile::tempdir().unwrap();
@@ -1046,6 +1248,64 @@ mod tests {
             let (field, message) = refused(&queries, &SqlRequest::new(sql)).await;
             assert_eq!(field, "sql", "{sql}");
             assert!(message.contains(expected), "{sql}: {message}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn filters_that_fail_inside_the_parquet_reader_are_the_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = lake_with(&dir, &two_communes()).await;
+        for (sql, expected) in [
+            ("SELECT count(*) FROM petitions WHERE CAST(title AS INT) = 1", "row it read: Cannot cast string 'Kiến"),
+            ("SELECT count(*) FROM petitions WHERE to_timestamp(title) > now()", "parsing timestamp from 'Kiến"),
+            ("SELECT count(*) FROM petitions WHERE 1/(CASE WHEN channel='demo' THEN 1 ELSE 0 END)=1", "Divide by zero"),
+        ] {
+            let (field, message) = refused(&queries, &SqlRequest::new(sql)).await;
+            assert_eq!(field, "sql", "{sql}");
+            assert!(message.contains(expected), "{sql}: {message}");
+        }
+        // The same filters over rows they hold for run as before.
+        let result = queries
+            .sql(&SqlRequest::new(
+                "SELECT count(*) AS n FROM petitions WHERE 1/(CASE WHEN channel='demo' THEN 1 ELSE 2 END)=1",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(to_json_rows(&result).unwrap(), serde_json::json!([{"n": 3}]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn explain_shows_a_scoped_caller_the_logical_plan_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let queries = lake_with(&dir, &two_communes()).await;
+        let scoped = |sql: &str| {
+            let mut request = SqlRequest::new(sql);
+            request.commune = Some("00004".into());
+            request.province = Some("01".into());
+            request
+        };
+        let query = "SELECT count(*) FROM petitions WHERE received_week = '2025-W38'";
+        for (explain, named) in [
+            ("EXPLAIN ANALYZE", "EXPLAIN ANALYZE"),
+            ("EXPLAIN ANALYZE VERBOSE", "EXPLAIN ANALYZE"),
+            ("EXPLAIN VERBOSE", "EXPLAIN VERBOSE"),
+            ("EXPLAIN FORMAT TREE", "EXPLAIN FORMAT TREE"),
+            ("explain analyze", "EXPLAIN ANALYZE"),
+        ] {
+            let (field, message) = refused(&queries, &scoped(&format!("{explain} {query}"))).await;
+            assert_eq!(field, "sql", "{explain}");
+            assert!(message.contains(named) && message.contains("plain EXPLAIN"), "{explain}: {message}");
+        }
+        let lake = std::fs::canonicalize(dir.path()).unwrap();
+        for explain in ["EXPLAIN", "EXPLAIN FORMAT INDENT", "EXPLAIN FORMAT PGJSON", "EXPLAIN FORMAT GRAPHVIZ"] {
+            let result = queries.sql(&scoped(&format!("{explain} {query}"))).await.unwrap();
+            let text = to_json_rows(&result).unwrap().to_string();
+            assert!(text.contains("logical_plan") || text.contains("Plan"), "{explain}: {text}");
+            for leak in ["physical_plan", ".parquet", "file_groups", "rows_pruned", "statistics"] {
+                assert!(!text.contains(leak), "{explain} shows {leak}: {text}");
+            }
+            assert!(!text.contains(lake.to_string_lossy().as_ref()), "{explain} shows the lake's path: {text}");
+            assert!(!text.contains(dir.path().to_string_lossy().as_ref()), "{explain} shows the lake's path: {text}");
         }
     }
 
@@ -1271,20 +1531,63 @@ mod tests {
 
     #[test]
     fn sql_errors_are_classified_at_their_root() {
+        use datafusion::parquet::errors::ParquetError;
         let arrow = |err| DataFusionError::ArrowError(Box::new(err), None);
         let callers = [
             arrow(ArrowError::DivideByZero).context("Optimizer rule 'simplify_expressions' failed"),
             DataFusionError::Execution("negative count".into()),
             DataFusionError::ResourcesExhausted("Failed to allocate".into()),
             DataFusionError::Shared(Arc::new(DataFusionError::Plan("no such column".into()))),
+            // A filter pushed into the Parquet reader fails there: its error comes back wrapped.
+            DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(ArrowError::ComputeError(
+                "Error evaluating filter predicate: ArrowError(DivideByZero, None)".into(),
+            )))))
+            .context("reading petitions"),
+            arrow(ArrowError::ParquetError(
+                "External: Compute error: Error evaluating filter predicate: Execution(\"bad\")".into(),
+            )),
+            arrow(ArrowError::ExternalError(Box::new(ParquetError::External(Box::new(ArrowError::CastError(
+                "Cannot cast string 'a' to value of Int32 type".into(),
+            )))))),
+            DataFusionError::External(Box::new(ArrowError::DivideByZero)),
         ];
         for err in callers {
-            assert!(matches!(query_error(err), QueryError::BadRequest { field: "sql", .. }));
+            let shown = err.to_string();
+            assert!(matches!(query_error(err), QueryError::BadRequest { field: "sql", .. }), "{shown}");
+        }
+        match query_error(DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(
+            ArrowError::ComputeError("Error evaluating filter predicate: ArrowError(DivideByZero, None)".into()),
+        ))))) {
+            QueryError::BadRequest { message, .. } => {
+                assert_eq!(message, "a condition of the query failed on a row it read: Divide by zero error");
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = r#"External: Compute error: Error evaluating filter predicate: ArrowError(CastError("Cannot cast string 'a \"b\"' to value of Int32 type"), Some(""))"#;
+        match query_error(arrow(ArrowError::ParquetError(text.into()))) {
+            QueryError::BadRequest { message, .. } => {
+                assert_eq!(
+                    message,
+                    r#"a condition of the query failed on a row it read: Cannot cast string 'a "b"' to value of Int32 type"#
+                );
+            }
+            other => panic!("{other:?}"),
         }
         let ours = [
             DataFusionError::Internal("bug".into()),
             DataFusionError::IoError(std::io::Error::other("disk")),
             arrow(ArrowError::IoError("read".into(), std::io::Error::other("disk"))).context("reading"),
+            // The reader's own failures: a corrupt or short file, a failed read.
+            DataFusionError::ParquetError(Box::new(ParquetError::General("corrupt page header".into()))),
+            DataFusionError::ParquetError(Box::new(ParquetError::EOF("unexpected end of file".into()))),
+            DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(std::io::Error::other("read"))))),
+            DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(ArrowError::IoError(
+                "read".into(),
+                std::io::Error::other("disk"),
+            ))))),
+            arrow(ArrowError::ParquetError("EOF: file too small".into())),
+            arrow(ArrowError::ExternalError(Box::new(std::io::Error::other("read")))),
+            DataFusionError::External(Box::new(std::io::Error::other("object store"))),
         ];
         for err in ours {
             assert!(matches!(query_error(err), QueryError::DataFusion(_)));
@@ -1326,6 +1629,76 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(SqlFormat::Arrow.encode(&result).is_ok());
+    }
+
+    /// A result of one column `t` holding `column`.
+    fn one_column(column: ArrayRef) -> SqlResult {
+        let schema = Arc::new(Schema::new(vec![Field::new("t", column.data_type().clone(), true)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+        SqlResult { schema, rows: batch.num_rows(), batches: vec![batch], truncated: false, elapsed: Duration::ZERO }
+    }
+
+    #[test]
+    fn json_refuses_values_it_cannot_print_rather_than_printing_errors() {
+        use datafusion::arrow::array::{
+            Date32Array, Date64Array, ListArray, Time32SecondArray, TimestampMicrosecondArray, TimestampSecondArray,
+        };
+        use datafusion::arrow::datatypes::Date32Type;
+        let dates = ListArray::from_iter_primitive::<Date32Type, _, _>([Some([Some(0), Some(i32::MAX)])]);
+        for column in [
+            Arc::new(Date32Array::from(vec![Some(0), None, Some(i32::MAX)])) as ArrayRef,
+            Arc::new(Date32Array::from(vec![i32::MIN])),
+            Arc::new(Date64Array::from(vec![i64::MAX])),
+            Arc::new(TimestampSecondArray::from(vec![i64::MAX])),
+            Arc::new(TimestampMicrosecondArray::from(vec![i64::MIN]).with_timezone("+07:00")),
+            Arc::new(Time32SecondArray::from(vec![100_000])),
+            Arc::new(dates),
+        ] {
+            let result = one_column(column.clone());
+            for format in [SqlFormat::Json, SqlFormat::Csv] {
+                match format.encode(&result) {
+                    Err(QueryError::BadRequest { field: "format", message }) => {
+                        assert!(message.contains(&format!("as {}", format.name())), "{message}");
+                        assert!(!message.contains("ERROR:"), "{message}");
+                    }
+                    Ok(body) => panic!("{}: {}", column.data_type(), String::from_utf8_lossy(&body)),
+                    other => panic!("{}: {other:?}", column.data_type()),
+                }
+            }
+            assert!(
+                matches!(to_json_rows(&result), Err(QueryError::BadRequest { field: "format", .. })),
+                "{}",
+                column.data_type()
+            );
+        }
+    }
+
+    #[test]
+    fn json_writes_temporal_values_as_arrow_json_does() {
+        use datafusion::arrow::array::{
+            Date32Array, Date64Array, DurationMillisecondArray, IntervalMonthDayNanoArray, IntervalYearMonthArray,
+            Time64MicrosecondArray, TimestampMicrosecondArray, TimestampNanosecondArray,
+        };
+        use datafusion::arrow::datatypes::IntervalMonthDayNano;
+        for column in [
+            Arc::new(Date32Array::from(vec![Some(20_346), None, Some(-719_162)])) as ArrayRef,
+            Arc::new(Date64Array::from(vec![1_757_980_800_000])),
+            Arc::new(TimestampMicrosecondArray::from(vec![Some(1_757_980_800_123_456), None])),
+            Arc::new(TimestampNanosecondArray::from(vec![1_757_980_800_000_000_001]).with_timezone("+07:00")),
+            Arc::new(Time64MicrosecondArray::from(vec![3_600_000_001])),
+            Arc::new(DurationMillisecondArray::from(vec![-90_061_001])),
+            Arc::new(IntervalMonthDayNanoArray::from(vec![IntervalMonthDayNano::new(14, 3, 5_000_000_000)])),
+            Arc::new(IntervalYearMonthArray::from(vec![-13])),
+        ] {
+            let result = one_column(column.clone());
+            let mut expected = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+            expected.write(&result.batches[0]).unwrap();
+            expected.finish().unwrap();
+            let expected = String::from_utf8(expected.into_inner()).unwrap();
+            assert!(!expected.contains("ERROR"), "{expected}");
+            let written = String::from_utf8(SqlFormat::Json.encode(&result).unwrap()).unwrap();
+            assert_eq!(written, expected, "{}", column.data_type());
+        }
     }
 
     #[test]

@@ -984,3 +984,104 @@ async fn exports_refuse_far_days_and_too_many_jobs_and_send_their_files_as_on_di
     let unknown = client.get(server.url(&format!("{status_url}/files/data/provinces.json"))).send().await.unwrap();
     assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
 }
+
+/// What the query's own expressions or values make fail is a problem naming the field, wherever
+/// it fails: a `WHERE` the Parquet reader evaluates as it reads (a 500 while the reader's wrapper
+/// hid the error), a date JSON cannot print (once the text `"ERROR: ..."` inside the row).
+/// `EXPLAIN` shows a commune officer the logical plan alone: the forms that name the server's
+/// files and count the rows of other units are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_fails_in_the_reader_and_on_unprintable_dates_as_problems_and_explain_shows_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let central = token(&data_dir, "00", "data_engineer");
+    let commune = token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    submit_batch(&server, 0, 6).await;
+    let client = reqwest::Client::new();
+    let sql = |bearer: &str, statement: &str, format: &str| {
+        let request = client
+            .post(server.url(&format!("/api/v1/sql?format={format}")))
+            .bearer_auth(bearer)
+            .json(&json!({"sql": statement}));
+        async move { request.send().await.unwrap() }
+    };
+    let bad = reqwest::StatusCode::BAD_REQUEST;
+
+    // Filters pushed into the Parquet reader that fail on the rows it reads.
+    for statement in [
+        "SELECT count(*) FROM petitions WHERE CAST(title AS INT) = 1",
+        "SELECT count(*) FROM petitions WHERE to_timestamp(title) > now()",
+        "SELECT count(*) FROM petitions WHERE 1/(CASE WHEN channel='demo' THEN 1 ELSE 0 END)=1",
+    ] {
+        for bearer in [&central, &commune] {
+            let message = problem_naming(sql(bearer, statement, "json").await, bad, "sql", statement).await;
+            assert!(message.contains("failed on a row it read"), "{statement}: {message}");
+        }
+    }
+    // The same filters over rows they hold for run as before, within the caller's commune.
+    let statement = "SELECT count(*) AS n FROM petitions WHERE 1/(CASE WHEN channel='demo' THEN 0 ELSE 1 END)=1";
+    let response = sql(&commune, statement, "json").await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["rows"][0]["n"], 2, "{result}");
+
+    // EXPLAIN: the forms that show files and metrics are refused, plain EXPLAIN shows the logical
+    // plan without a path.
+    let query = "SELECT count(*) FROM petitions WHERE received_week='2026-W45'";
+    for explain in ["EXPLAIN ANALYZE", "EXPLAIN VERBOSE", "EXPLAIN ANALYZE VERBOSE", "EXPLAIN FORMAT TREE"] {
+        let statement = format!("{explain} {query}");
+        let message = problem_naming(sql(&commune, &statement, "json").await, bad, "sql", &statement).await;
+        assert!(message.contains("plain EXPLAIN"), "{statement}: {message}");
+    }
+    let response = sql(&commune, &format!("EXPLAIN {query}"), "json").await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let plan: Value = response.json().await.unwrap();
+    let text = plan["rows"].to_string();
+    assert!(text.contains("logical_plan") && text.contains("00004"), "{plan}");
+    let lake = std::fs::canonicalize(&data_dir).unwrap();
+    for leak in ["physical_plan", ".parquet", "file_groups", "pruned", lake.to_str().unwrap()] {
+        assert!(!text.contains(leak), "EXPLAIN shows {leak}: {plan}");
+    }
+
+    // Values a text format cannot print: a problem naming `format`, never `"ERROR: ..."` in a row.
+    for statement in [
+        "SELECT CAST(2147483647 AS DATE) AS d",
+        "SELECT arrow_cast(9223372036854775807, 'Timestamp(Second, None)') AS t",
+        "SELECT arrow_cast(9223372036854775807, 'Date64') AS d",
+        "SELECT d FROM (VALUES (CAST(0 AS DATE)), (CAST(2147483647 AS DATE))) AS v(d)",
+    ] {
+        for format in ["json", "csv"] {
+            let message = problem_naming(sql(&central, statement, format).await, bad, "format", statement).await;
+            assert!(message.contains(&format!("as {format}")) && !message.contains("ERROR:"), "{statement}: {message}");
+        }
+        assert_eq!(sql(&central, statement, "arrow").await.status(), reqwest::StatusCode::OK, "{statement}");
+    }
+    let response = sql(&central, "SELECT CAST(20347 AS DATE) AS d, interval '1 day' AS i", "json").await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["rows"][0]["d"], "2025-09-16", "{result}");
+}
+
+/// Arrow Flight SQL runs the same checks as HTTP: EXPLAIN ANALYZE is refused, and EXPLAIN shows
+/// the logical plan without the lake's paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn flight_sql_explain_shows_the_logical_plan_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = voxpop_tests::server::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Server::start_with(&dir.path().join("data"), None, &["--flight", &address]).await;
+    submit_batch(&server, 0, 3).await;
+    let query = "SELECT count(*) FROM petitions WHERE received_week='2026-W45'";
+    let refused = flight_query(port, &format!("EXPLAIN ANALYZE {query}"));
+    assert!(refused["error"].as_str().unwrap_or_default().contains("EXPLAIN ANALYZE"), "{refused}");
+    let plan = flight_query(port, &format!("EXPLAIN {query}"));
+    let text = plan["data"].to_string();
+    assert!(text.contains("logical_plan"), "{plan}");
+    for leak in [".parquet", "physical_plan", "file_groups"] {
+        assert!(!text.contains(leak), "EXPLAIN shows {leak}: {plan}");
+    }
+    let refused =
+        flight_query(port, "SELECT count(*) FROM petitions WHERE 1/(CASE WHEN channel='demo' THEN 1 ELSE 0 END)=1");
+    assert!(refused["error"].as_str().unwrap_or_default().contains("failed on a row it read"), "{refused}");
+}
