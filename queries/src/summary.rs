@@ -31,12 +31,11 @@ pub struct IsoWeek {
 }
 
 impl IsoWeek {
-    /// Parses `YYYY-Www`; `None` for anything else or a week the year does not have.
+    /// Parses exactly `YYYY-Www` (two-digit week, one the year has, from 2000 on); `None` for
+    /// anything else, spaces, signs and `2025-W8` included. The same parser as the reports' week
+    /// parameters ([`voxpop_schema::reports::parse_week`]), so every route agrees on a week.
     pub fn parse(text: &str) -> Option<IsoWeek> {
-        let (year, week) = text.trim().split_once("-W")?;
-        let year: i32 = year.parse().ok().filter(|y| (1900..=9999).contains(y))?;
-        let week: u32 = week.parse().ok()?;
-        NaiveDate::from_isoywd_opt(year, week, Weekday::Mon)?;
+        let (year, week) = voxpop_schema::reports::parse_week_numbers(text)?;
         Some(IsoWeek { year, week })
     }
 
@@ -761,6 +760,15 @@ mod tests {
         assert_eq!(IsoWeek::parse("2027-W01").unwrap().previous().label(), "2026-W53");
         for bad in ["2025-38", "2025-W54", "2025-W00", "W38", "", "abcd-W01", "2025-W3x"] {
             assert!(IsoWeek::parse(bad).is_none(), "{bad}");
+        }
+        // Exactly `YYYY-Www`: what the reports' week parameter accepts, nothing looser.
+        for loose in [" 2026-W45", "2026-W45\n", "+2026-W45", "2026-W1", "2026-w45", "02026-W45", "1999-W52"] {
+            assert!(IsoWeek::parse(loose).is_none(), "{loose:?}");
+            assert!(voxpop_schema::reports::parse_week(loose).is_none(), "{loose:?}");
+        }
+        for exact in ["2026-W01", "2026-W45", "2026-W53"] {
+            assert_eq!(IsoWeek::parse(exact).map(IsoWeek::label).as_deref(), Some(exact));
+            assert_eq!(voxpop_schema::reports::parse_week(exact).as_deref(), Some(exact));
         }
     }
 

@@ -8,8 +8,8 @@
 //!
 //! - a [`PersonEntry`] (`"kind": "person"`): one person in the officer or the member register of
 //!   one unit (the central committee, a province, a 2025 commune or a village `ccccc-nnn`), with
-//!   their role and term. Name, phone and birth year are personal data: readers without the
-//!   right to see them get [`PersonEntry::masked`].
+//!   their role and term. Name, phone and birth year are personal data, and so is a person id
+//!   that is an ID number: readers without the right to see them get [`PersonEntry::masked`].
 //! - a [`VillageEntry`] (`"kind": "village"`): a village or residential group a commune
 //!   registered, created through the API or an import. The CSV register of the data directory
 //!   (`reference/villages.csv`) and these entries together are the villages register.
@@ -245,7 +245,11 @@ impl PersonEntry {
     }
 
     /// The entry as a reader without access to personal data sees it: the name reduced to its
-    /// initials, all but the last digits of the phone hidden, no birth year.
+    /// initials, all but the last digits of the phone hidden, no birth year, and the person id
+    /// masked like a number in the text (a national ID number is often used as the id:
+    /// "079200009999" -> "*********999", while a unit's own numbering such as "BD-001" stays
+    /// readable). The SQL view `register_entries` (`queries/src/sql.rs`) masks the same columns,
+    /// so both paths show the same entry.
     pub fn masked(&self) -> PersonEntry {
         let contact = crate::privacy::mask_contact(&crate::Contact {
             name: Some(self.full_name.clone()),
@@ -253,8 +257,9 @@ impl PersonEntry {
             email: None,
         });
         PersonEntry {
+            person_id: crate::privacy::mask_text(&self.person_id),
             full_name: contact.name.unwrap_or_default(),
-            phone: self.phone.as_deref().map(mask_phone),
+            phone: self.phone.as_deref().map(crate::privacy::mask_phone),
             birth_year: None,
             ..self.clone()
         }
@@ -263,25 +268,6 @@ impl PersonEntry {
     fn key(&self) -> (Register, &str, &str) {
         (self.register, self.unit.as_str(), self.person_id.as_str())
     }
-}
-
-/// A phone as a reader without personal data sees it: every digit but the last three hidden
-/// (phones are checked to hold 8 digits or more, so [`crate::privacy::mask_numbers`] masks them
-/// all the same; this also covers shorter ones read back from older data).
-fn mask_phone(phone: &str) -> String {
-    let digits = phone.chars().filter(char::is_ascii_digit).count();
-    let mut seen = 0;
-    phone
-        .chars()
-        .map(|ch| {
-            if ch.is_ascii_digit() {
-                seen += 1;
-                if seen + 3 > digits { ch } else { '*' }
-            } else {
-                ch
-            }
-        })
-        .collect()
 }
 
 /// A village or residential group a commune registered (or changed, or removed).
@@ -2142,6 +2128,29 @@ mod tests {
             (masked.full_name.as_str(), masked.phone.as_deref(), masked.birth_year),
             ("N. V. A.", Some("*******678"), None)
         );
+        assert_eq!(masked.person_id, "2", "a unit's own numbering stays readable");
+    }
+
+    #[test]
+    fn registers_masked_entries_hide_id_numbers_used_as_person_ids() {
+        let mut entry = person("00004", "079200009999", "Ủy viên", 0);
+        entry.phone = Some("0912  345 678".to_owned());
+        let masked = entry.masked();
+        // As the SQL view `register_entries` masks `person_id` (the text masking).
+        assert_eq!(masked.person_id, "*********999");
+        assert_eq!(masked.person_id, crate::privacy::mask_text(&entry.person_id));
+        // A phone is hidden whatever its separators.
+        assert_eq!(masked.phone.as_deref(), Some("****  *** 678"));
+        assert_eq!((masked.full_name.as_str(), masked.birth_year), ("N. V. A.", None));
+        // What is not personal data is left as it was.
+        assert_eq!(
+            (masked.unit.as_str(), masked.role.as_str(), masked.term_start, masked.entry_id),
+            (entry.unit.as_str(), entry.role.as_str(), entry.term_start, entry.entry_id)
+        );
+        for (id, shown) in [("BD-001", "BD-001"), ("HV-12345", "HV-12345"), ("cccd:001203004567", "cccd:*********567")]
+        {
+            assert_eq!(person("00004", id, "Ủy viên", 0).masked().person_id, shown, "{id}");
+        }
     }
 
     #[test]

@@ -855,13 +855,34 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<ReportValue>, Schema
 // ---------------------------------------------------------------------------------------------
 // Weeks
 
-/// Reads an ISO week as people write it (`2025-W38`, `2025-w38`, `2025-W8`) and returns its
-/// canonical label (`2025-W08`); `None` for anything else or a week the year does not have.
+/// Reads an ISO week given as a parameter (`?week=2025-W38`): exactly `YYYY-Www`, a two-digit week
+/// the year has, from 2000 on; `None` for anything else (`2025-W8`, `2025-w38`, ` 2025-W38`,
+/// `+2025-W38`). The label returned is the text itself. A parameter is written by a program or
+/// copied from a page, so a loose form is more likely a mistake than a way of writing; weeks typed
+/// into a report are read leniently instead ([`Intake`] normalises `2025-w8`).
 pub fn parse_week(text: &str) -> Option<String> {
-    let (year, week) = week_numbers(text)?;
+    let (year, week) = parse_week_numbers(text)?;
     Some(week_label(year, week))
 }
 
+/// The year and week of [`parse_week`]'s strict form: the one parser of week parameters, so that
+/// the weekly summary (`IsoWeek::parse` in voxpop-queries) and the reports agree on what a week is.
+pub fn parse_week_numbers(text: &str) -> Option<(i32, u32)> {
+    let &[y0, y1, y2, y3, b'-', b'W', w0, w1] = text.as_bytes() else { return None };
+    let digits = [y0, y1, y2, y3, w0, w1];
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = |digits: &[u8]| digits.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    let (year, week) = (value(&digits[..4]) as i32, value(&digits[4..]));
+    if year < 2000 {
+        return None;
+    }
+    NaiveDate::from_isoywd_opt(year, week, Weekday::Mon)?;
+    Some((year, week))
+}
+
+/// A week as people type it into a report (`2025-W38`, `2025-w38`, `2025-W8`, spaces around).
 fn week_numbers(text: &str) -> Option<(i32, u32)> {
     let trimmed = text.trim();
     let (year, week) = trimmed.split_once("-W").or_else(|| trimmed.split_once("-w"))?;
@@ -2287,11 +2308,36 @@ mod tests {
     #[test]
     fn weeks_parse_and_normalise() {
         assert_eq!(parse_week("2025-W38").as_deref(), Some("2025-W38"));
-        assert_eq!(parse_week(" 2025-w8 ").as_deref(), Some("2025-W08"));
         assert_eq!(parse_week("2026-W53"), Some("2026-W53".to_owned()));
-        for bad in ["2025-W54", "2025-W00", "2025-38", "W38", "", "25-W38", "2025-W038", "2025-W3x", "1999-W01"] {
+        assert_eq!(parse_week("2000-W01"), Some("2000-W01".to_owned()));
+        assert_eq!(parse_week_numbers("2025-W08"), Some((2025, 8)));
+        for bad in [
+            "2025-W54",
+            "2025-W00",
+            "2025-38",
+            "W38",
+            "",
+            "25-W38",
+            "2025-W038",
+            "2025-W3x",
+            "1999-W01",
+            "2025-W53",
+            // Parameters are exact: no spaces, signs, one-digit weeks, lower case or other digits.
+            " 2026-W45",
+            "2026-W45 ",
+            "+2026-W45",
+            "2026-W1",
+            "2026-w45",
+            "2026-W+5",
+            "-026-W45",
+            "２０２６-W45",
+            "2026-W4\u{0665}",
+            "12026-W45",
+        ] {
             assert_eq!(parse_week(bad), None, "{bad}");
         }
+        // A week typed into a report is read as people write it.
+        assert_eq!(week_numbers(" 2025-w8 "), Some((2025, 8)));
         assert_eq!(current_week(now()), "2025-W38");
         // Sunday 20:00 UTC is already Monday in Hanoi.
         assert_eq!(current_week(Utc.with_ymd_and_hms(2025, 9, 21, 20, 0, 0).unwrap()), "2025-W39");

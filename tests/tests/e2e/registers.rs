@@ -440,3 +440,54 @@ async fn registers_csv_upload_is_refused_past_256_columns_with_one_error() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap());
 }
+
+/// A person id that is a national ID number is masked for a data engineer in the registers API
+/// as in SQL's `register_entries`, and shown to the unit's own officer.
+#[tokio::test(flavor = "multi_thread")]
+async fn registers_mask_person_ids_for_a_data_engineer_as_sql_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let commune = token(&data_dir, "00004", "officer");
+    let engineer = token(&data_dir, "00", "data_engineer");
+    let server = Server::start(&data_dir, None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+
+    let people = json!([
+        {"register": "officer", "person_id": "079200009999", "unit": "00004", "full_name": "Phạm Văn Đông",
+         "role": "Chủ tịch", "birth_year": 1980, "phone": "0977 888 999", "term_start": "2024-10-01"},
+        {"register": "officer", "person_id": "BD-007", "unit": "00004", "full_name": "Lê Thị Hoa",
+         "role": "Ủy viên", "term_start": "2024-10-01"}
+    ]);
+    let (status, accepted) = api.post("/api/v1/registers", &commune, &people).await;
+    assert_eq!(status, StatusCode::CREATED, "{accepted}");
+    let own = api.until("/api/v1/registers?unit=00004", &commune, |p| p["total"] == 2).await;
+    assert_eq!(own["masked"], false);
+    assert!(names(&own).contains(&("079200009999".to_owned(), "Phạm Văn Đông".to_owned())), "{own}");
+
+    let (status, masked) = api.get("/api/v1/registers?unit=00004", &engineer).await;
+    assert_eq!(status, StatusCode::OK, "{masked}");
+    assert_eq!(masked["masked"], true);
+    let listed = names(&masked);
+    assert!(listed.contains(&("*********999".to_owned(), "P. V. Đ.".to_owned())), "{masked}");
+    assert!(listed.contains(&("BD-007".to_owned(), "L. T. H.".to_owned())), "a unit's numbering stays: {masked}");
+    assert!(!masked.to_string().contains("079200009999") && !masked.to_string().contains("0977 888"), "{masked}");
+
+    // SQL shows the same entries the same way.
+    let (status, rows) = api
+        .post(
+            "/api/v1/sql",
+            &engineer,
+            &json!({"sql": "SELECT person_id, name, phone, birth_year FROM register_entries ORDER BY person_id"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rows}");
+    let chair = masked["entries"].as_array().unwrap().iter().find(|e| e["person_id"] == "*********999").unwrap();
+    let sql_chair = rows["rows"].as_array().unwrap().iter().find(|r| r["person_id"] == "*********999");
+    let sql_chair = sql_chair.unwrap_or_else(|| panic!("the ID number masked in SQL too: {rows}"));
+    assert_eq!(
+        (sql_chair["name"].as_str(), sql_chair["phone"].as_str(), sql_chair["birth_year"].is_null()),
+        (chair["full_name"].as_str(), chair["phone"].as_str(), chair["birth_year"].is_null()),
+        "{rows} {chair}"
+    );
+    assert_eq!(chair["phone"], "**** *** 999");
+}

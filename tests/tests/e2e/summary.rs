@@ -243,3 +243,71 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// Six similar petitions repeating their organiser's phone and email (synthetic data): the
+/// rising terms, the campaign and the summary page show neither, to a caller without personal
+/// data (open mode: no tokens configured).
+#[tokio::test(flavor = "multi_thread")]
+async fn summary_rising_terms_carry_no_phone_or_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let mut petitions = Vec::new();
+    // Eight quiet weeks before (W30..W37): road petitions, no contact details in the text.
+    for week in 0..8i64 {
+        for k in 0..2i64 {
+            let at = chrono::NaiveDate::from_ymd_opt(2025, 7, 21).unwrap() + chrono::Duration::days(7 * week + k);
+            petitions.push(json!({
+                "title": format!("Đường giao thông xuống cấp số {week}-{k}"),
+                "body": "Mặt đường nhiều ổ gà, đề nghị sửa chữa sớm. Dữ liệu tổng hợp.",
+                "commune_code": "00004", "channel": "import", "external_id": format!("quiet-{week}-{k}"),
+                "submitted_at": at.format("%Y-%m-%dT09:00:00+07:00").to_string(),
+            }));
+        }
+    }
+    for k in 0..6 {
+        petitions.push(json!({
+            "title": "Bãi rác tự phát gây ô nhiễm",
+            "body": format!(
+                "Bãi rác tự phát cạnh tổ {} bốc mùi. Số điện thoại 0977888999 email dong.pham@example.com. \
+                 Đề nghị thu gom. Dữ liệu tổng hợp.",
+                k % 3 + 1
+            ),
+            "commune_code": "00004", "channel": "import", "external_id": format!("contact-{k}"),
+            "submitted_at": format!("2025-09-{:02}T10:00:00+07:00", 15 + k % 5),
+        }));
+    }
+    let mut acked = HashSet::new();
+    for petition in &petitions {
+        acked.insert(server.submit(petition).await);
+    }
+    server.wait_for_ids(&acked, Duration::from_secs(30)).await;
+
+    let summary = server.get_json("/api/v1/summaries/weekly", &[("week", "2025-W38")]).await;
+    assert_eq!(summary["total"], 6, "{summary}");
+    let terms: Vec<&str> =
+        summary["rising_terms"].as_array().unwrap().iter().map(|t| t["term"].as_str().unwrap()).collect();
+    assert!(terms.contains(&"bãi rác"), "the theme still rises: {terms:?}");
+    for term in &terms {
+        assert!(!term.contains("0977") && !term.contains("999"), "a phone in a rising term: {terms:?}");
+        for part in ["dong", "pham", "example"] {
+            assert!(!term.split(' ').any(|s| s == part), "`{part}` of an email in a rising term: {terms:?}");
+        }
+    }
+    // The campaign's excerpt is masked like every text: the phone and the email address too.
+    let whole = summary.to_string();
+    assert!(!whole.contains("0977888999") && !whole.contains("dong.pham"), "{whole}");
+    assert!(whole.contains("*******999") && whole.contains("d***@example.com"), "{whole}");
+
+    let page = reqwest::get(server.url("/tong-hop?week=2025-W38")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("bãi rác"), "{page}");
+    assert!(!page.contains("0977888999") && !page.contains("dong.pham") && !page.contains("dong pham"), "{page}");
+
+    // The week is exactly `YYYY-Www`: anything looser is a 400 naming `week`.
+    let client = reqwest::Client::new();
+    for week in ["%202025-W38", "%2B2025-W38", "2025-W1", "2025-w38", "2025-W38%20"] {
+        let response = client.get(server.url(&format!("/api/v1/summaries/weekly?week={week}"))).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{week}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["errors"][0]["field"], "week", "{week}: {problem}");
+    }
+}
