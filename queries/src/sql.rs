@@ -42,10 +42,10 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, LogicalPlan, Volatility, create_udf};
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{ApplyOrder, Optimizer, OptimizerConfig, OptimizerRule};
-use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
+use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit, when};
 use futures::StreamExt;
 use voxpop_schema::datasets;
-use voxpop_schema::privacy::{mask_contact, mask_numbers};
+use voxpop_schema::privacy::{mask_contact, mask_numbers, mask_phone};
 use voxpop_schema::{Contact, Units};
 
 use crate::{PetitionQueries, QueryError, QueryResult};
@@ -790,10 +790,13 @@ impl PetitionQueries {
             }
         };
         let frame = scoped(frame, request)?;
-        let (numbers, name, email) = (
+        let (numbers, name, email, phone) = (
             string_udf("mask_numbers", mask_numbers),
             string_udf("mask_name", mask_name),
             string_udf("mask_email", mask_email),
+            // A phone in a field of its own is hidden whatever its separators, as the API
+            // hides it (`0912  345 678` reads as two short runs to the free-text masking).
+            string_udf("mask_phone", mask_phone),
         );
         let columns: Vec<Expr> = spec
             .schema
@@ -806,7 +809,8 @@ impl PetitionQueries {
                     return column;
                 }
                 match name_ {
-                    "title" | "body" | "contact_phone" => numbers.call(vec![column]).alias(name_),
+                    "title" | "body" => numbers.call(vec![column]).alias(name_),
+                    "contact_phone" => phone.call(vec![column]).alias(name_),
                     "contact_name" => name.call(vec![column]).alias(name_),
                     "contact_email" => email.call(vec![column]).alias(name_),
                     _ => column,
@@ -851,17 +855,23 @@ impl PetitionQueries {
             ctx.register_table(name, frame.select(columns)?.into_view())?;
         }
         // The registers of officers and members (and villages), limited like the petitions;
-        // without personal data, names as initials, the digits of phones and ID numbers hidden
-        // but the last three, birth years left out.
+        // without personal data, people's names as initials (a village's name is no one's), the
+        // digits of phones and ID numbers hidden but the last three, birth years left out: as
+        // the registers API shows them.
         if let Some(frame) = lake_frame(&ctx, &lake.join(voxpop_schema::registers::TABLE_NAME)).await? {
             let frame = scoped(frame, request)?;
+            let people_named =
+                when(col(voxpop_schema::registers::PARTITION_COLUMN).eq(lit("person")), name.call(vec![col("name")]))
+                    .otherwise(col("name"))?
+                    .alias("name");
             let fields: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
             let columns: Vec<Expr> = fields
                 .iter()
                 .map(|field| match field.as_str() {
                     _ if request.personal_data => col(field.as_str()),
-                    "name" => name.call(vec![col("name")]).alias("name"),
-                    "phone" | "person_id" => numbers.call(vec![col(field.as_str())]).alias(field.as_str()),
+                    "name" => people_named.clone(),
+                    "phone" => phone.call(vec![col("phone")]).alias("phone"),
+                    "person_id" => numbers.call(vec![col("person_id")]).alias("person_id"),
                     "birth_year" => lit(datafusion::scalar::ScalarValue::Int32(None)).alias("birth_year"),
                     _ => col(field.as_str()),
                 })
