@@ -486,6 +486,11 @@ pub enum UnitRefError {
     UnknownProvince(String),
     #[error("unknown commune code `{0}`")]
     UnknownCommune(String),
+    /// A commune code of before the 2025-07-01 reform: a unit reports, and is asked about, by
+    /// its code in force, which the message names (the default target where the old commune
+    /// was split), rather than a report filed under a guess.
+    #[error("`{old}` is a commune code from before 2025-07-01; the commune is now `{new}` ({name}): use that code")]
+    Pre2025 { old: String, new: String, name: String },
     #[error("village number 000 in `{0}`: villages are numbered from 001")]
     VillageZero(String),
 }
@@ -496,6 +501,7 @@ impl UnitRefError {
         match self {
             UnitRefError::Malformed(_) | UnitRefError::VillageZero(_) => "malformed_unit",
             UnitRefError::UnknownProvince(_) | UnitRefError::UnknownCommune(_) => "unknown_unit",
+            UnitRefError::Pre2025 { .. } => "pre2025_unit",
         }
     }
 
@@ -509,6 +515,9 @@ impl UnitRefError {
             UnitRefError::UnknownProvince(code) => format!("không có tỉnh, thành phố mã `{code}`"),
             UnitRefError::UnknownCommune(code) => {
                 format!("không có xã, phường, đặc khu mã `{code}` trong danh mục đơn vị hành chính từ 01/07/2025")
+            }
+            UnitRefError::Pre2025 { old, new, name } => {
+                format!("mã `{old}` là mã xã trước ngày 01/07/2025; nay là {name}, mã `{new}`: hãy dùng mã này")
             }
             UnitRefError::VillageZero(code) => format!("mã thôn `{code}` không hợp lệ: số thứ tự thôn bắt đầu từ 001"),
         }
@@ -530,10 +539,17 @@ impl UnitRef {
     /// lists. Surrounding spaces are not accepted: callers trim what people typed.
     pub fn parse(code: &str, units: &Units) -> Result<UnitRef, UnitRefError> {
         let commune_of = |commune: &str| -> Result<String, UnitRefError> {
-            units
-                .commune(commune)
-                .map(|found| found.province_code.clone())
-                .ok_or_else(|| UnitRefError::UnknownCommune(commune.to_owned()))
+            if let Some(found) = units.commune(commune) {
+                return Ok(found.province_code.clone());
+            }
+            match units.resolve_commune(commune, None) {
+                Ok(resolved) => Err(UnitRefError::Pre2025 {
+                    old: commune.to_owned(),
+                    new: resolved.commune.code.clone(),
+                    name: resolved.commune.name.clone(),
+                }),
+                Err(_) => Err(UnitRefError::UnknownCommune(commune.to_owned())),
+            }
         };
         match Level::of_code(code) {
             None => Err(UnitRefError::Malformed(code.to_owned())),
@@ -2291,6 +2307,13 @@ mod tests {
         assert_eq!(UnitRef::parse("00", units).unwrap(), UnitRef::Central);
         assert_eq!(UnitRef::parse("99999-001", units).unwrap_err(), UnitRefError::UnknownCommune("99999".into()));
         assert_eq!(UnitRef::parse("99", units).unwrap_err(), UnitRefError::UnknownProvince("99".into()));
+        // A pre-2025 commune code is named with the code in force, in English and Vietnamese.
+        let old = UnitRef::parse("00013-002", units).unwrap_err();
+        assert_eq!(
+            old,
+            UnitRefError::Pre2025 { old: "00013".into(), new: "00004".into(), name: "Phường Ba Đình".into() }
+        );
+        assert!(old.to_string().contains("now `00004`") && old.message_vi().contains("mã `00004`"), "{old}");
         assert_eq!(UnitRef::parse("00004-000", units).unwrap_err(), UnitRefError::VillageZero("00004-000".into()));
         for bad in ["", "0", "00004-12", "00004_012", "00004-0123", " 00004", "0000a", "00004-01a", "ab"] {
             assert!(matches!(UnitRef::parse(bad, units), Err(UnitRefError::Malformed(_))), "{bad}");
