@@ -228,9 +228,21 @@ impl TokenStore {
         Ok(format!("vxp_{id}_{secret}"))
     }
 
-    /// The caller of a request: open mode without tokens; otherwise the token's unit and role,
-    /// or 401.
+    /// The caller of an API request: open mode without tokens; otherwise the unit and role of
+    /// the token in `Authorization`, or 401. The sign-in cookie is not read here: a browser
+    /// sends it with any request to this site, a form of another site's page included, so it
+    /// stands only for the pages ([`TokenStore::page_caller`]), whose forms are ours.
     pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        self.caller_from(headers, false)
+    }
+
+    /// The caller of a web page: as [`TokenStore::caller`], or the token of the session cookie
+    /// the sign-in page set.
+    pub fn page_caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        self.caller_from(headers, true)
+    }
+
+    fn caller_from(&self, headers: &HeaderMap, cookie_allowed: bool) -> Result<Caller, Problem> {
         self.refresh();
         if self.is_empty() {
             return Ok(Caller::open());
@@ -238,9 +250,11 @@ impl TokenStore {
         let unauthorized = |detail: &str| {
             Problem::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", "A valid API token is required", detail)
         };
-        let bearer = bearer_token(headers).map_err(|detail| unauthorized(&detail))?;
-        // Web pages send the token in the cookie the sign-in page set.
-        let Some(token) = bearer.or_else(|| cookie(headers, SESSION_COOKIE)) else {
+        let mut token = bearer_token(headers).map_err(|detail| unauthorized(&detail))?;
+        if token.is_none() && cookie_allowed {
+            token = session_token(headers).map_err(|detail| unauthorized(&detail))?;
+        }
+        let Some(token) = token else {
             return Err(unauthorized("send `Authorization: Bearer <token>` (voxpop token create)"));
         };
         let token = token.as_str();
@@ -284,19 +298,47 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<String>, String> {
     Ok(Some(token.to_owned()))
 }
 
+/// Whether `caller` may write a unit's own records (`what`: weekly reports, registers): the
+/// units' officers, leaders and admins do; data engineers exchange datasets and do not (403).
+/// Open mode writes as the central level.
+pub fn keeps_unit_records(caller: &Caller, what: &str) -> Result<(), axum::response::Response> {
+    use axum::response::IntoResponse;
+    if caller.authenticated && caller.role == Role::DataEngineer {
+        return Err(Problem::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden-role",
+            &format!("Your role does not keep {what}"),
+            format!("{what} are written by officers, leaders and admins of the unit, not by data engineers"),
+        )
+        .into_response());
+    }
+    Ok(())
+}
+
+/// Who sent a unit's record: the token's id, or the unit in open mode.
+pub fn sender(caller: &Caller) -> String {
+    caller.token_id.clone().unwrap_or_else(|| caller.unit.clone())
+}
+
 /// The cookie the sign-in page sets (HttpOnly, SameSite=Strict).
 pub const SESSION_COOKIE: &str = "voxpop_token";
 
-/// The value of cookie `name`, if the request has it.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
+/// The token of the session cookie, if the request has one; two of them (another path's or
+/// domain's cookie of the same name beside ours) are refused rather than one picked.
+fn session_token(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let mut found = headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim().to_owned())
+        .filter(|(key, _)| *key == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned());
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(format!("the request holds the `{SESSION_COOKIE}` cookie twice; sign in again"));
+    }
+    Ok(first.filter(|token| !token.is_empty()))
 }
 
 /// The caller of a web page: like [`Caller`], but a request without a valid token gets the
@@ -311,7 +353,7 @@ impl axum::extract::FromRequestParts<crate::http::AppState> for PageCaller {
         state: &crate::http::AppState,
     ) -> Result<PageCaller, Self::Rejection> {
         let next = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        state.tokens.caller(&parts.headers).map(PageCaller).map_err(|problem| {
+        state.tokens.page_caller(&parts.headers).map(PageCaller).map_err(|problem| {
             crate::staff_pages::sign_in_page(axum::http::StatusCode::UNAUTHORIZED, &next, Some(&problem.detail))
         })
     }
@@ -378,7 +420,7 @@ mod tests {
             if let Some(token) = cookie {
                 headers.insert(axum::http::header::COOKIE, format!("{SESSION_COOKIE}={token}").parse().unwrap());
             }
-            store.caller(&headers)
+            store.page_caller(&headers)
         };
         for scheme in ["Bearer", "bearer", "BEARER"] {
             let caller = with(&[format!("{scheme} {secret}").as_bytes()], None).unwrap();
@@ -401,5 +443,14 @@ mod tests {
             assert!(problem.detail.contains(says), "{says}: {}", problem.detail);
         }
         assert_eq!(with(&[], Some(&other)).unwrap().unit, "01", "the cookie without a header");
+        // The API reads no cookie, and a page no cookie given twice.
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::COOKIE, format!("{SESSION_COOKIE}={other}").parse().unwrap());
+        assert_eq!(store.caller(&headers).unwrap_err().status, 401, "the API takes the header alone");
+        headers.insert(
+            axum::http::header::COOKIE,
+            format!("{SESSION_COOKIE}={other}; {SESSION_COOKIE}={secret}").parse().unwrap(),
+        );
+        assert!(store.page_caller(&headers).unwrap_err().detail.contains("twice"));
     }
 }

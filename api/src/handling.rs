@@ -27,6 +27,7 @@ use serde_json::json;
 use uuid::Uuid;
 use voxpop_pipeline::handling::HandlingLake;
 use voxpop_pipeline::{EventLog, Record, Topic};
+use voxpop_schema::calendar::Deadlines;
 use voxpop_schema::reports::{Level, UnitRef};
 use voxpop_schema::workflow::{
     self, ActionRequest, Actor, Event, Handling, PersonalText, PetitionRef, Rejected, State as Stage, Status,
@@ -357,11 +358,14 @@ fn action_body(
 /// The typed fields of an action's body; every problem goes to `errors`.
 struct BodyFields<'a> {
     object: &'a serde_json::Map<String, serde_json::Value>,
+    /// The time limits, for the range of `days`.
+    deadlines: &'a Deadlines,
     errors: Vec<FieldError>,
 }
 
 impl BodyFields<'_> {
-    /// A string field; `null` is absent.
+    /// A string field; `null` is absent here (the action decides whether it may be sent at all:
+    /// see [`BodyFields::nulls`]).
     fn text(&mut self, name: &str) -> Option<String> {
         match self.object.get(name) {
             None | Some(serde_json::Value::Null) => None,
@@ -373,16 +377,45 @@ impl BodyFields<'_> {
         }
     }
 
-    /// A whole number from 0 to `max`; `null` is absent.
-    fn whole(&mut self, name: &str, max: u64) -> Option<u64> {
+    /// A whole-number member that fits in `T` (`days` as `u32`, `rating` as `u8`); `null` is
+    /// absent. Every refusal states the range the member takes ([`workflow::whole_range`]), not
+    /// the range of its type: a number beyond the type is `out_of_range` as the state machine
+    /// names a number beyond the member's range, and one that is not whole is a `type` error.
+    /// Numbers within the type are left to the state machine, which checks the range.
+    fn whole<T: TryFrom<u64>>(&mut self, name: &str) -> Option<T> {
+        let range = workflow::whole_range(name, self.deadlines).unwrap_or(0..=u64::MAX);
         match self.object.get(name) {
             None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::Number(number)) if number.as_u64().is_some_and(|n| n <= max) => number.as_u64(),
+            Some(serde_json::Value::Number(number)) if number.is_u64() || number.is_i64() => {
+                match number.as_u64().and_then(|whole| T::try_from(whole).ok()) {
+                    Some(value) => Some(value),
+                    None => {
+                        self.errors.push(workflow::out_of_range(name, number, self.deadlines));
+                        None
+                    }
+                }
+            }
             Some(_) => {
-                self.errors.push(FieldError::wrong_type(name, &format!("a whole number from 0 to {max}")));
+                let expected = format!("a whole number from {} to {}", range.start(), range.end());
+                self.errors.push(FieldError::wrong_type(name, &expected));
                 None
             }
         }
+    }
+
+    /// The members of [`STAFF_ACTION_FIELDS`] given as `null`, for the state machine to refuse
+    /// those the action does not take ([`ActionRequest::null_members`]).
+    fn nulls(&self) -> Vec<String> {
+        let mut nulls: Vec<String> = self
+            .object
+            .iter()
+            .filter(|(name, value)| {
+                value.is_null() && *name != "action" && STAFF_ACTION_FIELDS.contains(&name.as_str())
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        nulls.sort();
+        nulls
     }
 
     /// The required `action`.
@@ -399,17 +432,18 @@ impl BodyFields<'_> {
     }
 }
 
-/// A staff action's body as an [`ActionRequest`].
-fn staff_request(body: Result<Bytes, BytesRejection>) -> Result<ActionRequest, Problem> {
+/// A staff action's body as an [`ActionRequest`]; `deadlines` give the range of `days`.
+fn staff_request(body: Result<Bytes, BytesRejection>, deadlines: &Deadlines) -> Result<ActionRequest, Problem> {
     let object = action_body(body, &STAFF_ACTION_FIELDS)?;
-    let mut fields = BodyFields { object: &object, errors: Vec::new() };
+    let mut fields = BodyFields { object: &object, deadlines, errors: Vec::new() };
     let request = ActionRequest {
         action: fields.action(),
         note: fields.text("note"),
         answer: fields.text("answer"),
         unit: fields.text("unit"),
-        days: fields.whole("days", u64::from(u32::MAX)).map(|days| days as u32),
-        rating: fields.whole("rating", u64::from(u8::MAX)).map(|rating| rating as u8),
+        days: fields.whole("days"),
+        rating: fields.whole("rating"),
+        null_members: fields.nulls(),
     };
     fields.finish(request)
 }
@@ -437,7 +471,7 @@ pub async fn act(
         Ok(id) => id,
         Err(problem) => return problem.into_response(),
     };
-    let request = match staff_request(body) {
+    let request = match staff_request(body, &state.desk.handling.deadlines) {
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
     };
@@ -877,15 +911,35 @@ pub async fn performance_rows(
     Ok((total, children))
 }
 
-/// The secret a citizen proves a tracking code with: sent as `X-Tracking-Secret` or `secret`.
-fn citizen_secret(headers: &HeaderMap, query: &HashMap<String, String>, body: Option<&str>) -> Option<String> {
-    headers
-        .get("x-tracking-secret")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| query.get("secret").cloned())
-        .or_else(|| body.map(str::to_owned))
-        .map(|s| s.trim().to_uppercase())
+/// The secret a citizen proves a tracking code with: sent as `X-Tracking-Secret`, as the query's
+/// `secret` or as the body's `secret`. Sent in several places, they must be one secret (as it is
+/// typed: case, dashes and spaces do not count); two different ones (a header and a query that
+/// disagree, the header given twice) are a 400 naming `secret` rather than one of them picked
+/// silently, which would hide the client's mistake and let it try two secrets in one request.
+/// A repeated `?secret=` is refused before, as every repeated parameter is.
+fn citizen_secret(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: Option<&str>,
+) -> Result<Option<String>, Problem> {
+    // A header that is not visible ASCII cannot hold a secret; it still counts as one given.
+    let from_headers =
+        headers.get_all("x-tracking-secret").iter().map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let given: Vec<String> = from_headers
+        .chain(query.get("secret").cloned())
+        .chain(body.map(str::to_owned))
+        .map(|secret| secret.trim().to_uppercase())
+        .collect();
+    let typed_alike = |secret: &str| -> String { secret.chars().filter(|ch| !matches!(ch, '-' | ' ')).collect() };
+    if let Some(first) = given.first()
+        && given.iter().any(|other| typed_alike(other) != typed_alike(first))
+    {
+        let message = "different secrets are given (in `X-Tracking-Secret`, `?secret=` or the body's `secret`): \
+                       send the petition's secret once";
+        let error = FieldError::new("secret", "conflicting_values", message);
+        return Err(Problem::invalid(&[error]).with_status(StatusCode::BAD_REQUEST));
+    }
+    Ok(given.into_iter().next())
 }
 
 /// The petition behind a tracking code when the secret matches; the same 404 otherwise, so
@@ -904,14 +958,24 @@ async fn tracked(state: &AppState, code: &str, secret: Option<&str>) -> Result<(
 }
 
 /// What a citizen sees of their petition: its state, the answer, the public timeline. Never
-/// other people's data, never the officers' identities. The title, the answer and the reasons
-/// are shown in clear: the secret proves the caller is the citizen who wrote the petition, the
-/// numbers in it are their own, and an answer is often only useful with the number it gives
-/// to call.
+/// other people's data, never the officers' identities. The title and the answer are shown in
+/// clear: the secret proves the caller is the citizen who wrote the petition, the numbers in
+/// the title are their own, and the answer is written for the citizen, often only useful with
+/// the number it gives to call. The reasons staff write on the timeline (decline, transfer,
+/// escalation, extension) are staff notes that may name third parties (a neighbour's phone, an
+/// officer's email, an ID number): they are masked as for any reader without personal data.
 fn citizen_view(status: &Status, events: &[Event]) -> serde_json::Value {
     let timeline: Vec<_> = events
         .iter()
         .map(|e| {
+            let public_reason = matches!(
+                e.action,
+                workflow::Action::Decline
+                    | workflow::Action::Transfer
+                    | workflow::Action::Escalate
+                    | workflow::Action::Extend
+            );
+            let note = e.note.as_deref().filter(|_| public_reason).map(voxpop_schema::privacy::mask_text);
             json!({
                 "at": e.at,
                 "action": e.action.as_str(),
@@ -919,7 +983,7 @@ fn citizen_view(status: &Status, events: &[Event]) -> serde_json::Value {
                 "state": e.to_state.as_str(),
                 "state_label": e.to_state.label_vi(),
                 "unit_name": unit_name(Units::embedded(), &e.unit),
-                "note": matches!(e.action, workflow::Action::Decline | workflow::Action::Transfer | workflow::Action::Escalate | workflow::Action::Extend).then(|| e.note.clone()).flatten(),
+                "note": note,
             })
         })
         .collect();
@@ -958,7 +1022,10 @@ pub async fn track(
     if query.get("secret").is_some_and(|secret| secret.contains(char::REPLACEMENT_CHARACTER)) {
         return Problem::bad_parameter("secret", "`secret` is not UTF-8 text once percent-decoded").into_response();
     }
-    let secret = citizen_secret(&headers, &query, None);
+    let secret = match citizen_secret(&headers, &query, None) {
+        Ok(secret) => secret,
+        Err(problem) => return problem.into_response(),
+    };
     let (id, petition) = match tracked(&state, &code, secret.as_deref()).await {
         Ok(found) => found,
         Err(problem) => return problem.into_response(),
@@ -974,17 +1041,20 @@ pub struct CitizenAction {
     pub action: String,
     pub rating: Option<u8>,
     pub note: Option<String>,
+    /// The action's members given as `null` (see [`ActionRequest::null_members`]).
+    pub null_members: Vec<String>,
 }
 
 /// A citizen's action's body as a [`CitizenAction`].
-fn citizen_request(body: Result<Bytes, BytesRejection>) -> Result<CitizenAction, Problem> {
+fn citizen_request(body: Result<Bytes, BytesRejection>, deadlines: &Deadlines) -> Result<CitizenAction, Problem> {
     let object = action_body(body, &CITIZEN_ACTION_FIELDS)?;
-    let mut fields = BodyFields { object: &object, errors: Vec::new() };
+    let mut fields = BodyFields { object: &object, deadlines, errors: Vec::new() };
     let action = CitizenAction {
         secret: fields.text("secret"),
         action: fields.action(),
-        rating: fields.whole("rating", u64::from(u8::MAX)).map(|rating| rating as u8),
+        rating: fields.whole("rating"),
         note: fields.text("note"),
+        null_members: fields.nulls(),
     };
     fields.finish(action)
 }
@@ -996,11 +1066,14 @@ pub async fn track_act(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match citizen_request(body) {
+    let body = match citizen_request(body, &state.desk.handling.deadlines) {
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };
-    let secret = citizen_secret(&headers, &HashMap::new(), body.secret.as_deref());
+    let secret = match citizen_secret(&headers, &HashMap::new(), body.secret.as_deref()) {
+        Ok(secret) => secret,
+        Err(problem) => return problem.into_response(),
+    };
     let (id, petition) = match tracked(&state, &code, secret.as_deref()).await {
         Ok(found) => found,
         Err(mut problem) => {
@@ -1016,7 +1089,13 @@ pub async fn track_act(
         )])
         .into_response();
     }
-    let request = ActionRequest { action: body.action, note: body.note, rating: body.rating, ..Default::default() };
+    let request = ActionRequest {
+        action: body.action,
+        note: body.note,
+        rating: body.rating,
+        null_members: body.null_members,
+        ..Default::default()
+    };
     let actor = Actor { id: "citizen".to_owned(), role: "citizen".to_owned(), unit: String::new() };
     match state.desk.act(id, &petition, &request, &actor).await {
         Ok((_, status)) => Json(citizen_view(&status, &[])).into_response(),
@@ -1062,15 +1141,61 @@ mod tests {
 
     #[test]
     fn handling_action_bodies_name_the_field_at_fault() {
-        let read = |body: &str| staff_request(Ok(Bytes::from(body.to_owned())));
+        let deadlines = voxpop_schema::calendar::Deadlines::default_embedded().clone();
+        let read = |body: &str| staff_request(Ok(Bytes::from(body.to_owned())), &deadlines);
         let request = read(r#"{"action": "transfer", "unit": "00097", "note": "x", "days": null}"#).unwrap();
         assert_eq!((request.action.as_str(), request.unit.as_deref()), ("transfer", Some("00097")));
+        // The `null` is passed on, for the state machine to refuse: `transfer` takes no `days`.
+        assert_eq!(request.null_members, ["days"]);
         let problem = read(r#"{"action": 5, "unit": 4, "days": -1, "rating": 300, "colour": "red"}"#).unwrap_err();
         assert_eq!((problem.status, fields(&problem)), (422, vec![("colour", "unknown_field")]));
-        let problem = read(r#"{"action": 5, "unit": 4, "days": -1, "rating": 300}"#).unwrap_err();
+        let problem = read(r#"{"action": 5, "unit": 4, "days": 1.5, "rating": 300}"#).unwrap_err();
         let mut found = fields(&problem);
         found.sort();
-        assert_eq!(found, [("action", "type"), ("days", "type"), ("rating", "type"), ("unit", "type")]);
+        assert_eq!(found, [("action", "type"), ("days", "type"), ("rating", "out_of_range"), ("unit", "type")]);
+        // Numbers beyond what the member takes name its range, not the range of its type.
+        let max = deadlines.max_extension();
+        for (body, field, message) in [
+            (
+                r#"{"action": "extend", "note": "x", "days": 4294967296}"#,
+                "days",
+                format!("`days` must be from 1 to {max} working days, not 4294967296"),
+            ),
+            (
+                r#"{"action": "extend", "note": "x", "days": -1}"#,
+                "days",
+                format!("`days` must be from 1 to {max} working days, not -1"),
+            ),
+            (
+                r#"{"action": "extend", "note": "x", "days": "3"}"#,
+                "days",
+                format!("`days` must be a whole number from 1 to {max}"),
+            ),
+            (
+                r#"{"action": "rate", "rating": 256}"#,
+                "rating",
+                "`rating` must be a whole number from 1 to 5, not 256".to_owned(),
+            ),
+            (
+                r#"{"action": "rate", "rating": 4.5}"#,
+                "rating",
+                "`rating` must be a whole number from 1 to 5".to_owned(),
+            ),
+        ] {
+            let problem = read(body).unwrap_err();
+            assert_eq!(
+                (problem.errors[0].field.as_str(), problem.errors[0].message.as_str()),
+                (field, message.as_str()),
+                "{body}"
+            );
+            assert!(
+                !problem.detail.contains("4294967295") && !problem.detail.contains("255"),
+                "{body}: {}",
+                problem.detail
+            );
+        }
+        // Within its type, the number goes to the state machine, which checks the range.
+        assert_eq!(read(r#"{"action": "extend", "note": "x", "days": 400}"#).unwrap().days, Some(400));
         assert_eq!(fields(&read("{}").unwrap_err()), [("action", "required")]);
         assert_eq!(read("[1]").unwrap_err().status, 400);
         assert_eq!(read("{").unwrap_err().status, 400);
@@ -1108,6 +1233,101 @@ mod tests {
         ] {
             assert_eq!(masked_for(&who, reference.clone()).title, expected, "{who:?}");
         }
+    }
+
+    #[test]
+    fn handling_tracking_takes_one_secret() {
+        let headers = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("x-tracking-secret", value.parse().unwrap());
+            }
+            headers
+        };
+        let query = |secret: Option<&str>| -> HashMap<String, String> {
+            secret.map(|secret| ("secret".to_owned(), secret.to_owned())).into_iter().collect()
+        };
+        // One secret, in any one place or the same in several (as typed: case, dashes, spaces).
+        for (header, asked, body) in [
+            (&["abcde23456"][..], None, None),
+            (&[], Some("abcde23456"), None),
+            (&[], None, Some("abcde23456")),
+            (&["ABCDE23456"], Some("abcde-23456"), None),
+            (&["abcde 23456", "ABCDE23456"], None, Some(" abcde23456 ")),
+        ] {
+            let secret = citizen_secret(&headers(header), &query(asked), body).unwrap();
+            assert_eq!(secret.as_deref().map(|s| s.replace(['-', ' '], "")), Some("ABCDE23456".to_owned()));
+        }
+        assert_eq!(citizen_secret(&headers(&[]), &query(None), None).unwrap(), None);
+        // Two different secrets: a 400 naming `secret`, whichever places they come from.
+        for (header, asked, body) in [
+            (&["ABCDE23456"][..], Some("ZZZZZ99999"), None),
+            (&["ABCDE23456", "ZZZZZ99999"], None, None),
+            (&["ABCDE23456"], None, Some("ZZZZZ99999")),
+            (&[], Some("ABCDE23456"), Some("ZZZZZ99999")),
+        ] {
+            let problem = citizen_secret(&headers(header), &query(asked), body).unwrap_err();
+            assert_eq!((problem.status, fields(&problem)), (400, vec![("secret", "conflicting_values")]));
+        }
+    }
+
+    #[test]
+    fn handling_tracking_timeline_masks_staff_notes_and_keeps_the_answer() {
+        let handling = Handling::default_embedded();
+        let rules = handling.rules();
+        let petition = PetitionRef {
+            tracking_code: "K7M2-9QXD-4HTR".to_owned(),
+            received_at: "2026-02-09T03:00:00Z".parse().unwrap(),
+            province_code: "01".to_owned(),
+            commune_code: "00004".to_owned(),
+            topic: None,
+            title: "Bãi rác, gọi tôi 0912345678".to_owned(),
+        };
+        let officer = Actor { id: "t1".to_owned(), role: "officer".to_owned(), unit: "00004".to_owned() };
+        let mut status = Status::initial(Uuid::now_v7(), &petition, &rules);
+        let mut events = Vec::new();
+        for request in [
+            ActionRequest {
+                action: "accept".to_owned(),
+                note: Some("Đã gọi 0901112223".to_owned()),
+                ..Default::default()
+            },
+            ActionRequest {
+                action: "extend".to_owned(),
+                days: Some(2),
+                note: Some("Chờ ý kiến ông B (0901112223, CCCD 079123456789), email cb.xa@gmail.com".to_owned()),
+                ..Default::default()
+            },
+            ActionRequest { action: "start".to_owned(), ..Default::default() },
+            ActionRequest {
+                action: "answer".to_owned(),
+                answer: Some("Đã thu gom; xin gọi phòng TN-MT 02438123456".to_owned()),
+                ..Default::default()
+            },
+        ] {
+            let now = status.received_at + chrono::Duration::hours(1 + events.len() as i64);
+            let event = status.decide(&request, &officer, now, &rules).unwrap();
+            status = status.apply(&event, &rules).unwrap();
+            events.push(event);
+        }
+        let view = citizen_view(&status, &events);
+        let shown = view.to_string();
+        for third_party in ["0901112223", "079123456789", "cb.xa@gmail.com"] {
+            assert!(!shown.contains(third_party), "{third_party} in {shown}");
+        }
+        let extension = view["timeline"].as_array().unwrap().iter().find(|e| e["action"] == "extend").unwrap();
+        assert_eq!(
+            extension["note"],
+            voxpop_schema::privacy::mask_text(
+                "Chờ ý kiến ông B (0901112223, CCCD 079123456789), email cb.xa@gmail.com"
+            )
+        );
+        assert!(extension["note"].as_str().unwrap().starts_with("Chờ ý kiến ông B ("), "{extension}");
+        // A remark on `accept` is not a public reason: not shown at all.
+        assert_eq!(view["timeline"][0]["note"], serde_json::Value::Null);
+        // The citizen's own title and the answer written for them stay in clear.
+        assert_eq!(view["title"], "Bãi rác, gọi tôi 0912345678");
+        assert_eq!(view["answer"], "Đã thu gom; xin gọi phòng TN-MT 02438123456");
     }
 
     #[test]

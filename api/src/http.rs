@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::json;
 use uuid::Uuid;
 use voxpop_connectors::{Accepted, Intake, IntakeError};
@@ -120,6 +120,27 @@ async fn healthz(State(state): State<AppState>) -> Response {
 /// refused with 415 rather than read as JSON anyway; no `Content-Type` at all is taken as JSON,
 /// as command-line clients send it.
 fn json_content_type(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
+    // A compressed body would be read as bytes that are not JSON: say what is wrong instead.
+    let encodings: Vec<&str> = headers
+        .get_all(axum::http::header::CONTENT_ENCODING)
+        .iter()
+        .map(|value| value.to_str().unwrap_or("?").trim())
+        .filter(|encoding| !encoding.eq_ignore_ascii_case("identity"))
+        .collect();
+    if !encodings.is_empty() {
+        let mut problem = Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "media-type",
+            "The body must not be compressed",
+            format!("`Content-Encoding: {}`: send the petition uncompressed", encodings.join(", ")),
+        );
+        problem.errors = vec![crate::problem::ProblemField::from(&voxpop_schema::FieldError::new(
+            "Content-Encoding",
+            "unsupported_encoding",
+            "petitions are small: send them without Content-Encoding",
+        ))];
+        return Err(problem);
+    }
     let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -250,7 +271,36 @@ pub fn scoped_search(mut request: SearchRequest, caller: &crate::auth::Caller) -
         }
         request.commune = Some(commune);
     }
+    private_query(&request.q, caller)?;
     Ok(request)
+}
+
+/// Refuses a query that would find personal data the caller may not see. The index holds the
+/// text unmasked, so without this a search for a phone number answers whether, where and when
+/// someone wrote it, even with every snippet masked; [`voxpop_schema::privacy::personal_query`]
+/// says which queries could. Callers with personal data search as they like.
+fn private_query(q: &str, caller: &crate::auth::Caller) -> Result<(), Problem> {
+    use voxpop_schema::privacy::PersonalQuery;
+    if caller.personal_data() {
+        return Ok(());
+    }
+    let Some(found) = voxpop_schema::privacy::personal_query(q) else {
+        return Ok(());
+    };
+    let what = match found {
+        PersonalQuery::Email => "an email address",
+        PersonalQuery::Number => "a phone or ID number",
+        PersonalQuery::NumberPart => {
+            "digits that could be part of a phone or ID number (a group of 3 or more starting with 0, \
+             or groups of 6 digits or more together)"
+        }
+    };
+    let message = format!("`q` holds {what}, which your role may not see: search by the matter's words instead");
+    let mut problem =
+        Problem::new(StatusCode::FORBIDDEN, "personal-data", "Personal data cannot be searched", message.clone());
+    problem.errors =
+        vec![crate::problem::ProblemField::from(&voxpop_schema::FieldError::new("q", "personal_data", message))];
+    Err(problem)
 }
 
 async fn search(State(state): State<AppState>, caller: crate::auth::Caller, RawQuery(query): RawQuery) -> Response {
@@ -264,9 +314,11 @@ async fn search(State(state): State<AppState>, caller: crate::auth::Caller, RawQ
     let index = state.index.clone();
     match tokio::task::spawn_blocking(move || index.search(&request)).await {
         Ok(Ok(mut results)) => {
+            // Snippets are cut out of the body, and some titles are cut to length: what touches
+            // a cut is hidden too.
             for hit in &mut results.hits {
-                hit.title = voxpop_schema::privacy::mask_numbers(&hit.title);
-                hit.snippet = voxpop_schema::privacy::mask_numbers(&hit.snippet);
+                hit.title = voxpop_schema::privacy::mask_excerpt(&hit.title);
+                hit.snippet = voxpop_schema::privacy::mask_excerpt(&hit.snippet);
             }
             Json(results).into_response()
         }
@@ -407,7 +459,7 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
         if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
             return Some(at.with_timezone(&Utc));
         }
-        if let Ok(day) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        if let Some(day) = crate::params::iso_date(raw) {
             let time = if end_of_day { day.and_hms_micro_opt(23, 59, 59, 999_999) } else { day.and_hms_opt(0, 0, 0) };
             return time.map(|t| t.and_utc());
         }

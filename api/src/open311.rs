@@ -1283,18 +1283,31 @@ fn is_web_address(text: &str) -> bool {
     rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')) && !text.contains(char::is_whitespace)
 }
 
-/// The title of a petition sent here: the service's name, then the start of the description.
+/// The title of a petition sent here: the service's name, then the start of the description,
+/// cut at a word boundary and never inside a phone or ID number or an email address. The title
+/// is stored, and masking (which recognises only whole numbers and addresses) would show the
+/// first part of one cut in two ("0977 888…" is 7 digits), so the cut moves before it.
 fn title_of(service_name: &str, description: &str) -> String {
     let flat: String = description.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= TITLE_EXCERPT_CHARS {
         return format!("{service_name}: {flat}");
     }
-    let cut: String = flat.chars().take(TITLE_EXCERPT_CHARS).collect();
+    let mut end = flat.char_indices().nth(TITLE_EXCERPT_CHARS).map_or(flat.len(), |(at, _)| at);
     // At a word boundary where there is one.
-    let excerpt = match cut.rfind(' ') {
-        Some(space) if space > 0 => &cut[..space],
-        _ => cut.as_str(),
-    };
+    if let Some(space) = flat[..end].rfind(' ')
+        && space > 0
+    {
+        end = space;
+    }
+    let mut spans = Vec::new();
+    voxpop_schema::privacy::personal_data_spans(&flat, &mut spans);
+    if let Some(split) = spans.iter().find(|span| span.range.start < end && end < span.range.end) {
+        end = split.range.start;
+    }
+    let excerpt = flat[..end].trim_end();
+    if excerpt.is_empty() {
+        return format!("{service_name}: …");
+    }
     format!("{service_name}: {excerpt}…")
 }
 
@@ -1619,6 +1632,23 @@ mod tests {
         let title = title_of("Đường sá và hạ tầng", &long);
         assert!(title.starts_with("Đường sá và hạ tầng: ổ gà") && title.ends_with("gà…"), "{title}");
         assert!(title.chars().count() <= "Đường sá và hạ tầng: ".chars().count() + TITLE_EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn open311_titles_are_not_cut_inside_a_number_or_an_address() {
+        let lead = "Đường vào xóm sạt lở nghiêm trọng, đề nghị xã kiểm tra, liên hệ tran mu ";
+        // The cut at 80 characters, moved back to a space, falls inside the phone ("0977 888"):
+        // the title stops before it.
+        for contact in ["0977 888 999 để biết thêm", "0977888999 nhé", "tran.mu.nguyen@example.vn nhé"] {
+            let title = title_of("Giao thông", &format!("{lead}{contact}"));
+            assert_eq!(title, "Giao thông: Đường vào xóm sạt lở nghiêm trọng, đề nghị xã kiểm tra, liên hệ tran mu…");
+        }
+        // A whole number before the cut stays in the title (masking hides it where it is shown).
+        let title = title_of("Giao thông", &format!("0977888999 {}", "ổ gà ".repeat(30)));
+        assert!(title.starts_with("Giao thông: 0977888999 ổ gà") && title.ends_with('…'), "{title}");
+        // A description whose first word is an address longer than the cut keeps only the service.
+        let address = format!("{}@example.vn", "nguyen.van.an.".repeat(7));
+        assert_eq!(title_of("Giao thông", &format!("{address} {}", "ổ gà ".repeat(30))), "Giao thông: …");
         // Every service's name but one leads the rules to its own topic ("Y tế và bảo hiểm" holds
         // no rule phrase of `health`: such a request is filed by its text alone).
         let taxonomy = Taxonomy::default_embedded();

@@ -7,7 +7,7 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use voxpop_index::{SearchRequest, SearchResults};
-use voxpop_schema::privacy::mask_numbers;
+use voxpop_schema::privacy::mask_excerpt;
 use voxpop_schema::{FieldError, Units};
 
 use crate::auth::Caller;
@@ -92,11 +92,13 @@ pub async fn search_page(
     match request {
         Err(problem) => {
             status = problem_status(&problem);
-            let _ = write!(
-                html,
-                "<section class=\"results\">{}</section>",
-                problem_html(&problem_heading(&problem), &problem)
-            );
+            // A query refused for the personal data it holds is not about the caller's unit.
+            let heading = if problem.errors.iter().any(|error| error.code == "personal_data") {
+                "Không thể tìm theo thông tin cá nhân".to_owned()
+            } else {
+                problem_heading(&problem)
+            };
+            let _ = write!(html, "<section class=\"results\">{}</section>", problem_html(&heading, &problem));
         }
         Ok(request) => {
             let index = state.index.clone();
@@ -127,7 +129,7 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
             html,
             "<article class=\"hit\"><a href=\"/kien-nghi/{}\">{}</a><div class=\"meta\">{} · {} · {}{} · <span class=\"state\">{}</span></div><div>{}</div></article>",
             hit.id,
-            escape(&mask_numbers(&hit.title)),
+            escape(&mask_excerpt(&hit.title)),
             hit.received_at.format("%d/%m/%Y"),
             escape(commune),
             escape(province),
@@ -136,8 +138,9 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
                 .and_then(|code| voxpop_schema::Taxonomy::default_embedded().topic(code))
                 .map_or(String::new(), |t| format!(" · {}", escape(&t.vi))),
             voxpop_schema::workflow::State::parse(&hit.state).map_or(hit.state.as_str(), |s| s.label_vi()),
-            // The index escapes the snippet's text and adds only <mark> tags.
-            mask_numbers(&hit.snippet)
+            // The index escapes the snippet's text and adds only <mark> tags; the snippet is cut
+            // out of the body, so what touches a cut is hidden too.
+            mask_excerpt(&hit.snippet)
         );
     }
     // Next page, keeping every filter.
@@ -416,6 +419,9 @@ fn field_vi(error: &ProblemField) -> String {
         "blank" => "không có nội dung hiển thị (chỉ có khoảng trắng hoặc ký tự vô hình)".to_owned(),
         "required" => "chưa nhập".to_owned(),
         "out_of_scope" => "ngoài phạm vi đơn vị của bạn".to_owned(),
+        "personal_data" => "chứa số điện thoại, số định danh, địa chỉ thư điện tử hoặc một phần của chúng; \
+                            vai trò của bạn không được xem thông tin cá nhân, xin tìm theo nội dung kiến nghị"
+            .to_owned(),
         "unknown_topic" => format!("không có chủ đề này (có: {})", expected.unwrap_or_default()),
         "unknown_state" => format!("không có trạng thái này (có: {})", expected.unwrap_or_default()),
         "unknown_province" => "không có tỉnh, thành phố mang mã này".to_owned(),

@@ -206,8 +206,28 @@ impl<'de> serde::de::Visitor<'de> for Walk<'_> {
     }
 }
 
+/// A day written as the API's dates are, `YYYY-MM-DD` and nothing else: chrono's `%Y-%m-%d`
+/// also takes `2025-2-3`, `+2025-02-03` and years of any length, which a caller did not mean.
+pub fn iso_date(raw: &str) -> Option<chrono::NaiveDate> {
+    let bytes = raw.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+    if !shaped {
+        return None;
+    }
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dates_are_written_one_way() {
+        assert_eq!(super::iso_date("2025-02-03"), chrono::NaiveDate::from_ymd_opt(2025, 2, 3));
+        for raw in ["2025-2-3", "+2025-02-03", "02025-02-03", "2025-02-30", " 2025-02-03", "2025/02/03"] {
+            assert_eq!(super::iso_date(raw), None, "{raw}");
+        }
+    }
+
     #[test]
     fn repeated_members_are_found_at_any_depth() {
         let text = br#"{"unit": "00004", "unit": "00004", "values": {"a": 1, "b": 2, "a": 3},

@@ -32,7 +32,7 @@ use voxpop_schema::registers::{
 };
 use voxpop_schema::reports::{Level, UnitRef};
 
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::http::AppState;
 use crate::params::{flag, known_params};
 use crate::problem::Problem;
@@ -87,45 +87,11 @@ fn params_of(raw: Option<String>, known: &[&str]) -> Result<HashMap<String, Stri
 /// datasets and do not write them. Open mode (no tokens) writes as the central level, like
 /// weekly reports.
 fn may_write(caller: &Caller) -> Result<(), Response> {
-    if caller.authenticated && caller.role == Role::DataEngineer {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden-role",
-            "Your role does not keep registers",
-            "registers are written by officers, leaders and admins of the unit",
-        )
-        .into_response());
-    }
-    Ok(())
+    crate::auth::keeps_unit_records(caller, "registers")
 }
 
-/// Who sent an entry: the token's id, or the unit in open mode.
-fn sender(caller: &Caller) -> String {
-    caller.token_id.clone().unwrap_or_else(|| caller.unit.clone())
-}
-
-/// 403 when an entry is outside the sender's unit, 422 for any other problem (400 for a body
-/// that is not JSON at all); every problem named, with its row and column for spreadsheets.
 fn register_problem(errors: &[RegisterError]) -> Response {
-    let out_of_scope = errors.iter().any(|e| e.code == "out_of_scope");
-    let unreadable = errors
-        .iter()
-        .any(|e| e.field.is_empty() && matches!(e.code.as_str(), "malformed_json" | "invalid_utf8" | "type"));
-    let (status, kind, title) = if out_of_scope {
-        (StatusCode::FORBIDDEN, "out-of-scope", "Entries outside your unit")
-    } else if unreadable {
-        (StatusCode::BAD_REQUEST, "validation", "The body could not be read")
-    } else {
-        (StatusCode::UNPROCESSABLE_ENTITY, "validation", "The register entries have invalid values")
-    };
-    let body = json!({
-        "type": format!("https://voxpop.vn/problems/{kind}"),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": format!("{} problem(s); nothing was accepted", errors.len()),
-        "errors": errors,
-    });
-    (status, [(header::CONTENT_TYPE, crate::problem::PROBLEM_JSON)], Json(body)).into_response()
+    crate::reports_api::rows_problem(errors, "Entries outside your unit", "The register entries have invalid values")
 }
 
 async fn append(log: &dyn EventLog, records: &[RegisterRecord]) -> anyhow::Result<()> {
@@ -167,7 +133,7 @@ pub async fn submit(State(state): State<AppState>, caller: Caller, body: Bytes) 
         Ok(villages) => villages,
         Err(response) => return response,
     };
-    let submitted_by = sender(&caller);
+    let submitted_by = crate::auth::sender(&caller);
     let intake = RegisterIntake {
         units: Units::embedded(),
         scope: &caller.unit,
@@ -225,7 +191,7 @@ pub async fn upload(State(state): State<AppState>, caller: Caller, RawQuery(quer
         Ok(villages) => villages,
         Err(response) => return response,
     };
-    let submitted_by = sender(&caller);
+    let submitted_by = crate::auth::sender(&caller);
     // Parsing a sheet is CPU work (a workbook is inflated and read cell by cell): off the
     // runtime's threads, so that uploads do not stall other requests.
     let (scope, xlsx) = (caller.unit.clone(), format == "xlsx");
@@ -365,7 +331,7 @@ fn period(params: &HashMap<String, String>) -> Result<Period, Response> {
     let date = |name: &str| -> Result<Option<NaiveDate>, Response> {
         match params.get(name) {
             None => Ok(None),
-            Some(raw) => match NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
+            Some(raw) => match crate::params::iso_date(raw).ok_or(()) {
                 Ok(date) if (EARLIEST_DATE..=LATEST_DATE).contains(&date) => Ok(Some(date)),
                 Ok(_) => Err(out_of_range(name)),
                 Err(_) => Err(bad(name, format!("`{name}` must be a date such as 2025-09-15"))),
@@ -434,7 +400,7 @@ pub async fn create_villages(State(state): State<AppState>, caller: Caller, body
         Ok(taken) => taken,
         Err(err) => return Problem::internal(&err).into_response(),
     };
-    let submitted_by = sender(&caller);
+    let submitted_by = crate::auth::sender(&caller);
     let intake = RegisterIntake {
         units: Units::embedded(),
         scope: &caller.unit,

@@ -26,15 +26,32 @@ use crate::problem::{Problem, ProblemField};
 const SCOPE: &str = reports::CENTRAL_CODE;
 
 fn report_problem(errors: &[ReportError]) -> Response {
+    rows_problem(errors, "Values outside your unit", "The report has invalid values")
+}
+
+/// The answer to rows refused (weekly report values, register entries): 403 when one is
+/// outside the sender's unit, 400 for a body that could not be read at all, 422 for any other
+/// problem; every problem named, with its row and column for spreadsheets.
+pub(crate) fn rows_problem(errors: &[ReportError], outside: &str, invalid: &str) -> Response {
+    let out_of_scope = errors.iter().any(|e| e.code == "out_of_scope");
+    let unreadable = errors
+        .iter()
+        .any(|e| e.field.is_empty() && matches!(e.code.as_str(), "malformed_json" | "invalid_utf8" | "type"));
+    let (status, kind, title) = if out_of_scope {
+        (StatusCode::FORBIDDEN, "out-of-scope", outside)
+    } else if unreadable {
+        (StatusCode::BAD_REQUEST, "validation", "The body could not be read")
+    } else {
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation", invalid)
+    };
     let body = json!({
-        "type": "https://voxpop.vn/problems/validation",
-        "title": "The report has invalid values",
-        "status": 422,
+        "type": format!("https://voxpop.vn/problems/{kind}"),
+        "title": title,
+        "status": status.as_u16(),
         "detail": format!("{} problem(s); nothing was accepted", errors.len()),
         "errors": errors,
     });
-    (StatusCode::UNPROCESSABLE_ENTITY, [(header::CONTENT_TYPE, crate::problem::PROBLEM_JSON)], Json(body))
-        .into_response()
+    (status, [(header::CONTENT_TYPE, crate::problem::PROBLEM_JSON)], Json(body)).into_response()
 }
 
 /// The codes of the villages the weekly synthesis knows (the CSV register with the lake's
@@ -120,6 +137,9 @@ async fn append(state: &AppState, rows: &[ReportValue]) -> Result<(), Response> 
 
 /// `POST /api/v1/reports`: `{"unit": "00004", "week": "2025-W38", "values": {"meetings_held": 3}}`.
 pub async fn submit(State(state): State<AppState>, caller: crate::auth::Caller, body: Bytes) -> Response {
+    if let Err(response) = crate::auth::keeps_unit_records(&caller, "weekly reports") {
+        return response;
+    }
     if let Some(problem) = crate::params::repeated_members_problem(&body) {
         return problem.into_response();
     }
@@ -132,12 +152,13 @@ pub async fn submit(State(state): State<AppState>, caller: crate::auth::Caller, 
         None
     };
     // Units report, not citizens: the sender's token sets what it may report for.
+    let sender = crate::auth::sender(&caller);
     let intake = reports::Intake {
         units: Units::embedded(),
         catalogue: Catalogue::default_embedded(),
         scope: &caller.unit,
         now: Utc::now(),
-        submitted_by: None,
+        submitted_by: Some(&sender),
         villages: villages.as_ref(),
     };
     match intake.parse_json_bytes(&body) {
@@ -157,6 +178,9 @@ pub async fn upload(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    if let Err(response) = crate::auth::keeps_unit_records(&caller, "weekly reports") {
+        return response;
+    }
     let params = match params_of(query, &["format", "partial"]) {
         Ok(params) => params,
         Err(response) => return response,
@@ -176,7 +200,7 @@ pub async fn upload(
     };
     // Parsing a sheet is CPU work (a workbook is inflated and read cell by cell): off the
     // runtime's threads, so that uploads do not stall other requests.
-    let scope = caller.unit.clone();
+    let (scope, sender) = (caller.unit.clone(), crate::auth::sender(&caller));
     let parsed = tokio::task::spawn_blocking(move || {
         if !xlsx && let Some(error) = csv_beyond_columns(&body) {
             return reports::SheetOutcome { errors: vec![error], ..reports::SheetOutcome::default() };
@@ -186,7 +210,7 @@ pub async fn upload(
             catalogue: Catalogue::default_embedded(),
             scope: &scope,
             now: Utc::now(),
-            submitted_by: None,
+            submitted_by: Some(&sender),
             villages: Some(&villages),
         };
         if xlsx { intake.parse_xlsx(&body, partial) } else { intake.parse_csv(&body, partial) }

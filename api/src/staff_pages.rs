@@ -17,8 +17,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxpop_index::html_escape as escape;
+use voxpop_schema::calendar::Deadlines;
 use voxpop_schema::text::{is_blank, stray_control};
-use voxpop_schema::workflow::{Action, ActionRequest, State as Stage};
+use voxpop_schema::workflow::{self, Action, ActionRequest, State as Stage};
 use voxpop_schema::{FieldError, Units};
 
 use crate::auth::{Caller, PageCaller, SESSION_COOKIE};
@@ -108,7 +109,8 @@ const MAX_NAMED_CHARS: usize = 64;
 /// refused, each named, and never guessed at (a map keeps the last of two values; a lossy decoding
 /// stores U+FFFD; NUL counts as a reason). 400 when the body cannot be read as text, 422
 /// otherwise.
-fn action_form(body: &[u8]) -> Result<ActionRequest, Problem> {
+/// `deadlines` give the range of `days` that a refusal states.
+fn action_form(body: &[u8], deadlines: &Deadlines) -> Result<ActionRequest, Problem> {
     let mut fields: HashMap<&str, String> = HashMap::new();
     let mut errors: Vec<FieldError> = Vec::new();
     let mut reported: HashSet<(String, &str)> = HashSet::new();
@@ -172,8 +174,17 @@ fn action_form(body: &[u8]) -> Result<ActionRequest, Problem> {
         None => None,
         Some(raw) => match raw.trim().parse::<u32>() {
             Ok(days) => Some(days),
+            // A whole number beyond what `days` can hold is out of its range, as the state
+            // machine says of one within it.
+            Err(_) if !raw.trim().is_empty() && raw.trim().bytes().all(|b| b.is_ascii_digit()) => {
+                let error = workflow::out_of_range("days", &raw.trim(), deadlines);
+                report(&mut errors, "days", "out_of_range", error.message);
+                None
+            }
             Err(_) => {
-                let message = format!("`days` must be a whole number of working days up to {}", u32::MAX);
+                let range = workflow::whole_range("days", deadlines).unwrap_or(1..=1);
+                let message =
+                    format!("`days` must be a whole number of working days from {} to {}", range.start(), range.end());
                 report(&mut errors, "days", "invalid", message);
                 None
             }
@@ -191,7 +202,57 @@ fn action_form(body: &[u8]) -> Result<ActionRequest, Problem> {
         unit: text("unit"),
         days,
         rating: None,
+        null_members: Vec::new(),
     })
+}
+
+/// The longest part of a declared `Content-Type` a refusal repeats back.
+const MAX_SHOWN_CONTENT_TYPE: usize = 100;
+
+/// An action form must be declared `application/x-www-form-urlencoded`, with no charset or
+/// `charset=utf-8` (names and values in any case): what browsers send for the page's forms, as
+/// the page is UTF-8. Anything else is a 415 naming `Content-Type` (in Vietnamese, on the page)
+/// rather than a body read anyway: with no `Content-Type` the body may be anything, and the
+/// bytes of another charset (`iso-8859-1`) read as UTF-8 would store a reason nobody wrote, or
+/// blame a field for bytes it never held.
+fn form_content_type(headers: &HeaderMap) -> Result<(), Problem> {
+    let declared =
+        headers.get(header::CONTENT_TYPE).map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let accepted = declared.as_deref().is_some_and(|declared| {
+        let mut parts = declared.split(';').map(str::trim);
+        let media_type = parts.next().unwrap_or_default();
+        media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            && parts.all(|parameter| match parameter.split_once('=') {
+                Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => {
+                    charset.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+                }
+                _ => true,
+            })
+    });
+    if accepted {
+        return Ok(());
+    }
+    let expected = "application/x-www-form-urlencoded (UTF-8)";
+    let (detail, message) = match declared {
+        None => (
+            format!("no `Content-Type`: send the form as {expected}"),
+            format!("yêu cầu không có Content-Type; biểu mẫu phải được gửi dạng {expected}"),
+        ),
+        Some(declared) => {
+            let mut shown: String = declared.chars().take(MAX_SHOWN_CONTENT_TYPE).collect();
+            if shown.len() < declared.len() {
+                shown.push('…');
+            }
+            (
+                format!("`Content-Type: {shown}`: send the form as {expected}"),
+                format!("biểu mẫu được gửi dạng `{shown}`, nhưng phải là {expected}"),
+            )
+        }
+    };
+    let mut problem =
+        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "media-type", "The form must be URL-encoded UTF-8", detail);
+    problem.errors = vec![ProblemField::from(&FieldError::new("Content-Type", "unsupported_media_type", message))];
+    Err(problem)
 }
 
 /// One name or value of a form body, decoded to bytes: `+` is a space, `%XX` the byte XX (a `%`
@@ -580,13 +641,17 @@ pub async fn handle_action(
     State(state): State<AppState>,
     PageCaller(caller): PageCaller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let id = match petition_id(&id) {
         Ok(id) => id,
         Err(response) => return response,
     };
-    let request = match action_form(&body) {
+    if let Err(problem) = form_content_type(&headers) {
+        return render_petition(&state, &caller, id, None, Some(&problem)).await;
+    }
+    let request = match action_form(&body, &state.desk.handling.deadlines) {
         Ok(request) => request,
         Err(problem) => return render_petition(&state, &caller, id, None, Some(&problem)).await,
     };
@@ -601,11 +666,12 @@ pub async fn handle_action(
 
 #[cfg(test)]
 mod tests {
-    use super::{action_form, form_decode, safe_next};
+    use super::{Deadlines, action_form, form_content_type, form_decode, safe_next};
+    use axum::http::{HeaderMap, HeaderValue, header};
 
     /// The (field, code) pairs of a refused form, and its status.
     fn refused(body: &str) -> (u16, Vec<(String, String)>) {
-        let problem = action_form(body.as_bytes()).unwrap_err();
+        let problem = action_form(body.as_bytes(), Deadlines::default_embedded()).unwrap_err();
         (problem.status, problem.errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect())
     }
 
@@ -615,7 +681,11 @@ mod tests {
 
     #[test]
     fn action_forms_are_read_strictly() {
-        let request = action_form(b"action=extend&days=+3+&note=C%E1%BA%A7n+x%C3%A1c+minh%0D%0A%09th%C3%AAm").unwrap();
+        let request = action_form(
+            b"action=extend&days=+3+&note=C%E1%BA%A7n+x%C3%A1c+minh%0D%0A%09th%C3%AAm",
+            Deadlines::default_embedded(),
+        )
+        .unwrap();
         assert_eq!((request.action.as_str(), request.days), ("extend", Some(3)));
         assert_eq!(request.note.as_deref(), Some("Cần xác minh\r\n\tthêm"));
         assert_eq!((request.answer, request.unit, request.rating), (None, None, None));
@@ -630,15 +700,61 @@ mod tests {
             ("action=extend&days=2&note=%E2%80%8B+%C2%AD", 422, &[("note", "blank")]),
             ("action=answer&answer=", 422, &[("answer", "blank")]),
             ("action=extend&days=-1&note=x", 422, &[("days", "invalid")]),
+            ("action=extend&days=4294967296&note=x", 422, &[("days", "out_of_range")]),
             ("note=x", 422, &[("action", "required")]),
             ("", 422, &[("action", "required")]),
         ] {
             assert_eq!(refused(body), (status, pairs(expected)), "{body}");
         }
+        // The range of `days` is the one extensions take, not the one of its type.
+        let max = Deadlines::default_embedded().max_extension();
+        for body in ["action=extend&days=hai&note=x", "action=extend&days=99999999999&note=x"] {
+            let problem = action_form(body.as_bytes(), Deadlines::default_embedded()).unwrap_err();
+            let message = &problem.errors[0].message;
+            assert!(message.contains(&format!("from 1 to {max}")) && !message.contains("4294967295"), "{message}");
+        }
         // A name that is not UTF-8 is named as far as it can be read; a long one, shortened.
         assert_eq!(refused("action=accept&n%FF=1").1, pairs(&[("n\u{FFFD}", "invalid_utf8")]));
         let long = format!("action=accept&{}=1", "x".repeat(10_000));
         assert_eq!(refused(&long).1[0].0.chars().count(), super::MAX_NAMED_CHARS);
+    }
+
+    #[test]
+    fn staff_action_forms_must_be_declared_url_encoded_utf8() {
+        let declared = |content_type: Option<&[u8]>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = content_type {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_bytes(value).unwrap());
+            }
+            form_content_type(&headers)
+        };
+        for accepted in [
+            &b"application/x-www-form-urlencoded"[..],
+            b"Application/X-WWW-Form-URLEncoded",
+            b"application/x-www-form-urlencoded; charset=utf-8",
+            b"application/x-www-form-urlencoded;charset=\"UTF-8\"",
+            b"application/x-www-form-urlencoded; charset=UTF-8;",
+        ] {
+            assert!(declared(Some(accepted)).is_ok(), "{}", String::from_utf8_lossy(accepted));
+        }
+        for (refused, shown) in [
+            (None, "không có Content-Type"),
+            (Some(&b"application/x-www-form-urlencoded; charset=iso-8859-1"[..]), "charset=iso-8859-1"),
+            (Some(b"text/plain"), "`text/plain`"),
+            (Some(b"multipart/form-data; boundary=x"), "`multipart/form-data; boundary=x`"),
+            (Some(b"application/json"), "`application/json`"),
+            (Some(b"application/x-www-form-urlencoded-x"), "urlencoded-x"),
+            (Some(b"caf\xe9"), "caf\u{FFFD}"),
+        ] {
+            let problem = declared(refused).unwrap_err();
+            assert_eq!(problem.status, 415);
+            let error = &problem.errors[0];
+            assert_eq!((error.field.as_str(), error.code.as_str()), ("Content-Type", "unsupported_media_type"));
+            assert!(error.message.contains(shown), "{shown}: {}", error.message);
+        }
+        let long = format!("text/{}", "x".repeat(10_000));
+        let message = declared(Some(long.as_bytes())).unwrap_err().errors[0].message.clone();
+        assert!(message.chars().count() < 300, "{message}");
     }
 
     #[test]

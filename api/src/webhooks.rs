@@ -195,9 +195,15 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The delivery as the board shows it: the URL's credentials hidden ([`redacted_url`]).
+    /// The delivery as the board shows it: the URL's credentials hidden ([`redacted_url`]), and
+    /// personal data masked in the receiver's error (gateways echo the recipient's number or
+    /// address in theirs).
     fn redacted(&self) -> Delivery {
-        Delivery { url: redacted_url(&self.url), ..self.clone() }
+        Delivery {
+            url: redacted_url(&self.url),
+            last_error: self.last_error.as_deref().map(voxpop_schema::privacy::mask_text),
+            ..self.clone()
+        }
     }
 }
 
@@ -855,7 +861,7 @@ mod tests {
                 attempts: 1,
                 last_attempt_at: Utc::now(),
                 last_status: Some(500),
-                last_error: Some("HTTP 500".into()),
+                last_error: Some("HTTP 500: invalid recipient 0912345678 (nguyen.van.a@example.com)".into()),
                 next_retry_at: None,
                 state: DeliveryState::Failed,
             },
@@ -863,6 +869,7 @@ mod tests {
         );
         let json = serde_json::to_string(&board.snapshot()).unwrap();
         assert!(!json.contains("hookpass") && !json.contains("KEY123"), "{json}");
+        assert!(!json.contains("0912345678") && !json.contains("nguyen.van.a@"), "the receiver's echo: {json}");
         assert!(json.contains(&shown), "{json}");
     }
 

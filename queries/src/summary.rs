@@ -536,7 +536,9 @@ fn campaign_summary(campaign: &Campaign, docs: &[CampaignDoc]) -> CampaignSummar
     let (title, body) = representative
         .map(|d| d.text.split_once('\n').map_or((d.text.as_str(), ""), |(t, b)| (t, b)))
         .unwrap_or_default();
-    let excerpt: String = body.chars().take(240).collect();
+    // Masked whole, then cut: cut first, a number or address split by the cut would no longer
+    // be recognised and its first part would show.
+    let excerpt: String = voxpop_schema::privacy::mask_text(body).chars().take(240).collect();
     CampaignSummary {
         size: campaign.size,
         citizens: campaign.distinct_submitters,
@@ -544,8 +546,9 @@ fn campaign_summary(campaign: &Campaign, docs: &[CampaignDoc]) -> CampaignSummar
         communes: campaign.communes.clone(),
         first_seen: campaign.first_seen,
         last_seen: campaign.last_seen,
-        title: voxpop_schema::privacy::mask_numbers(title),
-        excerpt: voxpop_schema::privacy::mask_numbers(&excerpt),
+        // A title may itself be cut to length (Open311 descriptions).
+        title: voxpop_schema::privacy::mask_excerpt(title),
+        excerpt,
         representative: campaign.representative,
     }
 }

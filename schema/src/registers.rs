@@ -246,10 +246,11 @@ impl PersonEntry {
 
     /// The entry as a reader without access to personal data sees it: the name reduced to its
     /// initials, all but the last digits of the phone hidden, no birth year, and the person id
-    /// masked like a number in the text (a national ID number is often used as the id:
-    /// "079200009999" -> "*********999", while a unit's own numbering such as "BD-001" stays
-    /// readable). The SQL view `register_entries` (`queries/src/sql.rs`) masks the same columns,
-    /// so both paths show the same entry.
+    /// masked by [`crate::privacy::mask_person_id`] (a national ID number is often used as the id,
+    /// written in any way: "079200009999" -> "*********999", "079.200.009.999" ->
+    /// "***.***.***.999", while a unit's own numbering such as "BD-001" stays readable). The SQL
+    /// view `register_entries` (`queries/src/sql.rs`) masks the same columns with the same
+    /// functions, so both paths show the same entry.
     pub fn masked(&self) -> PersonEntry {
         let contact = crate::privacy::mask_contact(&crate::Contact {
             name: Some(self.full_name.clone()),
@@ -257,7 +258,7 @@ impl PersonEntry {
             email: None,
         });
         PersonEntry {
-            person_id: crate::privacy::mask_text(&self.person_id),
+            person_id: crate::privacy::mask_person_id(&self.person_id),
             full_name: contact.name.unwrap_or_default(),
             phone: self.phone.as_deref().map(crate::privacy::mask_phone),
             birth_year: None,
@@ -2147,8 +2148,13 @@ mod tests {
             (masked.unit.as_str(), masked.role.as_str(), masked.term_start, masked.entry_id),
             (entry.unit.as_str(), entry.role.as_str(), entry.term_start, entry.entry_id)
         );
-        for (id, shown) in [("BD-001", "BD-001"), ("HV-12345", "HV-12345"), ("cccd:001203004567", "cccd:*********567")]
-        {
+        for (id, shown) in [
+            ("BD-001", "BD-001"),
+            ("HV-12345", "HV-12345"),
+            ("cccd:001203004567", "cccd:*********567"),
+            // Dots make it look like an amount to the text masking; it is still an ID number.
+            ("079.200.009.999", "***.***.***.999"),
+        ] {
             assert_eq!(person("00004", id, "Ủy viên", 0).masked().person_id, shown, "{id}");
         }
     }

@@ -1035,47 +1035,78 @@ enum Decimal {
     Ambiguous { grouped: f64, decimal: f64 },
 }
 
+/// Why a text is not read as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotANumber {
+    /// It is not written as a number at all (`nhiều`, `1.2.3,4.5`).
+    Text,
+    /// Digits with white space where no thousands separator stands (`1 2 3 4`, `3\n4`, `3\t4`):
+    /// a cell edited in place or two values pasted into one. Joining the digits would store a
+    /// number nobody typed, so the cell is refused, naming the white space.
+    Spacing(char),
+}
+
+/// The white space that may separate groups of thousands: a space, the no-break space (U+00A0)
+/// that spreadsheets in Vietnamese and French put between groups when they format a number, and
+/// the narrow no-break space (U+202F) of the same formats elsewhere.
+const GROUP_SPACES: [char; 3] = [' ', '\u{a0}', '\u{202f}'];
+
 /// Reads `12`, `-3`, `12,5`, `12.5`, `1.234.567`, `1,234,567`, `1.234,5`, `1,234.5`, `1 234`,
-/// `68,5%`. `None` when the text is not a number.
-fn parse_decimal(text: &str) -> Option<Decimal> {
-    let compact: String = text.trim().chars().filter(|ch| !ch.is_whitespace() && *ch != '\u{a0}').collect();
-    let compact = compact.strip_suffix('%').unwrap_or(&compact);
-    let (negative, digits) = match compact.as_bytes().first() {
-        Some(b'-') => (true, &compact[1..]),
-        Some(b'+') => (false, &compact[1..]),
-        _ => (false, compact),
+/// `68,5%`, `68,5 %`.
+///
+/// White space around the number is ignored. Inside it, white space is only read as a
+/// thousands separator: one space or no-break space (one of [`GROUP_SPACES`]) between a first
+/// group of one to three digits and further groups of exactly three, before the decimal mark
+/// (`1 234 567`, `1 234,5`); then the `.` or `,` that follows can only be the decimal mark. One
+/// such space may also stand before `%`. Any other white space (two spaces, a tab, a line break,
+/// a space in the fraction or after the sign, groups that are not of three) is
+/// [`NotANumber::Spacing`].
+fn parse_decimal(text: &str) -> Result<Decimal, NotANumber> {
+    let trimmed = text.trim();
+    let number = match trimmed.strip_suffix('%') {
+        Some(number) => number.strip_suffix(GROUP_SPACES).unwrap_or(number),
+        None => trimmed,
     };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b',') {
-        return None;
+    let (negative, unsigned) = match number.as_bytes().first() {
+        Some(b'-') => (true, &number[1..]),
+        Some(b'+') => (false, &number[1..]),
+        _ => (false, number),
+    };
+    let written_as_number = unsigned.chars().any(|ch| ch.is_ascii_digit())
+        && unsigned.chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == ',' || ch.is_whitespace());
+    if !written_as_number {
+        return Err(NotANumber::Text);
     }
+    let joined = without_group_spaces(unsigned)?;
+    let digits = joined.as_str();
     let sign = if negative { -1.0 } else { 1.0 };
     let dots = digits.matches('.').count();
     let commas = digits.matches(',').count();
-    let plain = |integer: &str, fraction: &str| -> Option<f64> {
-        let joined = if fraction.is_empty() { integer.to_owned() } else { format!("{integer}.{fraction}") };
+    let plain = |integer: &str, fraction: &str| -> Result<f64, NotANumber> {
         if integer.is_empty() || !integer.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+            return Err(NotANumber::Text);
         }
         if !fraction.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+            return Err(NotANumber::Text);
         }
-        joined.parse::<f64>().ok().map(|value| sign * value)
+        let joined = if fraction.is_empty() { integer.to_owned() } else { format!("{integer}.{fraction}") };
+        joined.parse::<f64>().map(|value| sign * value).map_err(|_| NotANumber::Text)
     };
     // Groups of three after a first group of one to three digits.
-    let ungroup = |grouped: &str, separator: char| -> Option<String> {
+    let ungroup = |grouped: &str, separator: char| -> Result<String, NotANumber> {
         let mut parts = grouped.split(separator);
-        let first = parts.next()?;
+        let first = parts.next().unwrap_or_default();
         if first.is_empty() || first.len() > 3 {
-            return None;
+            return Err(NotANumber::Text);
         }
         let mut joined = first.to_owned();
         for part in parts {
             if part.len() != 3 {
-                return None;
+                return Err(NotANumber::Text);
             }
             joined.push_str(part);
         }
-        Some(joined)
+        Ok(joined)
     };
     match (dots, commas) {
         (0, 0) => plain(digits, "").map(Decimal::Exact),
@@ -1085,27 +1116,71 @@ fn parse_decimal(text: &str) -> Option<Decimal> {
             if count > 1 {
                 return plain(&ungroup(digits, separator)?, "").map(Decimal::Exact);
             }
-            let (integer, fraction) = digits.split_once(separator)?;
+            let (integer, fraction) = digits.split_once(separator).ok_or(NotANumber::Text)?;
             let decimal = plain(integer, fraction)?;
+            // After spaces grouped the thousands the integer part has four digits or more, so a
+            // mark that follows is never read as a second kind of grouping.
             let could_group = fraction.len() == 3 && (1..=3).contains(&integer.len()) && !integer.starts_with('0');
             if could_group {
                 let grouped = plain(&format!("{integer}{fraction}"), "")?;
-                Some(Decimal::Ambiguous { grouped, decimal })
+                Ok(Decimal::Ambiguous { grouped, decimal })
             } else {
-                Some(Decimal::Exact(decimal))
+                Ok(Decimal::Exact(decimal))
             }
         }
         _ => {
             // Both separators: the last one is the decimal mark, the other groups thousands.
-            let last_dot = digits.rfind('.')?;
-            let last_comma = digits.rfind(',')?;
+            let last_dot = digits.rfind('.').ok_or(NotANumber::Text)?;
+            let last_comma = digits.rfind(',').ok_or(NotANumber::Text)?;
             let (decimal_mark, group_mark) = if last_dot > last_comma { ('.', ',') } else { (',', '.') };
             if digits.matches(decimal_mark).count() != 1 {
-                return None;
+                return Err(NotANumber::Text);
             }
-            let (integer, fraction) = digits.split_once(decimal_mark)?;
+            let (integer, fraction) = digits.split_once(decimal_mark).ok_or(NotANumber::Text)?;
             plain(&ungroup(integer, group_mark)?, fraction).map(Decimal::Exact)
         }
+    }
+}
+
+/// The digits of `unsigned` with the spaces that group its thousands taken out (see
+/// [`parse_decimal`]); [`NotANumber::Spacing`] naming the first white space that groups nothing.
+fn without_group_spaces(unsigned: &str) -> Result<String, NotANumber> {
+    if !unsigned.contains(char::is_whitespace) {
+        return Ok(unsigned.to_owned());
+    }
+    if let Some(odd) = unsigned.chars().find(|ch| ch.is_whitespace() && !GROUP_SPACES.contains(ch)) {
+        return Err(NotANumber::Spacing(odd));
+    }
+    let integer_end = unsigned.find(['.', ',']).unwrap_or(unsigned.len());
+    let (integer, rest) = unsigned.split_at(integer_end);
+    if let Some(in_fraction) = rest.chars().find(|ch| ch.is_whitespace()) {
+        return Err(NotANumber::Spacing(in_fraction));
+    }
+    let misplaced = integer.chars().find(|ch| ch.is_whitespace()).unwrap_or(' ');
+    let mut groups = integer.split(GROUP_SPACES);
+    let first = groups.next().unwrap_or_default();
+    if first.is_empty() || first.len() > 3 {
+        return Err(NotANumber::Spacing(misplaced));
+    }
+    let mut joined = first.to_owned();
+    for group in groups {
+        if group.len() != 3 {
+            return Err(NotANumber::Spacing(misplaced));
+        }
+        joined.push_str(group);
+    }
+    joined.push_str(rest);
+    Ok(joined)
+}
+
+/// How a sheet message names a white-space character.
+fn white_space_vi(ch: char) -> String {
+    match ch {
+        ' ' => "dấu cách".to_owned(),
+        '\u{a0}' | '\u{202f}' => "dấu cách không ngắt".to_owned(),
+        '\t' => "dấu tab".to_owned(),
+        '\n' | '\r' => "dấu xuống dòng".to_owned(),
+        other => format!("ký tự khoảng trắng U+{:04X}", u32::from(other)),
     }
 }
 
@@ -1138,10 +1213,10 @@ fn parse_value(indicator: &Indicator, cell: &Cell) -> Result<Option<Value>, Prob
             let number = match cell {
                 Cell::Number(number) => *number,
                 Cell::Text(text) => match parse_decimal(text) {
-                    Some(Decimal::Exact(number)) => number,
+                    Ok(Decimal::Exact(number)) => number,
                     // A count is whole, so `1.500` can only be fifteen hundred.
-                    Some(Decimal::Ambiguous { grouped, .. }) if indicator.value_type == ValueType::Count => grouped,
-                    Some(Decimal::Ambiguous { grouped, decimal }) => {
+                    Ok(Decimal::Ambiguous { grouped, .. }) if indicator.value_type == ValueType::Count => grouped,
+                    Ok(Decimal::Ambiguous { grouped, decimal }) => {
                         return Err(problem(
                             "ambiguous_number",
                             format!(
@@ -1151,7 +1226,18 @@ fn parse_value(indicator: &Indicator, cell: &Cell) -> Result<Option<Value>, Prob
                             ),
                         ));
                     }
-                    None => {
+                    Err(NotANumber::Spacing(space)) => {
+                        return Err(problem(
+                            "misplaced_space",
+                            format!(
+                                "{} có {} giữa các chữ số: chỉ được dùng một dấu cách để tách các nhóm ba chữ số \
+                                 hàng nghìn (ví dụ 1 234 hoặc 1234), hãy kiểm tra lại số đã nhập",
+                                cell.describe(),
+                                white_space_vi(space)
+                            ),
+                        ));
+                    }
+                    Err(NotANumber::Text) => {
                         return Err(problem(
                             "type",
                             format!("{} không phải là số ({})", cell.describe(), indicator.value_type.label_vi()),
@@ -2481,6 +2567,60 @@ mod tests {
         assert!(parse_value(count, &Cell::Bool(true)).is_err());
         assert!(parse_value(count, &Cell::Error("#DIV/0!".into())).is_err());
         assert_eq!(parse_value(count, &Cell::Empty).ok().flatten(), None);
+    }
+
+    #[test]
+    fn report_numbers_take_white_space_only_around_them_and_between_thousands() {
+        let catalogue = Catalogue::default_embedded();
+        let count = catalogue.indicator("meetings_held").unwrap();
+        let amount = catalogue.indicator("relief_amount").unwrap();
+        let rate = catalogue.indicator("campaign_participation_rate").unwrap();
+        let number = |indicator: &Indicator, text: &str| match parse_value(indicator, &Cell::Text(text.into())) {
+            Ok(Some(Value::Number(n))) => Ok(n),
+            Ok(other) => panic!("{other:?}"),
+            Err(p) => Err(p.code),
+        };
+        // What staff type: spaces around the number, a space or a no-break space between groups.
+        for (text, expected) in [
+            ("  12 ", 12.0),
+            ("\t12\r\n", 12.0),
+            ("1 234", 1234.0),
+            ("1\u{a0}234\u{a0}567", 1_234_567.0),
+            ("12\u{202f}345", 12_345.0),
+            ("+1 234", 1234.0),
+        ] {
+            assert_eq!(number(count, text), Ok(expected), "{text:?}");
+        }
+        assert_eq!(number(amount, "1 234,5"), Ok(1234.5));
+        assert_eq!(number(amount, "1 234.500"), Ok(1234.5), "after spaces group, `.` is the decimal mark");
+        assert_eq!(number(rate, "68,5 %"), Ok(68.5));
+        assert_eq!(number(rate, "68,5\u{a0}%"), Ok(68.5));
+        // White space that groups nothing: refused, never joined into a number nobody typed.
+        for text in [
+            "1 2 3 4",
+            "3\n4",
+            "3\t4",
+            "3\r\n4",
+            "12 34",
+            "1234 567",
+            "1  234",
+            "1 234 56",
+            "- 5",
+            "1,5 5",
+            "1 234\u{2003}567",
+        ] {
+            assert_eq!(number(count, text), Err("misplaced_space"), "{text:?}");
+        }
+        assert_eq!(number(rate, "68,5  %"), Err("misplaced_space"));
+        // Words with spaces are not numbers with misplaced spaces.
+        assert_eq!(number(count, "ba mươi"), Err("type"));
+        assert_eq!(number(count, "3 người"), Err("type"));
+        // The message names the value and the white space, in Vietnamese.
+        let message = |text: &str| parse_value(count, &Cell::Text(text.into())).err().unwrap().message;
+        assert!(message("1 2 3 4").starts_with("`1 2 3 4` có dấu cách giữa các chữ số"), "{}", message("1 2 3 4"));
+        assert!(message("3\t4").contains("dấu tab"), "{}", message("3\t4"));
+        assert!(message("3\r\n4").contains("dấu xuống dòng"), "{}", message("3\r\n4"));
+        assert!(message("1 234\u{2003}567").contains("U+2003"), "{}", message("1 234\u{2003}567"));
     }
 
     #[test]

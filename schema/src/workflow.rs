@@ -206,8 +206,9 @@ impl Action {
 
     /// The members of the action's body besides `action`, each with whether it is required.
     /// `note` is taken by every action: a reason where one is required, a remark otherwise.
-    /// Anything else is refused by [`Status::decide`], so a client that sends `rating` with
-    /// `accept` learns that it was not recorded rather than believing it was.
+    /// Anything else is refused by [`Status::decide`], a `null` as much as a value (see
+    /// [`ActionRequest::null_members`]), so a client that sends `rating` with `accept` learns that
+    /// it was not recorded rather than believing it was.
     pub fn members(self) -> &'static [(&'static str, bool)] {
         match self {
             Action::Accept | Action::Start | Action::Close => &[("note", false)],
@@ -265,6 +266,12 @@ pub struct ActionRequest {
     /// 1..=5 (rate).
     #[serde(default)]
     pub rating: Option<u8>,
+    /// The members the body gave as `null`. For a member the action takes, `null` is its
+    /// absence; a member the action does not take is refused whatever it holds, `null` included
+    /// (`not_taken`): a client that sends `"rating": null` with `extend` believes the action has
+    /// a rating, and learns otherwise rather than having the member silently dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub null_members: Vec<String>,
 }
 
 /// Who acted.
@@ -535,10 +542,35 @@ impl Members {
     }
 }
 
+/// The values a whole-number member (`days`, `rating`) may take: `days` 1..=`max_extension`
+/// working days, `rating` 1..=5. `None` for any other member. The API states these ranges when
+/// a body's number is not even of the member's type (a `days` of 2^32), so every refusal of a
+/// number names the range the member really takes.
+pub fn whole_range(member: &str, deadlines: &Deadlines) -> Option<std::ops::RangeInclusive<u64>> {
+    match member {
+        "days" => Some(1..=u64::from(deadlines.max_extension())),
+        "rating" => Some(1..=5),
+        _ => None,
+    }
+}
+
+/// The refusal (`out_of_range`) of `given` for a whole-number member, stating its
+/// [`whole_range`].
+pub fn out_of_range(member: &str, given: &dyn std::fmt::Display, deadlines: &Deadlines) -> FieldError {
+    let range = whole_range(member, deadlines).unwrap_or(0..=0);
+    let (low, high) = (range.start(), range.end());
+    let message = match member {
+        "days" => format!("`days` must be from {low} to {high} working days, not {given}"),
+        _ => format!("`{member}` must be a whole number from {low} to {high}, not {given}"),
+    };
+    FieldError::new(member, "out_of_range", message)
+}
+
 /// Reads the members of `request` for `action`, naming every member at fault: one the action
-/// does not take, a text that shows nothing or holds control characters, a number out of its
-/// range or an unknown unit. Ranges are checked whatever the action, so a `rating` of 7 sent
-/// with `accept` is named twice (not taken, and out of range) rather than once.
+/// does not take (given a value or `null`), a text that shows nothing or holds control
+/// characters, a number out of its range or an unknown unit. Ranges are checked whatever the
+/// action, so a `rating` of 7 sent with `accept` is named twice (not taken, and out of range)
+/// rather than once.
 fn read_members(request: &ActionRequest, action: Action, rules: &Rules<'_>) -> Result<Members, Vec<FieldError>> {
     let mut errors = Vec::new();
     let taken = action.members();
@@ -549,7 +581,8 @@ fn read_members(request: &ActionRequest, action: Action, rules: &Rules<'_>) -> R
         ("days", request.days.is_some()),
         ("rating", request.rating.is_some()),
     ];
-    for (member, present) in sent {
+    for (member, has_value) in sent {
+        let present = has_value || request.null_members.iter().any(|null| null == member);
         if present && !taken.iter().any(|(name, _)| *name == member) {
             let takes: Vec<String> = taken.iter().map(|(name, _)| format!("`{name}`")).collect();
             errors.push(FieldError::new(
@@ -585,25 +618,17 @@ fn read_members(request: &ActionRequest, action: Action, rules: &Rules<'_>) -> R
         }
         Some(unit) => Some(unit.to_owned()),
     };
-    let max = rules.deadlines.max_extension();
+    let in_range = |member: &str, value: u64| whole_range(member, rules.deadlines).is_some_and(|r| r.contains(&value));
     let days = match request.days {
-        Some(days) if !(1..=max).contains(&days) => {
-            errors.push(FieldError::new(
-                "days",
-                "out_of_range",
-                format!("`days` must be from 1 to {max} working days, not {days}"),
-            ));
+        Some(days) if !in_range("days", u64::from(days)) => {
+            errors.push(out_of_range("days", &days, rules.deadlines));
             None
         }
         days => days,
     };
     let rating = match request.rating {
-        Some(rating) if !(1..=5).contains(&rating) => {
-            errors.push(FieldError::new(
-                "rating",
-                "out_of_range",
-                format!("`rating` must be a whole number from 1 to 5, not {rating}"),
-            ));
+        Some(rating) if !in_range("rating", u64::from(rating)) => {
+            errors.push(out_of_range("rating", &rating, rules.deadlines));
             None
         }
         rating => rating,
@@ -1076,6 +1101,49 @@ mod tests {
         assert_eq!(fields(refused), pairs(&[("unit", "already_handling")]));
         let assign = ActionRequest { unit: Some("00004-001".to_owned()), ..act("assign") };
         assert_eq!(accepted.decide(&assign, &officer, now, &rules).unwrap().unit, "00004-001");
+    }
+
+    #[test]
+    fn workflow_null_members_the_action_does_not_take_are_refused() {
+        let (calendar, deadlines, routing) =
+            (Calendar::default_embedded().clone(), Deadlines::default_embedded().clone(), Routing::default_rules());
+        let rules = Rules { units: Units::embedded(), calendar: &calendar, deadlines: &deadlines, routing: &routing };
+        let status = Status::initial(Uuid::now_v7(), &petition(), &rules);
+        let accepted = status
+            .apply(&status.decide(&act("accept"), &staff("00004"), status.received_at, &rules).unwrap(), &rules)
+            .unwrap();
+        let decide = |request: &ActionRequest| accepted.decide(request, &staff("00004"), accepted.received_at, &rules);
+        let nulls = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>();
+
+        // `rating: null` with `extend` is named as any member `extend` does not take.
+        let extend = ActionRequest {
+            days: Some(1),
+            note: Some("x".to_owned()),
+            null_members: nulls(&["rating", "answer"]),
+            ..act("extend")
+        };
+        assert_eq!(fields(decide(&extend).unwrap_err()), pairs(&[("answer", "not_taken"), ("rating", "not_taken")]));
+        let Err(Rejected::Fields(errors)) = decide(&extend) else { panic!("refused by its fields") };
+        assert!(errors[1].message.contains("`extend` takes no `rating`"), "{}", errors[1].message);
+        // A `null` member the action takes is its absence: optional, or missing when required.
+        let accept = ActionRequest { null_members: nulls(&["note"]), ..act("start") };
+        assert_eq!(decide(&accept).unwrap().action, Action::Start);
+        let extend = ActionRequest { note: Some("x".to_owned()), null_members: nulls(&["days"]), ..act("extend") };
+        assert_eq!(fields(decide(&extend).unwrap_err()), pairs(&[("days", "required")]));
+
+        // Out-of-range numbers name the range the member takes.
+        let max = deadlines.max_extension();
+        let extend = ActionRequest { days: Some(max + 1), note: Some("x".to_owned()), ..act("extend") };
+        let Err(Rejected::Fields(errors)) = decide(&extend) else { panic!("refused by its fields") };
+        assert_eq!(errors[0].message, format!("`days` must be from 1 to {max} working days, not {}", max + 1));
+        assert_eq!(whole_range("days", &deadlines), Some(1..=u64::from(max)));
+        assert_eq!(whole_range("rating", &deadlines), Some(1..=5));
+        assert_eq!(whole_range("note", &deadlines), None);
+        let refused = out_of_range("rating", &256, &deadlines);
+        assert_eq!(
+            (refused.code.as_str(), refused.message.as_str()),
+            ("out_of_range", "`rating` must be a whole number from 1 to 5, not 256")
+        );
     }
 
     #[test]

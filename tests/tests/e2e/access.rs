@@ -167,7 +167,7 @@ async fn every_read_path_is_limited_to_the_callers_unit() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let response =
         client.post(server.url("/api/v1/reports")).bearer_auth(&commune).json(&report("00976")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "another unit's report, as for registers");
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["errors"][0]["code"], "out_of_scope", "{problem}");
     let response =

@@ -610,18 +610,23 @@ async fn sql_shows_weekly_reports_from_the_callers_unit_down() {
     std::fs::create_dir_all(data_dir.join("reference")).unwrap();
     std::fs::write(data_dir.join("reference/villages.csv"), "code,name\n00004-001,Tổ dân phố số 1\n").unwrap();
     let central = token(&data_dir, "00", "data_engineer");
+    let central_admin = token(&data_dir, "00", "admin");
     let province = token(&data_dir, "01", "officer");
     let commune = token(&data_dir, "00004", "officer");
     let server = Server::start(&data_dir, None).await;
     let client = reqwest::Client::new();
 
-    // A commune and its village, another commune of the same province (Hà Nội), the province
+    // Data engineers read reports; units (here the central admin) write them.
+    let report = json!({"unit": "00004", "week": "2025-W38", "values": {"meetings_held": 1}});
+    let response = client.post(server.url("/api/v1/reports")).bearer_auth(&central).json(&report).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    // A commune, its village, another commune of the same province (Hà Nội), the province
     // itself, and a commune of another province.
     let units = ["00004", "00004-001", "00127", "01", "00976"];
     for unit in units {
         let report = json!({"unit": unit, "week": "2025-W38", "values": {"meetings_held": 1}});
         let response =
-            client.post(server.url("/api/v1/reports")).bearer_auth(&central).json(&report).send().await.unwrap();
+            client.post(server.url("/api/v1/reports")).bearer_auth(&central_admin).json(&report).send().await.unwrap();
         assert_eq!(response.status(), reqwest::StatusCode::CREATED, "{unit}: {}", response.text().await.unwrap());
     }
     let seen = |bearer: &str, sql: &str| {

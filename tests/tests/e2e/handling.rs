@@ -595,3 +595,105 @@ async fn handling_action_bodies_are_read_strictly_naming_each_field() {
     assert_unprocessable(status, &content_type, &problem);
     assert_eq!(fields_and_codes(&problem), expect(&[("unit", "already_handling")]), "{problem}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handling_tracking_takes_one_secret_refuses_null_members_and_masks_staff_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let officer = token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let api = Api { server: &server, client: reqwest::Client::new() };
+    // Synthetic numbers and addresses: the citizen's own in the title, third parties' in the notes.
+    let receipt = api
+        .submit(json!({"title": "Đèn đường hỏng, gọi tôi 0912345678", "body": "Đèn đường hỏng cả tháng nay.",
+            "commune_code": "00004"}))
+        .await;
+    let (id, code, secret) = (
+        receipt["id"].as_str().unwrap().to_owned(),
+        receipt["tracking_code"].as_str().unwrap().to_owned(),
+        receipt["secret"].as_str().unwrap().to_owned(),
+    );
+    server.wait_written(1, Duration::from_secs(30)).await;
+    let staff = |body: Value| {
+        let request =
+            api.client.post(server.url(&format!("/api/v1/petitions/{id}/actions"))).bearer_auth(&officer).json(&body);
+        async move { problem_of(request.send().await.unwrap()).await }
+    };
+    assert_eq!(api.act(&id, &officer, json!({"action": "accept"})).await.0, StatusCode::OK);
+
+    // A `null` member the action does not take is refused as any other, naming it.
+    let (status, content_type, problem) =
+        staff(json!({"action": "extend", "note": "x", "days": 1, "rating": null})).await;
+    assert_unprocessable(status, &content_type, &problem);
+    assert_eq!(problem["errors"][0]["field"], "rating", "{problem}");
+    assert_eq!(problem["errors"][0]["code"], "not_taken", "{problem}");
+    // Numbers beyond their type name the range the member takes, not the type's.
+    let (status, content_type, problem) =
+        staff(json!({"action": "extend", "note": "x", "days": 4_294_967_296u64})).await;
+    assert_unprocessable(status, &content_type, &problem);
+    assert_eq!(problem["errors"][0]["field"], "days", "{problem}");
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("from 1 to ") && !message.contains("4294967295"), "{problem}");
+    let rate = api.client.post(server.url(&format!("/api/v1/track/{code}/actions")));
+    let (status, content_type, problem) =
+        problem_of(rate.json(&json!({"secret": secret, "action": "rate", "rating": 256})).send().await.unwrap()).await;
+    assert_unprocessable(status, &content_type, &problem);
+    assert_eq!(problem["errors"][0]["field"], "rating", "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("from 1 to 5"), "{problem}");
+
+    // Staff notes holding others' data, then an answer with the office's number for the citizen.
+    let note = "Chờ ý kiến hộ bên cạnh (0901112223), cán bộ địa chính cb.xa@gmail.com, CCCD 079123456789";
+    for step in [
+        json!({"action": "extend", "days": 2, "note": note}),
+        json!({"action": "start"}),
+        json!({"action": "answer", "answer": "Đã thay bóng đèn; cần hỗ trợ xin gọi 02438123456."}),
+    ] {
+        let (status, body) = api.act(&id, &officer, step.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{step}: {body}");
+    }
+    let track = format!("/api/v1/track/{code}");
+    let (status, view) = api.get(&track, None, &[("x-tracking-secret", &secret)]).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let shown = view.to_string();
+    for third_party in ["0901112223", "cb.xa@gmail.com", "079123456789"] {
+        assert!(!shown.contains(third_party), "{third_party} shown to the citizen: {view}");
+    }
+    let extension = view["timeline"].as_array().unwrap().iter().find(|e| e["action"] == "extend").cloned().unwrap();
+    assert!(extension["note"].as_str().unwrap().starts_with("Chờ ý kiến hộ bên cạnh ("), "{view}");
+    assert_eq!(view["title"], "Đèn đường hỏng, gọi tôi 0912345678", "the citizen's own number: {view}");
+    assert_eq!(view["answer"], "Đã thay bóng đèn; cần hỗ trợ xin gọi 02438123456.", "{view}");
+
+    // Two different secrets are a 400 naming `secret`, whichever wins otherwise; the same one twice
+    // (as typed: case and dashes aside) is one secret.
+    let other = if secret.starts_with('A') { "BBBBBBBBBB" } else { "AAAAAAAAAA" };
+    let get = |path: String, header: Option<&str>| {
+        let mut request = api.client.get(server.url(&path));
+        if let Some(value) = header {
+            request = request.header("x-tracking-secret", value);
+        }
+        async move { problem_of(request.send().await.unwrap()).await }
+    };
+    let bad_request = (StatusCode::BAD_REQUEST, "application/problem+json".to_owned());
+    for (path, header) in [
+        (format!("{track}?secret={other}"), Some(secret.as_str())),
+        (format!("{track}?secret={secret}"), Some(other)),
+        (format!("{track}?secret={secret}&secret={secret}"), None),
+    ] {
+        let (status, content_type, problem) = get(path.clone(), header).await;
+        assert_eq!((status, content_type), bad_request, "{path} {header:?}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "secret", "{path}: {problem}");
+    }
+    let (status, _, view) = get(format!("{track}?secret={}", secret.to_lowercase()), Some(&secret)).await;
+    assert_eq!((status, view["state"].as_str()), (StatusCode::OK, Some("answered")), "{view}");
+    // The citizen's actions: a header and a body that disagree are refused the same way.
+    let request = api
+        .client
+        .post(server.url(&format!("{track}/actions")))
+        .header("x-tracking-secret", other)
+        .json(&json!({"secret": secret, "action": "rate", "rating": 4}));
+    let (status, content_type, problem) = problem_of(request.send().await.unwrap()).await;
+    assert_eq!((status, content_type), bad_request, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "secret", "{problem}");
+    let (_, view) = api.get(&track, None, &[("x-tracking-secret", &secret)]).await;
+    assert_eq!(view["rating"], Value::Null, "nothing refused was recorded: {view}");
+}

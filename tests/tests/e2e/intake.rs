@@ -151,6 +151,19 @@ async fn bad_input_gets_a_problem_naming_every_field_and_never_a_500() {
         assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
         assert_eq!(problem_fields(&response.json().await.unwrap()), ["Content-Type"], "{content_type}");
     }
+    // A body said to be compressed, whether it is or not.
+    for encoding in ["gzip", "br, identity"] {
+        let response = reqwest::Client::new()
+            .post(server.url("/api/v1/petitions"))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(json!({"title": "t", "body": "b", "commune_code": "00004"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{encoding}");
+        assert_eq!(problem_fields(&response.json().await.unwrap()), ["Content-Encoding"], "{encoding}");
+    }
     // A request larger than the transport limit.
     let (status, content_type, _) = post(&server, vec![b'x'; 400 * 1024]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);

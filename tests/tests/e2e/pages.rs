@@ -500,3 +500,56 @@ async fn reports_page_refuses_an_unknown_format_and_repeated_or_unknown_paramete
     assert_eq!(workbook.status(), reqwest::StatusCode::OK);
     assert_eq!(&workbook.bytes().await.unwrap()[..2], b"PK");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_action_form_is_refused_with_415_unless_url_encoded_utf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let officer = voxpop_tests::server::create_token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let id = server
+        .submit(&json!({"title": "Cây đổ chắn đường", "body": "Cây đổ sau bão chắn ngõ.", "commune_code": "00004"}))
+        .await;
+    server.wait_written(1, Duration::from_secs(30)).await;
+    let client = no_redirects();
+    let url = server.url(&format!("/xu-ly/{id}"));
+    let post = |content_type: Option<&str>, body: &'static [u8]| {
+        let mut request = client.post(url.clone()).bearer_auth(&officer).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        request
+    };
+
+    // "Cần" in ISO-8859-1 would not be the bytes the form meant: refused, not read as UTF-8.
+    for (content_type, body, named) in [
+        (None, &b"action=accept"[..], "không có Content-Type"),
+        (
+            Some("application/x-www-form-urlencoded; charset=iso-8859-1"),
+            b"action=extend&days=2&note=C%E2n",
+            "iso-8859-1",
+        ),
+        (Some("text/plain"), b"action=accept", "text/plain"),
+        (Some("application/json"), br#"{"action":"accept"}"#, "application/json"),
+    ] {
+        let page = fetch(post(content_type, body)).await;
+        assert_refused(&page, 415, "Content-Type", &format!("{content_type:?}"));
+        assert!(page.2.contains(named), "{content_type:?}: {}", page.2);
+        assert!(page.2.contains("id=\"history\""), "{content_type:?}: the petition's page again: {}", page.2);
+    }
+    // Nothing refused was recorded; the form as browsers send it is, whatever the case.
+    let done = fetch(post(Some("Application/X-WWW-Form-URLEncoded; Charset=\"UTF-8\""), b"action=accept")).await;
+    assert_eq!(done.0, reqwest::StatusCode::SEE_OTHER, "{}", done.2);
+    let history: serde_json::Value = client
+        .get(server.url(&format!("/api/v1/petitions/{id}/history")))
+        .bearer_auth(&officer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> =
+        history["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["accept"], "{history}");
+}

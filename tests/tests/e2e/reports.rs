@@ -377,3 +377,44 @@ async fn reports_csv_upload_is_refused_past_256_columns_with_one_error() {
         "{status} {body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_numbers_with_white_space_between_their_digits_are_refused_naming_the_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let commune = token(&data_dir, "00004", "officer");
+    let server = Server::start(&data_dir, None).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let upload = |sheet: String| {
+        client.post(server.url("/api/v1/reports/upload?format=csv")).bearer_auth(&commune).body(sheet).send()
+    };
+
+    // Digits split by spaces that group nothing, a tab or a line break: never joined into a number.
+    for (cell, named) in
+        [("1 2 3 4", "dấu cách"), ("3\n4", "dấu xuống dòng"), ("3\t4", "dấu tab"), ("3\r\n4", "dấu xuống dòng")]
+    {
+        let sheet = format!("unit_code,week,meetings_held\n00004,2025-W38,\"{cell}\"\n");
+        let (status, content_type, problem) = problem_of(upload(sheet).await.unwrap()).await;
+        voxpop_tests::problem::assert_unprocessable(status, &content_type, &problem);
+        let error = voxpop_tests::problem::first_cell_error(&problem);
+        assert_eq!(error, (Some(2), Some("C"), Some("misplaced_space")), "{cell:?}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], "meetings_held", "{cell:?}: {problem}");
+        assert!(problem["errors"][0]["message"].as_str().unwrap().contains(named), "{cell:?}: {problem}");
+    }
+    // The JSON entry reads its values the same way.
+    let response = client
+        .post(server.url("/api/v1/reports"))
+        .bearer_auth(&commune)
+        .json(&json!({"unit": "00004", "week": "2025-W38", "values": {"meetings_held": "1 2 3 4"}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, content_type, problem) = problem_of(response).await;
+    voxpop_tests::problem::assert_unprocessable(status, &content_type, &problem);
+    assert_eq!(problem["errors"][0]["code"], "misplaced_space", "{problem}");
+
+    // What staff type: spaces around the number, a space or a no-break space between thousands.
+    let sheet = "unit_code,week,meetings_held,household_visits\n00004,2025-W38,\" 12 \",\"1\u{a0}234\"\n";
+    let response = upload(sheet.to_owned()).await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED, "{}", response.text().await.unwrap());
+}
