@@ -20,9 +20,12 @@
 //! before hyper's header timer starts, so a client that sends nothing would again hold its
 //! connection forever, and HTTP/2 has no header timeout at all.
 //!
-//! hyper answers a request head it cannot take (431 headers too large, 414 URI too long, 400) by
-//! itself, with no body: its builder has no hook for one (`max_buf_size` and `max_headers` only
-//! move the limits), so those three are the API's only errors that are not problems.
+//! Request heads have limits of their own ([`MAX_TARGET_BYTES`], [`MAX_HEADERS`],
+//! [`MAX_HEADER_BYTES`]), answered 414 or 431 as problems naming what is too large. hyper answers
+//! a head it cannot parse by itself, with no body (its builder has no hook for one), so its own
+//! limits are set well above ours: only a head beyond those (a request target over 64 KiB, more
+//! than [`HYPER_MAX_HEADERS`] headers, a head over [`HYPER_MAX_BUF_BYTES`]) or one that is not
+//! HTTP at all gets hyper's bare 414, 431 or 400.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -77,6 +80,20 @@ pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// also bounds the kernel memory an unread answer holds. 512 KiB still fills a 40 Mbit/s link at
 /// 100 ms of round trip.
 const SEND_BUFFER_BYTES: usize = 512 * 1024;
+/// The longest request target (path and query) the API reads: a search query of the longest
+/// `q` written in Vietnamese and percent-encoded is about 9 KiB. Longer ones are a 414 problem
+/// naming the URI; hyper's own limit, with no body, is 64 KiB.
+pub const MAX_TARGET_BYTES: usize = 32 * 1024;
+/// The most headers a request may carry; more are a 431 problem naming the headers.
+pub const MAX_HEADERS: usize = 100;
+/// The most bytes of header names and values a request may carry; more are a 431 problem naming
+/// the largest header.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper's header count limit, above [`MAX_HEADERS`] so that ours answers first.
+const HYPER_MAX_HEADERS: usize = 4 * MAX_HEADERS;
+/// hyper's read buffer limit, above [`MAX_HEADER_BYTES`] and [`MAX_TARGET_BYTES`] together so
+/// that ours answer first (its default is about 400 KiB).
+const HYPER_MAX_BUF_BYTES: usize = 512 * 1024;
 /// The pause after an accept error that is not the peer's (too many open files): retrying at once
 /// would spin; by then some connection has usually closed. The same as `axum::serve`'s.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -104,7 +121,10 @@ impl Default for Timeouts {
 /// have closed.
 pub async fn serve(listener: TcpListener, router: Router, timeouts: Timeouts, shutdown: impl Future<Output = ()>) {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(timeouts.header_read);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read)
+        .max_headers(HYPER_MAX_HEADERS)
+        .max_buf_size(HYPER_MAX_BUF_BYTES);
     let http = Arc::new(http);
     debug!(
         header_read = ?timeouts.header_read,
@@ -239,6 +259,13 @@ async fn respond(
     request: Request<Incoming>,
 ) -> Result<Response, Infallible> {
     let (mut parts, body) = request.into_parts();
+    if let Err(problem) = head_within_limits(&parts) {
+        debug!(%remote, status = problem.status, "request head over its limits");
+        let mut response = problem.into_response();
+        // The body, if any, is not read: it could not be told from the next request.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    }
     parts.extensions.insert(ConnectInfo(remote));
     let router = TowerToHyperService::new(router);
     if body.is_end_stream() {
@@ -253,6 +280,42 @@ async fn respond(
         return Ok(body_stalled(body_read));
     }
     Ok(response)
+}
+
+/// A 414 for a request target over [`MAX_TARGET_BYTES`], a 431 for more than [`MAX_HEADERS`]
+/// headers or over [`MAX_HEADER_BYTES`] of them, each a problem naming what is too large.
+fn head_within_limits(parts: &axum::http::request::Parts) -> Result<(), Problem> {
+    let target = parts.uri.path_and_query().map_or(0, |target| target.as_str().len());
+    if target > MAX_TARGET_BYTES {
+        let message = format!("the request target (path and query) is {target} bytes, at most {MAX_TARGET_BYTES}");
+        return Err(head_problem(StatusCode::URI_TOO_LONG, "The request URI is too long", "URI", message));
+    }
+    let count = parts.headers.len();
+    if count > MAX_HEADERS {
+        let message = format!("the request has {count} headers, at most {MAX_HEADERS}");
+        return Err(head_problem(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", "headers", message));
+    }
+    let size = |(name, value): (&header::HeaderName, &HeaderValue)| name.as_str().len() + value.len();
+    let bytes: usize = parts.headers.iter().map(size).sum();
+    if bytes > MAX_HEADER_BYTES {
+        let largest = parts.headers.iter().max_by_key(|&pair| size(pair)).map_or("headers", |(name, _)| name.as_str());
+        let message =
+            format!("the request's headers are {bytes} bytes, at most {MAX_HEADER_BYTES}; the largest is `{largest}`");
+        return Err(head_problem(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "The headers are too large",
+            largest,
+            message,
+        ));
+    }
+    Ok(())
+}
+
+fn head_problem(status: StatusCode, title: &str, field: &str, message: String) -> Problem {
+    let mut problem = Problem::new(status, "request-head", title, message.clone());
+    problem.errors =
+        vec![crate::problem::ProblemField::from(&voxpop_schema::FieldError::new(field, "too_large", message))];
+    problem
 }
 
 /// 408, and the connection closed: the rest of the body may still come, and could not be told

@@ -372,3 +372,45 @@ async fn a_slow_but_steady_reader_gets_its_whole_answer() {
 
     healthz_on_fresh_connection(&server).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_heads_over_their_limits_are_problems_naming_what_is_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let client = reqwest::Client::new();
+    let problem = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let content_type = response.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        let body: Value = response.json().await.unwrap();
+        (status, content_type, body)
+    };
+
+    // A search whose query is longer than any `q` the API takes, percent-encoded: 414.
+    let long_q = "đất đai ".repeat(1_500); // about 40 KiB percent-encoded
+    let response = client.get(server.url("/api/v1/search")).query(&[("q", long_q.as_str())]).send().await.unwrap();
+    let (status, content_type, body) = problem(response).await;
+    assert_eq!((status, content_type.as_str()), (414, "application/problem+json"), "{body}");
+    assert_eq!(
+        (body["errors"][0]["field"].as_str(), body["errors"][0]["code"].as_str()),
+        (Some("URI"), Some("too_large"))
+    );
+    // Too many headers: 431 naming them.
+    let mut request = client.get(server.url("/healthz"));
+    for i in 0..150 {
+        request = request.header(format!("x-extra-{i}"), "1");
+    }
+    let (status, content_type, body) = problem(request.send().await.unwrap()).await;
+    assert_eq!((status, content_type.as_str()), (431, "application/problem+json"), "{body}");
+    assert_eq!(body["errors"][0]["field"], "headers", "{body}");
+    // One header too large: 431 naming it.
+    let cookie = format!("voxpop_token={}", "x".repeat(80 * 1024));
+    let response = client.get(server.url("/healthz")).header("cookie", cookie).send().await.unwrap();
+    let (status, content_type, body) = problem(response).await;
+    assert_eq!((status, content_type.as_str()), (431, "application/problem+json"), "{body}");
+    assert_eq!(body["errors"][0]["field"], "cookie", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("at most 65536"), "{body}");
+    // Within the limits, the same requests are answered as usual.
+    let response = client.get(server.url("/api/v1/search")).query(&[("q", "đất đai")]).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    healthz_on_fresh_connection(&server).await;
+}
