@@ -128,18 +128,17 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
         .filter(|encoding| !encoding.eq_ignore_ascii_case("identity"))
         .collect();
     if !encodings.is_empty() {
-        let mut problem = Problem::new(
+        let problem = Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "media-type",
             "The body must not be compressed",
             format!("`Content-Encoding: {}`: send the petition uncompressed", encodings.join(", ")),
         );
-        problem.errors = vec![crate::problem::ProblemField::from(&voxpop_schema::FieldError::new(
+        return Err(problem.naming(
             "Content-Encoding",
             "unsupported_encoding",
             "petitions are small: send them without Content-Encoding",
-        ))];
-        return Err(problem);
+        ));
     }
     let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
         return Ok(());
@@ -158,18 +157,13 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> Result<(), Problem> {
     if json && utf8 {
         return Ok(());
     }
-    let mut problem = Problem::new(
+    let problem = Problem::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "media-type",
         "The body must be JSON",
         format!("`Content-Type: {declared}`: send the petition as application/json in UTF-8"),
     );
-    problem.errors = vec![crate::problem::ProblemField::from(&voxpop_schema::FieldError::new(
-        "Content-Type",
-        "unsupported_media_type",
-        "expected application/json (charset utf-8)",
-    ))];
-    Err(problem)
+    Err(problem.naming("Content-Type", "unsupported_media_type", "expected application/json (charset utf-8)"))
 }
 
 async fn submit_petition(
@@ -296,11 +290,9 @@ fn private_query(q: &str, caller: &crate::auth::Caller) -> Result<(), Problem> {
         }
     };
     let message = format!("`q` holds {what}, which your role may not see: search by the matter's words instead");
-    let mut problem =
+    let problem =
         Problem::new(StatusCode::FORBIDDEN, "personal-data", "Personal data cannot be searched", message.clone());
-    problem.errors =
-        vec![crate::problem::ProblemField::from(&voxpop_schema::FieldError::new("q", "personal_data", message))];
-    Err(problem)
+    Err(problem.naming("q", "personal_data", message))
 }
 
 async fn search(State(state): State<AppState>, caller: crate::auth::Caller, RawQuery(query): RawQuery) -> Response {

@@ -312,10 +312,7 @@ fn head_within_limits(parts: &axum::http::request::Parts) -> Result<(), Problem>
 }
 
 fn head_problem(status: StatusCode, title: &str, field: &str, message: String) -> Problem {
-    let mut problem = Problem::new(status, "request-head", title, message.clone());
-    problem.errors =
-        vec![crate::problem::ProblemField::from(&voxpop_schema::FieldError::new(field, "too_large", message))];
-    problem
+    Problem::new(status, "request-head", title, message.clone()).naming(field, "too_large", message)
 }
 
 /// 408, and the connection closed: the rest of the body may still come, and could not be told

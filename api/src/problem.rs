@@ -102,6 +102,13 @@ impl Problem {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "")
     }
 
+    /// The problem naming one field in `errors`: what a single refused header, parameter or
+    /// member says (field, code and message).
+    pub fn naming(mut self, field: &str, code: &str, message: impl Into<String>) -> Problem {
+        self.errors = vec![ProblemField::from(&FieldError::new(field, code, message))];
+        self
+    }
+
     pub fn with_status(mut self, status: StatusCode) -> Problem {
         self.status = status.as_u16();
         self

@@ -20,7 +20,7 @@ use voxpop_schema::reports::{self, Catalogue, Level, ReportError, ReportValue, U
 
 use crate::http::AppState;
 use crate::params::{flag, known_params};
-use crate::problem::{Problem, ProblemField};
+use crate::problem::Problem;
 
 /// The central unit, every caller's unit in open mode (no tokens): the whole country.
 const SCOPE: &str = reports::CENTRAL_CODE;
@@ -341,9 +341,9 @@ fn in_scope(caller: &crate::auth::Caller, unit: &UnitRef) -> bool {
 /// The 403 for a unit outside the caller's, naming `unit` in `errors` as a 400 would.
 fn out_of_scope() -> Response {
     let message = "`unit` is outside your unit";
-    let mut problem = Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside your unit", message);
-    problem.errors = vec![ProblemField::from(&voxpop_schema::FieldError::new("unit", "out_of_scope", message))];
-    problem.into_response()
+    Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside your unit", message)
+        .naming("unit", "out_of_scope", message)
+        .into_response()
 }
 
 /// `GET /api/v1/reports/weekly?week=2025-W38[&unit=00]`: the synthesis for one unit, the caller's

@@ -249,10 +249,9 @@ fn form_content_type(headers: &HeaderMap) -> Result<(), Problem> {
             )
         }
     };
-    let mut problem =
+    let problem =
         Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "media-type", "The form must be URL-encoded UTF-8", detail);
-    problem.errors = vec![ProblemField::from(&FieldError::new("Content-Type", "unsupported_media_type", message))];
-    Err(problem)
+    Err(problem.naming("Content-Type", "unsupported_media_type", message))
 }
 
 /// One name or value of a form body, decoded to bytes: `+` is a space, `%XX` the byte XX (a `%`

@@ -2541,11 +2541,6 @@ mod tests {
         let count = catalogue.indicator("meetings_held").unwrap();
         let amount = catalogue.indicator("relief_amount").unwrap();
         let rate = catalogue.indicator("campaign_participation_rate").unwrap();
-        let number = |indicator: &Indicator, text: &str| match parse_value(indicator, &Cell::Text(text.into())) {
-            Ok(Some(Value::Number(n))) => Ok(n),
-            Ok(other) => panic!("{other:?}"),
-            Err(p) => Err(p.code),
-        };
         assert_eq!(number(count, "12"), Ok(12.0));
         assert_eq!(number(count, "1.234"), Ok(1234.0));
         assert_eq!(number(count, "1,234,567"), Ok(1_234_567.0));
@@ -2569,17 +2564,21 @@ mod tests {
         assert_eq!(parse_value(count, &Cell::Empty).ok().flatten(), None);
     }
 
+    /// The number a text cell reads as for `indicator`, or the code of its refusal.
+    fn number(indicator: &Indicator, text: &str) -> Result<f64, &'static str> {
+        match parse_value(indicator, &Cell::Text(text.into())) {
+            Ok(Some(Value::Number(n))) => Ok(n),
+            Ok(other) => panic!("{other:?}"),
+            Err(problem) => Err(problem.code),
+        }
+    }
+
     #[test]
     fn report_numbers_take_white_space_only_around_them_and_between_thousands() {
         let catalogue = Catalogue::default_embedded();
         let count = catalogue.indicator("meetings_held").unwrap();
         let amount = catalogue.indicator("relief_amount").unwrap();
         let rate = catalogue.indicator("campaign_participation_rate").unwrap();
-        let number = |indicator: &Indicator, text: &str| match parse_value(indicator, &Cell::Text(text.into())) {
-            Ok(Some(Value::Number(n))) => Ok(n),
-            Ok(other) => panic!("{other:?}"),
-            Err(p) => Err(p.code),
-        };
         // What staff type: spaces around the number, a space or a no-break space between groups.
         for (text, expected) in [
             ("  12 ", 12.0),

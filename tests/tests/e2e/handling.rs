@@ -68,6 +68,13 @@ impl Api<'_> {
         assert!(response.status().is_success());
         response.json().await.unwrap()
     }
+
+    /// Submits `petition` and returns its id, tracking code and the citizen's secret.
+    async fn submit_tracked(&self, petition: Value) -> (String, String, String) {
+        let receipt = self.submit(petition).await;
+        let field = |name: &str| receipt[name].as_str().unwrap_or_else(|| panic!("no {name} in {receipt}")).to_owned();
+        (field("id"), field("tracking_code"), field("secret"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,15 +105,10 @@ async fn handling_follows_the_state_machine_and_the_citizen_closes_the_loop() {
     let mut server = Server::start_with(&data_dir, None, &["--webhook", &hook]).await;
     let api = Api { server: &server, client: reqwest::Client::new() };
 
-    let receipt = api
-        .submit(json!({"title": "Bãi rác tự phát", "body": "Bãi rác tự phát gây mùi hôi cạnh trường học.",
+    let (id, code, secret) = api
+        .submit_tracked(json!({"title": "Bãi rác tự phát", "body": "Bãi rác tự phát gây mùi hôi cạnh trường học.",
             "commune_code": "00004"}))
         .await;
-    let (id, code, secret) = (
-        receipt["id"].as_str().unwrap().to_owned(),
-        receipt["tracking_code"].as_str().unwrap().to_owned(),
-        receipt["secret"].as_str().expect("the receipt carries the citizen's secret").to_owned(),
-    );
     // An imported petition received long ago: past its acceptance deadline.
     let old = api
         .submit(json!({"title": "Đường hỏng", "body": "Đường liên thôn hỏng nặng từ lâu.", "commune_code": "00004",
@@ -438,15 +440,10 @@ async fn handling_history_and_inbox_mask_personal_data_for_a_data_engineer_not_a
     let engineer = token(&data_dir, "00", "data_engineer");
     let server = Server::start(&data_dir, None).await;
     let api = Api { server: &server, client: reqwest::Client::new() };
-    let receipt = api
-        .submit(json!({"title": PERSONAL_TITLE, "body": "Xin gọi lại số 0912345678 để xác minh.",
+    let (id, code, secret) = api
+        .submit_tracked(json!({"title": PERSONAL_TITLE, "body": "Xin gọi lại số 0912345678 để xác minh.",
             "commune_code": "00004"}))
         .await;
-    let (id, code, secret) = (
-        receipt["id"].as_str().unwrap().to_owned(),
-        receipt["tracking_code"].as_str().unwrap().to_owned(),
-        receipt["secret"].as_str().unwrap().to_owned(),
-    );
     server.wait_written(1, Duration::from_secs(30)).await;
     for step in [
         json!({"action": "accept", "note": "Đã gọi 0912345678"}),
@@ -525,13 +522,9 @@ async fn handling_action_bodies_are_read_strictly_naming_each_field() {
     let officer = token(&data_dir, "00004", "officer");
     let server = Server::start(&data_dir, None).await;
     let api = Api { server: &server, client: reqwest::Client::new() };
-    let receipt =
-        api.submit(json!({"title": "Ngập úng", "body": "Ngõ ngập sau mỗi trận mưa.", "commune_code": "00004"})).await;
-    let (id, code, secret) = (
-        receipt["id"].as_str().unwrap().to_owned(),
-        receipt["tracking_code"].as_str().unwrap().to_owned(),
-        receipt["secret"].as_str().unwrap().to_owned(),
-    );
+    let (id, code, secret) = api
+        .submit_tracked(json!({"title": "Ngập úng", "body": "Ngõ ngập sau mỗi trận mưa.", "commune_code": "00004"}))
+        .await;
     server.wait_written(1, Duration::from_secs(30)).await;
     let staff = |body: Value| {
         let request =
@@ -604,15 +597,10 @@ async fn handling_tracking_takes_one_secret_refuses_null_members_and_masks_staff
     let server = Server::start(&data_dir, None).await;
     let api = Api { server: &server, client: reqwest::Client::new() };
     // Synthetic numbers and addresses: the citizen's own in the title, third parties' in the notes.
-    let receipt = api
-        .submit(json!({"title": "Đèn đường hỏng, gọi tôi 0912345678", "body": "Đèn đường hỏng cả tháng nay.",
+    let (id, code, secret) = api
+        .submit_tracked(json!({"title": "Đèn đường hỏng, gọi tôi 0912345678", "body": "Đèn đường hỏng cả tháng nay.",
             "commune_code": "00004"}))
         .await;
-    let (id, code, secret) = (
-        receipt["id"].as_str().unwrap().to_owned(),
-        receipt["tracking_code"].as_str().unwrap().to_owned(),
-        receipt["secret"].as_str().unwrap().to_owned(),
-    );
     server.wait_written(1, Duration::from_secs(30)).await;
     let staff = |body: Value| {
         let request =

@@ -232,17 +232,20 @@ async fn staff_sign_in_and_handle_petitions_from_the_inbox_in_a_real_browser() {
     assert!(report["handler_after_transfer"].as_str().unwrap().contains("Ủy ban MTTQ Việt Nam"), "{report}");
     // The API agrees: the first petition answered by the commune's officer, on time.
     let client = reqwest::Client::new();
-    let history: serde_json::Value = client
-        .get(server.url(&format!("/api/v1/petitions/{first}/history")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = history(&client, &server, &first, &token).await;
     assert_eq!(history["status"]["state"], "answered", "{history}");
     assert_eq!(history["status"]["answered_on_time"], true);
+}
+
+/// The handling history of petition `id` as `token` reads it from the API.
+async fn history(client: &reqwest::Client, server: &Server, id: &str, token: &str) -> serde_json::Value {
+    let url = server.url(&format!("/api/v1/petitions/{id}/history"));
+    client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
+/// The actions of a [`history`], in order.
+fn history_actions(history: &serde_json::Value) -> Vec<&str> {
+    history["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect()
 }
 
 /// A page fetched as a test reads it: status, content type and text.
@@ -374,17 +377,8 @@ async fn staff_action_form_refuses_repeated_unknown_and_unreadable_fields_with_a
     ))
     .await;
     assert_eq!(done.0, reqwest::StatusCode::SEE_OTHER, "{}", done.2);
-    let history: serde_json::Value = client
-        .get(server.url(&format!("/api/v1/petitions/{id}/history")))
-        .bearer_auth(&officer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<&str> =
-        history["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let history = history(&client, &server, &id, &officer).await;
+    let actions = history_actions(&history);
     assert_eq!(actions, ["accept", "extend"], "{history}");
     assert!(history["events"][1]["note"].as_str().unwrap().starts_with("Cần xác minh"), "{history}");
     assert_eq!(history["events"][1]["days"], 2, "{history}");
@@ -540,16 +534,7 @@ async fn staff_action_form_is_refused_with_415_unless_url_encoded_utf8() {
     // Nothing refused was recorded; the form as browsers send it is, whatever the case.
     let done = fetch(post(Some("Application/X-WWW-Form-URLEncoded; Charset=\"UTF-8\""), b"action=accept")).await;
     assert_eq!(done.0, reqwest::StatusCode::SEE_OTHER, "{}", done.2);
-    let history: serde_json::Value = client
-        .get(server.url(&format!("/api/v1/petitions/{id}/history")))
-        .bearer_auth(&officer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<&str> =
-        history["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let history = history(&client, &server, &id, &officer).await;
+    let actions = history_actions(&history);
     assert_eq!(actions, ["accept"], "{history}");
 }
