@@ -613,8 +613,7 @@ pub async fn summary(
     let queries = voxpop_queries::PetitionQueries::new(&path);
     let rows = queries.count().await?;
     // The last full week the generator covered.
-    let last = chrono::Datelike::iso_week(&(Utc::now() - chrono::Duration::days(7)));
-    let week = IsoWeek { year: last.year(), week: last.week() };
+    let week = IsoWeek::last_ended(Utc::now());
     let mut weeks = vec![week];
     while weeks.len() < 12 {
         let earliest = *weeks.last().expect("not empty");

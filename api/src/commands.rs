@@ -327,16 +327,12 @@ pub fn search(
 
 /// Prints the weekly summary of a data directory.
 pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>, json: bool) -> anyhow::Result<()> {
-    use chrono::Datelike;
     use voxpop_queries::summary::{IsoWeek, thousands};
     let week = match week {
         Some(raw) => {
             IsoWeek::parse(raw).ok_or_else(|| anyhow::anyhow!("`{raw}` is not an ISO week such as 2025-W38"))?
         }
-        None => {
-            let now = chrono::Utc::now().iso_week();
-            IsoWeek { year: now.year(), week: now.week() }
-        }
+        None => IsoWeek::last_ended(chrono::Utc::now()),
     };
     let layout = DataLayout::new(data_dir);
     let queries = voxpop_queries::PetitionQueries::new(&layout.petitions_table());
@@ -347,20 +343,32 @@ pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>
     }
     let change =
         summary.change_percent.map_or("không có tuần trước để so sánh".to_owned(), |p| format!("{p:+.1}%"));
-    println!(
-        "Tuần {}: {} kiến nghị (tuần {}: {}, {change})",
-        summary.week,
-        thousands(summary.total),
-        summary.previous_week,
-        thousands(summary.previous_total)
-    );
+    match (summary.counted_until, summary.previous_to_date) {
+        (Some(until), Some(to_date)) => println!(
+            "Tuần {} (chưa kết thúc, số liệu đến {}): {} kiến nghị (cùng kỳ tuần {}: {}, {change}; cả tuần {}: {})",
+            summary.week,
+            until.with_timezone(&voxpop_schema::calendar::vietnam_offset()).format("%H:%M %d/%m/%Y"),
+            thousands(summary.total),
+            summary.previous_week,
+            thousands(to_date),
+            summary.previous_week,
+            thousands(summary.previous_total)
+        ),
+        _ => println!(
+            "Tuần {}: {} kiến nghị (tuần {}: {}, {change})",
+            summary.week,
+            thousands(summary.total),
+            summary.previous_week,
+            thousands(summary.previous_total)
+        ),
+    }
     println!("Xã, phường, đặc khu có kiến nghị: {}", summary.communes_with_petitions.text);
     println!("Theo tỉnh, thành phố:");
     for row in summary.by_province.iter().filter(|row| row.count > 0 || row.previous > 0).take(10) {
         println!("  {:<28} {:>8}  (tuần trước {})", row.province_name, thousands(row.count), thousands(row.previous));
     }
     let shares = |title: &str, rows: &[voxpop_queries::summary::Share]| {
-        let parts: Vec<String> = rows.iter().map(|s| format!("{} {:.1}%", s.key, 100.0 * s.share)).collect();
+        let parts: Vec<String> = rows.iter().map(|s| format!("{} {:.1}%", s.label, 100.0 * s.share)).collect();
         println!("{title}: {}", parts.join(", "));
     };
     shares("Ngôn ngữ", &summary.by_language);

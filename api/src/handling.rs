@@ -282,11 +282,11 @@ async fn petition_ref(state: &AppState, id: &Uuid) -> Result<Option<PetitionRef>
     if let Some(status) = state.desk.status(id) {
         return Ok(Some(status.petition_ref()));
     }
-    let week = match state.index.get(id) {
-        Ok(found) => found.map(|hit| voxpop_schema::petition::iso_week(hit.received_at)),
+    let received_at = match state.index.get(id) {
+        Ok(found) => found.map(|hit| hit.received_at),
         Err(err) => return Err(Problem::internal(&err)),
     };
-    match state.queries.petition(id, week.as_deref()).await {
+    match state.queries.petition(id, received_at).await {
         Ok(Some(p)) => Ok(Some(PetitionRef {
             tracking_code: p.tracking_code,
             received_at: p.received_at,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 use voxpop_connectors::{Accepted, Intake, IntakeError};
@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/xu-ly", get(crate::staff_pages::inbox_page))
         .route("/xu-ly/{id}", get(crate::staff_pages::handle_page).post(crate::staff_pages::handle_action))
         .route("/assets/chart.umd.min.js", get(crate::pages::chart_js))
+        .route("/assets/vietnam-communes.js", get(crate::pages::vietnam_communes_js))
         .route("/healthz", get(healthz))
         .route("/api/v1/petitions", post(submit_petition))
         .route("/api/v1/petitions/{id}", get(get_petition))
@@ -204,12 +205,12 @@ async fn get_petition(State(state): State<AppState>, caller: crate::auth::Caller
     let Ok(id) = Uuid::parse_str(&id) else {
         return Problem::bad_parameter("id", format!("`{id}` is not a petition id (UUID)")).into_response();
     };
-    // The index knows the partition (week) of the petition, which narrows the lake scan.
-    let week = match state.index.get(&id) {
-        Ok(found) => found.map(|hit| voxpop_schema::petition::iso_week(hit.received_at)),
+    // The index knows when the petition was received, which narrows the lake scan to its week.
+    let received_at = match state.index.get(&id) {
+        Ok(found) => found.map(|hit| hit.received_at),
         Err(err) => return Problem::internal(&err).into_response(),
     };
-    match state.queries.petition(&id, week.as_deref()).await {
+    match state.queries.petition(&id, received_at).await {
         // No caller is entitled to personal data until roles exist: contact fields and numbers
         // in the text are masked on this public path.
         // Another unit's petition is not there for this caller: the same answer as a wrong id.
@@ -359,10 +360,7 @@ async fn weekly_summary(
         }
     }
     let week = match params.get("week") {
-        None => {
-            let now = chrono::Utc::now().iso_week();
-            voxpop_queries::summary::IsoWeek { year: now.year(), week: now.week() }
-        }
+        None => voxpop_queries::summary::IsoWeek::last_ended(chrono::Utc::now()),
         Some(raw) => match voxpop_queries::summary::IsoWeek::parse(raw) {
             Some(week) => week,
             None => {
@@ -451,9 +449,11 @@ pub fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest,
         if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
             return Some(at.with_timezone(&Utc));
         }
+        // A day is Vietnam's day, as staff mean it: from its first moment, or to its last.
         if let Some(day) = crate::params::iso_date(raw) {
-            let time = if end_of_day { day.and_hms_micro_opt(23, 59, 59, 999_999) } else { day.and_hms_opt(0, 0, 0) };
-            return time.map(|t| t.and_utc());
+            let start = if end_of_day { day.succ_opt() } else { Some(day) };
+            let start = start.and_then(voxpop_schema::calendar::vietnam_day_start);
+            return start.map(|at| if end_of_day { at - chrono::Duration::microseconds(1) } else { at });
         }
         errors.push(voxpop_schema::FieldError::new(
             name,

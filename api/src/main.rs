@@ -123,7 +123,8 @@ enum Command {
     },
     /// The weekly summary of a data directory (what leaders read), as text or JSON.
     Summary {
-        /// ISO week, e.g. 2025-W38; the current week when omitted.
+        /// ISO week, e.g. 2025-W38 (weeks begin on Monday in Vietnam); the last week that has
+        /// ended when omitted.
         #[arg(long)]
         week: Option<String>,
         #[arg(long)]

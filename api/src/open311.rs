@@ -47,7 +47,7 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 use voxpop_connectors::{Accepted, IntakeError};
 use voxpop_index::{IndexedPetition, SearchRequest};
-use voxpop_schema::petition::{PARTITION_COLUMN, TABLE_NAME, iso_week, normalise_tracking_code};
+use voxpop_schema::petition::{PARTITION_COLUMN, TABLE_NAME, normalise_tracking_code, weeks_holding};
 use voxpop_schema::{FieldError, Petition, Taxonomy, Units};
 
 use crate::http::AppState;
@@ -977,12 +977,12 @@ fn request_node(view: &RequestView, status: &RequestStatus) -> Node {
 
 /// One petition as a service request; `None` when the lake does not have it (yet).
 async fn one_request(state: &AppState, id: &Uuid) -> Result<Option<Node>, Open311Error> {
-    // The index knows the partition (week) of the petition, which narrows the lake scan.
-    let week = match state.index.get(id) {
-        Ok(found) => found.map(|hit| iso_week(hit.received_at)),
+    // The index knows when the petition was received, which narrows the lake scan to its week.
+    let received_at = match state.index.get(id) {
+        Ok(found) => found.map(|hit| hit.received_at),
         Err(err) => return Err(Open311Error::internal(&err)),
     };
-    let petition = match state.queries.petition(id, week.as_deref()).await {
+    let petition = match state.queries.petition(id, received_at).await {
         Ok(Some(petition)) => petition,
         Ok(None) => return Ok(None),
         Err(err) => return Err(Open311Error::internal(&err)),
@@ -1158,7 +1158,7 @@ async fn petitions_by_id(state: &AppState, hits: &[&IndexedHit]) -> Result<HashM
     };
     for chunk in hits.chunks(LAKE_CHUNK) {
         // Only our own UUIDs and ISO weeks go into the statement: nothing a caller typed.
-        let weeks: Vec<String> = dedup(chunk.iter().map(|hit| iso_week(hit.received_at)).collect());
+        let weeks: Vec<String> = dedup(chunk.iter().flat_map(|hit| weeks_holding(hit.received_at)).collect());
         let in_list =
             |values: &mut dyn Iterator<Item = String>| values.map(|v| format!("'{v}'")).collect::<Vec<_>>().join(", ");
         let sql = format!(

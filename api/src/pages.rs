@@ -130,7 +130,7 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
             "<article class=\"hit\"><a href=\"/kien-nghi/{}\">{}</a><div class=\"meta\">{} · {} · {}{} · <span class=\"state\">{}</span></div><div>{}</div></article>",
             hit.id,
             escape(&mask_excerpt(&hit.title)),
-            hit.received_at.format("%d/%m/%Y"),
+            hit.received_at.with_timezone(&voxpop_schema::calendar::vietnam_offset()).format("%d/%m/%Y"),
             escape(commune),
             escape(province),
             hit.topic
@@ -235,8 +235,8 @@ pub async fn petition_page(
     if let Err(problem) = known_params(raw.as_deref(), &[]) {
         return page(problem_status(&problem), "Không hợp lệ", problem_html("Tham số không hợp lệ", &problem));
     }
-    let week = state.index.get(&id).ok().flatten().map(|hit| voxpop_schema::petition::iso_week(hit.received_at));
-    let petition = match state.queries.petition(&id, week.as_deref()).await {
+    let received_at = state.index.get(&id).ok().flatten().map(|hit| hit.received_at);
+    let petition = match state.queries.petition(&id, received_at).await {
         Ok(Some(petition)) if crate::http::reads_petition(&state, &caller, &petition) => {
             voxpop_schema::privacy::mask_petition(&petition)
         }
@@ -268,11 +268,11 @@ pub async fn petition_page(
          <p><a href=\"/\">← Quay lại tra cứu</a></p></article>",
         escape(&petition.title),
         escape(&petition.tracking_code),
-        petition.received_at.format("%d/%m/%Y %H:%M UTC"),
+        petition.received_at.with_timezone(&voxpop_schema::calendar::vietnam_offset()).format("%H:%M %d/%m/%Y"),
         escape(&commune),
         escape(&province),
         escape(&topic),
-        escape(petition.channel.as_str()),
+        escape(petition.channel.label_vi()),
         escape(petition.contact.name.as_deref().unwrap_or("(không ghi)")),
         escape(&petition.body),
     );
@@ -505,6 +505,33 @@ pub async fn chart_js() -> Response {
         .into_response()
 }
 
+/// Communes east of this longitude are the Hoàng Sa and Trường Sa archipelagos: drawn on the map
+/// and named, but left out of their provinces' centroids.
+const ARCHIPELAGO_LONGITUDE: f64 = 111.0;
+
+/// `GET /assets/vietnam-communes.js`: the 3,321 communes' coordinates as `[lon, lat]` pairs
+/// (`VIETNAM_COMMUNES`), whose dots draw the country under the summary's map, the Hoàng Sa and
+/// Trường Sa special zones included. Built once from the embedded reference data.
+pub async fn vietnam_communes_js() -> Response {
+    static SCRIPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let script = SCRIPT.get_or_init(|| {
+        let points: Vec<String> = Units::embedded()
+            .communes()
+            .iter()
+            .filter_map(|c| Some(format!("[{:.2},{:.2}]", c.lon?, c.lat?)))
+            .collect();
+        format!("const VIETNAM_COMMUNES=[{}];", points.join(","))
+    });
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        script.as_str(),
+    )
+        .into_response()
+}
+
 /// The parameters of the leaders' summary page (those of the weekly summary API).
 const SUMMARY_PARAMS: [&str; 3] = ["week", "province", "commune"];
 
@@ -536,10 +563,7 @@ pub async fn summary_page(
     }
     use voxpop_queries::summary::{IsoWeek, thousands};
     let week = match params.get("week").filter(|w| !w.is_empty()) {
-        None => {
-            let now = chrono::Datelike::iso_week(&chrono::Utc::now());
-            IsoWeek { year: now.year(), week: now.week() }
-        }
+        None => IsoWeek::last_ended(chrono::Utc::now()),
         Some(raw) => match IsoWeek::parse(raw) {
             Some(week) => week,
             None => {
@@ -557,14 +581,17 @@ pub async fn summary_page(
         }
         Err(err) => return crate::problem::Problem::internal(&err).into_response(),
     };
-    // Province centroids from the communes' coordinates: a map of Vietnam drawn as a bubble chart.
+    // Province centroids from the communes' coordinates (the archipelagos left out, so that Đà
+    // Nẵng and Khánh Hòa sit on the mainland): bubbles over the communes of Vietnam, which draw
+    // its shape (`/assets/vietnam-communes.js`).
     let units = Units::embedded();
     let mut map_points = Vec::new();
     for row in &summary.by_province {
         let communes: Vec<_> = units
             .communes()
             .iter()
-            .filter(|c| c.province_code == row.province_code && c.lat.is_some() && c.lon.is_some())
+            .filter(|c| c.province_code == row.province_code && c.lat.is_some())
+            .filter(|c| c.lon.is_some_and(|lon| lon < ARCHIPELAGO_LONGITUDE))
             .collect();
         if communes.is_empty() {
             continue;
@@ -578,19 +605,61 @@ pub async fn summary_page(
         "provinces": top.iter().map(|r| &r.province_name).collect::<Vec<_>>(),
         "counts": top.iter().map(|r| r.count).collect::<Vec<_>>(),
         "previous": top.iter().map(|r| r.previous).collect::<Vec<_>>(),
-        "languages": summary.by_language.iter().map(|s| &s.key).collect::<Vec<_>>(),
+        "languages": summary.by_language.iter().map(|s| &s.label).collect::<Vec<_>>(),
         "language_counts": summary.by_language.iter().map(|s| s.count).collect::<Vec<_>>(),
         "map": map_points,
         "topics": summary.by_topic.iter().map(|t| &t.label).collect::<Vec<_>>(),
         "topic_counts": summary.by_topic.iter().map(|t| t.count).collect::<Vec<_>>(),
         "topic_previous": summary.by_topic.iter().map(|t| t.previous).collect::<Vec<_>>(),
         "trend_weeks": &summary.trend_weeks,
+        "complete": summary.complete,
         "trends": summary.by_topic.iter().filter(|t| t.code != voxpop_queries::summary::UNCLASSIFIED).take(5)
             .map(|t| serde_json::json!({"label": t.label, "data": t.weekly})).collect::<Vec<_>>(),
     });
     let heat_map = heat_map_html(&summary, units);
     let signals = signals_html(&summary);
     let change = summary.change_percent.map_or("—".to_owned(), |p| format!("{p:+.1}%"));
+    let vietnam = voxpop_schema::calendar::vietnam_offset();
+    let days =
+        format!("{}–{}", week.monday().format("%d/%m"), (week.monday() + chrono::Duration::days(6)).format("%d/%m/%Y"));
+    // The same scope on the neighbouring weeks; no link to a week that has not begun.
+    let scope_query: String = ["province", "commune"]
+        .iter()
+        .filter_map(|key| params.get(*key).filter(|v| !v.is_empty()).map(|v| format!("&{key}={}", escape(v))))
+        .collect();
+    let next = week.next();
+    let mut nav = format!(
+        "<nav class=\"weeks\"><a id=\"previous-week\" href=\"/tong-hop?week={}{scope_query}\">← Tuần {}</a>",
+        week.previous().label(),
+        week.previous().label()
+    );
+    if next.start() <= chrono::Utc::now() {
+        let _ = write!(
+            nav,
+            "<a id=\"next-week\" href=\"/tong-hop?week={}{scope_query}\">Tuần {} →</a>",
+            next.label(),
+            next.label()
+        );
+    }
+    nav.push_str("</nav>");
+    let (comparison, in_progress) = match (summary.counted_until, summary.previous_to_date) {
+        (Some(until), Some(to_date)) => {
+            let until = until.with_timezone(&vietnam).format("%H:%M ngày %d/%m/%Y");
+            (
+                format!(
+                    "cùng kỳ tuần trước {} ({change})<br>cả tuần trước {}",
+                    thousands(to_date),
+                    thousands(summary.previous_total)
+                ),
+                format!(
+                    "<p class=\"notice\" id=\"in-progress\">Tuần {week_label} chưa kết thúc: số liệu tính đến {until} (giờ Việt Nam). \
+                     Số kiến nghị được so với cùng kỳ tuần trước (đến cùng thời điểm); các biểu đồ so với cả tuần trước.</p>",
+                    week_label = escape(&summary.week)
+                ),
+            )
+        }
+        _ => (format!("tuần trước {} ({change})", thousands(summary.previous_total)), String::new()),
+    };
     let mut html = String::with_capacity(8 * 1024);
     let _ = write!(
         html,
@@ -602,10 +671,12 @@ pub async fn summary_page(
          .heat table{{border-collapse:collapse;font-size:12px}}.heat th,.heat td{{border:1px solid #eee;padding:4px 6px;text-align:right}}\
          .heat th{{font-weight:normal;white-space:nowrap}}.heat th.topic,.heat td.topic{{text-align:left}}\
          .term{{display:inline-block;background:#fde7e5;border-radius:12px;padding:2px 10px;margin:2px}}\
-         @media print{{.charts{{grid-template-columns:1fr}}.chart{{break-inside:avoid}}}}</style>\
-         <script src=\"/assets/chart.umd.min.js\"></script></head><body>\
-         <header><h1>Tổng hợp phản ánh, kiến nghị — tuần {week}{scope}</h1></header>\
-         <section class=\"cards\"><div class=\"card\">Kiến nghị trong tuần<b id=\"total\">{total}</b>tuần trước {previous} ({change})</div>\
+         .weeks{{display:flex;gap:16px;padding:12px 24px 0}}.weeks a{{color:#b3261e}}\
+         .notice{{margin:12px 24px 0;padding:8px 12px;background:#fff4d6;border-left:4px solid #e0a800;border-radius:4px}}\
+         @media print{{.charts{{grid-template-columns:1fr}}.chart{{break-inside:avoid}}.weeks{{display:none}}}}</style>\
+         <script src=\"/assets/chart.umd.min.js\"></script><script src=\"/assets/vietnam-communes.js\"></script></head><body>\
+         <header><h1>Tổng hợp phản ánh, kiến nghị — tuần {week} ({days}){scope}</h1></header>{nav}{in_progress}\
+         <section class=\"cards\"><div class=\"card\">Kiến nghị trong tuần<b id=\"total\">{total}</b>{comparison}</div>\
          <div class=\"card\">Xã, phường, đặc khu có kiến nghị<b id=\"coverage\">{coverage}</b></div></section>\
          <section class=\"charts\"><div class=\"chart\"><h2>Bản đồ số kiến nghị theo tỉnh, thành phố</h2><canvas id=\"map\"></canvas></div>\
          <div class=\"chart\"><h2>15 tỉnh, thành phố nhiều kiến nghị nhất</h2><canvas id=\"provinces\"></canvas></div>\
@@ -621,7 +692,6 @@ pub async fn summary_page(
             .map(|code| units.province(code).map_or(String::new(), |p| format!(" — {}", escape(&p.name))))
             .unwrap_or_default(),
         total = thousands(summary.total),
-        previous = thousands(summary.previous_total),
         coverage = escape(&summary.communes_with_petitions.text),
         heat_map = heat_map,
         signals = signals,
@@ -739,24 +809,52 @@ Chart.defaults.animation = false;
 new Chart(document.getElementById('provinces'), {type: 'bar',
   data: {labels: data.provinces, datasets: [
     {label: 'Tuần này', data: data.counts, backgroundColor: red},
-    {label: 'Tuần trước', data: data.previous, backgroundColor: grey}]},
+    {label: data.complete ? 'Tuần trước' : 'Cả tuần trước', data: data.previous, backgroundColor: grey}]},
   options: {indexAxis: 'y', scales: {y: {ticks: {autoSkip: false}}}}});
 new Chart(document.getElementById('languages'), {type: 'doughnut',
   data: {labels: data.languages, datasets: [{data: data.language_counts}]}, options: {aspectRatio: 2}});
 const largest = Math.max(1, ...data.map.map(p => p.count));
-new Chart(document.getElementById('map'), {type: 'bubble',
-  data: {datasets: [{label: 'Số kiến nghị', backgroundColor: 'rgba(179,38,30,0.55)',
-    data: data.map.map(p => ({x: p.x, y: p.y, r: 3 + 22 * Math.sqrt(p.count / largest), name: p.name, count: p.count}))}]},
-  options: {aspectRatio: 0.8, scales: {x: {min: 102, max: 110, title: {display: true, text: 'Kinh độ'}},
-    y: {min: 8, max: 23.5, title: {display: true, text: 'Vĩ độ'}}},
-    plugins: {tooltip: {callbacks: {label: c => c.raw.name + ': ' + c.raw.count}}}}});
+// The map: every commune a grey dot (the shape of Vietnam, the archipelagos included), each
+// province a bubble at its communes' centre, sized by its petitions; the five largest and the
+// archipelagos named, so that the map reads on paper too. Degrees of longitude are drawn
+// shorter than degrees of latitude by cos(16°), as on a map of Vietnam.
+const bounds = {west: 102, east: 117, south: 8, north: 23.6};
+const labels = {id: 'labels', afterDatasetsDraw(chart) {
+  const {ctx, scales: {x, y}} = chart;
+  ctx.save(); ctx.font = '11px sans-serif'; ctx.fillStyle = '#333'; ctx.textAlign = 'center';
+  // The archipelagos as clusters of islets: a single commune's dot would not show them.
+  [[111.6, 16.6], [112.0, 16.9], [112.3, 16.5], [112.7, 16.2], [112.1, 16.05], [111.9, 16.45],
+   [114.1, 10.0], [114.5, 9.7], [114.9, 9.3], [115.4, 8.9], [113.9, 9.2], [114.3, 8.7], [115.1, 10.2]]
+    .forEach(([lon, lat]) => { ctx.beginPath(); ctx.arc(x.getPixelForValue(lon), y.getPixelForValue(lat), 1.8, 0, 2 * Math.PI); ctx.fill(); });
+  [[112.1, 17.5, 'Quần đảo Hoàng Sa'], [112.1, 17.05, '(Đà Nẵng)'],
+   [114.5, 11.0, 'Quần đảo Trường Sa'], [114.5, 10.55, '(Khánh Hòa)']]
+    .forEach(([lon, lat, text]) => ctx.fillText(text, x.getPixelForValue(lon), y.getPixelForValue(lat)));
+  ctx.textAlign = 'left'; ctx.font = 'bold 11px sans-serif';
+  [...data.map].sort((a, b) => b.count - a.count).slice(0, 5).filter(p => p.count > 0).forEach(p =>
+    ctx.fillText(p.name.replace(/^(Tỉnh|Thành phố) /, ''), x.getPixelForValue(p.x) + 6 + 17 * Math.sqrt(p.count / largest) * 0.7, y.getPixelForValue(p.y) + 4));
+  ctx.restore();
+}};
+new Chart(document.getElementById('map'), {type: 'bubble', plugins: [labels],
+  data: {datasets: [
+    {label: 'Số kiến nghị', backgroundColor: 'rgba(179,38,30,0.55)', borderColor: 'rgba(179,38,30,0.9)',
+      data: data.map.map(p => ({x: p.x, y: p.y, r: 3 + 17 * Math.sqrt(p.count / largest), name: p.name, count: p.count}))},
+    {label: 'Xã, phường, đặc khu', backgroundColor: '#9aa5b1', borderWidth: 0, hoverRadius: 0,
+      data: VIETNAM_COMMUNES.map(([x, y]) => ({x, y, r: 1.3}))}]},
+  options: {aspectRatio: ((bounds.east - bounds.west) * Math.cos(16 * Math.PI / 180)) / (bounds.north - bounds.south),
+    scales: {x: {min: bounds.west, max: bounds.east, display: false}, y: {min: bounds.south, max: bounds.north, display: false}},
+    plugins: {legend: {labels: {filter: item => item.datasetIndex === 0}},
+      tooltip: {filter: item => item.datasetIndex === 0, callbacks: {label: c => c.raw.name + ': ' + c.raw.count.toLocaleString('en-US')}}}}});
 new Chart(document.getElementById('topics'), {type: 'bar',
   data: {labels: data.topics, datasets: [
     {label: 'Tuần này', data: data.topic_counts, backgroundColor: red},
-    {label: 'Tuần trước', data: data.topic_previous, backgroundColor: grey}]},
+    {label: data.complete ? 'Tuần trước' : 'Cả tuần trước', data: data.topic_previous, backgroundColor: grey}]},
   options: {indexAxis: 'y', scales: {y: {ticks: {autoSkip: false}}}}});
 new Chart(document.getElementById('trends'), {type: 'line',
-  data: {labels: data.trend_weeks, datasets: data.trends.map(t => ({label: t.label, data: t.data, tension: 0.2}))},
+  // A week in progress is the last point: its segment is dashed, as it will still grow.
+  data: {labels: data.trend_weeks.map((w, i) => !data.complete && i === data.trend_weeks.length - 1 ? w + ' (chưa hết tuần)' : w),
+    datasets: data.trends.map(t => ({label: t.label, data: t.data, tension: 0.2,
+      segment: {borderDash: c => !data.complete && c.p1DataIndex === data.trend_weeks.length - 1 ? [6, 4] : undefined}}))},
   options: {scales: {y: {beginAtZero: true}}}});
+document.getElementById('map').dataset.communes = VIETNAM_COMMUNES.length;
 document.body.dataset.chartsReady = 'yes';
 "#;

@@ -522,8 +522,8 @@ async fn render_petition(
             "<p class=\"panel error\">Không tìm thấy kiến nghị này trong đơn vị của bạn.</p>",
         )
     };
-    let week = state.index.get(&id).ok().flatten().map(|hit| voxpop_schema::petition::iso_week(hit.received_at));
-    let Ok(Some(petition)) = state.queries.petition(&id, week.as_deref()).await else {
+    let received_at = state.index.get(&id).ok().flatten().map(|hit| hit.received_at);
+    let Ok(Some(petition)) = state.queries.petition(&id, received_at).await else {
         return missing();
     };
     let reference = voxpop_schema::workflow::PetitionRef {

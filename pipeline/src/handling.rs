@@ -234,7 +234,7 @@ async fn follow_in_index(
         return Ok(());
     }
     let ids: Vec<Uuid> = moved.iter().map(|s| s.petition_id).collect();
-    let weeks: Vec<String> = moved.iter().map(|s| voxpop_schema::petition::iso_week(s.received_at)).collect();
+    let weeks: Vec<String> = moved.iter().flat_map(|s| voxpop_schema::petition::weeks_holding(s.received_at)).collect();
     let petitions = crate::lake::read_petitions(&crate::lake::petitions_table_path(lake_dir), &ids, &weeks).await?;
     let states: HashMap<Uuid, &'static str> = moved.iter().map(|s| (s.petition_id, s.state.as_str())).collect();
     let pairs: Vec<(voxpop_schema::Petition, &str)> =

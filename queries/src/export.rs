@@ -748,7 +748,9 @@ impl PetitionQueries {
                     .filter(col("_change_type").in_list(vec![lit("insert"), lit("update_postimage")], false))?
             }
         };
-        let day_start = |day: NaiveDate| day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        // Days are Vietnam's days (from 00:00 at UTC+7), as the weeks and the handling deadlines.
+        let day_start =
+            |day: NaiveDate| voxpop_schema::calendar::vietnam_day_start(day).expect("a day `checked_version` accepted");
         let instant = |at: DateTime<Utc>| {
             lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(Some(at.timestamp_micros()), Some("UTC".into())))
         };

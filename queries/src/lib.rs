@@ -169,15 +169,21 @@ impl PetitionQueries {
         Ok(self.table.lock().await.as_ref().and_then(DeltaTable::version).map_or(-1, |v| v as i64))
     }
 
-    /// One petition by id. `week` (its partition, e.g. from the index) narrows the scan to one
-    /// partition; without it every partition's `id` column is scanned.
-    pub async fn petition(&self, id: &Uuid, week: Option<&str>) -> QueryResult<Option<Petition>> {
+    /// One petition by id. The time it was received (e.g. from the index) narrows the scan to the
+    /// partitions that may hold it ([`petition::weeks_holding`]); without it every partition's
+    /// `id` column is scanned.
+    pub async fn petition(
+        &self,
+        id: &Uuid,
+        received_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> QueryResult<Option<Petition>> {
         let Some(ctx) = self.session().await? else {
             return Ok(None);
         };
         let mut frame = ctx.table(petition::TABLE_NAME).await?.filter(col("id").eq(lit(id.to_string())))?;
-        if let Some(week) = week {
-            frame = frame.filter(col(PARTITION_COLUMN).eq(lit(week)))?;
+        if let Some(at) = received_at {
+            let weeks = petition::weeks_holding(at).into_iter().map(lit).collect();
+            frame = frame.filter(col(PARTITION_COLUMN).in_list(weeks, false))?;
         }
         let batches = frame.limit(0, Some(1))?.collect().await?;
         for batch in &batches {

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Datelike, NaiveDate, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::{SessionContext, col, lit};
@@ -52,6 +52,29 @@ impl IsoWeek {
     pub fn label(self) -> String {
         format!("{}-W{:02}", self.year, self.week)
     }
+
+    /// The week in Vietnam at an instant (weeks begin on Monday 00:00 at UTC+7, as the lake's
+    /// `received_week` counts them).
+    pub fn of(at: DateTime<Utc>) -> IsoWeek {
+        let week = voxpop_schema::calendar::vietnam_date(at).iso_week();
+        IsoWeek { year: week.year(), week: week.week() }
+    }
+
+    /// The last week that has ended in Vietnam at an instant: the week a weekly summary reads
+    /// when none is named.
+    pub fn last_ended(at: DateTime<Utc>) -> IsoWeek {
+        IsoWeek::of(at).previous()
+    }
+
+    pub fn next(self) -> IsoWeek {
+        let week = (self.monday() + chrono::Duration::days(7)).iso_week();
+        IsoWeek { year: week.year(), week: week.week() }
+    }
+
+    /// The first moment of the week: Monday 00:00 in Vietnam.
+    pub fn start(self) -> DateTime<Utc> {
+        voxpop_schema::calendar::vietnam_day_start(self.monday()).expect("weeks parsed are from 2000 on")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -65,6 +88,8 @@ pub struct ProvinceCount {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Share {
     pub key: String,
+    /// The key's name in Vietnamese (`Tiếng Việt` for `vi`, `Đường dây nóng` for `hotline`).
+    pub label: String,
     pub count: u64,
     /// Fraction of the week's petitions, 0..1.
     pub share: f64,
@@ -110,7 +135,18 @@ pub struct WeeklySummary {
     pub commune_code: Option<String>,
     pub total: u64,
     pub previous_total: u64,
-    /// Change against the previous week in percent; `None` when that week had none.
+    /// Whether the week had ended when the summary was made. A week in progress is counted up to
+    /// [`Self::counted_until`], and its change is against the same span of the week before.
+    pub complete: bool,
+    /// The moment a week in progress is counted up to; `None` for a week that has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_until: Option<DateTime<Utc>>,
+    /// For a week in progress: the previous week's petitions received by the same weekday and
+    /// time, the like-for-like figure its change is measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_to_date: Option<u64>,
+    /// Change in percent against the previous week (against the same span of it while the week
+    /// is in progress); `None` when that had none.
     pub change_percent: Option<f64>,
     /// Provinces by this week's count, highest first (all provinces in scope, zeros included).
     pub by_province: Vec<ProvinceCount>,
@@ -257,12 +293,24 @@ impl PetitionQueries {
     }
 
     /// The summary of `week` for the whole country, one province or one commune (its
-    /// province is implied).
+    /// province is implied), as of now.
     pub async fn weekly_summary_in(
         &self,
         week: IsoWeek,
         province: Option<&str>,
         commune: Option<&str>,
+    ) -> QueryResult<WeeklySummary> {
+        self.weekly_summary_at(week, province, commune, Utc::now()).await
+    }
+
+    /// [`Self::weekly_summary_in`] as of the moment `now`: a week that has not ended by then is
+    /// counted as in progress.
+    pub async fn weekly_summary_at(
+        &self,
+        week: IsoWeek,
+        province: Option<&str>,
+        commune: Option<&str>,
+        now: DateTime<Utc>,
     ) -> QueryResult<WeeklySummary> {
         let units = Units::embedded();
         if let Some(code) = province
@@ -332,6 +380,17 @@ impl PetitionQueries {
             (count_by(&this_label, 3), count_by(&this_label, 4), count_by(&this_label, 2));
         let total: u64 = this_week.iter().map(|(_, n)| n).sum();
         let previous_total: u64 = last_week.iter().map(|(_, n)| n).sum();
+        let complete = now >= week.next().start();
+        // A week in progress (or one not begun) is compared with the week before up to the same
+        // point of it: Monday's figures against last Monday's, not against a whole week.
+        let previous_to_date = match complete {
+            true => None,
+            false => {
+                let elapsed = (now - week.start()).max(chrono::Duration::zero());
+                Some(received_before(ctx.as_ref(), &previous_label, place, previous.start() + elapsed).await?)
+            }
+        };
+        let compared_with = previous_to_date.unwrap_or(previous_total);
         let count_of = |rows: &[(String, u64)], key: &str| rows.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
         let mut by_province: Vec<ProvinceCount> = units
             .provinces()
@@ -345,10 +404,11 @@ impl PetitionQueries {
             })
             .collect();
         by_province.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.province_code.cmp(&b.province_code)));
-        let shares = |rows: Vec<(String, u64)>| -> Vec<Share> {
+        let shares = |rows: Vec<(String, u64)>, label: fn(&str) -> String| -> Vec<Share> {
             let mut shares: Vec<Share> = rows
                 .into_iter()
                 .map(|(key, count)| Share {
+                    label: label(&key),
                     key,
                     count,
                     share: if total == 0 { 0.0 } else { count as f64 / total as f64 },
@@ -412,11 +472,18 @@ impl PetitionQueries {
             commune_code: commune.map(str::to_owned),
             total,
             previous_total,
-            change_percent: (previous_total > 0)
-                .then(|| 100.0 * (total as f64 - previous_total as f64) / previous_total as f64),
+            complete,
+            counted_until: (!complete).then_some(now),
+            previous_to_date,
+            change_percent: (compared_with > 0)
+                .then(|| 100.0 * (total as f64 - compared_with as f64) / compared_with as f64),
             by_province,
-            by_language: shares(languages),
-            by_channel: shares(channels),
+            by_language: shares(languages, |code| petition::language_label_vi(code).to_owned()),
+            by_channel: shares(channels, |code| {
+                petition::Channel::parse(code)
+                    .map_or_else(|| petition::language_label_vi(code), |c| c.label_vi())
+                    .to_owned()
+            }),
             communes_with_petitions: Coverage::new(communes.len() as u64, communes_in_scope as u64),
             trend_weeks: labels,
             by_topic,
@@ -690,6 +757,20 @@ async fn codes_frame(
     }
     let weeks = col(PARTITION_COLUMN).in_list(weeks.iter().map(|w| lit(w.as_str())).collect(), false);
     Ok(Some(place.filter(table.filter(weeks)?)?.select_columns(columns)?))
+}
+
+/// Petitions of the partition `week` in `place` received before `until`.
+async fn received_before(
+    ctx: Option<&SessionContext>,
+    week: &str,
+    place: Place<'_>,
+    until: DateTime<Utc>,
+) -> QueryResult<u64> {
+    let Some(ctx) = ctx else { return Ok(0) };
+    let until =
+        lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(Some(until.timestamp_micros()), Some("UTC".into())));
+    let frame = ctx.table(petition::TABLE_NAME).await?.filter(col(PARTITION_COLUMN).eq(lit(week)))?;
+    Ok(place.filter(frame.filter(col("received_at").lt(until))?)?.count().await? as u64)
 }
 
 /// The plan of [`grouped_counts`] through DataFusion's aggregate; `None` for no weeks.

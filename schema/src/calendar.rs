@@ -312,6 +312,13 @@ pub fn vietnam_date(instant: DateTime<Utc>) -> NaiveDate {
     instant.with_timezone(&vietnam_offset()).date_naive()
 }
 
+/// The first moment of a day in Vietnam (its 00:00 at UTC+7, 17:00 UTC the day before): where
+/// a date filter a person typed starts. `None` only at the ends of chrono's range.
+pub fn vietnam_day_start(day: NaiveDate) -> Option<DateTime<Utc>> {
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    vietnam_offset().from_local_datetime(&midnight).single().map(|local| local.with_timezone(&Utc))
+}
+
 /// Which calendar a holiday rule's month and day are in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -96,6 +96,33 @@ impl Channel {
     pub fn parse(value: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|channel| channel.as_str() == value)
     }
+
+    /// The channel's name in Vietnamese, as leaders read it on pages and in summaries.
+    pub fn label_vi(self) -> &'static str {
+        match self {
+            Channel::Web => "Cổng thông tin điện tử",
+            Channel::Mobile => "Ứng dụng di động",
+            Channel::Hotline => "Đường dây nóng",
+            Channel::Email => "Thư điện tử",
+            Channel::Mail => "Thư qua bưu điện",
+            Channel::InPerson => "Trực tiếp tại trụ sở, hội nghị",
+            Channel::Open311 => "Hệ thống kết nối (Open311)",
+            Channel::Import => "Nhập từ hệ thống khác",
+            Channel::Demo => "Dữ liệu minh họa",
+        }
+    }
+}
+
+/// The Vietnamese name of a code of the `language` column (`vi`, `en`, `fr`; the summary's
+/// `unknown` for petitions whose language was not decided); other codes as they are.
+pub fn language_label_vi(code: &str) -> &str {
+    match code {
+        "vi" => "Tiếng Việt",
+        "en" => "Tiếng Anh",
+        "fr" => "Tiếng Pháp",
+        "unknown" => "Chưa xác định",
+        other => other,
+    }
 }
 
 /// How to reach the citizen. Kept apart from the text so it can be masked or withheld by role.
@@ -617,7 +644,7 @@ impl Petition {
         errors
     }
 
-    /// The partition value of this petition: the ISO week of receipt.
+    /// The partition value of this petition: the ISO week of receipt in Vietnam's time.
     pub fn received_week(&self) -> String {
         iso_week(self.received_at)
     }
@@ -641,10 +668,23 @@ impl Petition {
     }
 }
 
-/// ISO 8601 week of a moment, e.g. `2025-W38`, as leaders' weekly reports count weeks.
+/// ISO 8601 week of a moment in Vietnam's time (UTC+7), e.g. `2025-W38`: a week runs from
+/// Monday 00:00 in Vietnam, as the weekly reports, the handling deadlines and the registers count
+/// days. The partition value of the lake's `received_week`.
 pub fn iso_week(at: DateTime<Utc>) -> String {
-    let week = at.iso_week();
+    let week = crate::calendar::vietnam_date(at).iso_week();
     format!("{}-W{:02}", week.year(), week.week())
+}
+
+/// The partitions that may hold a petition received at `at`: its week ([`iso_week`]) and, where
+/// it differs, its week in UTC — the weeks of lakes written before weeks were counted in
+/// Vietnam's time (a petition received from Monday 00:00 to 07:00 in Vietnam lies in the week
+/// before there, until `voxpop topics reclassify` rewrites the lake). Look-ups by id read both.
+pub fn weeks_holding(at: DateTime<Utc>) -> Vec<String> {
+    let week = iso_week(at);
+    let utc = at.iso_week();
+    let utc = format!("{}-W{:02}", utc.year(), utc.week());
+    if utc == week { vec![week] } else { vec![week, utc] }
 }
 
 /// A new petition id: UUID v7 at `received_at` (sortable by time of receipt).
@@ -757,11 +797,12 @@ pub fn to_record_batch<P: std::borrow::Borrow<Petition>>(petitions: &[P]) -> Res
         ids.append_value(petition.id.hyphenated().encode_lower(&mut id_text));
     }
     // Petitions of one batch mostly share a day: the week is formatted once per run of petitions
-    // received the same (UTC) day, the day `received_week` reads.
+    // received the same day in Vietnam, the day `received_week` reads.
     let mut weeks = StringBuilder::with_capacity(n, n * "2025-W01".len());
     let mut last_week: Option<(i64, String)> = None;
+    let offset = i64::from(crate::calendar::vietnam_offset().local_minus_utc());
     for petition in &petitions {
-        let day = petition.received_at.timestamp().div_euclid(86_400);
+        let day = (petition.received_at.timestamp() + offset).div_euclid(86_400);
         let week = match &last_week {
             Some((last_day, week)) if *last_day == day => week,
             _ => &last_week.insert((day, petition.received_week())).1,
@@ -1114,9 +1155,10 @@ mod tests {
     #[test]
     fn arrow_ids_and_weeks_follow_each_row() {
         // Runs of one day, a day later in the same week, a Sunday night and the Monday after it
-        // (a new ISO week), then back to an earlier day.
+        // (a new ISO week) in Vietnam (UTC+7: 16:59 UTC is 23:59 there), then back to an earlier
+        // day.
         let at = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 11, d, h, 59, 59).unwrap();
-        let times = [at(24, 1), at(24, 23), at(25, 0), at(29, 23), at(30, 0), at(30, 5), at(24, 2)];
+        let times = [at(24, 1), at(24, 15), at(24, 17), at(29, 16), at(29, 17), at(30, 5), at(24, 2)];
         let petitions: Vec<Petition> = times.iter().map(|&t| Petition::builder().received_at(t).build()).collect();
         let batch = to_record_batch(&petitions).unwrap();
         let strings = |name: &str| -> Vec<String> {
@@ -1134,5 +1176,17 @@ mod tests {
     fn iso_weeks() {
         assert_eq!(iso_week(now()), "2025-W38");
         assert_eq!(iso_week(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()), "2026-W53");
+    }
+
+    #[test]
+    fn weeks_begin_on_monday_in_vietnam() {
+        // Sunday 2025-09-21 17:00 UTC is Monday 00:00 in Vietnam: week 39 there, 38 in UTC.
+        let monday_in_vietnam = Utc.with_ymd_and_hms(2025, 9, 21, 17, 0, 0).unwrap();
+        assert_eq!(iso_week(monday_in_vietnam), "2025-W39");
+        assert_eq!(iso_week(monday_in_vietnam - chrono::Duration::seconds(1)), "2025-W38");
+        assert_eq!(weeks_holding(monday_in_vietnam), ["2025-W39", "2025-W38"]);
+        assert_eq!(weeks_holding(now()), ["2025-W38"]);
+        // The last hours of a year in UTC are the first of the next in Vietnam.
+        assert_eq!(iso_week(Utc.with_ymd_and_hms(2025, 12, 28, 18, 0, 0).unwrap()), "2026-W01");
     }
 }

@@ -105,6 +105,12 @@ async fn leaders_summary_page_draws_its_charts_in_a_real_browser() {
     assert!(dom.contains("2/3,321 (0.06%)"), "{dom}");
     assert!(dom.contains("data-charts-ready=\"yes\""), "the charts script ran to the end: {dom}");
     assert_eq!(dom.matches("<canvas").count(), 5);
+    // The map's dots: every commune, the archipelagos' special zones included.
+    assert!(dom.contains("data-communes=\"3321\""), "{dom}");
+    // The neighbouring weeks, and no notice of a week in progress for a week long ended.
+    assert!(dom.contains("href=\"/tong-hop?week=2025-W37\""), "{dom}");
+    assert!(dom.contains("href=\"/tong-hop?week=2025-W39\""), "{dom}");
+    assert!(!dom.contains("id=\"in-progress\""), "{dom}");
     // The heat map: "xuống cấp" files the petitions under infrastructure, 1 in Hà Nội this week.
     assert!(dom.contains("<th class=\"topic\">Đường sá và hạ tầng</th>"), "{dom}");
     assert!(dom.contains("id=\"heat-map\""), "{dom}");

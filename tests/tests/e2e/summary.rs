@@ -19,6 +19,8 @@ async fn weekly_summary_counts_changes_and_coverage() {
         ("00004", "2025-09-18T09:30:00+07:00"),
         ("00976", "2025-09-20T15:00:00+07:00"),
         ("00004", "2025-09-10T08:00:00+07:00"),
+        // Monday of week 36 in Vietnam, still Sunday of week 35 in UTC.
+        ("00976", "2025-09-01T05:00:00+07:00"),
     ];
     let mut acked = HashSet::new();
     for (n, (commune, at)) in rows.iter().enumerate() {
@@ -81,6 +83,22 @@ async fn weekly_summary_counts_changes_and_coverage() {
     assert!(text.contains("Đường sá và hạ tầng"), "topics in the CLI summary: {text}");
     // The three share one text: one matter raised three times.
     assert!(text.contains("ứng với khoảng 1 vụ việc"), "{text}");
+
+    // Days and weeks are Vietnam's: the petition of Monday 05:00 there is on that day and in
+    // that week, though it is still Sunday in UTC.
+    let monday =
+        server.get_json("/api/v1/search", &[("q", "đường"), ("from", "2025-09-01"), ("to", "2025-09-01")]).await;
+    assert_eq!(monday["total"], 1, "{monday}");
+    let sunday =
+        server.get_json("/api/v1/search", &[("q", "đường"), ("from", "2025-08-31"), ("to", "2025-08-31")]).await;
+    assert_eq!(sunday["total"], 0, "{sunday}");
+    let week_36 = server.get_json("/api/v1/summaries/weekly", &[("week", "2025-W36")]).await;
+    assert_eq!((week_36["total"].as_u64(), week_36["complete"].as_bool()), (Some(1), Some(true)), "{week_36}");
+    // Without a week: the last one that has ended in Vietnam.
+    let latest = server.get_json("/api/v1/summaries/weekly", &[]).await;
+    let expected = voxpop_queries::summary::IsoWeek::last_ended(chrono::Utc::now()).label();
+    assert_eq!(latest["week"], expected, "{latest}");
+    assert_eq!(latest["complete"], true, "{latest}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -310,4 +328,71 @@ async fn summary_rising_terms_carry_no_phone_or_email() {
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["errors"][0]["field"], "week", "{week}: {problem}");
     }
+}
+
+/// Weeks begin on Monday 00:00 in Vietnam (UTC+7); a week in progress is compared with the same
+/// span of the week before, not with that whole week.
+#[tokio::test(flavor = "multi_thread")]
+async fn weeks_are_vietnams_and_a_week_in_progress_is_compared_like_for_like() {
+    use std::collections::BTreeMap;
+    use voxpop_pipeline::Topic;
+    use voxpop_pipeline::lake::PetitionLake;
+    use voxpop_queries::summary::IsoWeek;
+    use voxpop_schema::Petition;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lake/petitions");
+    let mut lake = PetitionLake::open_or_create(&path).await.unwrap();
+    let at = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+    let times = [
+        // Week 37: Monday morning, Friday, and Sunday 23:30 in Vietnam (16:30 UTC).
+        "2025-09-08T09:00:00+07:00",
+        "2025-09-12T15:00:00+07:00",
+        "2025-09-14T23:30:00+07:00",
+        // Week 38: Monday 06:00 in Vietnam, still Sunday (week 37) in UTC; and Wednesday.
+        "2025-09-15T06:00:00+07:00",
+        "2025-09-17T10:00:00+07:00",
+        // Week 39: Monday 01:00 in Vietnam, Sunday 18:00 UTC.
+        "2025-09-22T01:00:00+07:00",
+    ];
+    let hotline = voxpop_schema::petition::Channel::Hotline;
+    let petitions: Vec<Petition> = times
+        .iter()
+        .map(|t| {
+            Petition::builder().title("Đường xuống cấp").commune("00004").channel(hotline).received_at(at(t)).build()
+        })
+        .collect();
+    lake.append(Topic::Petitions, &petitions, &BTreeMap::from([(0, 6)])).await.unwrap();
+    let queries = voxpop_queries::PetitionQueries::new(&path);
+    let week = IsoWeek { year: 2025, week: 38 };
+    assert_eq!(week.start(), at("2025-09-15T00:00:00+07:00"));
+    assert_eq!(IsoWeek::of(at("2025-09-15T06:00:00+07:00")), week);
+    assert_eq!(IsoWeek::last_ended(at("2025-09-22T00:30:00+07:00")), week);
+
+    // After the week: whole weeks, Vietnam's.
+    let ended = queries.weekly_summary_at(week, None, None, at("2025-09-23T08:00:00+07:00")).await.unwrap();
+    assert_eq!((ended.total, ended.previous_total), (2, 3));
+    assert!(ended.complete);
+    assert_eq!((ended.counted_until, ended.previous_to_date), (None, None));
+    assert_eq!(ended.change_percent.map(|p| p.round()), Some(-33.0));
+
+    // Wednesday 12:00 of week 38: both of its petitions so far, against the one of week 37 by
+    // Wednesday 12:00 (Monday 09:00), not against all three.
+    let now = at("2025-09-17T12:00:00+07:00");
+    let midweek = queries.weekly_summary_at(week, None, None, now).await.unwrap();
+    assert!(!midweek.complete);
+    assert_eq!(midweek.counted_until, Some(now));
+    assert_eq!((midweek.total, midweek.previous_total, midweek.previous_to_date), (2, 3, Some(1)));
+    assert_eq!(midweek.change_percent, Some(100.0));
+    let json = serde_json::to_value(&midweek).unwrap();
+    assert_eq!(json["complete"], false);
+    assert_eq!(json["previous_to_date"], 1);
+    assert!(json["counted_until"].is_string(), "{json}");
+    assert_eq!(midweek.by_channel[0].label, "Đường dây nóng", "{:?}", midweek.by_channel);
+
+    // A look-up by id finds the Monday-morning petition in its week.
+    let monday = &petitions[3];
+    assert_eq!(monday.received_week(), "2025-W38");
+    let found = queries.petition(&monday.id, Some(monday.received_at)).await.unwrap();
+    assert_eq!(found.map(|p| p.id), Some(monday.id));
 }
