@@ -474,6 +474,22 @@ pub async fn page(
             Err(err) => Problem::internal(&err).into_response(),
         };
     }
+    // The week's days, and links to the weeks before and after (none to a week not begun).
+    let mut nav = String::new();
+    let mut days = String::new();
+    if let Some(parsed) = voxpop_queries::summary::IsoWeek::parse(&synthesis.week) {
+        let monday = parsed.monday();
+        days = format!(" ({}–{})", monday.format("%d/%m"), (monday + chrono::Duration::days(6)).format("%d/%m/%Y"));
+        let link = |id: &str, w: voxpop_queries::summary::IsoWeek, text: String| {
+            format!("<a id=\"{id}\" href=\"/bao-cao?week={}&unit={}\">{text}</a>", w.label(), escape(unit))
+        };
+        nav.push_str("<nav class=\"weeks\">");
+        nav.push_str(&link("previous-week", parsed.previous(), format!("← Tuần {}", parsed.previous().label())));
+        if parsed.next().start() <= Utc::now() {
+            nav.push_str(&link("next-week", parsed.next(), format!("Tuần {} →", parsed.next().label())));
+        }
+        nav.push_str("</nav>");
+    }
     let mut html = String::with_capacity(16 * 1024);
     let _ = write!(
         html,
@@ -482,8 +498,9 @@ pub async fn page(
          header{{background:#b3261e;color:#fff;padding:14px 24px}}header h1{{margin:0;font-size:20px}}\
          section{{background:#fff;border-radius:6px;margin:16px 24px;padding:12px 16px}}\
          table{{border-collapse:collapse}}td,th{{border:1px solid #eee;padding:4px 8px;text-align:left}}td.n{{text-align:right}}\
-         @media print{{section{{break-inside:avoid}}}}</style><script src=\"/assets/chart.umd.min.js\"></script></head><body>\
-         <header><h1>Tổng hợp báo cáo tuần {week} — {name}</h1></header>\
+         .weeks{{display:flex;gap:16px;padding:12px 24px 0}}.weeks a{{color:#b3261e}}\
+         @media print{{section{{break-inside:avoid}}.weeks{{display:none}}}}</style><script src=\"/assets/chart.umd.min.js\"></script></head><body>\
+         <header><h1>Tổng hợp báo cáo tuần {week}{days} — {name}</h1></header>{nav}\
          <section><h2>Tiến độ báo cáo, chuyển đổi số theo cấp</h2><table id=\"coverage\"><tr><th>Cấp</th><th>Đã báo cáo / tổng số</th></tr>",
         week = escape(&synthesis.week),
         name = escape(&synthesis.name),

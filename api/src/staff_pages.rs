@@ -17,6 +17,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use voxpop_index::html_escape as escape;
+use voxpop_queries::summary::thousands;
 use voxpop_schema::calendar::Deadlines;
 use voxpop_schema::text::{is_blank, stray_control};
 use voxpop_schema::workflow::{self, Action, ActionRequest, State as Stage};
@@ -336,14 +337,41 @@ pub async fn inbox_page(
     let now = Utc::now();
     let mut html = String::with_capacity(32 * 1024);
     let overdue = items.iter().filter(|s| s.overdue(now)).count();
+    // The list holds at most `limit` petitions; the unit's open and overdue petitions are
+    // counted in full (those nobody has acted on yet included), so that a long queue is not
+    // read as a short one.
+    let performance = performance_rows(&state, &caller, Some(&unit)).await;
+    let filtered = inbox.state.as_deref().is_some_and(|s| !s.is_empty()) || inbox.overdue == Some(true);
+    let limit = inbox.limit.unwrap_or(INBOX_PAGE_LIMIT);
+    let counts = match &performance {
+        Ok((total, _)) if !filtered => {
+            let shown = if (items.len() as u64) < total.open {
+                format!(" Danh sách dưới đây gồm {} kiến nghị đầu tiên (quá hạn trước, hạn gần trước).", items.len())
+            } else {
+                String::new()
+            };
+            format!(
+                "{} kiến nghị đang mở, trong đó <strong>{}</strong> quá hạn.{shown}",
+                thousands(total.open),
+                thousands(total.overdue)
+            )
+        }
+        _ => {
+            let more = if items.len() >= limit {
+                format!(" (hiển thị tối đa {limit}, lọc thêm để thu hẹp)")
+            } else {
+                String::new()
+            };
+            format!("{} kiến nghị phù hợp, trong đó <strong>{overdue}</strong> quá hạn{more}.", items.len())
+        }
+    };
     html.push_str("<script src=\"/assets/chart.umd.min.js\"></script>");
     let _ = write!(
         html,
-        "<section class=\"panel\"><h2 id=\"unit\">{}</h2><p id=\"counts\">{} kiến nghị cần xử lý, trong đó <strong>{overdue}</strong> quá hạn.</p>\
+        "<section class=\"panel\"><h2 id=\"unit\">{}</h2><p id=\"counts\">{counts}</p>\
          <form method=\"get\" action=\"/xu-ly\"><input type=\"hidden\" name=\"unit\" value=\"{}\"><select name=\"state\" aria-label=\"Trạng thái\">\
          <option value=\"\">Đang mở</option>",
         escape(&unit_name(units, &unit)),
-        items.len(),
         escape(&unit)
     );
     for stage in Stage::ALL {
@@ -400,7 +428,7 @@ pub async fn inbox_page(
     }
     html.push_str("</section>");
     // The units below: on time, satisfied, reopened (a chart and the table).
-    if let Ok((total, children)) = performance_rows(&state, &caller, Some(&unit)).await {
+    if let Ok((total, children)) = performance {
         let percent =
             |rate: Option<f64>| rate.map_or("—".to_owned(), |r| format!("{:.1}%", r * 100.0).replace('.', ","));
         let _ = write!(

@@ -4,6 +4,12 @@
 //! folded view of a petition that has it as typed, but only the folded view of one that differs
 //! in diacritics, so with the exact view boosted "đất" ranks before "dát" and "dật". A term typed
 //! without diacritics matches the folded view of all of them equally.
+//!
+//! Vietnamese words are several syllables ("đất đai" is land; "đất" and "dẻo dai" apart are
+//! not), so for a query of several plain syllables the best [`PHRASE_RESCORE_WINDOW`] matches by
+//! BM25 are reordered: those holding the syllables together, in the order typed, in the title
+//! or the body, come first. Only those documents' positions are read, so this costs about what
+//! BM25 alone does; `proximity` instead boosts the phrase over every match.
 
 use std::ops::Bound;
 
@@ -40,6 +46,10 @@ pub const EXACT_BOOST: f32 = 2.0;
 pub const PHRASE_BOOST: f32 = 1.5;
 /// How much more a match in the title counts than one in the body: a title names the problem.
 pub const TITLE_BOOST: f32 = 2.0;
+/// Best BM25 matches of a multi-syllable query that the default ranking reorders, those holding
+/// the syllables together first: more than a reader pages through, few enough that reading
+/// their positions costs little.
+pub const PHRASE_RESCORE_WINDOW: usize = 200;
 
 /// Longest snippet, in bytes of the body (tantivy measures bytes): about 120 Vietnamese letters.
 const SNIPPET_MAX_BYTES: usize = 300;
@@ -67,10 +77,9 @@ pub struct SearchRequest {
     pub limit: usize,
     /// Hits to skip, capped at [`MAX_OFFSET`].
     pub offset: usize,
-    /// Rank documents holding a multi-syllable query as a phrase above those where the
-    /// syllables are scattered. Better ranking for Vietnamese words, at about 2-3 times the
-    /// latency on broad queries (positions are read for every match): off by default, see
-    /// docs/BENCHMARKS.md.
+    /// Boost documents holding a multi-syllable query as a phrase over every match, not only
+    /// among the best [`PHRASE_RESCORE_WINDOW`] as the default ranking does: at about 2-3 times
+    /// the latency on broad queries (positions are read for every match), see docs/BENCHMARKS.md.
     pub proximity: bool,
 }
 
@@ -229,6 +238,77 @@ impl PetitionIndex {
         Ok(Some(query))
     }
 
+    /// The folded syllables of a plain query of at least two syllables, which the default ranking
+    /// looks for together; `None` for one syllable or a query with explicit syntax.
+    fn phrase_syllables(&self, q: &str) -> Option<Vec<String>> {
+        let normalised = text::nfc(q.trim());
+        let plain = !normalised.contains(['"', '+', '-', '(', ')'])
+            && !normalised.split_whitespace().any(|word| matches!(word, "AND" | "OR" | "NOT"));
+        let syllables = crate::analysis::terms(crate::analysis::View::Folded, &normalised);
+        (plain && syllables.len() >= 2).then_some(syllables)
+    }
+
+    /// For each of `hits`, whether its title or body holds `syllables` together, in order, as
+    /// the folded view indexed them: read from the positions of those documents alone.
+    fn hold_together(
+        &self,
+        searcher: &Searcher,
+        syllables: &[String],
+        hits: &[(f32, DocAddress)],
+    ) -> IndexResult<Vec<bool>> {
+        use tantivy::DocSet;
+        use tantivy::postings::Postings;
+        let mut together = vec![false; hits.len()];
+        let mut order: Vec<usize> = (0..hits.len()).collect();
+        order.sort_by_key(|&i| (hits[i].1.segment_ord, hits[i].1.doc_id));
+        let mut positions: Vec<Vec<u32>> = vec![Vec::new(); syllables.len()];
+        for segment in order.chunk_by(|&a, &b| hits[a].1.segment_ord == hits[b].1.segment_ord) {
+            let reader = searcher.segment_reader(hits[segment[0]].1.segment_ord);
+            for field in [self.fields.title, self.fields.body] {
+                let inverted = reader.inverted_index(field)?;
+                let mut postings = Vec::with_capacity(syllables.len());
+                for syllable in syllables {
+                    let term = Term::from_field_text(field, syllable);
+                    match inverted
+                        .read_postings(&term, IndexRecordOption::WithFreqsAndPositions)
+                        .map_err(tantivy::TantivyError::from)?
+                    {
+                        Some(found) => postings.push(found),
+                        None => break,
+                    }
+                }
+                if postings.len() < syllables.len() {
+                    continue;
+                }
+                for &i in segment {
+                    let doc = hits[i].1.doc_id;
+                    if together[i] {
+                        continue;
+                    }
+                    let mut all_there = true;
+                    for (list, found) in postings.iter_mut().zip(positions.iter_mut()) {
+                        if list.doc() < doc {
+                            list.seek(doc);
+                        }
+                        if list.doc() != doc {
+                            all_there = false;
+                            break;
+                        }
+                        list.positions(found);
+                    }
+                    together[i] = all_there
+                        && positions[0].iter().any(|&start| {
+                            positions[1..]
+                                .iter()
+                                .enumerate()
+                                .all(|(k, next)| next.binary_search(&(start + k as u32 + 1)).is_ok())
+                        });
+                }
+            }
+        }
+        Ok(together)
+    }
+
     fn build_query(&self, request: &SearchRequest) -> IndexResult<(Box<dyn Query>, bool)> {
         let text_query = self.text_query(&request.q, request.proximity)?;
         let ranked = text_query.is_some();
@@ -280,6 +360,18 @@ impl PetitionIndex {
         type Page = Vec<(f32, DocAddress)>;
         let ((total, facet_counts, topic_counts), page): ((usize, FacetCounts, FacetCounts), Page) = if limit == 0 {
             (searcher.search(&*query, &counted)?, Vec::new())
+        } else if let Some(syllables) = self.phrase_syllables(&request.q).filter(|_| ranked && !request.proximity) {
+            // The window is ranked again, documents holding the syllables together first (in
+            // BM25 order among themselves), then the rest of the window; past the window, BM25
+            // order: every page of a search reads from the same order.
+            let top = TopDocs::with_limit(PHRASE_RESCORE_WINDOW.max(offset + limit)).order_by_score();
+            let (counts, mut best) = searcher.search(&*query, &(counted, top))?;
+            let window = PHRASE_RESCORE_WINDOW.min(best.len());
+            let together = self.hold_together(&searcher, &syllables, &best[..window])?;
+            let mut reranked: Vec<((f32, DocAddress), bool)> = best.drain(..window).zip(together).collect();
+            reranked.sort_by_key(|(_, together)| !together);
+            let order = reranked.into_iter().map(|(hit, _)| hit).chain(best);
+            (counts, order.skip(offset).take(limit).collect())
         } else if ranked {
             let top = TopDocs::with_limit(limit).and_offset(offset).order_by_score();
             searcher.search(&*query, &(counted, top))?

@@ -562,6 +562,39 @@ fn proximity_ranks_the_phrase_above_scattered_syllables() {
 }
 
 #[test]
+fn the_default_ranking_puts_syllables_held_together_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = PetitionIndex::open_or_create(dir.path()).unwrap();
+    // More of each syllable (BM25 prefers it), but never "đất đai": not about land.
+    let scattered = petition(
+        "Kiến nghị về đất, đường đai",
+        "Đất của nhà tôi bị lấn, đất bị đào, đất lún; con đường đai cũ hỏng, đai sắt gãy, dẻo dai.",
+        "01",
+        "00004",
+        1,
+    );
+    let together =
+        petition("Kiến nghị", "Tranh chấp đất đai kéo dài nhiều năm chưa được giải quyết.", "01", "00004", 2);
+    let in_title = petition("Đất đai bị lấn chiếm", "Đề nghị xem xét.", "01", "00004", 3);
+    index.apply(&[scattered.clone(), together.clone(), in_title.clone()], 1).unwrap();
+    let bm25 = search(&index, &SearchRequest { proximity: false, ..SearchRequest::text("dat dai") });
+    assert_eq!(bm25.total, 3);
+    let order: Vec<uuid::Uuid> = bm25.hits.iter().map(|hit| hit.id).collect();
+    assert_eq!(order[2], scattered.id, "held together, in the body or the title, first: {:?}", bm25.hits);
+    assert!(bm25.hits[2].score > bm25.hits[0].score.max(bm25.hits[1].score), "BM25 alone would rank it first");
+    // Typed with diacritics, or the syllables in the other order: the same matches; reversed,
+    // nothing holds them together, so BM25 alone orders them.
+    assert_eq!(search(&index, &SearchRequest::text("đất đai")).hits[2].id, scattered.id);
+    assert_eq!(search(&index, &SearchRequest::text("dai dat")).total, 3);
+    // Pages read from the same order.
+    let second = search(&index, &SearchRequest { offset: 1, limit: 1, ..SearchRequest::text("dat dai") });
+    assert_eq!(second.hits.iter().map(|hit| hit.id).collect::<Vec<_>>(), [order[1]]);
+    // One syllable, or explicit syntax: BM25 as it is.
+    assert_eq!(search(&index, &SearchRequest::text("dai")).total, 3);
+    assert_eq!(search(&index, &SearchRequest::text("dat OR dai")).total, 3);
+}
+
+#[test]
 fn an_index_of_another_schema_is_recreated_empty() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index");

@@ -159,7 +159,8 @@ async fn reports_page_shows_coverage_and_indicators_in_a_real_browser() {
     }
     let url = server.url("/bao-cao?week=2025-W38&unit=00004");
     let dom = chromium(&["--virtual-time-budget=5000", "--dump-dom", &url]);
-    assert!(dom.contains("Tổng hợp báo cáo tuần 2025-W38"), "{dom}");
+    assert!(dom.contains("Tổng hợp báo cáo tuần 2025-W38 (15/09–21/09/2025)"), "{dom}");
+    assert!(dom.contains("href=\"/bao-cao?week=2025-W37&amp;unit=00004\""), "the week before: {dom}");
     assert!(dom.contains("1/2 (50.00%)"), "village coverage: {dom}");
     assert!(dom.contains("00004-002"), "the missing village is listed: {dom}");
     assert!(dom.contains("data-charts-ready=\"yes\""), "{dom}");
@@ -459,7 +460,12 @@ async fn pages_refuse_repeated_unknown_and_bad_parameters_and_keep_their_own_lin
     }
     let (status, _, page) = fetch(get("/xu-ly?limit=1", &officer)).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{page}");
-    assert!(page.contains("<p id=\"counts\">1 kiến nghị"), "`limit` is read: {page}");
+    // `limit` is read; the count is of all the unit's open petitions, not of those listed.
+    assert!(page.contains("<p id=\"counts\">2 kiến nghị đang mở"), "{page}");
+    assert!(page.contains("gồm 1 kiến nghị đầu tiên"), "`limit` is read: {page}");
+    assert_eq!(page.matches("<tr class=").count(), 1, "{page}");
+    let (_, _, page) = fetch(get("/xu-ly?state=received", &officer)).await;
+    assert!(page.contains("<p id=\"counts\">2 kiến nghị phù hợp"), "{page}");
     let (status, _, page) = fetch(get(&format!("/xu-ly/{id}?ok=accept"), &officer)).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{page}");
     // Signing in goes back to the page asked for, its parameters with it.
