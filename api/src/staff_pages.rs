@@ -633,13 +633,16 @@ async fn render_petition(
         );
     } else if !staff_actions.is_empty() {
         html.push_str("<section class=\"panel\" id=\"actions\"><h3>Xử lý</h3>");
+        let picks_unit = staff_actions.iter().any(|a| matches!(a, Action::Assign | Action::Transfer));
         for action in staff_actions {
             let fields = match action {
                 Action::Decline | Action::Escalate => {
                     "<textarea name=\"note\" required placeholder=\"Lý do\" aria-label=\"Lý do\"></textarea>".to_owned()
                 }
-                Action::Assign => "<input name=\"unit\" required placeholder=\"Mã đơn vị (xã hoặc thôn ccccc-nnn)\" aria-label=\"Đơn vị\">".to_owned(),
-                Action::Transfer => "<input name=\"unit\" required placeholder=\"Mã đơn vị nhận\" aria-label=\"Đơn vị nhận\">\
+                // The codes are typed or picked by name: the communes of the petition's province
+                // and the provinces are offered as the field is typed into.
+                Action::Assign => "<input name=\"unit\" required list=\"units\" placeholder=\"Mã hoặc tên đơn vị (xã; thôn ccccc-nnn)\" aria-label=\"Đơn vị\">".to_owned(),
+                Action::Transfer => "<input name=\"unit\" required list=\"units\" placeholder=\"Mã hoặc tên đơn vị nhận\" aria-label=\"Đơn vị nhận\">\
                      <textarea name=\"note\" required placeholder=\"Lý do chuyển\" aria-label=\"Lý do chuyển\"></textarea>"
                     .to_owned(),
                 Action::Answer => "<textarea name=\"answer\" required placeholder=\"Nội dung trả lời\" aria-label=\"Nội dung trả lời\"></textarea>".to_owned(),
@@ -656,10 +659,32 @@ async fn render_petition(
                 action.label_vi()
             );
         }
+        if picks_unit {
+            html.push_str(&unit_choices(units, &petition.province_code));
+        }
         html.push_str("</section>");
     }
     let status = error.map_or(StatusCode::OK, problem_status);
     page(status, "Xử lý kiến nghị", &html)
+}
+
+/// The units a petition is most often assigned or transferred to, by name, for the forms' unit
+/// fields: the communes of its province, the province, the other provinces and the central
+/// committee. Any other code may still be typed.
+fn unit_choices(units: &Units, province: &str) -> String {
+    let mut html = String::from("<datalist id=\"units\">");
+    let mut option = |code: &str, name: &str| {
+        let _ = write!(html, "<option value=\"{}\">{}</option>", escape(code), escape(name));
+    };
+    for commune in units.communes().iter().filter(|c| c.province_code == province) {
+        option(&commune.code, &commune.name);
+    }
+    for other in units.provinces() {
+        option(&other.code, &other.name);
+    }
+    option(workflow::CENTRAL, "Ủy ban Trung ương");
+    html.push_str("</datalist>");
+    html
 }
 
 /// `POST /xu-ly/{id}`: one action from the page's forms; back to the page (303) when recorded,

@@ -57,6 +57,9 @@ with sync_playwright() as p:
 
     # Transfer the second one to a neighbouring commune, with a reason.
     page.goto(base + f"/xu-ly/{second}")
+    # The unit field offers the province's communes by name (a datalist): 00097 is one of them.
+    report["transfer_list"] = page.get_attribute("#form-transfer input[name=unit]", "list")
+    report["transfer_choice"] = page.text_content("#units option[value='00097']")
     page.fill("#form-transfer input[name=unit]", "00097")
     page.fill("#form-transfer textarea[name=note]", "Thuộc thẩm quyền phường khác")
     page.click("#do-transfer")

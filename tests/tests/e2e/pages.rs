@@ -235,6 +235,8 @@ async fn staff_sign_in_and_handle_petitions_from_the_inbox_in_a_real_browser() {
     );
     assert!(report["handler_after_assign"].as_str().unwrap().contains("thôn/tổ dân phố 001"), "{report}");
     assert_eq!(report["answer"], "Đã thu gom rác và lắp biển cấm đổ rác.");
+    assert_eq!(report["transfer_list"], "units", "{report}");
+    assert!(report["transfer_choice"].as_str().is_some_and(|name| name.starts_with("Phường")), "{report}");
     assert_eq!(report["after_transfer"], "received");
     assert!(report["handler_after_transfer"].as_str().unwrap().contains("Ủy ban MTTQ Việt Nam"), "{report}");
     // The API agrees: the first petition answered by the commune's officer, on time.
