@@ -363,9 +363,11 @@ pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>
         ),
     }
     println!("Xã, phường, đặc khu có kiến nghị: {}", summary.communes_with_petitions.text);
+    // A week in progress: the rows below compare with the whole week before.
+    let last_week = if summary.complete { "tuần trước" } else { "cả tuần trước" };
     println!("Theo tỉnh, thành phố:");
     for row in summary.by_province.iter().filter(|row| row.count > 0 || row.previous > 0).take(10) {
-        println!("  {:<28} {:>8}  (tuần trước {})", row.province_name, thousands(row.count), thousands(row.previous));
+        println!("  {:<28} {:>8}  ({last_week} {})", row.province_name, thousands(row.count), thousands(row.previous));
     }
     let shares = |title: &str, rows: &[voxpop_queries::summary::Share]| {
         let parts: Vec<String> = rows.iter().map(|s| format!("{} {:.1}%", s.label, 100.0 * s.share)).collect();
@@ -375,7 +377,7 @@ pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>
     shares("Kênh tiếp nhận", &summary.by_channel);
     println!("Theo chủ đề:");
     for topic in summary.by_topic.iter().filter(|t| t.count > 0 || t.previous > 0) {
-        println!("  {:<44} {:>8}  (tuần trước {})", topic.label, thousands(topic.count), thousands(topic.previous));
+        println!("  {:<44} {:>8}  ({last_week} {})", topic.label, thousands(topic.count), thousands(topic.previous));
     }
     if !summary.spikes.is_empty() {
         println!("Điểm nóng (tăng đột biến so với 8 tuần trước):");
