@@ -384,7 +384,8 @@ impl PetitionIndex {
             (counts, newest.into_iter().map(|(_, address)| (0.0, address)).collect())
         };
 
-        let hits = self.hits(&searcher, &*query, page)?;
+        let phrase = if ranked { self.phrase_syllables(&request.q) } else { None };
+        let hits = self.hits(&searcher, &*query, page, phrase.as_deref())?;
         Ok(SearchResults {
             total,
             hits,
@@ -393,7 +394,17 @@ impl PetitionIndex {
         })
     }
 
-    fn hits(&self, searcher: &Searcher, query: &dyn Query, page: Vec<(f32, DocAddress)>) -> IndexResult<Vec<Hit>> {
+    /// The hits of `page`, each with a snippet: around the first place the body holds `phrase`
+    /// (a multi-syllable query's syllables together) when it does, so that "dat dai" shows the
+    /// petition's "đất đai" rather than a passage dense with "đại"; elsewhere tantivy's best
+    /// fragment.
+    fn hits(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        page: Vec<(f32, DocAddress)>,
+        phrase: Option<&[String]>,
+    ) -> IndexResult<Vec<Hit>> {
         if page.is_empty() {
             return Ok(Vec::new());
         }
@@ -403,7 +414,10 @@ impl PetitionIndex {
         for (score, address) in page {
             let doc: TantivyDocument = searcher.doc(address)?;
             let stored = self.fields.stored(&doc)?;
-            let snippet = snippet_html(&snippets, &stored.body);
+            let snippet = match phrase.and_then(|syllables| phrase_span(&stored.body, syllables)) {
+                Some(span) => snippet_around(&snippets, &stored.body, span),
+                None => snippet_html(&snippets, &stored.body),
+            };
             hits.push(Hit {
                 id: stored.id,
                 title: stored.title,
@@ -471,6 +485,68 @@ fn snippet_html(generator: &SnippetGenerator, body: &str) -> String {
     }
     html.push_str(&snippet.to_html());
     if range.end < body.len() {
+        html.push('…');
+    }
+    html
+}
+
+/// How far into a body a snippet looks for the query's syllables together: most petitions are
+/// shorter, and a page of long ones stays cheap to show (the body is tokenized up to here).
+const PHRASE_SNIPPET_SCAN_BYTES: usize = 8 * 1024;
+
+/// Byte range of the first place `text` holds `syllables` together, in order, as the folded view
+/// reads it, within its first [`PHRASE_SNIPPET_SCAN_BYTES`].
+fn phrase_span(text: &str, syllables: &[String]) -> Option<std::ops::Range<usize>> {
+    use tantivy::tokenizer::TokenStream;
+    let mut analyzer = crate::analysis::analyzer(crate::analysis::View::Folded);
+    let mut stream = analyzer.token_stream(text);
+    // The last `syllables.len()` tokens, as (text, start, end).
+    let mut recent: std::collections::VecDeque<(String, usize, usize)> = std::collections::VecDeque::new();
+    while let Some(token) = stream.next() {
+        if token.offset_from > PHRASE_SNIPPET_SCAN_BYTES {
+            return None;
+        }
+        if recent.len() == syllables.len() {
+            recent.pop_front();
+        }
+        recent.push_back((token.text.clone(), token.offset_from, token.offset_to));
+        if recent.len() == syllables.len() && recent.iter().zip(syllables).all(|((text, _, _), want)| text == want) {
+            return Some(recent.front()?.1..recent.back()?.2);
+        }
+    }
+    None
+}
+
+/// A snippet of `body` around `span`: tantivy's best fragment within about a snippet's length
+/// either side of it, which holds it.
+fn snippet_around(generator: &SnippetGenerator, body: &str, span: std::ops::Range<usize>) -> String {
+    let floor = |mut at: usize| {
+        while !body.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    };
+    let reach = SNIPPET_MAX_BYTES.saturating_sub(span.len()) / 2;
+    let mut start = floor(span.start.saturating_sub(reach));
+    // Begin at a word, not inside one.
+    if start > 0
+        && let Some(space) = body[start..span.start].find(char::is_whitespace)
+    {
+        start += space + 1;
+    }
+    let end = floor((span.end + reach).min(body.len()));
+    let mut snippet = generator.snippet(&body[start..end]);
+    if snippet.is_empty() {
+        return snippet_html(generator, body);
+    }
+    snippet.set_snippet_prefix_postfix("<mark>", "</mark>");
+    let range = snippet.fragment_range();
+    let mut html = String::new();
+    if start + range.start > 0 {
+        html.push('…');
+    }
+    html.push_str(&snippet.to_html());
+    if start + range.end < body.len() {
         html.push('…');
     }
     html

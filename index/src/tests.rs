@@ -562,6 +562,24 @@ fn proximity_ranks_the_phrase_above_scattered_syllables() {
 }
 
 #[test]
+fn the_snippet_shows_where_the_syllables_stand_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = PetitionIndex::open_or_create(dir.path()).unwrap();
+    // "đại" (folded "dai") many times first; "đất đai" once, far into the body.
+    let noise = "Trường đại học và đại lý, đại biểu, đại diện, đại hội. ".repeat(12);
+    let body = format!("{noise}Gia đình tôi có tranh chấp đất đai với hàng xóm đã ba năm.");
+    let petition = petition("Kiến nghị", &body, "01", "00004", 1);
+    index.apply(std::slice::from_ref(&petition), 1).unwrap();
+    let found = search(&index, &SearchRequest::text("dat dai"));
+    let snippet = &found.hits[0].snippet;
+    assert!(snippet.contains("<mark>đất</mark> <mark>đai</mark>"), "{snippet}");
+    assert!(snippet.starts_with('…') && !snippet.starts_with("…ại"), "cut at a word: {snippet}");
+    // One syllable: tantivy's best fragment, as before.
+    let one = search(&index, &SearchRequest::text("dai"));
+    assert!(one.hits[0].snippet.contains("<mark>đại</mark>"), "{}", one.hits[0].snippet);
+}
+
+#[test]
 fn the_default_ranking_puts_syllables_held_together_first() {
     let dir = tempfile::tempdir().unwrap();
     let index = PetitionIndex::open_or_create(dir.path()).unwrap();
