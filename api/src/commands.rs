@@ -363,8 +363,8 @@ pub async fn summary(data_dir: &Path, week: Option<&str>, province: Option<&str>
         ),
     }
     println!("Xã, phường, đặc khu có kiến nghị: {}", summary.communes_with_petitions.text);
-    // A week in progress: the rows below compare with the whole week before.
-    let last_week = if summary.complete { "tuần trước" } else { "cả tuần trước" };
+    // A week in progress: the rows below compare with the same span of the week before.
+    let last_week = if summary.complete { "tuần trước" } else { "cùng kỳ tuần trước" };
     println!("Theo tỉnh, thành phố:");
     for row in summary.by_province.iter().filter(|row| row.count > 0 || row.previous > 0).take(10) {
         println!("  {:<28} {:>8}  ({last_week} {})", row.province_name, thousands(row.count), thousands(row.previous));

@@ -653,7 +653,7 @@ pub async fn summary_page(
                 ),
                 format!(
                     "<p class=\"notice\" id=\"in-progress\">Tuần {week_label} chưa kết thúc: số liệu tính đến {until} (giờ Việt Nam). \
-                     Số kiến nghị được so với cùng kỳ tuần trước (đến cùng thời điểm); các biểu đồ so với cả tuần trước.</p>",
+                     Các số liệu được so với cùng kỳ tuần trước (đến cùng thời điểm); xu hướng 12 tuần tính cả tuần trước.</p>",
                     week_label = escape(&summary.week)
                 ),
             )
@@ -809,7 +809,7 @@ Chart.defaults.animation = false;
 new Chart(document.getElementById('provinces'), {type: 'bar',
   data: {labels: data.provinces, datasets: [
     {label: 'Tuần này', data: data.counts, backgroundColor: red},
-    {label: data.complete ? 'Tuần trước' : 'Cả tuần trước', data: data.previous, backgroundColor: grey}]},
+    {label: data.complete ? 'Tuần trước' : 'Cùng kỳ tuần trước', data: data.previous, backgroundColor: grey}]},
   options: {indexAxis: 'y', scales: {y: {ticks: {autoSkip: false}}}}});
 new Chart(document.getElementById('languages'), {type: 'doughnut',
   data: {labels: data.languages, datasets: [{data: data.language_counts}]}, options: {aspectRatio: 2}});
@@ -847,7 +847,7 @@ new Chart(document.getElementById('map'), {type: 'bubble', plugins: [labels],
 new Chart(document.getElementById('topics'), {type: 'bar',
   data: {labels: data.topics, datasets: [
     {label: 'Tuần này', data: data.topic_counts, backgroundColor: red},
-    {label: data.complete ? 'Tuần trước' : 'Cả tuần trước', data: data.topic_previous, backgroundColor: grey}]},
+    {label: data.complete ? 'Tuần trước' : 'Cùng kỳ tuần trước', data: data.topic_previous, backgroundColor: grey}]},
   options: {indexAxis: 'y', scales: {y: {ticks: {autoSkip: false}}}}});
 new Chart(document.getElementById('trends'), {type: 'line',
   // A week in progress is the last point: its segment is dashed, as it will still grow.

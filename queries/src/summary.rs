@@ -82,6 +82,7 @@ pub struct ProvinceCount {
     pub province_code: String,
     pub province_name: String,
     pub count: u64,
+    /// The week before: whole, or up to the same point of it while the week is in progress.
     pub previous: u64,
 }
 
@@ -226,6 +227,7 @@ pub struct TopicSummary {
     /// Vietnamese label from the taxonomy ("Chưa phân loại" for [`UNCLASSIFIED`]).
     pub label: String,
     pub count: u64,
+    /// The week before: whole, or up to the same point of it while the week is in progress.
     pub previous: u64,
     /// Fraction of the week's petitions, 0..1.
     pub share: f64,
@@ -383,14 +385,26 @@ impl PetitionQueries {
         let complete = now >= week.next().start();
         // A week in progress (or one not begun) is compared with the week before up to the same
         // point of it: Monday's figures against last Monday's, not against a whole week.
-        let previous_to_date = match complete {
+        // Its provinces and topics too: `previous` is then the same span of the week before.
+        let to_date = match complete {
             true => None,
             false => {
                 let elapsed = (now - week.start()).max(chrono::Duration::zero());
                 Some(received_before(ctx.as_ref(), &previous_label, place, previous.start() + elapsed).await?)
             }
         };
+        let previous_to_date = to_date.as_ref().map(|rows| rows.iter().map(|(_, n)| n).sum::<u64>());
         let compared_with = previous_to_date.unwrap_or(previous_total);
+        // Keys of `to_date`: [province, topic].
+        let to_date_by = |column: usize| -> Option<Vec<(String, u64)>> {
+            let rows = to_date.as_ref()?;
+            let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+            for (key, n) in rows {
+                *counts.entry(key[column].clone()).or_default() += n;
+            }
+            Some(counts.into_iter().collect())
+        };
+        let last_week = to_date_by(0).unwrap_or(last_week);
         let count_of = |rows: &[(String, u64)], key: &str| rows.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
         let mut by_province: Vec<ProvinceCount> = units
             .provinces()
@@ -424,7 +438,7 @@ impl PetitionQueries {
                 province.is_none_or(|code| code == c.province_code) && commune.is_none_or(|code| code == c.code)
             })
             .count();
-        let (by_topic, topic_matrix) = topic_section(&labels, &cells, &by_province, total);
+        let (by_topic, topic_matrix) = topic_section(&labels, &cells, &by_province, total, to_date_by(1).as_deref());
         let spikes = spike_rows(&labels, &cells, &by_topic, units);
         let baseline_weeks = &labels[labels.len().saturating_sub(1 + SpikeOptions::default().window)..labels.len() - 1];
         let baseline_total: u64 =
@@ -505,6 +519,7 @@ fn topic_section(
     cells: &[(Vec<String>, u64)],
     provinces: &[ProvinceCount],
     total: u64,
+    previous_to_date: Option<&[(String, u64)]>,
 ) -> (Vec<TopicSummary>, TopicMatrix) {
     let taxonomy = Taxonomy::default_embedded();
     let this_week = weeks.len() - 1;
@@ -537,7 +552,12 @@ fn topic_section(
         .filter(|&&t| codes[t] != UNCLASSIFIED || weekly[t].iter().any(|&n| n > 0))
         .map(|&t| {
             let count = weekly[t][this_week];
-            let previous = if this_week > 0 { weekly[t][this_week - 1] } else { 0 };
+            let previous = match previous_to_date {
+                // A week in progress: the same span of the week before.
+                Some(rows) => rows.iter().find(|(code, _)| *code == codes[t]).map_or(0, |(_, n)| *n),
+                None if this_week > 0 => weekly[t][this_week - 1],
+                None => 0,
+            };
             TopicSummary {
                 code: codes[t].clone(),
                 label: label(&codes[t]),
@@ -759,18 +779,28 @@ async fn codes_frame(
     Ok(Some(place.filter(table.filter(weeks)?)?.select_columns(columns)?))
 }
 
-/// Petitions of the partition `week` in `place` received before `until`.
+/// Petitions of the partition `week` in `place` received before `until`, per province and topic
+/// ([`UNCLASSIFIED`] for none).
 async fn received_before(
     ctx: Option<&SessionContext>,
     week: &str,
     place: Place<'_>,
     until: DateTime<Utc>,
-) -> QueryResult<u64> {
-    let Some(ctx) = ctx else { return Ok(0) };
+) -> QueryResult<Vec<(Vec<String>, u64)>> {
+    let Some(ctx) = ctx else { return Ok(Vec::new()) };
     let until =
         lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(Some(until.timestamp_micros()), Some("UTC".into())));
-    let frame = ctx.table(petition::TABLE_NAME).await?.filter(col(PARTITION_COLUMN).eq(lit(week)))?;
-    Ok(place.filter(frame.filter(col("received_at").lt(until))?)?.count().await? as u64)
+    let table = ctx.table(petition::TABLE_NAME).await?;
+    // A table written before topics existed has no topic column: all unclassified.
+    let topic = match table.schema().field_with_unqualified_name("topic") {
+        Ok(_) => col("topic"),
+        Err(_) => lit(datafusion::scalar::ScalarValue::Utf8(None)).alias("topic"),
+    };
+    let frame =
+        place.filter(table.filter(col(PARTITION_COLUMN).eq(lit(week)))?.filter(col("received_at").lt(until))?)?;
+    let count = datafusion::functions_aggregate::expr_fn::count(lit(1)).alias("n");
+    let grouped = frame.aggregate(vec![col("province_code"), topic], vec![count])?;
+    counted_rows(&grouped.collect().await?, &["province_code", "topic"])
 }
 
 /// The plan of [`grouped_counts`] through DataFusion's aggregate; `None` for no weeks.

@@ -384,6 +384,11 @@ async fn weeks_are_vietnams_and_a_week_in_progress_is_compared_like_for_like() {
     assert_eq!(midweek.counted_until, Some(now));
     assert_eq!((midweek.total, midweek.previous_total, midweek.previous_to_date), (2, 3, Some(1)));
     assert_eq!(midweek.change_percent, Some(100.0));
+    // The province's and the topics' `previous` are the same span too; the trend keeps whole weeks.
+    assert_eq!((midweek.by_province[0].province_code.as_str(), midweek.by_province[0].previous), ("01", 1));
+    assert_eq!(ended.by_province[0].previous, 3);
+    assert_eq!(midweek.by_topic.iter().map(|t| t.previous).sum::<u64>(), 1, "{:?}", midweek.by_topic);
+    assert_eq!(midweek.by_topic.iter().map(|t| t.weekly[10]).sum::<u64>(), 3, "{:?}", midweek.by_topic);
     let json = serde_json::to_value(&midweek).unwrap();
     assert_eq!(json["complete"], false);
     assert_eq!(json["previous_to_date"], 1);
