@@ -505,6 +505,27 @@ pub async fn chart_js() -> Response {
         .into_response()
 }
 
+/// The days of a week as leaders write them: `15/09–21/09/2025`.
+pub fn week_days(week: voxpop_queries::summary::IsoWeek) -> String {
+    let monday = week.monday();
+    format!("{}–{}", monday.format("%d/%m"), (monday + chrono::Duration::days(6)).format("%d/%m/%Y"))
+}
+
+/// Links from a weekly page (`path`) to the week before and the week after, with the page's
+/// other parameters (`scope_query`, `&name=value`..., escaped); none to a week not begun.
+pub fn week_nav(path: &str, week: voxpop_queries::summary::IsoWeek, scope_query: &str) -> String {
+    let link = |id: &str, to: voxpop_queries::summary::IsoWeek, text: String| {
+        format!("<a id=\"{id}\" href=\"{path}?week={}{scope_query}\">{text}</a>", to.label())
+    };
+    let mut nav = String::from("<nav class=\"weeks\">");
+    nav.push_str(&link("previous-week", week.previous(), format!("← Tuần {}", week.previous().label())));
+    if week.next().start() <= chrono::Utc::now() {
+        nav.push_str(&link("next-week", week.next(), format!("Tuần {} →", week.next().label())));
+    }
+    nav.push_str("</nav>");
+    nav
+}
+
 /// Communes east of this longitude are the Hoàng Sa and Trường Sa archipelagos: drawn on the map
 /// and named, but left out of their provinces' centroids.
 const ARCHIPELAGO_LONGITUDE: f64 = 111.0;
@@ -620,28 +641,13 @@ pub async fn summary_page(
     let signals = signals_html(&summary);
     let change = summary.change_percent.map_or("—".to_owned(), |p| format!("{p:+.1}%"));
     let vietnam = voxpop_schema::calendar::vietnam_offset();
-    let days =
-        format!("{}–{}", week.monday().format("%d/%m"), (week.monday() + chrono::Duration::days(6)).format("%d/%m/%Y"));
-    // The same scope on the neighbouring weeks; no link to a week that has not begun.
+    let days = week_days(week);
+    // The same scope on the neighbouring weeks.
     let scope_query: String = ["province", "commune"]
         .iter()
         .filter_map(|key| params.get(*key).filter(|v| !v.is_empty()).map(|v| format!("&{key}={}", escape(v))))
         .collect();
-    let next = week.next();
-    let mut nav = format!(
-        "<nav class=\"weeks\"><a id=\"previous-week\" href=\"/tong-hop?week={}{scope_query}\">← Tuần {}</a>",
-        week.previous().label(),
-        week.previous().label()
-    );
-    if next.start() <= chrono::Utc::now() {
-        let _ = write!(
-            nav,
-            "<a id=\"next-week\" href=\"/tong-hop?week={}{scope_query}\">Tuần {} →</a>",
-            next.label(),
-            next.label()
-        );
-    }
-    nav.push_str("</nav>");
+    let nav = week_nav("/tong-hop", week, &scope_query);
     let (comparison, in_progress) = match (summary.counted_until, summary.previous_to_date) {
         (Some(until), Some(to_date)) => {
             let until = until.with_timezone(&vietnam).format("%H:%M ngày %d/%m/%Y");

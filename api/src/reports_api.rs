@@ -475,21 +475,13 @@ pub async fn page(
         };
     }
     // The week's days, and links to the weeks before and after (none to a week not begun).
-    let mut nav = String::new();
-    let mut days = String::new();
-    if let Some(parsed) = voxpop_queries::summary::IsoWeek::parse(&synthesis.week) {
-        let monday = parsed.monday();
-        days = format!(" ({}–{})", monday.format("%d/%m"), (monday + chrono::Duration::days(6)).format("%d/%m/%Y"));
-        let link = |id: &str, w: voxpop_queries::summary::IsoWeek, text: String| {
-            format!("<a id=\"{id}\" href=\"/bao-cao?week={}&unit={}\">{text}</a>", w.label(), escape(unit))
-        };
-        nav.push_str("<nav class=\"weeks\">");
-        nav.push_str(&link("previous-week", parsed.previous(), format!("← Tuần {}", parsed.previous().label())));
-        if parsed.next().start() <= Utc::now() {
-            nav.push_str(&link("next-week", parsed.next(), format!("Tuần {} →", parsed.next().label())));
-        }
-        nav.push_str("</nav>");
-    }
+    let (days, nav) = match voxpop_queries::summary::IsoWeek::parse(&synthesis.week) {
+        Some(parsed) => (
+            format!(" ({})", crate::pages::week_days(parsed)),
+            crate::pages::week_nav("/bao-cao", parsed, &format!("&unit={}", escape(unit))),
+        ),
+        None => (String::new(), String::new()),
+    };
     let mut html = String::with_capacity(16 * 1024);
     let _ = write!(
         html,

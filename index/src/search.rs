@@ -357,17 +357,19 @@ impl PetitionIndex {
         topics.add_facet(Facet::root());
         let counted = (Count, facets, topics);
 
+        // A query of several plain syllables: they are looked for together (ranking, snippets).
+        let phrase = if ranked { self.phrase_syllables(&request.q) } else { None };
         type Page = Vec<(f32, DocAddress)>;
         let ((total, facet_counts, topic_counts), page): ((usize, FacetCounts, FacetCounts), Page) = if limit == 0 {
             (searcher.search(&*query, &counted)?, Vec::new())
-        } else if let Some(syllables) = self.phrase_syllables(&request.q).filter(|_| ranked && !request.proximity) {
+        } else if let Some(syllables) = phrase.as_deref().filter(|_| !request.proximity) {
             // The window is ranked again, documents holding the syllables together first (in
             // BM25 order among themselves), then the rest of the window; past the window, BM25
             // order: every page of a search reads from the same order.
             let top = TopDocs::with_limit(PHRASE_RESCORE_WINDOW.max(offset + limit)).order_by_score();
             let (counts, mut best) = searcher.search(&*query, &(counted, top))?;
             let window = PHRASE_RESCORE_WINDOW.min(best.len());
-            let together = self.hold_together(&searcher, &syllables, &best[..window])?;
+            let together = self.hold_together(&searcher, syllables, &best[..window])?;
             let mut reranked: Vec<((f32, DocAddress), bool)> = best.drain(..window).zip(together).collect();
             reranked.sort_by_key(|(_, together)| !together);
             let order = reranked.into_iter().map(|(hit, _)| hit).chain(best);
@@ -384,7 +386,6 @@ impl PetitionIndex {
             (counts, newest.into_iter().map(|(_, address)| (0.0, address)).collect())
         };
 
-        let phrase = if ranked { self.phrase_syllables(&request.q) } else { None };
         let hits = self.hits(&searcher, &*query, page, phrase.as_deref())?;
         Ok(SearchResults {
             total,

@@ -493,6 +493,7 @@ impl PetitionQueries {
                 .then(|| 100.0 * (total as f64 - compared_with as f64) / compared_with as f64),
             by_province,
             by_language: shares(languages, |code| petition::language_label_vi(code).to_owned()),
+            // A channel the code does not know is named as it is; `unknown` (none) as for languages.
             by_channel: shares(channels, |code| {
                 petition::Channel::parse(code)
                     .map_or_else(|| petition::language_label_vi(code), |c| c.label_vi())

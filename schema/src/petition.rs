@@ -672,7 +672,10 @@ impl Petition {
 /// Monday 00:00 in Vietnam, as the weekly reports, the handling deadlines and the registers count
 /// days. The partition value of the lake's `received_week`.
 pub fn iso_week(at: DateTime<Utc>) -> String {
-    let week = crate::calendar::vietnam_date(at).iso_week();
+    week_label(crate::calendar::vietnam_date(at).iso_week())
+}
+
+fn week_label(week: chrono::IsoWeek) -> String {
     format!("{}-W{:02}", week.year(), week.week())
 }
 
@@ -681,9 +684,7 @@ pub fn iso_week(at: DateTime<Utc>) -> String {
 /// Vietnam's time (a petition received from Monday 00:00 to 07:00 in Vietnam lies in the week
 /// before there, until `voxpop topics reclassify` rewrites the lake). Look-ups by id read both.
 pub fn weeks_holding(at: DateTime<Utc>) -> Vec<String> {
-    let week = iso_week(at);
-    let utc = at.iso_week();
-    let utc = format!("{}-W{:02}", utc.year(), utc.week());
+    let (week, utc) = (iso_week(at), week_label(at.iso_week()));
     if utc == week { vec![week] } else { vec![week, utc] }
 }
 
