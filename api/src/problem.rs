@@ -202,9 +202,28 @@ pub async fn plain_rejections_as_problems(response: Response) -> Response {
     converted
 }
 
+/// Asks the client to close the connection after a 413 (a router layer:
+/// `axum::middleware::map_response`). The refused body was not read to its end, so the server
+/// closes the connection; without `Connection: close` a client would keep it for its next
+/// request and find it gone.
+pub async fn close_after_refused_body(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_body_closes_the_connection_and_other_answers_keep_it() {
+        let too_large = close_after_refused_body(StatusCode::PAYLOAD_TOO_LARGE.into_response()).await;
+        assert_eq!(too_large.headers()[header::CONNECTION], "close");
+        let bad = close_after_refused_body(StatusCode::BAD_REQUEST.into_response()).await;
+        assert!(bad.headers().get(header::CONNECTION).is_none());
+    }
 
     #[test]
     fn rejections_name_their_parameter() {

@@ -202,6 +202,9 @@ async fn bad_input_gets_a_problem_naming_every_field_and_never_a_500() {
     let response = client.post(server.url("/api/v1/reports")).body(vec![b'x'; 400 * 1024]).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
+    // The rest of the body was never read: the client is told not to send its next request on
+    // this connection (which the server closes).
+    assert_eq!(response.headers()["connection"], "close");
     // Open311 answers in its own error format, also for dates chrono reads but no petition has.
     let response = client.get(server.url("/open311/v2/requests.json?end_date=-262143-01-01")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
