@@ -100,7 +100,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::map_response(crate::problem::plain_rejections_as_problems))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .layer(axum::middleware::map_response(crate::problem::close_after_refused_body))
+        .layer(axum::middleware::from_fn(crate::problem::close_after_refused_body))
         .with_state(state)
 }
 

@@ -202,27 +202,43 @@ pub async fn plain_rejections_as_problems(response: Response) -> Response {
     converted
 }
 
-/// Asks the client to close the connection after a 413 (a router layer:
-/// `axum::middleware::map_response`). The refused body was not read to its end, so the server
-/// closes the connection; without `Connection: close` a client would keep it for its next
-/// request and find it gone.
-pub async fn close_after_refused_body(mut response: Response) -> Response {
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+/// Asks the client to close the connection after an error answer to a request that carried a
+/// body (a router layer: `axum::middleware::from_fn`). A request refused early (too large,
+/// not signed in, the wrong media type, over the rate) leaves its body unread, and the server
+/// then closes the connection once it has answered; without `Connection: close` a client would
+/// keep the connection for its next request and find it gone.
+pub async fn close_after_refused_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let has_body = request_has_body(request.headers());
+    let mut response = next.run(request).await;
+    if has_body && response.status().is_client_error() {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// Whether a request's head announces a body: a non-zero `Content-Length` or a
+/// `Transfer-Encoding`.
+fn request_has_body(headers: &axum::http::HeaderMap) -> bool {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).is_some_and(|value| value.to_str().map_or(true, |v| v.trim() != "0"));
+    declared || headers.contains_key(header::TRANSFER_ENCODING)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_refused_body_closes_the_connection_and_other_answers_keep_it() {
-        let too_large = close_after_refused_body(StatusCode::PAYLOAD_TOO_LARGE.into_response()).await;
-        assert_eq!(too_large.headers()[header::CONNECTION], "close");
-        let bad = close_after_refused_body(StatusCode::BAD_REQUEST.into_response()).await;
-        assert!(bad.headers().get(header::CONNECTION).is_none());
+    #[test]
+    fn a_request_has_a_body_when_its_head_says_so() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(!request_has_body(&headers));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        assert!(!request_has_body(&headers));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("409600"));
+        assert!(request_has_body(&headers));
+        headers.remove(header::CONTENT_LENGTH);
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(request_has_body(&headers));
     }
 
     #[test]

@@ -162,6 +162,8 @@ async fn bad_input_gets_a_problem_naming_every_field_and_never_a_500() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{encoding}");
+        // Refused before its body was read: the connection is not kept for another request.
+        assert_eq!(response.headers()["connection"], "close", "{encoding}");
         assert_eq!(problem_fields(&response.json().await.unwrap()), ["Content-Encoding"], "{encoding}");
     }
     // A request larger than the transport limit.
