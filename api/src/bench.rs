@@ -686,7 +686,7 @@ pub async fn summary(
             if views { "views" } else { "Utf8" }
         );
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench_duckdb.py");
+    let script = voxpop_schema::source_file("scripts/bench_duckdb.py");
     let output = std::process::Command::new(venv.join("bin/python")).arg(script).arg(&path).arg(&in_list).output();
     match output {
         Ok(output) if output.status.success() => print!("{}", String::from_utf8_lossy(&output.stdout)),

@@ -38,8 +38,8 @@ fn petition(title: &str, body: &str, province: &str, commune: &str, hours: i64) 
 /// Real news articles as petition text: the headline as title, the article as body.
 fn news_petitions(limit: usize) -> Option<Vec<Petition>> {
     // The project's own copy of the VNTC sample (see connectors/data/PROVENANCE.md).
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/data/vntc_train_sample.jsonl");
-    let raw = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{path}: {err}"));
+    let path = voxpop_schema::source_file("connectors/data/vntc_train_sample.jsonl");
+    let raw = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
     let mut petitions = Vec::new();
     for (index, line) in raw.lines().take(limit).enumerate() {
         let record: serde_json::Value = serde_json::from_str(line).expect("json line");

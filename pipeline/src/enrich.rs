@@ -143,8 +143,8 @@ mod tests {
     #[test]
     fn the_detection_prefix_is_enough_on_real_text() {
         let enricher = Enricher::new(Units::embedded());
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/data/vntc_train_sample.jsonl");
-        let news = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{path}: {err}"));
+        let path = voxpop_schema::source_file("connectors/data/vntc_train_sample.jsonl");
+        let news = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
         let mut petitions: Vec<Petition> = news
             .lines()
             .map(|line| {

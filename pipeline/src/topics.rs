@@ -683,10 +683,8 @@ fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/data/vntc_train_sample.jsonl");
-
     fn sample() -> Vec<(String, String)> {
-        std::fs::read_to_string(SAMPLE)
+        std::fs::read_to_string(voxpop_schema::source_file("connectors/data/vntc_train_sample.jsonl"))
             .unwrap()
             .lines()
             .map(|line| {

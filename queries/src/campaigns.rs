@@ -486,7 +486,7 @@ mod tests {
 
     /// Real Vietnamese news articles (VNTC sample), one per line.
     fn vntc() -> Vec<String> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/data/vntc_train_sample.jsonl");
+        let path = voxpop_schema::source_file("connectors/data/vntc_train_sample.jsonl");
         let source = std::fs::read_to_string(path).expect("VNTC sample is in the repository");
         source
             .lines()

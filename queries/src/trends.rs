@@ -490,7 +490,7 @@ mod tests {
 
     /// Real Vietnamese news (VNTC sample) cut into petition-sized documents of a few sentences.
     fn news_docs() -> Vec<String> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/data/vntc_train_sample.jsonl");
+        let path = voxpop_schema::source_file("connectors/data/vntc_train_sample.jsonl");
         let source = std::fs::read_to_string(path).expect("VNTC sample is in the repository");
         let mut docs = Vec::new();
         for line in source.lines() {

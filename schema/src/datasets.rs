@@ -1459,7 +1459,7 @@ mod tests {
 
     #[test]
     fn the_reference_page_in_docs_is_generated_from_the_code() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SCHEMA.md");
+        let path = crate::source_file("docs/SCHEMA.md");
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == reference_markdown(),

@@ -26,3 +26,15 @@ pub use error::{FieldError, SchemaError, SchemaResult};
 pub use petition::{Channel, Contact, Petition, SCHEMA_VERSION, Submission};
 pub use topics::{Taxonomy, Topic};
 pub use units::{CodeVersion, Commune, Province, Units};
+
+/// A file of the source tree, e.g. `source_file("connectors/data/vntc_train_sample.jsonl")`,
+/// for tests and benches. Found from the running package's `CARGO_MANIFEST_DIR` (cargo and
+/// nextest set it for a test process, and every package sits one level below the workspace
+/// root), else from where this crate was compiled. Read at run time because checkouts that
+/// share one target directory reuse each other's unchanged test binaries, whose compile-time
+/// path may name another checkout, or one that no longer exists.
+pub fn source_file(relative: &str) -> std::path::PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
+    package.join("..").join(relative)
+}

@@ -647,7 +647,7 @@ mod tests {
     #[test]
     fn the_phrase_index_agrees_with_rule_by_rule_matching() {
         let taxonomy = Taxonomy::default_embedded();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/data/vntc_train_sample.jsonl");
+        let path = crate::source_file("connectors/data/vntc_train_sample.jsonl");
         let news = std::fs::read_to_string(path).unwrap();
         let mut texts: Vec<String> = news
             .lines()
