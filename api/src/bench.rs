@@ -470,7 +470,7 @@ const QUERIES: &[(&str, Option<&str>)] = &[
 pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| temp.path().to_owned());
-    let index = PetitionIndex::open_or_create(&dir)?;
+    let mut index = PetitionIndex::open_or_create(&dir)?;
     let existing = index.num_docs();
     if existing != count as u64 {
         index.clear()?;
@@ -495,33 +495,97 @@ pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyho
         println!("indexed {count} petitions in {:.1} s", started.elapsed().as_secs_f64());
     }
     println!("index holds {} petitions; running {queries} queries", index.num_docs());
-    for proximity in [false, true] {
-        // Warm up: the first query of each kind loads posting lists from disk.
-        for (q, province) in QUERIES {
-            index.search(&request(q, *province, proximity))?;
+    // Each search's segments read on the caller's thread alone, then on one thread per core:
+    // the two measured in the same run.
+    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get()).min(voxpop_index::MAX_SEARCH_THREADS);
+    for threads in if parallel > 1 { vec![1, parallel] } else { vec![1] } {
+        index.set_search_threads(threads)?;
+        println!("-- each search on {threads} thread(s)");
+        for proximity in [false, true] {
+            // Warm up: the first query of each kind loads posting lists from disk.
+            for (q, province) in QUERIES {
+                index.search(&request(q, *province, proximity))?;
+            }
+            let mut latencies = Vec::with_capacity(queries);
+            let mut per_query: Vec<Vec<Duration>> = vec![Vec::new(); QUERIES.len()];
+            let mut total_hits = 0usize;
+            for i in 0..queries {
+                let (q, province) = QUERIES[i % QUERIES.len()];
+                let started = Instant::now();
+                let results = index.search(&request(q, province, proximity))?;
+                latencies.push(started.elapsed());
+                per_query[i % QUERIES.len()].push(started.elapsed());
+                total_hits += results.total;
+            }
+            latencies.sort();
+            let percentile = |p: f64| {
+                latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)]
+            };
+            println!(
+                "search latency over {count} petitions{}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {} hits per query)",
+                if proximity { " with proximity ranking" } else { " (default ranking)" },
+                percentile(0.50).as_secs_f64() * 1e3,
+                percentile(0.90).as_secs_f64() * 1e3,
+                percentile(0.99).as_secs_f64() * 1e3,
+                latencies.last().expect("at least one query").as_secs_f64() * 1e3,
+                total_hits / queries.max(1)
+            );
+            // The queries that make the tail: the slowest by their median.
+            let mut medians: Vec<(Duration, &str)> = per_query
+                .iter_mut()
+                .zip(QUERIES)
+                .filter(|(runs, _)| !runs.is_empty())
+                .map(|(runs, (q, _))| {
+                    runs.sort();
+                    (runs[runs.len() / 2], *q)
+                })
+                .collect();
+            medians.sort_by(|a, b| b.cmp(a));
+            let slowest: Vec<String> = medians
+                .iter()
+                .take(3)
+                .map(|(median, q)| format!("{q:?} {:.1} ms", median.as_secs_f64() * 1e3))
+                .collect();
+            println!("  slowest queries (median): {}", slowest.join(", "));
         }
-        let mut latencies = Vec::with_capacity(queries);
-        let mut total_hits = 0usize;
-        for i in 0..queries {
-            let (q, province) = QUERIES[i % QUERIES.len()];
+        // Throughput with searches arriving side by side: a search's segments are read on several
+        // threads, which must not cost more than it saves once the cores are busy anyway.
+        for clients in [1, 2, 4] {
             let started = Instant::now();
-            let results = index.search(&request(q, province, proximity))?;
-            latencies.push(started.elapsed());
-            total_hits += results.total;
+            let latencies: Vec<Duration> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..clients)
+                    .map(|client| {
+                        let index = &index;
+                        scope.spawn(move || -> anyhow::Result<Vec<Duration>> {
+                            let mut latencies = Vec::new();
+                            for i in (client..queries).step_by(clients) {
+                                let (q, province) = QUERIES[i % QUERIES.len()];
+                                let started = Instant::now();
+                                index.search(&request(q, province, false))?;
+                                latencies.push(started.elapsed());
+                            }
+                            Ok(latencies)
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|worker| worker.join().expect("search thread"))
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })?
+            .into_iter()
+            .flatten()
+            .collect();
+            let elapsed = started.elapsed().as_secs_f64();
+            let mut sorted = latencies;
+            sorted.sort();
+            let p99 = sorted[((sorted.len() as f64 * 0.99).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)];
+            println!(
+                "{clients} concurrent client(s), default ranking: {:.0} queries/s, p99 {:.2} ms",
+                sorted.len() as f64 / elapsed,
+                p99.as_secs_f64() * 1e3
+            );
         }
-        latencies.sort();
-        let percentile = |p: f64| {
-            latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)]
-        };
-        println!(
-            "search latency over {count} petitions{}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {} hits per query)",
-            if proximity { " with proximity ranking" } else { " (default ranking)" },
-            percentile(0.50).as_secs_f64() * 1e3,
-            percentile(0.90).as_secs_f64() * 1e3,
-            percentile(0.99).as_secs_f64() * 1e3,
-            latencies.last().expect("at least one query").as_secs_f64() * 1e3,
-            total_hits / queries.max(1)
-        );
     }
     Ok(())
 }

@@ -82,6 +82,25 @@ struct CommitPayload {
     lake_version: i64,
 }
 
+/// Most threads one search reads its segments on.
+pub const MAX_SEARCH_THREADS: usize = 4;
+
+/// One thread per core, at most [`MAX_SEARCH_THREADS`]. A broad query over a million
+/// petitions spends its time scoring every match, segment by segment; on an idle machine a
+/// second core nearly halves that, and under concurrent searches the threads take turns as the
+/// searches would anyway (`voxpop bench search`, docs/BENCHMARKS.md).
+fn default_search_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_SEARCH_THREADS)
+}
+
+fn search_executor(threads: usize) -> IndexResult<tantivy::Executor> {
+    Ok(if threads > 1 {
+        tantivy::Executor::multi_thread(threads, "voxpop-search-")?
+    } else {
+        tantivy::Executor::single_thread()
+    })
+}
+
 fn parse_checkpoint(payload: Option<&str>) -> IndexResult<Option<i64>> {
     let Some(payload) = payload else {
         return Ok(None);
@@ -109,6 +128,8 @@ pub struct PetitionIndex {
     committed_version: Mutex<Option<i64>>,
     /// Where documents take their handling state from (the handling desk); `received` without.
     states: std::sync::RwLock<Option<std::sync::Arc<dyn StateSource>>>,
+    /// The threads a search reads its segments on ([`PetitionIndex::set_search_threads`]).
+    pub(crate) executor: std::sync::Arc<tantivy::Executor>,
 }
 
 /// Says which handling state a petition is in, for the documents the index (re)builds.
@@ -222,7 +243,15 @@ impl PetitionIndex {
             writer: writer.map(Mutex::new),
             committed_version: Mutex::new(committed_version),
             states: std::sync::RwLock::new(None),
+            executor: std::sync::Arc::new(search_executor(default_search_threads())?),
         })
+    }
+
+    /// Reads each search's segments on `threads` threads (1: on the caller's thread alone).
+    /// The default is one per core, at most [`MAX_SEARCH_THREADS`].
+    pub fn set_search_threads(&mut self, threads: usize) -> IndexResult<()> {
+        self.executor = std::sync::Arc::new(search_executor(threads)?);
+        Ok(())
     }
 
     /// Documents built from now on take their handling state from `source`.

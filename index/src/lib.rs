@@ -26,7 +26,7 @@ pub mod schema;
 mod search;
 
 pub use error::{IndexError, IndexResult};
-pub use index::{DEFAULT_MEMORY_BUDGET_BYTES, PetitionIndex, StateSource, WriterOptions};
+pub use index::{DEFAULT_MEMORY_BUDGET_BYTES, MAX_SEARCH_THREADS, PetitionIndex, StateSource, WriterOptions};
 pub use schema::IndexedPetition;
 pub use search::{
     DEFAULT_LIMIT, EXACT_BOOST, FacetCount, Hit, MAX_LIMIT, MAX_OFFSET, MAX_QUERY_CHARS, PHRASE_BOOST, SearchRequest,

@@ -361,13 +361,13 @@ impl PetitionIndex {
         let phrase = if ranked { self.phrase_syllables(&request.q) } else { None };
         type Page = Vec<(f32, DocAddress)>;
         let ((total, facet_counts, topic_counts), page): ((usize, FacetCounts, FacetCounts), Page) = if limit == 0 {
-            (searcher.search(&*query, &counted)?, Vec::new())
+            (self.collect(&searcher, &*query, &counted)?, Vec::new())
         } else if let Some(syllables) = phrase.as_deref().filter(|_| !request.proximity) {
             // The window is ranked again, documents holding the syllables together first (in
             // BM25 order among themselves), then the rest of the window; past the window, BM25
             // order: every page of a search reads from the same order.
             let top = TopDocs::with_limit(PHRASE_RESCORE_WINDOW.max(offset + limit)).order_by_score();
-            let (counts, mut best) = searcher.search(&*query, &(counted, top))?;
+            let (counts, mut best) = self.collect(&searcher, &*query, &(counted, top))?;
             let window = PHRASE_RESCORE_WINDOW.min(best.len());
             let together = self.hold_together(&searcher, syllables, &best[..window])?;
             let mut reranked: Vec<((f32, DocAddress), bool)> = best.drain(..window).zip(together).collect();
@@ -376,13 +376,13 @@ impl PetitionIndex {
             (counts, order.skip(offset).take(limit).collect())
         } else if ranked {
             let top = TopDocs::with_limit(limit).and_offset(offset).order_by_score();
-            searcher.search(&*query, &(counted, top))?
+            self.collect(&searcher, &*query, &(counted, top))?
         } else {
             // Nothing to rank by: browsing is newest first.
             let top = TopDocs::with_limit(limit)
                 .and_offset(offset)
                 .order_by_fast_field::<tantivy::DateTime>("received_at", Order::Desc);
-            let (counts, newest) = searcher.search(&*query, &(counted, top))?;
+            let (counts, newest) = self.collect(&searcher, &*query, &(counted, top))?;
             (counts, newest.into_iter().map(|(_, address)| (0.0, address)).collect())
         };
 
@@ -393,6 +393,22 @@ impl PetitionIndex {
             province_facets: province_facets(&facet_counts),
             topic_facets: topic_facets(&topic_counts),
         })
+    }
+
+    /// Runs `collector` over the matches of `query`, the segments read on the index's search
+    /// threads.
+    fn collect<C: tantivy::collector::Collector>(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        collector: &C,
+    ) -> IndexResult<C::Fruit> {
+        let scoring = if collector.requires_scoring() {
+            tantivy::query::EnableScoring::enabled_from_searcher(searcher)
+        } else {
+            tantivy::query::EnableScoring::disabled_from_searcher(searcher)
+        };
+        Ok(searcher.search_with_executor(query, collector, &self.executor, scoring)?)
     }
 
     /// The hits of `page`, each with a snippet: around the first place the body holds `phrase`

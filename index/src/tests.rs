@@ -663,3 +663,33 @@ fn topics_filter_and_facet() {
     let none = search(&index, &SearchRequest { topic: Some("health".into()), ..SearchRequest::default() });
     assert_eq!(none.total, 0);
 }
+
+#[test]
+fn a_search_reads_the_same_on_one_thread_and_on_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = open(dir.path());
+    let petitions = news_petitions(300).expect("news sample");
+    // One commit per lake version: several segments to spread over the threads.
+    for (version, chunk) in petitions.chunks(60).enumerate() {
+        index.append(chunk, version as i64 + 1).unwrap();
+    }
+    assert!(index.reader.searcher().segment_readers().len() >= 3, "the index has several segments");
+    let requests = [
+        SearchRequest::text("đất đai"),
+        SearchRequest::text("kinh te"),
+        SearchRequest { province: Some("79".into()), ..SearchRequest::text("Hà Nội") },
+        SearchRequest { offset: 7, limit: 11, ..SearchRequest::text("người") },
+        SearchRequest { proximity: true, ..SearchRequest::text("xã hội") },
+        SearchRequest { limit: 0, ..SearchRequest::text("công") },
+        SearchRequest::default(),
+    ];
+    let read = |index: &PetitionIndex| -> Vec<SearchResults> { requests.iter().map(|r| search(index, r)).collect() };
+    index.set_search_threads(1).unwrap();
+    let alone = read(&index);
+    index.set_search_threads(3).unwrap();
+    let spread = read(&index);
+    for ((request, alone), spread) in requests.iter().zip(&alone).zip(&spread) {
+        assert!(alone.total > 0, "{request:?} finds nothing: the comparison would be empty");
+        assert_eq!(alone, spread, "{request:?}");
+    }
+}
