@@ -555,7 +555,7 @@ mod tests {
             received_at,
             province_code: commune.province_code.clone(),
             commune_code: commune.code.clone(),
-            topic: Some(if n % 10 == 0 { "tham_nhung" } else { "moi_truong" }.to_owned()),
+            topic: Some(if n.is_multiple_of(10) { "tham_nhung" } else { "moi_truong" }.to_owned()),
             title: "Bãi rác (dữ liệu tổng hợp)".to_owned(),
         };
         (Uuid::now_v7(), petition)

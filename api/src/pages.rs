@@ -444,52 +444,6 @@ fn field_vi(error: &ProblemField) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_parameters_and_formats_are_named_when_wrong() {
-        let fields = |problem: Problem| -> Vec<(String, String)> {
-            problem.errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect()
-        };
-        assert!(report_params(Some("week=2025-W38&unit=00004&format=xlsx")).is_ok());
-        assert!(report_params(Some("format=html")).is_ok() && report_params(None).is_ok());
-        let pdf = report_params(Some("week=2025-W38&format=pdf")).unwrap_err();
-        assert_eq!(pdf.status, 400);
-        assert_eq!(fields(pdf), [("format".to_owned(), "invalid".to_owned())]);
-        let repeated = report_params(Some("week=2025-W38&week=2025-W39")).unwrap_err();
-        assert_eq!(fields(repeated), [("week".to_owned(), "duplicate_parameter".to_owned())]);
-        let unknown = report_params(Some("foo=1")).unwrap_err();
-        assert_eq!(fields(unknown), [("foo".to_owned(), "unknown_parameter".to_owned())]);
-    }
-
-    #[test]
-    fn problems_are_shown_in_vietnamese_naming_each_field() {
-        let problem = known_params(Some("week=1&week=2&<b>=1"), &["week"]).unwrap_err();
-        let html = problem_html("Tham số không hợp lệ", &problem);
-        assert!(html.contains("<li data-field=\"week\"><code>week</code>: được gửi nhiều lần"), "{html}");
-        let problem = known_params(Some("x=1"), &["week", "province"]).unwrap_err();
-        let html = problem_html("Tham số không hợp lệ", &problem);
-        assert!(html.contains("data-field=\"x\"") && html.contains("(trang nhận: week, province)"), "{html}");
-        let html = problem_html("Tham số không hợp lệ", &known_params(Some("%3Cb%3E=1"), &[]).unwrap_err());
-        assert!(html.contains("data-field=\"&lt;b&gt;\"") && html.contains("không nhận tham số nào"), "{html}");
-        let forbidden = out_of_scope("province", Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside", "x"));
-        assert_eq!(problem_heading(&forbidden), "Ngoài phạm vi đơn vị của bạn");
-        assert!(problem_html("", &forbidden).contains("data-field=\"province\""));
-        let mut conflict = Problem::new(StatusCode::CONFLICT, "invalid-transition", "Not allowed", "x");
-        conflict.allowed = vec!["extend".to_owned(), "transfer".to_owned()];
-        let html = problem_html("Không thực hiện được", &conflict);
-        assert!(html.contains("không cho phép") && html.contains("Được phép: Gia hạn, Chuyển đơn vị khác."), "{html}");
-    }
-
-    #[test]
-    fn escaping_and_encoding() {
-        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;&lt;/b&gt;");
-        assert_eq!(url_encode("đất đai"), "%C4%91%E1%BA%A5t%20%C4%91ai");
-    }
-}
-
 /// Chart.js, vendored (see `assets/PROVENANCE.md`).
 const CHART_JS: &str = include_str!("../assets/chart.umd.min.js");
 
@@ -864,3 +818,49 @@ new Chart(document.getElementById('trends'), {type: 'line',
 document.getElementById('map').dataset.communes = VIETNAM_COMMUNES.length;
 document.body.dataset.chartsReady = 'yes';
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_parameters_and_formats_are_named_when_wrong() {
+        let fields = |problem: Problem| -> Vec<(String, String)> {
+            problem.errors.iter().map(|e| (e.field.clone(), e.code.clone())).collect()
+        };
+        assert!(report_params(Some("week=2025-W38&unit=00004&format=xlsx")).is_ok());
+        assert!(report_params(Some("format=html")).is_ok() && report_params(None).is_ok());
+        let pdf = report_params(Some("week=2025-W38&format=pdf")).unwrap_err();
+        assert_eq!(pdf.status, 400);
+        assert_eq!(fields(pdf), [("format".to_owned(), "invalid".to_owned())]);
+        let repeated = report_params(Some("week=2025-W38&week=2025-W39")).unwrap_err();
+        assert_eq!(fields(repeated), [("week".to_owned(), "duplicate_parameter".to_owned())]);
+        let unknown = report_params(Some("foo=1")).unwrap_err();
+        assert_eq!(fields(unknown), [("foo".to_owned(), "unknown_parameter".to_owned())]);
+    }
+
+    #[test]
+    fn problems_are_shown_in_vietnamese_naming_each_field() {
+        let problem = known_params(Some("week=1&week=2&<b>=1"), &["week"]).unwrap_err();
+        let html = problem_html("Tham số không hợp lệ", &problem);
+        assert!(html.contains("<li data-field=\"week\"><code>week</code>: được gửi nhiều lần"), "{html}");
+        let problem = known_params(Some("x=1"), &["week", "province"]).unwrap_err();
+        let html = problem_html("Tham số không hợp lệ", &problem);
+        assert!(html.contains("data-field=\"x\"") && html.contains("(trang nhận: week, province)"), "{html}");
+        let html = problem_html("Tham số không hợp lệ", &known_params(Some("%3Cb%3E=1"), &[]).unwrap_err());
+        assert!(html.contains("data-field=\"&lt;b&gt;\"") && html.contains("không nhận tham số nào"), "{html}");
+        let forbidden = out_of_scope("province", Problem::new(StatusCode::FORBIDDEN, "out-of-scope", "Outside", "x"));
+        assert_eq!(problem_heading(&forbidden), "Ngoài phạm vi đơn vị của bạn");
+        assert!(problem_html("", &forbidden).contains("data-field=\"province\""));
+        let mut conflict = Problem::new(StatusCode::CONFLICT, "invalid-transition", "Not allowed", "x");
+        conflict.allowed = vec!["extend".to_owned(), "transfer".to_owned()];
+        let html = problem_html("Không thực hiện được", &conflict);
+        assert!(html.contains("không cho phép") && html.contains("Được phép: Gia hạn, Chuyển đơn vị khác."), "{html}");
+    }
+
+    #[test]
+    fn escaping_and_encoding() {
+        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;&lt;/b&gt;");
+        assert_eq!(url_encode("đất đai"), "%C4%91%E1%BA%A5t%20%C4%91ai");
+    }
+}

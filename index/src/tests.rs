@@ -271,7 +271,7 @@ fn checkpoint_survives_reopening_and_rebuilds() {
     {
         let index = open(&nested);
         assert_eq!(index.checkpoint(), None);
-        index.apply(&[first.clone()], 7).unwrap();
+        index.apply(std::slice::from_ref(&first), 7).unwrap();
         assert_eq!(index.checkpoint(), Some(7));
         // One writer per directory.
         assert!(matches!(PetitionIndex::open_or_create_with(&nested, &small_writer()), Err(IndexError::Locked { .. })));
@@ -284,7 +284,7 @@ fn checkpoint_survives_reopening_and_rebuilds() {
     let reader = PetitionIndex::open_read_only(&nested).unwrap();
     assert_eq!(reader.checkpoint(), Some(7));
     assert_eq!(reader.num_docs(), 1);
-    assert!(matches!(reader.apply(&[first.clone()], 8), Err(IndexError::ReadOnly)));
+    assert!(matches!(reader.apply(std::slice::from_ref(&first), 8), Err(IndexError::ReadOnly)));
 
     // Rebuild: nothing changes for searchers until the commit, then all at once.
     let rebuilt: Vec<Petition> = (0..5).map(|i| petition("Ổ gà", "Đường nhiều ổ gà.", "79", "26734", i)).collect();
@@ -309,7 +309,7 @@ fn get_returns_the_stored_petition() {
     let dir = tempfile::tempdir().unwrap();
     let index = open(dir.path());
     let stored = petition("Tiếng ồn karaoke", "Hàng xóm hát karaoke sau 22 giờ.", "48", "20194", 5);
-    index.apply(&[stored.clone()], 1).unwrap();
+    index.apply(std::slice::from_ref(&stored), 1).unwrap();
     let found = index.get(&stored.id).unwrap().unwrap();
     assert_eq!(found.id, stored.id);
     assert_eq!(found.title, stored.title);

@@ -115,23 +115,6 @@ impl EmbeddedLog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_second_open_of_the_same_directory_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = EmbeddedLog::open(dir.path()).await.unwrap();
-        let Err(LogError::Fatal(message)) = EmbeddedLog::open(dir.path()).await else {
-            panic!("a second open must be refused");
-        };
-        assert!(message.contains("in use"), "{message}");
-        drop(first);
-        EmbeddedLog::open(dir.path()).await.expect("free again once the first is closed");
-    }
-}
-
 fn unavailable(dir: &Path, err: std::io::Error) -> LogError {
     LogError::Unavailable(format!("log directory `{}`: {err}", dir.display()))
 }
@@ -339,5 +322,22 @@ impl LogReader for EmbeddedReader {
                 return Ok(Vec::new());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = EmbeddedLog::open(dir.path()).await.unwrap();
+        let Err(LogError::Fatal(message)) = EmbeddedLog::open(dir.path()).await else {
+            panic!("a second open must be refused");
+        };
+        assert!(message.contains("in use"), "{message}");
+        drop(first);
+        EmbeddedLog::open(dir.path()).await.expect("free again once the first is closed");
     }
 }

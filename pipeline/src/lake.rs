@@ -527,13 +527,13 @@ mod tests {
                 .with_configuration_property(TableProperty::EnableChangeDataFeed, Some("true"))
                 .await
                 .unwrap();
-            let batch = petition::to_record_batch(&[old.clone()]).unwrap();
+            let batch = petition::to_record_batch(std::slice::from_ref(&old)).unwrap();
             let batch = batch.project(&(0..old_columns).collect::<Vec<_>>()).unwrap();
             table.write(vec![batch]).with_partition_columns([PARTITION_COLUMN]).await.unwrap();
         }
         let mut lake = PetitionLake::open_or_create(&path).await.unwrap();
         let new = Petition::builder().title("Thu hồi đất").topic("land", 1.0).build();
-        lake.append(Topic::Petitions, &[new.clone()], &BTreeMap::from([(0, 1)])).await.unwrap();
+        lake.append(Topic::Petitions, std::slice::from_ref(&new), &BTreeMap::from([(0, 1)])).await.unwrap();
         let mut read = Vec::new();
         lake.scan_all(|petitions| {
             read.extend(petitions);

@@ -319,7 +319,7 @@ impl Pipeline {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         debug!(version, written = accepted.len(), dead = dead.len(), "lake commit");
         let batches = self.stats.batches.load(Ordering::Relaxed);
-        if self.config.compact_every > 0 && batches % self.config.compact_every == 0 {
+        if self.config.compact_every > 0 && batches.is_multiple_of(self.config.compact_every) {
             // Micro-batches under a trickle of petitions write many small files; readers pay
             // for each one. Only this pipeline writes the table, so the rewrite cannot conflict.
             if let Err(err) = self.lake.compact().await {

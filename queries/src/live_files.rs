@@ -207,7 +207,7 @@ impl TableProvider for LiveFiles {
             self.files.iter().filter(|file| wanted.iter().all(|weeks| weeks.contains(&file.week))).collect();
         // Largest first, each to the lightest group: the groups (one per thread) read about
         // as many bytes each.
-        files.sort_by(|a, b| b.size.cmp(&a.size));
+        files.sort_by_key(|file| std::cmp::Reverse(file.size));
         let groups_wanted = state.config().target_partitions().clamp(1, files.len().max(1));
         let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_wanted];
         for file in files {

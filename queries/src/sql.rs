@@ -1449,7 +1449,7 @@ mod tests {
             ),
             // Three arguments of 60 MB add 120 MB to the largest: past the limit, without the
             // seconds an unoptimised build takes to fold forty of them first.
-            (format!("SELECT length(concat({}))", vec!["repeat('b',60000000)"; 3].join(",")), "`concat`"),
+            (format!("SELECT length(concat({}))", ["repeat('b',60000000)"; 3].join(",")), "`concat`"),
             (format!("SELECT length(concat_ws(repeat('b',60000000),{}))", forty("'x'")), "`concat_ws`"),
             (
                 "SELECT length(array_to_string(array_repeat(repeat('x',1000),100),repeat('y',1000000)))".to_owned(),

@@ -117,7 +117,7 @@ pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -747,14 +747,11 @@ async fn grouped_counts(
     if weeks.is_empty() {
         return Ok(Vec::new());
     }
-    if let Some(frame) = codes_frame(ctx, weeks, place, columns).await? {
-        if let Some(rows) = crate::codes::count_codes(frame).await? {
-            let unclassified = |value: Option<String>| value.unwrap_or_else(|| UNCLASSIFIED.to_owned());
-            return Ok(rows
-                .into_iter()
-                .map(|(values, n)| (values.into_iter().map(unclassified).collect(), n))
-                .collect());
-        }
+    if let Some(frame) = codes_frame(ctx, weeks, place, columns).await?
+        && let Some(rows) = crate::codes::count_codes(frame).await?
+    {
+        let unclassified = |value: Option<String>| value.unwrap_or_else(|| UNCLASSIFIED.to_owned());
+        return Ok(rows.into_iter().map(|(values, n)| (values.into_iter().map(unclassified).collect(), n)).collect());
     }
     let Some(frame) = grouped_counts_frame(ctx, weeks, place, columns).await? else { return Ok(Vec::new()) };
     counted_rows(&frame.collect().await?, columns)
@@ -862,40 +859,6 @@ fn counted_rows(
     Ok(rows)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_weeks_parse_and_step_back_across_years() {
-        let week = IsoWeek::parse("2025-W38").unwrap();
-        assert_eq!(week.monday(), NaiveDate::from_ymd_opt(2025, 9, 15).unwrap());
-        assert_eq!(week.previous().label(), "2025-W37");
-        assert_eq!(IsoWeek::parse("2026-W01").unwrap().previous().label(), "2025-W52");
-        assert_eq!(IsoWeek::parse("2027-W01").unwrap().previous().label(), "2026-W53");
-        for bad in ["2025-38", "2025-W54", "2025-W00", "W38", "", "abcd-W01", "2025-W3x"] {
-            assert!(IsoWeek::parse(bad).is_none(), "{bad}");
-        }
-        // Exactly `YYYY-Www`: what the reports' week parameter accepts, nothing looser.
-        for loose in [" 2026-W45", "2026-W45\n", "+2026-W45", "2026-W1", "2026-w45", "02026-W45", "1999-W52"] {
-            assert!(IsoWeek::parse(loose).is_none(), "{loose:?}");
-            assert!(voxpop_schema::reports::parse_week(loose).is_none(), "{loose:?}");
-        }
-        for exact in ["2026-W01", "2026-W45", "2026-W53"] {
-            assert_eq!(IsoWeek::parse(exact).map(IsoWeek::label).as_deref(), Some(exact));
-            assert_eq!(voxpop_schema::reports::parse_week(exact).as_deref(), Some(exact));
-        }
-    }
-
-    #[test]
-    fn coverage_is_written_the_way_staff_write_it() {
-        assert_eq!(Coverage::new(2_280, 3_321).text, "2,280/3,321 (68.65%)");
-        assert_eq!(Coverage::new(0, 0).text, "0/0 (0.00%)");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(thousands(999), "999");
-    }
-}
-
 /// The summary's 12-week aggregate (petitions per week, topic and province over `weeks`) as the
 /// summary computes it, for `voxpop bench summary`.
 pub async fn bench_topic_counts(ctx: &SessionContext, weeks: &[String]) -> QueryResult<Vec<(Vec<String>, u64)>> {
@@ -978,4 +941,38 @@ pub async fn bench_aggregate_over_files(
     times.remove(0);
     times.sort_by(f64::total_cmp);
     Ok((times[1], groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_weeks_parse_and_step_back_across_years() {
+        let week = IsoWeek::parse("2025-W38").unwrap();
+        assert_eq!(week.monday(), NaiveDate::from_ymd_opt(2025, 9, 15).unwrap());
+        assert_eq!(week.previous().label(), "2025-W37");
+        assert_eq!(IsoWeek::parse("2026-W01").unwrap().previous().label(), "2025-W52");
+        assert_eq!(IsoWeek::parse("2027-W01").unwrap().previous().label(), "2026-W53");
+        for bad in ["2025-38", "2025-W54", "2025-W00", "W38", "", "abcd-W01", "2025-W3x"] {
+            assert!(IsoWeek::parse(bad).is_none(), "{bad}");
+        }
+        // Exactly `YYYY-Www`: what the reports' week parameter accepts, nothing looser.
+        for loose in [" 2026-W45", "2026-W45\n", "+2026-W45", "2026-W1", "2026-w45", "02026-W45", "1999-W52"] {
+            assert!(IsoWeek::parse(loose).is_none(), "{loose:?}");
+            assert!(voxpop_schema::reports::parse_week(loose).is_none(), "{loose:?}");
+        }
+        for exact in ["2026-W01", "2026-W45", "2026-W53"] {
+            assert_eq!(IsoWeek::parse(exact).map(IsoWeek::label).as_deref(), Some(exact));
+            assert_eq!(voxpop_schema::reports::parse_week(exact).as_deref(), Some(exact));
+        }
+    }
+
+    #[test]
+    fn coverage_is_written_the_way_staff_write_it() {
+        assert_eq!(Coverage::new(2_280, 3_321).text, "2,280/3,321 (68.65%)");
+        assert_eq!(Coverage::new(0, 0).text, "0/0 (0.00%)");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
 }

@@ -195,7 +195,7 @@ mod tests {
         match (a, b) {
             (Json::Object(a), Json::Object(b)) => {
                 a.keys() == b.keys()
-                    && a.keys().iter().all(|key| reads_the_same(&a.get(key).unwrap(), &b.get(key).unwrap()))
+                    && a.keys().iter().all(|key| reads_the_same(a.get(key).unwrap(), b.get(key).unwrap()))
             }
             _ => a == b,
         }

@@ -1833,7 +1833,7 @@ pub fn template_xlsx(register: Register) -> Result<Vec<u8>, rust_xlsxwriter::Xls
         sheet.set_column_format(column as u16, &text)?;
         sheet.set_column_width(column as u16, 18)?;
     }
-    Ok(workbook.save_to_buffer()?)
+    workbook.save_to_buffer()
 }
 
 #[cfg(test)]

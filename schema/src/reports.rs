@@ -2826,7 +2826,7 @@ mod tests {
         assert_eq!(data.get((1, 1)).unwrap().to_string(), "Phường Ba Đình");
         assert_eq!(data.get((2, 2)).unwrap().to_string(), "2025-W38");
         let guide = workbook.worksheet_range(GUIDE_SHEET).unwrap();
-        let meetings = guide.rows().find(|row| row[0].to_string() == "meetings_held").unwrap();
+        let meetings = guide.rows().find(|row| row[0] == "meetings_held").unwrap();
         assert_eq!(meetings[1].to_string(), "Số cuộc họp, hội nghị đã tổ chức");
         assert_eq!(meetings[2].to_string(), "cuộc");
         assert_eq!(meetings[3].to_string(), "số nguyên không âm");

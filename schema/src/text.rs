@@ -272,7 +272,7 @@ fn word_byte_bits(eight: u64) -> u64 {
     let at_least = |seven: u64, low: u8| (seven | HIGH).wrapping_sub(ONES * u64::from(low)) & HIGH;
     let seven = eight & !HIGH;
     let digit = at_least(seven, b'0') & !at_least(seven, b'9' + 1);
-    let lower = seven | ONES * 0x20;
+    let lower = seven | (ONES * 0x20);
     let letter = at_least(lower, b'a') & !at_least(lower, b'z' + 1);
     // Non-ASCII bytes (high bit set) belong to a character that is no ASCII separator.
     let word = (eight & HIGH) | digit | letter;

@@ -264,7 +264,7 @@ async fn imports_go_through_the_pipeline_once_and_report_rejected_rows() {
     let (ok, output) = import(&target, &[package.to_str().unwrap()]);
     assert!(ok, "{output}");
     assert!(
-        output.contains("6 petitions imported") == false && output.contains("0 petitions imported, 6 already imported"),
+        !output.contains("6 petitions imported") && output.contains("0 petitions imported, 6 already imported"),
         "{output}"
     );
 
@@ -755,7 +755,7 @@ async fn sql_that_broke_the_engine_is_a_problem_naming_sql_and_the_server_stays_
             "`regexp_replace`",
         ),
         ("SELECT length(regexp_replace(repeat('a',1000000),'a',repeat('b',10000),'g'))".to_owned(), "`regexp_replace`"),
-        (format!("SELECT length(concat({}))", vec!["repeat('b',60000000)"; 3].join(",")), "`concat`"),
+        (format!("SELECT length(concat({}))", ["repeat('b',60000000)"; 3].join(",")), "`concat`"),
         (format!("SELECT length(concat_ws(repeat('b',60000000),{}))", vec!["'x'"; 40].join(",")), "`concat_ws`"),
         (
             "SELECT length(array_to_string(array_repeat(repeat('x',1000),100),repeat('y',1000000)))".to_owned(),
