@@ -208,7 +208,8 @@ pub async fn plain_rejections_as_problems(response: Response) -> Response {
 /// then closes the connection once it has answered; without `Connection: close` a client would
 /// keep the connection for its next request and find it gone.
 pub async fn close_after_refused_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let has_body = request_has_body(request.headers());
+    // HTTP/2 has no `Connection` header: a refused stream leaves the connection usable.
+    let has_body = request.version() <= axum::http::Version::HTTP_11 && request_has_body(request.headers());
     let mut response = next.run(request).await;
     if has_body && response.status().is_client_error() {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
