@@ -120,7 +120,7 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
     let _ = write!(
         html,
         "<section class=\"results\"><p id=\"total\">Tìm thấy <strong>{}</strong> kiến nghị</p>",
-        results.total
+        voxpop_queries::summary::thousands(results.total as u64)
     );
     for hit in &results.hits {
         let province = units.province(&hit.province_code).map_or(hit.province_code.as_str(), |p| p.name.as_str());
@@ -161,7 +161,7 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
             "<li><a href=\"/?{}\">{}</a><span>{}</span></li>",
             escape(&link_with(params, "province", &facet.province_code)),
             escape(name),
-            facet.count
+            voxpop_queries::summary::thousands(facet.count)
         );
     }
     html.push_str("</ul><h2>Theo chủ đề</h2><ul id=\"topic-facets\">");
@@ -174,7 +174,7 @@ fn render_results(html: &mut String, results: &SearchResults, params: &HashMap<S
             "<li><a href=\"/?{}\">{}</a><span>{}</span></li>",
             escape(&link_with(params, "topic", &facet.topic)),
             escape(label),
-            facet.count
+            voxpop_queries::summary::thousands(facet.count)
         );
     }
     html.push_str("</ul></aside>");
@@ -856,6 +856,20 @@ mod tests {
         conflict.allowed = vec!["extend".to_owned(), "transfer".to_owned()];
         let html = problem_html("Không thực hiện được", &conflict);
         assert!(html.contains("không cho phép") && html.contains("Được phép: Gia hạn, Chuyển đơn vị khác."), "{html}");
+    }
+
+    #[test]
+    fn search_counts_are_grouped_by_thousands() {
+        let results = SearchResults {
+            total: 2271,
+            hits: Vec::new(),
+            province_facets: vec![voxpop_index::FacetCount { province_code: "01".to_owned(), count: 1400 }],
+            topic_facets: vec![voxpop_index::TopicCount { topic: "land".to_owned(), count: 12_345 }],
+        };
+        let mut html = String::new();
+        render_results(&mut html, &results, &HashMap::new());
+        assert!(html.contains("Tìm thấy <strong>2,271</strong> kiến nghị"), "{html}");
+        assert!(html.contains("<span>1,400</span>") && html.contains("<span>12,345</span>"), "{html}");
     }
 
     #[test]
