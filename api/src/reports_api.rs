@@ -379,10 +379,26 @@ fn value_text(value: &Option<reports::Value>) -> String {
         None => "—".to_owned(),
         Some(reports::Value::Bool(true)) => "có".to_owned(),
         Some(reports::Value::Bool(false)) => "không".to_owned(),
-        Some(reports::Value::Number(n)) if n.fract() == 0.0 => voxpop_queries::summary::thousands(*n as u64),
-        Some(reports::Value::Number(n)) => format!("{n:.2}"),
+        Some(reports::Value::Number(n)) => number_text(*n),
         Some(reports::Value::Text(text)) => text.clone(),
     }
+}
+
+/// A number as leaders read it: thousands grouped, at most two decimals (`83,194.20`, `1,465`).
+fn number_text(n: f64) -> String {
+    let cents = (n.abs() * 100.0).round() as u64;
+    let sign = if n < 0.0 && cents > 0 { "-" } else { "" };
+    let whole = voxpop_queries::summary::thousands(cents / 100);
+    match cents % 100 {
+        0 => format!("{sign}{whole}"),
+        fraction => format!("{sign}{whole}.{fraction:02}"),
+    }
+}
+
+/// Whether no unit of the synthesis reported anything for its week: neither the unit itself
+/// nor any unit below it.
+fn nothing_reported(synthesis: &voxpop_queries::synthesis::UnitSynthesis) -> bool {
+    !synthesis.reported && synthesis.coverage.iter().all(|level| level.coverage.count == 0)
 }
 
 /// The synthesis as an XLSX workbook for leaders: coverage per level, indicators, missing units.
@@ -442,19 +458,48 @@ pub async fn page(
     }
     use std::fmt::Write;
     use voxpop_index::html_escape as escape;
-    let week = params.get("week").cloned().unwrap_or_else(|| reports::current_week(Utc::now()));
+    let asked = params.get("week");
+    let week = asked.cloned().unwrap_or_else(|| reports::current_week(Utc::now()));
     let villages = voxpop_queries::reports::read_villages(&state.villages).unwrap_or_default();
-    let synthesis = match state.reports.weekly(&week, unit, &villages).await {
-        Ok(synthesis) => synthesis,
-        Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
-            let body = format!(
-                "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Tham số không hợp lệ — {field}: {}</p></html>",
-                escape(&message)
-            );
-            return (StatusCode::BAD_REQUEST, axum::response::Html(body)).into_response();
+    let read = |week: String| {
+        let (state, villages) = (&state, &villages);
+        async move {
+            match state.reports.weekly(&week, unit, villages).await {
+                Ok(synthesis) => Ok(synthesis),
+                Err(voxpop_queries::QueryError::BadRequest { field, message }) => {
+                    let body = format!(
+                        "<!doctype html><html lang=\"vi\"><meta charset=\"utf-8\"><p class=\"error\">Tham số không hợp lệ — {field}: {}</p></html>",
+                        escape(&message)
+                    );
+                    Err((StatusCode::BAD_REQUEST, axum::response::Html(body)).into_response())
+                }
+                Err(err) => Err(Problem::internal(&err).into_response()),
+            }
         }
-        Err(err) => return Problem::internal(&err).into_response(),
     };
+    let mut synthesis = match read(week).await {
+        Ok(synthesis) => synthesis,
+        Err(response) => return response,
+    };
+    // Units report through the week: early in a week nobody has yet, and a page of zeros says
+    // nothing. Without `week`, such a week gives way to the one before, and the page says so.
+    let mut notice = String::new();
+    if asked.is_none() && nothing_reported(&synthesis) {
+        let this_week = synthesis.week.clone();
+        match read(synthesis.previous_week.clone()).await {
+            Ok(earlier) => {
+                notice = format!(
+                    "<p class=\"notice\" id=\"notice\">Tuần {this} chưa có đơn vị nào báo cáo; trang cho xem tuần {shown}. \
+                     <a href=\"/bao-cao?week={this}&amp;unit={unit}\">Xem tuần {this}</a></p>",
+                    this = escape(&this_week),
+                    shown = escape(&earlier.week),
+                    unit = escape(unit),
+                );
+                synthesis = earlier;
+            }
+            Err(response) => return response,
+        }
+    }
     if params.get("format").map(String::as_str) == Some("xlsx") {
         return match synthesis_xlsx(&synthesis) {
             Ok(bytes) => (
@@ -491,8 +536,9 @@ pub async fn page(
          section{{background:#fff;border-radius:6px;margin:16px 24px;padding:12px 16px}}\
          table{{border-collapse:collapse}}td,th{{border:1px solid #eee;padding:4px 8px;text-align:left}}td.n{{text-align:right}}\
          .weeks{{display:flex;gap:16px;padding:12px 24px 0}}.weeks a{{color:#b3261e}}\
+         .notice{{margin:12px 24px 0;padding:8px 12px;background:#fff4e5;border-left:4px solid #e0a100}}.notice a{{color:#b3261e}}\
          @media print{{section{{break-inside:avoid}}.weeks{{display:none}}}}</style><script src=\"/assets/chart.umd.min.js\"></script></head><body>\
-         <header><h1>Tổng hợp báo cáo tuần {week}{days} — {name}</h1></header>{nav}\
+         <header><h1>Tổng hợp báo cáo tuần {week}{days} — {name}</h1></header>{nav}{notice}\
          <section><h2>Tiến độ báo cáo, chuyển đổi số theo cấp</h2><table id=\"coverage\"><tr><th>Cấp</th><th>Đã báo cáo / tổng số</th></tr>",
         week = escape(&synthesis.week),
         name = escape(&synthesis.name),
@@ -514,7 +560,7 @@ pub async fn page(
             escape(&indicator.unit),
             escape(&value_text(&indicator.value)),
             escape(&value_text(&indicator.previous)),
-            indicator.change.map_or(String::new(), |c| format!("{c:+}"))
+            indicator.change.map_or(String::new(), |c| format!("{}{}", if c > 0.0 { "+" } else { "" }, number_text(c)))
         );
     }
     let _ = write!(
@@ -560,4 +606,21 @@ pub async fn page(
         unit = escape(&synthesis.code),
     );
     axum::response::Html(html).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_with_thousands_and_two_decimals_at_most() {
+        assert_eq!(number_text(83194.2), "83,194.20");
+        assert_eq!(number_text(1465.0), "1,465");
+        assert_eq!(number_text(68.89), "68.89");
+        assert_eq!(number_text(0.1 + 0.2), "0.30");
+        assert_eq!(number_text(-1234.5), "-1,234.50");
+        assert_eq!(number_text(-0.001), "0");
+        assert_eq!(value_text(&Some(reports::Value::Number(2_280.0))), "2,280");
+        assert_eq!(value_text(&None), "—");
+    }
 }

@@ -490,6 +490,43 @@ async fn pages_refuse_repeated_unknown_and_bad_parameters_and_keep_their_own_lin
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reports_page_without_a_week_shows_the_week_before_until_a_unit_reports_this_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), None).await;
+    let client = reqwest::Client::new();
+    let this_week = voxpop_schema::reports::current_week(chrono::Utc::now());
+    let week_before = voxpop_schema::reports::current_week(chrono::Utc::now() - chrono::Duration::days(7));
+    let (status, _, page) = fetch(client.get(server.url("/bao-cao?unit=00004"))).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    assert!(page.contains(&format!("Tổng hợp báo cáo tuần {week_before} (")), "the week before: {page}");
+    assert!(
+        page.contains(&format!("Tuần {this_week} chưa có đơn vị nào báo cáo; trang cho xem tuần {week_before}"))
+            && page.contains(&format!("href=\"/bao-cao?week={this_week}&amp;unit=00004\"")),
+        "the notice links to this week: {page}"
+    );
+    // A week asked for is shown as it is, reported or not.
+    let (_, _, asked) = fetch(client.get(server.url(&format!("/bao-cao?week={this_week}&unit=00004")))).await;
+    assert!(asked.contains(&format!("Tổng hợp báo cáo tuần {this_week} (")) && !asked.contains("id=\"notice\""));
+    let response = client
+        .post(server.url("/api/v1/reports"))
+        .json(&json!({"unit": "00004", "week": this_week, "values": {"meetings_held": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = fetch(client.get(server.url("/bao-cao?unit=00004"))).await.2;
+        if shown.contains(&format!("Tổng hợp báo cáo tuần {this_week} (")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(shown.contains(&format!("Tổng hợp báo cáo tuần {this_week} (")), "this week once reported: {shown}");
+    assert!(!shown.contains("id=\"notice\""), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reports_page_refuses_an_unknown_format_and_repeated_or_unknown_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), None).await;
