@@ -413,8 +413,9 @@ impl PetitionIndex {
 
     /// The hits of `page`, each with a snippet: around the first place the body holds `phrase`
     /// (a multi-syllable query's syllables together) when it does, so that "dat dai" shows the
-    /// petition's "đất đai" rather than a passage dense with "đại"; elsewhere tantivy's best
-    /// fragment.
+    /// petition's "đất đai" rather than a passage dense with "đại"; else around a stretch holding
+    /// several different syllables of the query; elsewhere tantivy's best fragment
+    /// ([`snippet_span`]).
     fn hits(
         &self,
         searcher: &Searcher,
@@ -431,7 +432,7 @@ impl PetitionIndex {
         for (score, address) in page {
             let doc: TantivyDocument = searcher.doc(address)?;
             let stored = self.fields.stored(&doc)?;
-            let snippet = match phrase.and_then(|syllables| phrase_span(&stored.body, syllables)) {
+            let snippet = match phrase.and_then(|syllables| snippet_span(&stored.body, syllables)) {
                 Some(span) => snippet_around(&snippets, &stored.body, span),
                 None => snippet_html(&snippets, &stored.body),
             };
@@ -511,17 +512,28 @@ fn snippet_html(generator: &SnippetGenerator, body: &str) -> String {
 /// shorter, and a page of long ones stays cheap to show (the body is tokenized up to here).
 const PHRASE_SNIPPET_SCAN_BYTES: usize = 8 * 1024;
 
-/// Byte range of the first place `text` holds `syllables` together, in order, as the folded view
-/// reads it, within its first [`PHRASE_SNIPPET_SCAN_BYTES`].
-fn phrase_span(text: &str, syllables: &[String]) -> Option<std::ops::Range<usize>> {
+/// Byte range a multi-syllable query's snippet is taken around, within the body's first
+/// [`PHRASE_SNIPPET_SCAN_BYTES`], as the folded view reads it: the first place the body holds
+/// `syllables` together, in order; else the first stretch of a snippet's length that holds the
+/// most different ones (at least two), so that "dat dai" shows "đất" beside "dài" rather than a
+/// passage where "đại" repeats. `None` when no stretch holds two.
+fn snippet_span(text: &str, syllables: &[String]) -> Option<std::ops::Range<usize>> {
     use tantivy::tokenizer::TokenStream;
     let mut analyzer = crate::analysis::analyzer(crate::analysis::View::Folded);
     let mut stream = analyzer.token_stream(text);
     // The last `syllables.len()` tokens, as (text, start, end).
     let mut recent: std::collections::VecDeque<(String, usize, usize)> = std::collections::VecDeque::new();
+    // Each different syllable of the query, and where the body last had it.
+    let mut wanted: Vec<(&str, Option<usize>)> = Vec::new();
+    for syllable in syllables {
+        if !wanted.iter().any(|(seen, _)| seen == syllable) {
+            wanted.push((syllable, None));
+        }
+    }
+    let mut best: Option<(usize, std::ops::Range<usize>)> = None;
     while let Some(token) = stream.next() {
         if token.offset_from > PHRASE_SNIPPET_SCAN_BYTES {
-            return None;
+            break;
         }
         if recent.len() == syllables.len() {
             recent.pop_front();
@@ -530,8 +542,18 @@ fn phrase_span(text: &str, syllables: &[String]) -> Option<std::ops::Range<usize
         if recent.len() == syllables.len() && recent.iter().zip(syllables).all(|((text, _, _), want)| text == want) {
             return Some(recent.front()?.1..recent.back()?.2);
         }
+        let Some(found) = wanted.iter_mut().find(|(syllable, _)| *syllable == token.text) else {
+            continue;
+        };
+        found.1 = Some(token.offset_from);
+        let window_start = token.offset_to.saturating_sub(SNIPPET_MAX_BYTES);
+        let starts: Vec<usize> = wanted.iter().filter_map(|(_, at)| *at).filter(|at| *at >= window_start).collect();
+        if starts.len() >= 2 && best.as_ref().is_none_or(|(count, _)| starts.len() > *count) {
+            let first = starts.iter().copied().min().unwrap_or(token.offset_from);
+            best = Some((starts.len(), first..token.offset_to));
+        }
     }
-    None
+    best.map(|(_, span)| span)
 }
 
 /// A snippet of `body` around `span`: tantivy's best fragment within about a snippet's length

@@ -693,3 +693,19 @@ fn a_search_reads_the_same_on_one_thread_and_on_several() {
         assert_eq!(alone, spread, "{request:?}");
     }
 }
+
+#[test]
+fn without_the_syllables_together_the_snippet_shows_several_of_them_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = PetitionIndex::open_or_create(dir.path()).unwrap();
+    // "đất" beside "dài" (folded "dai") once, then "đại" (folded "dai" too) many times; never
+    // "đất đai" together.
+    let filler = "Người dân mong sớm có câu trả lời của chính quyền các cấp. ".repeat(8);
+    let noise = "Trường đại học và đại lý, đại biểu, đại diện, đại hội. ".repeat(4);
+    let body = format!("Thửa đất của gia đình bị lấn chiếm kéo dài. {filler}{noise}");
+    let petition = petition("Kiến nghị", &body, "01", "00004", 1);
+    index.apply(std::slice::from_ref(&petition), 1).unwrap();
+    let snippet = &search(&index, &SearchRequest::text("dat dai")).hits[0].snippet;
+    assert!(snippet.contains("<mark>đất</mark>") && snippet.contains("<mark>dài</mark>"), "{snippet}");
+    assert!(!snippet.contains("<mark>đại</mark>"), "not the passage where one syllable repeats: {snippet}");
+}
