@@ -518,9 +518,7 @@ pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyho
                 total_hits += results.total;
             }
             latencies.sort();
-            let percentile = |p: f64| {
-                latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)]
-            };
+            let percentile = |p: f64| percentile(&latencies, p);
             println!(
                 "search latency over {count} petitions{}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (mean {} hits per query)",
                 if proximity { " with proximity ranking" } else { " (default ranking)" },
@@ -579,7 +577,7 @@ pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyho
             let elapsed = started.elapsed().as_secs_f64();
             let mut sorted = latencies;
             sorted.sort();
-            let p99 = sorted[((sorted.len() as f64 * 0.99).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)];
+            let p99 = percentile(&sorted, 0.99);
             println!(
                 "{clients} concurrent client(s), default ranking: {:.0} queries/s, p99 {:.2} ms",
                 sorted.len() as f64 / elapsed,
@@ -588,6 +586,11 @@ pub async fn search(count: usize, queries: usize, dir: Option<PathBuf>) -> anyho
         }
     }
     Ok(())
+}
+
+/// The `p`-th quantile (nearest rank) of `sorted` latencies, which hold at least one.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
 }
 
 fn request(q: &str, province: Option<&str>, proximity: bool) -> SearchRequest {

@@ -18,12 +18,10 @@ pub fn python() -> PathBuf {
     venv().join("bin").join("python")
 }
 
-/// The `tests` package of the checkout being tested. Read at run time (cargo and nextest both
-/// set `CARGO_MANIFEST_DIR` for a test process): checkouts that share one target directory
-/// can reuse each other's unchanged test binaries, whose compile-time path may name another
-/// checkout, or one that no longer exists.
+/// The `tests` package of the checkout being tested, found at run time
+/// ([`voxpop_schema::source_file`]).
 pub fn tests_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+    voxpop_schema::source_file("tests")
 }
 
 /// The directory of the tests' Python scripts (`tests/py`).
